@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set up mlbench on a fresh machine: system packages (Debian, when run as root), a virtual environment
+# in .venv, and mlbench with its dependencies. Safe to run again: it only installs what is missing.
+#   scripts/setup.sh          what `mlbench run` needs (Fashion-MNIST from Debian's dataset-fashion-mnist)
+#   scripts/setup.sh --test   plus what the tests need (SLURM and munge for the cluster tests, Chromium)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages="dataset-fashion-mnist"
+if [ "${1:-}" = "--test" ]; then
+  packages="$packages slurm-wlm munge chromium"
+fi
+
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  missing=""
+  for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+  if [ -n "$missing" ]; then
+    echo "setup: installing Debian packages:$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  fi
+else
+  echo "setup: not root or no apt-get; skipping system packages ($packages)." \
+       "mlbench downloads Fashion-MNIST into ~/.cache/mlbench when online."
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.mlbench-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements/cpu.txt -nt "$stamp" ]; then
+  echo "setup: installing Python packages into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r requirements/cpu.txt
+  .venv/bin/python -m pip install -q -e ".[onnx,detection,test]"
+  touch "$stamp"
+fi
+echo "setup: done (.venv/bin/mlbench)"

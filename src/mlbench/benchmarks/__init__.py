@@ -1,0 +1,1 @@
+"""Benchmarks: one folder each, fixed file names (see :mod:`mlbench.registry`)."""

@@ -1,0 +1,57 @@
+"""What defines a benchmark: a typed, frozen record per size.
+
+Sizes are small derivations of the reference definition (``dataclasses.replace``), so a quality
+target or a hyper-parameter lives in exactly one place; reports and checks import it from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+SIZE_NAMES = ("reference", "mini", "tiny")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Benchmark:
+    """One benchmark at one size."""
+
+    name: str  # registry name, e.g. "resnet50"
+    size: str  # reference | mini | tiny
+    mlperf_name: str  # MLPerf's name, logged as submission_benchmark (e.g. "resnet")
+    task: str  # e.g. "image classification"
+    description: str
+    ruleset: str  # mlperf-logging training ruleset the log follows, e.g. "4.0.0"
+    division: str  # closed (the MLPerf definition) or open (anything smaller)
+    dataset: str
+    metric: str  # name of the quality metric, e.g. "top1"
+    target: float  # quality target on ``metric`` (higher is better)
+    target_source: str  # where the target comes from, in words
+    eval_every_epochs: int  # evaluation cadence
+    runs_required: int  # runs MLPerf asks for a score
+    max_epochs: int  # epoch budget: a run that has not reached the target by then is aborted
+    batch_size: int  # default per-process batch size
+    hparams: dict[str, Any] = field(default_factory=dict)  # the recipe's hyper-parameters
+    input_shape: tuple[int, ...] = ()  # one sample, channels first (for warm-up and inference)
+    num_classes: int = 0
+    # Inference (MLPerf inference rules); 0 / None where the benchmark has no inference size.
+    inference_target: float | None = None  # 99% of the FP32 reference accuracy
+    inference_target_source: str = ""
+    performance_sample_count: int = 0
+    server_latency_ms: float | None = None
+    loadgen_model_name: str = ""  # the model name in LoadGen's mlperf.conf
+    notes: str = ""
+
+    @property
+    def is_reference(self) -> bool:
+        return self.size == "reference"
+
+    def derive(self, **changes: Any) -> Benchmark:
+        """A variant of this definition (a size) with some fields changed."""
+        if "hparams" in changes:
+            changes["hparams"] = {**self.hparams, **changes["hparams"]}
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

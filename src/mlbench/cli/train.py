@@ -1,0 +1,80 @@
+"""``mlbench train BENCHMARK``: train to the quality target under MLPerf timing and logging."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from mlbench.cli import common
+from mlbench.config import TrainConfig
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train a benchmark to its quality target (MLPerf time to train)",
+        description="Train BENCHMARK at SIZE until it reaches its quality target, with MLPerf timing, an mllog "
+                    "log checked by the official compliance checker, and a result.json in the run directory. "
+                    "Exit code 0 when every run reached the target, 1 when one did not, 2 for invalid options.",
+    )
+    p.add_argument("benchmark", help="benchmark name (see `mlbench list`)")
+    common.add_config_flags(p, TrainConfig, skip=("benchmark",))
+    common.add_layer_flags(p)
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from mlbench import registry
+
+    cfg = common.resolve(TrainConfig, args, benchmark=args.benchmark)
+    registry.get(cfg.benchmark, cfg.size)  # unknown names fail here, before anything runs
+    return train(cfg)
+
+
+def train(cfg: TrainConfig) -> int:
+    """Train in this process, or start torchrun with ``cfg.nproc`` processes."""
+    from mlbench import runs
+    from mlbench.training import distributed, runner
+
+    if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        run_dir = runs.create_run_dir(cfg.output_dir, "train", cfg.benchmark, cfg.size)
+        cfg.run_dir = str(run_dir)
+        launch_file = run_dir / "launch_config.json"
+        runs.write_json(launch_file, cfg.to_dict())
+        print(f"starting torchrun with {cfg.nproc} processes; run directory {run_dir}", flush=True)
+        code = distributed.launch(cfg.nproc, ["train", cfg.benchmark, "--config", str(launch_file)])
+        if code != 0:
+            print(f"mlbench: torchrun exited with code {code}; partial results are in {run_dir}", flush=True)
+        return code
+    try:
+        result = runner.execute(cfg)
+    finally:
+        distributed.shutdown()
+    if distributed.env_info().is_main:
+        print_summary(result)
+    return 0 if result.get("status") == "success" else 1
+
+
+def print_summary(result: dict) -> None:
+    score = result["score"]
+    q = result["quality"]
+    lines = [
+        "",
+        f"result: {result['benchmark']} {result['size']}: {result['status']}",
+        f"  quality: {q['metric']} = {_f(q.get('value'))} (target {q['target']})",
+        f"  time to train: {_f(score['time_to_train_minutes'])} min ({score['method']}"
+        + (f"; {score['note']}" if score['note'] else "") + ")",
+        f"  throughput: {_f(result['metrics']['throughput/samples_per_s'], 1)} samples/s (training steps only)",
+        f"  valid for MLPerf submission: {'yes' if result['valid'] else 'no'}",
+    ]
+    lines += [f"    - {r}" for r in result["validity_reasons"]]
+    lines.append(f"  run directory: {os_path_of(result)}")
+    print("\n".join(lines), flush=True)
+
+
+def os_path_of(result: dict) -> str:
+    cfg = result["config"]
+    return cfg.get("run_dir") or os.path.join(cfg["output_dir"], result["run_id"])
+
+
+def _f(v, nd: int = 4) -> str:
+    return "n/a" if v is None else f"{v:.{nd}f}"

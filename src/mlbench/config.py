@@ -1,0 +1,184 @@
+"""Typed, validated configuration.
+
+Configurations are keyword-only dataclasses. Each field may carry ``choices`` or ``min`` in its metadata;
+:func:`validate` checks every field against its type and these constraints and raises
+:class:`~mlbench.errors.ConfigError` naming the field and what is allowed, before anything runs.
+Values come, in increasing priority, from the defaults, a YAML/JSON file (``--config``), ``--set key=value``
+and the explicit command-line flags. The resolved tree is saved whole with every result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlbench.errors import ConfigError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def opt(default: Any, help: str, **constraints: Any) -> Any:
+    """A dataclass field with a help text and optional ``choices``/``min`` constraints."""
+    return field(default=default, metadata={"help": help, **constraints})
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """Everything ``mlbench train`` needs; saved as config.json in the run directory."""
+
+    benchmark: str = opt("resnet50", "benchmark name (see `mlbench list`)")
+    size: str = opt("mini", "benchmark size", choices=("reference", "mini", "tiny"))
+    data_dir: str | None = opt(None, "dataset root; default: the size's built-in or standard location")
+    output_dir: str = opt("runs", "where run directories are created")
+    run_dir: str | None = opt(None, "use exactly this run directory (set by launchers)")
+    device: str = opt("auto", "auto (cuda when available), cpu, cuda or cuda:N")
+    precision: str = opt("fp32", "numeric precision (bf16/fp16 use autocast)", choices=PRECISIONS)
+    channels_last: bool = opt(False, "use the channels_last memory format for conv nets")
+    compile: bool = opt(False, "torch.compile the model (compiled during init, before run_start)")
+    batch_size: int | None = opt(None, "per-process batch size; default: the benchmark's", min=1)
+    grad_accum: int = opt(1, "gradient accumulation steps", min=1)
+    workers: int | None = opt(None, "data-loader worker processes; default: automatic", min=0)
+    epochs: int | None = opt(None, "epoch budget; default: the benchmark's", min=1)
+    lr: float | None = opt(None, "override the base learning rate (makes the run open division)", min=0.0)
+    seed: int | None = opt(None, "seed of the first run (later runs add 1 each); default: random", min=0)
+    runs: int = opt(1, "number of runs, scored like MLPerf (olympic mean) when >= 3", min=1)
+    resume: str | None = opt(None, "checkpoint to resume from (the result is marked resumed)")
+    checkpoint: bool = opt(True, "write a checkpoint after each evaluation")
+    nproc: int = opt(1, "processes on this machine; > 1 starts torchrun", min=1)
+    log_every: int = opt(20, "steps between progress lines", min=1)
+    dist_timeout_s: int = opt(600, "timeout of collective operations, in seconds", min=10)
+    submission_org: str = opt("mlbench", "submission_org logged in the MLPerf log")
+    submission_platform: str | None = opt(None, "submission_platform; default: derived from the system")
+    submission_status: str = opt(
+        "research", "submission_status", choices=("cloud", "onprem", "preview", "research")
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin is not None:
+        return isinstance(value, origin)
+    return isinstance(value, tp)
+
+
+def _type_name(tp: Any) -> str:
+    args = typing.get_args(tp)
+    if args:
+        return " or ".join(_type_name(a) for a in args)
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def validate(cfg: Any) -> Any:
+    """Check every field of the dataclass ``cfg``; raise ConfigError naming the first bad one."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        tp = hints[f.name]
+        if not _type_ok(value, tp):
+            raise ConfigError(
+                f"invalid value for '{f.name}': {value!r} is not a {_type_name(tp)}",
+                f"{f.metadata.get('help', f.name)}",
+            )
+        if value is None:
+            continue
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(
+                f"invalid value for '{f.name}': {value!r}", f"allowed: {', '.join(map(str, choices))}"
+            )
+        low = f.metadata.get("min")
+        if low is not None and value < low:
+            raise ConfigError(f"invalid value for '{f.name}': {value!r}", f"must be >= {low}")
+    return cfg
+
+
+def parse_value(text: str, tp: Any) -> Any:
+    """Turn a command-line string into a value of type ``tp`` (best effort; validate() checks)."""
+    if text.lower() in ("none", "null"):
+        return None
+    for candidate in typing.get_args(tp) or (tp,):
+        if candidate is bool:
+            if text.lower() in ("true", "1", "yes", "on"):
+                return True
+            if text.lower() in ("false", "0", "no", "off"):
+                return False
+        elif candidate is int:
+            try:
+                return int(text)
+            except ValueError:
+                pass
+        elif candidate is float:
+            try:
+                return float(text)
+            except ValueError:
+                pass
+    return text
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """A YAML or JSON configuration file as a flat dict of field -> value."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}", "pass an existing YAML or JSON file to --config")
+    text = p.read_text()
+    try:
+        if p.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # noqa: BLE001 - any parse error is the user's file
+        raise ConfigError(f"cannot parse config file {p}: {exc}", "fix the file's syntax") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of option: value", None)
+    return data
+
+
+def build(cls: type, *layers: dict[str, Any]) -> Any:
+    """An instance of ``cls`` from the defaults updated by each layer, validated; unknown keys fail."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            k = key.replace("-", "_")
+            if k not in names:
+                from mlbench.registry import did_you_mean
+
+                raise did_you_mean(k, sorted(names), "option")
+            if isinstance(value, str) and hints[k] is not str:
+                value = parse_value(value, hints[k])
+            values[k] = value
+    return validate(cls(**values))
+
+
+def parse_sets(items: list[str] | None) -> dict[str, str]:
+    """``["a=1", "b=x"]`` from repeated ``--set`` flags as a dict."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}", "for example: --set batch_size=64")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out

@@ -1,0 +1,1 @@
+"""Dataset helpers shared by benchmarks: file formats, downloads, caches."""

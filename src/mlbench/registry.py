@@ -1,0 +1,90 @@
+"""The lazy benchmark registry.
+
+A benchmark is a package under ``mlbench.benchmarks`` with fixed module names:
+
+- ``definition``: ``SIZES``, a dict of size name -> :class:`mlbench.benchmarks.base.Benchmark`
+- ``model``: ``build_model(bench)``
+- ``data``: ``build_data(bench, spec)`` -> :class:`mlbench.training.batches.DataBundle`
+- ``train``: the recipe (loss, optimizer, evaluation, MLPerf hyper-parameter keys)
+- ``inference``: pre/post-processing and the accuracy metric used by ``mlbench infer``
+
+Only ``definition`` is imported to list benchmarks; the heavy modules load when used.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+from mlbench.errors import UnknownNameError
+
+# name -> package. Add a benchmark by adding its folder and one line here.
+BENCHMARKS: dict[str, str] = {
+    "resnet50": "mlbench.benchmarks.resnet50",
+}
+
+
+def did_you_mean(name: str, known: list[str] | tuple[str, ...], what: str) -> UnknownNameError:
+    """An error for an unknown ``name`` that lists the known ones and the closest match."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
+    hint = f"did you mean '{close[0]}'?" if close else None
+    known_s = ", ".join(sorted(known))
+    return UnknownNameError(f"unknown {what} '{name}' (known: {known_s})", hint)
+
+
+@dataclass(frozen=True)
+class BenchmarkHandle:
+    """One benchmark at one size, with its modules imported on first use."""
+
+    name: str
+    size: str
+    package: str
+
+    def module(self, part: str) -> ModuleType:
+        return importlib.import_module(f"{self.package}.{part}")
+
+    @property
+    def definition(self):
+        return self.module("definition").SIZES[self.size]
+
+    @property
+    def model(self) -> ModuleType:
+        return self.module("model")
+
+    @property
+    def data(self) -> ModuleType:
+        return self.module("data")
+
+    @property
+    def recipe(self) -> ModuleType:
+        return self.module("train")
+
+    @property
+    def inference(self) -> ModuleType:
+        return self.module("inference")
+
+
+def names() -> list[str]:
+    return list(BENCHMARKS)
+
+
+def sizes(name: str) -> dict:
+    """Size name -> Benchmark definition for one benchmark."""
+    return importlib.import_module(f"{_package(name)}.definition").SIZES
+
+
+def _package(name: str) -> str:
+    if name not in BENCHMARKS:
+        raise did_you_mean(name, names(), "benchmark")
+    return BENCHMARKS[name]
+
+
+def get(name: str, size: str = "mini") -> BenchmarkHandle:
+    """The benchmark ``name`` at ``size``; unknown names get a did-you-mean error."""
+    package = _package(name)
+    known_sizes = sizes(name)
+    if size not in known_sizes:
+        raise did_you_mean(size, list(known_sizes), f"size for {name}")
+    return BenchmarkHandle(name, size, package)

@@ -1,0 +1,301 @@
+"""One MLPerf training run: init, the timed run from ``run_start`` to ``run_stop``, and its outcome.
+
+Timing follows the MLPerf training rules: model build, compilation and warm-up happen between
+``init_start`` and ``init_stop``; the clock starts at ``run_start`` before any data is read; evaluation
+time counts; ``run_stop`` carries ``status`` success when the target is reached and aborted otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mlbench.benchmarks.base import Benchmark
+from mlbench.config import TrainConfig
+from mlbench.registry import BenchmarkHandle
+from mlbench.training import checkpoint, distributed, precision
+from mlbench.training.batches import DataSpec
+from mlbench.training.metric_logger import MetricLogger
+from mlbench.training.mlperf_log import C, MLPerfLog, clear_page_cache
+from mlbench.training.recipe import OptimArgs, StepContext
+
+
+@dataclass
+class RunOutcome:
+    """What one run did; written into result.json by the caller."""
+
+    seed: int
+    status: str = "aborted"  # success | aborted
+    reason: str = ""  # why it stopped, in words
+    epochs: int = 0  # epochs completed
+    samples: int = 0  # training samples processed (all ranks)
+    quality: float | None = None  # last evaluated quality
+    reached_target: bool = False
+    time_to_train_s: float | None = None  # run_start -> run_stop
+    init_s: float = 0.0
+    train_s: float = 0.0  # time in training steps (data waits included, evaluation excluded)
+    eval_s: float = 0.0
+    data_wait_s: float = 0.0
+    evals: list[dict[str, float]] = field(default_factory=list)  # {epoch, quality, elapsed_s}
+    resumed_from: str | None = None
+    eval_count_mismatch: bool = False
+    base_lr: float | None = None
+
+    @property
+    def throughput(self) -> float | None:
+        return self.samples / self.train_s if self.train_s > 0 else None
+
+    def metrics(self) -> dict[str, Any]:
+        """Flat metrics with units in the keys."""
+        return {
+            "time_to_train/minutes": None if self.time_to_train_s is None else self.time_to_train_s / 60,
+            "time_to_train/s": self.time_to_train_s,
+            "init/s": self.init_s,
+            "train/s": self.train_s,
+            "eval/s": self.eval_s,
+            "throughput/samples_per_s": self.throughput,
+            "data/wait_share": self.data_wait_s / self.train_s if self.train_s > 0 else None,
+            "epochs": self.epochs,
+            "samples": self.samples,
+        }
+
+
+class _NonFinite(Exception):
+    pass
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, seed: int,
+              say: Callable[[str], None], dist: distributed.DistInfo, device: torch.device) -> RunOutcome:
+    """One run, from ``init_start`` to ``run_stop``. KeyboardInterrupt is logged as aborted, then re-raised."""
+    bench: Benchmark = handle.definition
+    recipe = handle.recipe.RECIPE
+    out = RunOutcome(seed=seed)
+    mll = MLPerfLog(run_dir / "mlperf_log.txt", enabled=dist.is_main)
+    ctx = StepContext(device=device, channels_last=cfg.channels_last,
+                      autocast=(lambda: precision.autocast(device, cfg.precision)),
+                      rank=dist.rank, world_size=dist.world_size)
+    run_started = False
+    try:
+        division = bench.division if cfg.lr is None else "open"
+        mll.event(C.SUBMISSION_ORG, cfg.submission_org)
+        mll.event(C.SUBMISSION_PLATFORM, cfg.submission_platform or _platform(device, dist))
+        mll.event(C.SUBMISSION_DIVISION, division)
+        mll.event(C.SUBMISSION_STATUS, cfg.submission_status)
+        mll.event(C.SUBMISSION_BENCHMARK, bench.mlperf_name)
+        cleared, how = clear_page_cache() if dist.local_rank == 0 else (False, "")
+        mll.event(C.CACHE_CLEAR, cleared, how=how)
+        say(f"cache_clear: {how}")
+
+        t_init = time.perf_counter()
+        mll.start(C.INIT_START)
+        seed_everything(seed + dist.rank)
+        mll.event(C.SEED, seed)
+
+        model = handle.model.build_model(bench).to(device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        local_bs = cfg.batch_size or bench.batch_size
+        global_bs = local_bs * dist.world_size * cfg.grad_accum
+        spec = DataSpec(batch_size=local_bs, eval_batch_size=max(local_bs, bench.batch_size),
+                        rank=dist.rank, world_size=dist.world_size, workers=cfg.workers, seed=seed,
+                        data_dir=cfg.data_dir, pin_memory=device.type == "cuda")
+        data = handle.data.build_data(bench, spec)  # indexes the data; reads no samples yet
+        epochs = cfg.epochs or bench.max_epochs
+        steps_per_epoch = max(1, len(data.train) // cfg.grad_accum)
+        oargs = OptimArgs(global_batch_size=global_bs, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                          base_lr=cfg.lr, grad_accum=cfg.grad_accum, world_size=dist.world_size)
+        optimizer, scheduler = recipe.build_optimizer(model, bench, oargs)
+        out.base_lr = oargs.extra.get("base_lr")
+        start_epoch = 0
+        if cfg.resume:
+            state = checkpoint.load(cfg.resume, model=model, optimizer=optimizer, scheduler=scheduler)
+            start_epoch, out.resumed_from = state["epoch"], str(cfg.resume)
+            say(f"resumed from {cfg.resume} after epoch {start_epoch} (not valid for time to train)")
+        train_model = model
+        if dist.enabled:
+            train_model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        if cfg.compile:
+            train_model = torch.compile(train_model)
+        scaler = precision.grad_scaler(device, cfg.precision)
+        if cfg.compile or device.type == "cuda":
+            _warm_up(train_model, model, optimizer, recipe, bench, local_bs, ctx)
+
+        mll.event(C.GLOBAL_BATCH_SIZE, global_bs)
+        mll.event(C.GRADIENT_ACCUMULATION_STEPS, cfg.grad_accum)
+        for key, value in recipe.mllog_hparams(bench, oargs, optimizer).items():
+            mll.event(key, value)
+        mll.event(C.TRAIN_SAMPLES, data.train_samples)
+        mll.event(C.EVAL_SAMPLES, data.eval_samples)
+        distributed.barrier()
+        precision.synchronize(device)
+        out.init_s = time.perf_counter() - t_init
+        mll.end(C.INIT_STOP)
+
+        # ---- the timed run ----
+        mll.start(C.RUN_START)
+        run_started = True
+        t0 = time.perf_counter()
+        cadence = bench.eval_every_epochs
+        for epoch in range(start_epoch, epochs):
+            if (epoch - start_epoch) % cadence == 0:
+                mll.start(C.BLOCK_START, first_epoch_num=epoch + 1, epoch_count=min(cadence, epochs - epoch))
+            mll.start(C.EPOCH_START, epoch_num=epoch + 1)
+            _train_epoch(train_model, optimizer, scheduler, scaler, recipe, data.train, epoch, cfg, ctx,
+                         say, out, dist)
+            out.epochs = epoch + 1
+            mll.end(C.EPOCH_STOP, epoch_num=epoch + 1)
+            last = epoch + 1 == epochs
+            if (epoch + 1 - start_epoch) % cadence == 0 or last:
+                t_eval = time.perf_counter()
+                mll.start(C.EVAL_START, epoch_num=epoch + 1)
+                quality, count = recipe.evaluate(train_model, data.eval, ctx)
+                train_model.train()
+                out.eval_s += time.perf_counter() - t_eval
+                if count != data.eval_samples:
+                    out.eval_count_mismatch = True
+                    say(f"WARNING: evaluated {count} samples but the evaluation set has {data.eval_samples}")
+                out.quality = quality
+                out.evals.append({"epoch": epoch + 1, "quality": quality,
+                                  "elapsed_s": time.perf_counter() - t0})
+                mll.event(C.EVAL_ACCURACY, quality, epoch_num=epoch + 1)
+                mll.end(C.EVAL_STOP, epoch_num=epoch + 1)
+                mll.end(C.BLOCK_STOP, first_epoch_num=epoch + 2 - min(cadence, epoch + 1 - start_epoch))
+                say(f"eval epoch {epoch + 1}: {bench.metric} = {quality:.4f} (target {bench.target})")
+                if cfg.checkpoint and dist.is_main:
+                    checkpoint.save(run_dir / "checkpoint.pt", model=model, optimizer=optimizer,
+                                    scheduler=scheduler, epoch=epoch + 1, extra={"seed": seed})
+                if quality >= bench.target:
+                    out.status, out.reached_target = "success", True
+                    out.reason = f"reached the target {bench.metric} >= {bench.target} at epoch {epoch + 1}"
+                    break
+        else:
+            best = max((e["quality"] for e in out.evals), default=float("nan"))
+            out.reason = (f"the epoch budget ({epochs} epochs) ran out before the target {bench.metric} >= "
+                          f"{bench.target} was reached (best {best:.4f})")
+        precision.synchronize(device)
+        out.time_to_train_s = time.perf_counter() - t0
+        mll.end(C.RUN_STOP, status=out.status)
+    except _NonFinite as exc:
+        out.reason = str(exc)
+        _stop_aborted(mll, run_started, out)
+    except KeyboardInterrupt:
+        out.reason = "interrupted (Ctrl-C) before the target was reached"
+        _stop_aborted(mll, run_started, out)
+        raise
+    finally:
+        mll.close()
+    return out
+
+
+def _stop_aborted(mll: MLPerfLog, run_started: bool, out: RunOutcome) -> None:
+    out.status = "aborted"
+    if run_started:
+        mll.end(C.RUN_STOP, status=C.ABORTED)
+
+
+def _platform(device: torch.device, dist: distributed.DistInfo) -> str:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return f"{dist.world_size}x{name.replace(' ', '_')}"
+    import platform
+
+    return f"{dist.world_size}x{platform.machine()}_cpu"
+
+
+def _train_epoch(model, optimizer, scheduler, scaler, recipe, batches, epoch: int, cfg: TrainConfig,
+                 ctx: StepContext, say, out: RunOutcome, dist: distributed.DistInfo) -> None:
+    model.train()
+    batches.set_epoch(epoch)
+    logger = MetricLogger(print_fn=say, bar=None if dist.is_main else False)
+    pending: list[torch.Tensor] = []  # per-step [loss, *parts], read at print steps only
+    part_names: list[str] = []
+    lrs: list[float] = []
+
+    def flush(step: int) -> None:
+        if not pending:
+            return
+        values = torch.stack(pending).float().cpu()
+        pending.clear()
+        if not torch.isfinite(values).all():
+            raise _NonFinite(f"the loss became non-finite (nan or inf) at epoch {epoch}, step {step}: "
+                             "the run is aborted; lower the learning rate or use fp32")
+        logger.extend(lr=lrs, loss=values[:, 0].tolist(),
+                      **{n: values[:, i + 1].tolist() for i, n in enumerate(part_names)})
+        lrs.clear()
+
+    logger.on_print = flush
+    accum = cfg.grad_accum
+    t_start = time.perf_counter()
+    t_prev = t_start
+    n_local = 0
+    for i, batch in enumerate(logger.log_every(batches, cfg.log_every, f"Epoch: [{epoch}]")):
+        now = time.perf_counter()
+        out.data_wait_s += now - t_prev
+        batch = recipe.to_device(batch, ctx)
+        sync = (i + 1) % accum == 0
+        with (model.no_sync() if (not sync and hasattr(model, "no_sync")) else contextlib.nullcontext()):
+            loss, parts = recipe.loss(model, batch, ctx)
+            scaled = loss / accum
+            (scaler.scale(scaled) if scaler else scaled).backward()
+        if sync:
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+        if not part_names and parts:
+            part_names.extend(parts)
+        pending.append(torch.stack([loss.detach().float(), *(p.detach().float() for p in parts.values())]))
+        lrs.append(optimizer.param_groups[0]["lr"])
+        n_local += _batch_len(batch)
+        t_prev = time.perf_counter()
+    flush(-1)
+    out.train_s += time.perf_counter() - t_start
+    out.samples += n_local * dist.world_size
+
+
+def _batch_len(batch: Any) -> int:
+    first = batch[0] if isinstance(batch, (tuple, list)) else batch
+    return len(first)
+
+
+def _warm_up(train_model, model, optimizer, recipe, bench: Benchmark, batch_size: int,
+             ctx: StepContext, steps: int = 3) -> None:
+    """Compile and autotune on synthetic data, then restore the initial weights and optimizer state."""
+    saved_model = copy.deepcopy(model.state_dict())
+    saved_opt = copy.deepcopy(optimizer.state_dict())
+    lrs = [g["lr"] for g in optimizer.param_groups]
+    for g in optimizer.param_groups:
+        g["lr"] = 0.0
+    batch = recipe.synthetic_batch(bench, batch_size, ctx)
+    train_model.train()
+    for _ in range(steps):
+        loss, _ = recipe.loss(train_model, batch, ctx)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    model.load_state_dict(saved_model)
+    optimizer.load_state_dict(saved_opt)
+    for g, lr in zip(optimizer.param_groups, lrs):
+        g["lr"] = lr
+    if not math.isfinite(float(loss.detach())):
+        raise _NonFinite("warm-up on synthetic data produced a non-finite loss")
