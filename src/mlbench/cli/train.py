@@ -32,25 +32,20 @@ def main(args: argparse.Namespace) -> int:
 
 def train(cfg: TrainConfig) -> int:
     """Train in this process, or start torchrun with ``cfg.nproc`` processes."""
-    from mlbench import runs
     from mlbench.training import distributed, runner
 
-    if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        run_dir = runs.create_run_dir(cfg.output_dir, "train", cfg.benchmark, cfg.size)
-        cfg.run_dir = str(run_dir)
-        launch_file = run_dir / "launch_config.json"
-        runs.write_json(launch_file, cfg.to_dict())
-        print(f"starting torchrun with {cfg.nproc} processes; run directory {run_dir}", flush=True)
-        code = distributed.launch(cfg.nproc, ["train", cfg.benchmark, "--config", str(launch_file)])
-        if code != 0:
-            print(f"mlbench: torchrun exited with code {code}; partial results are in {run_dir}", flush=True)
-        return code
+    if (cfg.nproc > 1 or cfg.nnodes > 1) and "WORLD_SIZE" not in os.environ:
+        # torchrun on this node; a failed rank is reported by rank and node (mlbench.slurm.launcher).
+        from mlbench.slurm import launcher
+
+        return launcher.launch_train(cfg)
     try:
         result = runner.execute(cfg)
     finally:
         distributed.shutdown()
-    if distributed.env_info().is_main:
-        print_summary(result)
+    if not distributed.env_info().is_main:
+        return 0  # rank 0 alone writes and judges the result; the other ranks finished their part
+    print_summary(result)
     return 0 if result.get("status") == "success" else 1
 
 

@@ -73,6 +73,17 @@ def broadcast_int(value: int, device: torch.device) -> int:
     return int(t.item())
 
 
+def params_in_sync(model: torch.nn.Module) -> bool:
+    """True when every rank holds the same parameters: a per-tensor (sum, abs-sum) digest, compared exactly."""
+    if not dist.is_initialized():
+        return True
+    digest = torch.stack([torch.stack([p.detach().double().sum(), p.detach().double().abs().sum()])
+                          for p in model.parameters()]).reshape(-1)
+    gathered = [torch.empty_like(digest) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, digest)
+    return all(torch.equal(g, gathered[0]) for g in gathered[1:])
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()

@@ -50,6 +50,8 @@ class RunOutcome:
     resumed_from: str | None = None
     eval_count_mismatch: bool = False
     base_lr: float | None = None
+    params_in_sync: bool | None = None  # data-parallel runs: replicas identical at run_stop (checked)
+    energy: dict[str, Any] = field(default_factory=dict)  # run_start..run_stop, informative (results.energy)
 
     @property
     def throughput(self) -> float | None:
@@ -67,6 +69,8 @@ class RunOutcome:
             "data/wait_share": self.data_wait_s / self.train_s if self.train_s > 0 else None,
             "epochs": self.epochs,
             "samples": self.samples,
+            "dist/params_in_sync": self.params_in_sync,
+            **self.energy,
         }
 
 
@@ -80,17 +84,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, seed: int,
+def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: RunOutcome,
               say: Callable[[str], None], dist: distributed.DistInfo, device: torch.device) -> RunOutcome:
-    """One run, from ``init_start`` to ``run_stop``. KeyboardInterrupt is logged as aborted, then re-raised."""
+    """One run, from ``init_start`` to ``run_stop``, filling ``out`` as it goes.
+
+    A non-finite loss ends the run as aborted. Any other error (Ctrl-C, bad data, a crash) is logged as
+    ``run_stop`` aborted with the reason in ``out``, then re-raised, so the caller can record what was made.
+    """
     bench: Benchmark = handle.definition
     recipe = handle.recipe.RECIPE
-    out = RunOutcome(seed=seed)
+    seed = out.seed
     mll = MLPerfLog(run_dir / "mlperf_log.txt", enabled=dist.is_main)
     ctx = StepContext(device=device, channels_last=cfg.channels_last,
                       autocast=(lambda: precision.autocast(device, cfg.precision)),
                       rank=dist.rank, world_size=dist.world_size)
     run_started = False
+    meter = None  # energy during the timed part (RAPL/NVML where readable)
     try:
         division = bench.division if cfg.lr is None else "open"
         mll.event(C.SUBMISSION_ORG, cfg.submission_org)
@@ -152,12 +161,15 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, seed: in
         mll.start(C.RUN_START)
         run_started = True
         t0 = time.perf_counter()
+        from mlbench.results.energy import EnergyMeter
+
+        meter = EnergyMeter(enabled=dist.is_main).start()
         cadence = bench.eval_every_epochs
         for epoch in range(start_epoch, epochs):
             if (epoch - start_epoch) % cadence == 0:
                 mll.start(C.BLOCK_START, first_epoch_num=epoch + 1, epoch_count=min(cadence, epochs - epoch))
             mll.start(C.EPOCH_START, epoch_num=epoch + 1)
-            _train_epoch(train_model, optimizer, scheduler, scaler, recipe, data.train, epoch, cfg, ctx,
+            train_epoch(train_model, optimizer, scheduler, scaler, recipe, data.train, epoch, cfg, ctx,
                          say, out, dist)
             out.epochs = epoch + 1
             mll.end(C.EPOCH_STOP, epoch_num=epoch + 1)
@@ -191,7 +203,12 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, seed: in
                           f"{bench.target} was reached (best {best:.4f})")
         precision.synchronize(device)
         out.time_to_train_s = time.perf_counter() - t0
+        out.energy = meter.stop(samples=out.samples)
         mll.end(C.RUN_STOP, status=out.status)
+        if dist.enabled:  # DDP keeps the replicas identical; check it, outside the timed part
+            out.params_in_sync = distributed.params_in_sync(model)
+            if not out.params_in_sync:
+                say("WARNING: the ranks' parameters differ at run_stop: data parallelism is broken")
     except _NonFinite as exc:
         out.reason = str(exc)
         _stop_aborted(mll, run_started, out)
@@ -199,7 +216,13 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, seed: in
         out.reason = "interrupted (Ctrl-C) before the target was reached"
         _stop_aborted(mll, run_started, out)
         raise
+    except Exception as exc:
+        out.reason = f"failed: {exc}"
+        _stop_aborted(mll, run_started, out)
+        raise
     finally:
+        if meter is not None:  # an aborted run: stop the sampling thread, keep what was measured
+            out.energy = meter.stop(samples=out.samples)
         mll.close()
     return out
 
@@ -219,7 +242,7 @@ def _platform(device: torch.device, dist: distributed.DistInfo) -> str:
     return f"{dist.world_size}x{platform.machine()}_cpu"
 
 
-def _train_epoch(model, optimizer, scheduler, scaler, recipe, batches, epoch: int, cfg: TrainConfig,
+def train_epoch(model, optimizer, scheduler, scaler, recipe, batches, epoch: int, cfg: TrainConfig,
                  ctx: StepContext, say, out: RunOutcome, dist: distributed.DistInfo) -> None:
     model.train()
     batches.set_epoch(epoch)

@@ -20,7 +20,8 @@ def check_log(log: Path, ruleset: str, timeout: float = 120) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "mlperf_logging.compliance_checker", "--usage", "training",
            "--ruleset", ruleset, str(log)]
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        # cwd: the checker writes compliance_checker.log into its working directory; keep it with the log.
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=log.parent)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"passed": False, "ruleset": ruleset, "output": f"checker did not run: {exc}"}
     text = (out.stdout + out.stderr).strip()
@@ -94,8 +95,9 @@ def execute(cfg: TrainConfig, say_prefix: str = "") -> dict[str, Any]:
             sub.mkdir(exist_ok=True)
             seed = base_seed + i
             say(f"--- run {i + 1}/{cfg.runs} (seed {seed}) ---")
-            outcome = train_run(handle, cfg, sub, seed, say, dinfo, device)
+            outcome = RunOutcome(seed=seed)
             outcomes.append(outcome)
+            train_run(handle, cfg, sub, outcome, say, dinfo, device)
             if dinfo.is_main:
                 check = check_log(sub / "mlperf_log.txt", bench.ruleset)
                 checks.append(check)
@@ -105,9 +107,11 @@ def execute(cfg: TrainConfig, say_prefix: str = "") -> dict[str, Any]:
                 say(f"run {i + 1}: MLPerf log {'passes' if check['passed'] else 'FAILS'} the compliance "
                     f"checker (ruleset {bench.ruleset}, {result['division']} division)")
                 _finish(result, cfg, bench, outcomes, checks, cache_cleared, run_dir, final=False)
-    except KeyboardInterrupt:
+    except BaseException as exc:  # Ctrl-C, bad data, a crash: keep what was made, then fail loudly
         if dinfo.is_main:
-            result["interrupted"] = True
+            result["interrupted" if isinstance(exc, KeyboardInterrupt) else "error"] = str(exc) or type(exc).__name__
+            if len(checks) < len(outcomes):
+                checks.append({"passed": False, "ruleset": bench.ruleset, "output": "run did not finish"})
             _finish(result, cfg, bench, outcomes, checks, cache_cleared, run_dir, final=True)
         raise
     finally:
@@ -147,11 +151,14 @@ def _finish(result, cfg, bench, outcomes, checks, cache_cleared, run_dir: Path, 
     reasons = validity(cfg, bench, outcomes, checks, cache_cleared)
     if not final:
         reasons.append("in progress")
-    if result.get("interrupted"):
+    if result.get("interrupted") is not None:
         reasons.append("interrupted (Ctrl-C) before all runs finished")
+    if result.get("error"):
+        reasons.append(f"failed: {result['error']}")
     result["runs"] = [_run_record(i + 1, o, c) for i, (o, c) in enumerate(zip(outcomes, checks))]
     converged = [o for o in outcomes if o.status == "success"]
-    result["status"] = ("success" if outcomes and len(converged) == len(outcomes) and final
+    result["status"] = ("failed" if result.get("error") else
+                        "success" if outcomes and len(converged) == len(outcomes) and final
                         else "aborted" if final else "running")
     result["score"] = {"time_to_train_minutes": score.minutes, "method": score.method, "note": score.reason,
                        "runs": score.runs, "converged": score.converged}
@@ -162,6 +169,7 @@ def _finish(result, cfg, bench, outcomes, checks, cache_cleared, run_dir: Path, 
         "throughput/samples_per_s": sorted(thr)[len(thr) // 2] if thr else None,
         "quality/last": last.quality if last else None,
         "data/wait_share": last.metrics()["data/wait_share"] if last else None,
+        **(last.energy if last else {}),  # the last run's energy (informative), see mlbench.results.energy
     }
     result["quality"]["value"] = last.quality if last else None
     result["quality"]["reached"] = bool(converged) and len(converged) == len(outcomes)
@@ -169,3 +177,7 @@ def _finish(result, cfg, bench, outcomes, checks, cache_cleared, run_dir: Path, 
     result["validity_reasons"] = reasons
     result["finished_at"] = runs.now_iso() if final else None
     runs.write_json(run_dir / "result.json", result)
+    if final:
+        from mlbench.results.store import record
+
+        record(run_dir)  # index into <output_dir>/results.db; a store failure is only a warning

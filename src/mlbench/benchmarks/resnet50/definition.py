@@ -52,7 +52,7 @@ MINI = REFERENCE.derive(
     target_source="mlbench mini: top-1 >= 0.90 on the Fashion-MNIST test set (reached in ~3 epochs)",
     eval_every_epochs=1,
     runs_required=1,
-    max_epochs=8,
+    max_epochs=5,  # the schedule decays over this budget; 0.90 is reached at epoch 3-4
     batch_size=128,
     hparams={"lr_per_256": 0.4, "warmup_epochs": 0.5, "weight_decay": 5e-5, "image_size": 28, "width": 16},
     input_shape=(1, 28, 28),
