@@ -1,0 +1,48 @@
+"""``mlbench compare RUN_OR_FILTER ...``: a side-by-side table with ratios against a baseline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="compare runs side by side: variance, validity, accuracy, ratios against a baseline",
+        description="Compare runs side by side. Each argument is one entry: a run id (or a unique prefix), a run "
+                    "directory, or filters such as benchmark=resnet50,device=cpu (every matching run, pooled: "
+                    "median, min-max and coefficient of variation). Ratios are against the baseline (the first "
+                    "entry unless --baseline); when two entries are not comparable (different benchmark, size, "
+                    "scenario, mode or workload settings, or an INVALID or aborted run) the table says why "
+                    "instead of printing a ratio.",
+        epilog="examples: mlbench compare 20261128-1830 20261128-1842;  "
+               "mlbench compare benchmark=resnet50,size=mini --by device")
+    p.add_argument("specs", nargs="+", metavar="RUN_OR_FILTER", help="run id, run directory or key=value,...")
+    p.add_argument("--output-dir", default="runs", help="results directory (default: runs)")
+    p.add_argument("--by", default=None, metavar="FIELD",
+                   help="split the matched runs into one entry per value of FIELD (device, stack, system, "
+                        "precision, backend, world_size, ...)")
+    p.add_argument("--baseline", type=int, default=1, metavar="N", help="entry number of the baseline (default 1)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--markdown", action="store_true", help="print a markdown table")
+    fmt.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from mlbench.cli.results import ensure_store
+    from mlbench.results import compare
+
+    out = Path(args.output_dir)
+    if any("=" in s or not (Path(s) / "result.json").is_file() for s in args.specs):
+        ensure_store(out)
+    groups = [compare.resolve(s, out) for s in args.specs]
+    if args.by:
+        groups = [part for g in groups for part in compare.split(g, args.by)]
+    rows = compare.compare(groups, baseline=args.baseline - 1)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        print(compare.render(rows, markdown=args.markdown), end="")
+    return 0

@@ -1,0 +1,177 @@
+"""Small inline-SVG charts (bars, lines, histograms) written by hand: the report needs no plotting library,
+no JavaScript and no network. Each chart is one ``<svg class="plot" data-plot=ID>`` element with a title.
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")
+W, H = 640, 300  # drawing size; the CSS scales charts to the page width
+LEFT, RIGHT, TOP, BOTTOM = 70, 20, 30, 60
+
+
+def _ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> list[float]:
+    """Round tick values covering [lo, hi] (whole numbers only when ``integer``: epochs, processes)."""
+    if hi <= lo:
+        hi = lo + (abs(lo) or 1.0)
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    if integer:
+        step = max(1, round(step))
+    start = math.floor(lo / step) * step
+    return [start + i * step for i in range(int(math.ceil((hi - start) / step)) + 1)]
+
+
+def _num(v: float) -> str:
+    a = abs(v)
+    if a == 0:
+        return "0"
+    return f"{v:.3g}" if a < 1000 else f"{v:,.0f}"
+
+
+class _Frame:
+    """Axes for one chart: maps data to pixels and draws grid, ticks and labels."""
+
+    def __init__(self, xlo: float, xhi: float, ylo: float, yhi: float, xint: bool = False):
+        self.xt = _ticks(xlo, xhi, integer=xint)
+        self.yt = _ticks(ylo, yhi)
+        self.x0, self.x1 = self.xt[0], self.xt[-1]
+        self.y0, self.y1 = self.yt[0], self.yt[-1]
+
+    def x(self, v: float) -> float:
+        return LEFT + (v - self.x0) / ((self.x1 - self.x0) or 1) * (W - LEFT - RIGHT)
+
+    def y(self, v: float) -> float:
+        return H - BOTTOM - (v - self.y0) / ((self.y1 - self.y0) or 1) * (H - TOP - BOTTOM)
+
+    def axes(self, xlabel: str, ylabel: str, xticks: bool = True) -> list[str]:
+        out = []
+        for t in self.yt:
+            y = self.y(t)
+            out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+                       f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_num(t)}</text>')
+        if xticks:
+            for t in self.xt:
+                x = self.x(t)
+                out.append(f'<text x="{x:.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">{_num(t)}</text>')
+        out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{H - BOTTOM}" y2="{H - BOTTOM}" class="axis"/>'
+                   f'<line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{H - BOTTOM}" class="axis"/>')
+        out.append(f'<text x="{(LEFT + W - RIGHT) / 2}" y="{H - 8}" text-anchor="middle">{escape(xlabel)}</text>')
+        out.append(f'<text transform="translate(14,{(TOP + H - BOTTOM) / 2}) rotate(-90)" '
+                   f'text-anchor="middle">{escape(ylabel)}</text>')
+        return out
+
+
+def _title(title: str, width: int = 80) -> list[str]:
+    """The title on one line, or two when long (SVG text does not wrap by itself)."""
+    if len(title) <= width:
+        return [f'<text x="{W / 2}" y="18" text-anchor="middle" class="ttl">{escape(title)}</text>']
+    cut = title.rfind(" ", 0, width)
+    cut = cut if cut > 0 else width
+    first, second = title[:cut], title[cut:].strip()
+    if len(second) > width:
+        second = second[:width - 3] + "..."
+    return [f'<text x="{W / 2}" y="12" text-anchor="middle" class="ttl">{escape(first)}</text>',
+            f'<text x="{W / 2}" y="26" text-anchor="middle" class="ttl">{escape(second)}</text>']
+
+
+MAX_LEGEND = 12  # more entries would make the chart taller than a screen: the rest are counted
+
+
+def _svg(plot_id: str, title: str, body: list[str], legend: list[tuple[str, str]] = ()) -> str:
+    legend = list(legend)
+    if len(legend) > MAX_LEGEND:
+        legend = legend[:MAX_LEGEND - 1] + [(f"... and {len(legend) - MAX_LEGEND + 1} more", "#ffffff")]
+    extra = 18 * len(legend)
+    parts = [f'<svg class="plot" data-plot="{escape(plot_id)}" viewBox="0 0 {W} {H + extra}" role="img" '
+             f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>',
+             *_title(title), *body]
+    for i, (name, color) in enumerate(legend):
+        y = H + 4 + 18 * i
+        parts.append(f'<rect x="{LEFT}" y="{y}" width="12" height="12" fill="{color}"/>'
+                     f'<text x="{LEFT + 18}" y="{y + 11}">{escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def bars(plot_id: str, title: str, labels: list[str], values: list[float | None], ylabel: str,
+         spans: list[tuple[float, float] | None] | None = None, categories: bool = False) -> str:
+    """Vertical bars, one per label, with optional min-max whiskers. Long labels go in a numbered legend;
+    with ``categories`` the (short) labels are written under the bars instead."""
+    spans = spans or [None] * len(values)
+    top = max([v for v in values if v is not None] + [hi for s in spans if s for hi in s[1:]] + [0.0])
+    f = _Frame(0, 1, 0, top or 1.0)
+    n = max(1, len(values))
+    slot = (W - LEFT - RIGHT) / n
+    body = f.axes("", ylabel, xticks=False)
+    legend = []
+    for i, (label, v) in enumerate(zip(labels, values, strict=True)):
+        color = PALETTE[i % len(PALETTE)]
+        if not categories:
+            legend.append((f"{i + 1}: {label}", color))
+        x = LEFT + i * slot + slot * 0.15
+        tick = escape(label) if categories else str(i + 1)
+        body.append(f'<text x="{x + slot * 0.35:.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">{tick}</text>')
+        if v is None:
+            body.append(f'<text x="{x + slot * 0.35:.1f}" y="{H - BOTTOM - 6}" text-anchor="middle">n/a</text>')
+            continue
+        y = f.y(v)
+        body.append(f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" '
+                    f'height="{H - BOTTOM - y:.1f}" fill="{color}"><title>{escape(label)}: {_num(v)}</title></rect>'
+                    f'<text x="{x + slot * 0.35:.1f}" y="{y - 4:.1f}" text-anchor="middle">{_num(v)}</text>')
+        if spans[i]:
+            lo, hi = spans[i]
+            cx = x + slot * 0.35
+            body.append(f'<line class="whisker" x1="{cx:.1f}" x2="{cx:.1f}" y1="{f.y(lo):.1f}" y2="{f.y(hi):.1f}"/>')
+    return _svg(plot_id, title, body, legend)
+
+
+def lines(plot_id: str, title: str, series: list[tuple[str, list[tuple[float, float]]]], xlabel: str,
+          ylabel: str, hline: tuple[float, str] | None = None, ylo: float | None = None) -> str:
+    """One polyline (with point markers) per series; an optional dashed horizontal line (a target)."""
+    pts = [p for _, s in series for p in s]
+    ys = [y for _, y in pts] + ([hline[0]] if hline else [])
+    xs = [x for x, _ in pts] or [0.0, 1.0]
+    xint = all(float(x).is_integer() for x in xs)
+    f = _Frame(min(xs + [0.0]), max(xs), min(ys) if ylo is None else ylo, max(ys or [1.0]), xint=xint)
+    body = f.axes(xlabel, ylabel)
+    if hline:
+        y = f.y(hline[0])
+        body.append(f'<line class="target" x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
+                    f'<text x="{W - RIGHT - 4}" y="{y - 4:.1f}" text-anchor="end">{escape(hline[1])}</text>')
+    legend = []
+    for i, (name, s) in enumerate(series):
+        color = PALETTE[i % len(PALETTE)]
+        legend.append((name, color))
+        path = " ".join(f"{f.x(x):.1f},{f.y(y):.1f}" for x, y in s)
+        body.append(f'<polyline class="series" points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        body += [f'<circle cx="{f.x(x):.1f}" cy="{f.y(y):.1f}" r="3" fill="{color}"/>' for x, y in s]
+    return _svg(plot_id, title, body, legend)
+
+
+def histogram(plot_id: str, title: str, values: list[float], xlabel: str, bins: int = 40,
+              marks: list[tuple[float, str]] = ()) -> str:
+    """A histogram of ``values`` with vertical marks (percentiles)."""
+    lo, hi = min(values), max(values)
+    width = (hi - lo) / bins or 1.0
+    counts = [0] * bins
+    for v in values:
+        counts[min(bins - 1, int((v - lo) / width))] += 1
+    f = _Frame(lo, hi if hi > lo else lo + width, 0, max(counts))
+    body = f.axes(xlabel, "queries")
+    for i, c in enumerate(counts):
+        x0, x1 = f.x(lo + i * width), f.x(lo + (i + 1) * width)
+        body.append(f'<rect class="bar" x="{x0:.1f}" y="{f.y(c):.1f}" width="{max(0.5, x1 - x0 - 0.5):.1f}" '
+                    f'height="{H - BOTTOM - f.y(c):.1f}" fill="{PALETTE[0]}"/>')
+    for j, (v, name) in enumerate(marks):
+        if not lo <= v <= hi:
+            continue
+        x = f.x(v)
+        body.append(f'<line class="target" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{H - BOTTOM}"/>'
+                    f'<text x="{x + 3 if x < W * 0.7 else x - 3:.1f}" y="{TOP + 12 + 12 * (j % 4)}" '
+                    f'text-anchor="{"start" if x < W * 0.7 else "end"}">{escape(name)}</text>')
+    return _svg(plot_id, title, body)
