@@ -92,6 +92,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="steps per trial")
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--data-dir", default=None, help="Fashion-MNIST folder for --case mini (default: standard places)")
     args = ap.parse_args()
 
     handle = registry.get("resnet50", args.case)
@@ -103,7 +104,8 @@ def main() -> None:
     ctx = StepContext(device=device, channels_last=args.channels_last,
                       autocast=lambda: precision.autocast(device, args.precision))
     if args.case == "mini":
-        data = handle.data.build_data(bench, DataSpec(batch_size=bs, eval_batch_size=bs))
+        data = handle.data.build_data(bench, DataSpec(batch_size=bs, eval_batch_size=bs,
+                                                                      data_dir=args.data_dir))
         batches = Take(data.train, steps)
     else:
         batches = Repeat((torch.randn(bs, *bench.input_shape), torch.randint(0, 1000, (bs,))), steps)

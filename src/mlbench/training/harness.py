@@ -23,6 +23,7 @@ import torch
 from mlbench.benchmarks.base import Benchmark
 from mlbench.config import TrainConfig
 from mlbench.registry import BenchmarkHandle
+from mlbench.results.energy import EnergyMeter
 from mlbench.training import checkpoint, distributed, precision
 from mlbench.training.batches import DataSpec
 from mlbench.training.metric_logger import MetricLogger
@@ -161,8 +162,6 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
         mll.start(C.RUN_START)
         run_started = True
         t0 = time.perf_counter()
-        from mlbench.results.energy import EnergyMeter
-
         meter = EnergyMeter(enabled=dist.is_main).start()
         cadence = bench.eval_every_epochs
         for epoch in range(start_epoch, epochs):
