@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import make_imagenet_tree
 
 
 @pytest.fixture(autouse=True)
@@ -17,44 +15,6 @@ def _no_cache_drop(monkeypatch, tmp_path):
     # Tests must not drop the machine's page cache; the harness logs that it skipped it.
     monkeypatch.setenv("MLBENCH_SKIP_CACHE_CLEAR", "1")
     monkeypatch.setenv("MLBENCH_CACHE", str(tmp_path / "cache"))
-
-
-def write_jpeg(path: Path, color: tuple[int, int, int], size: int = 64, seed: int = 0) -> None:
-    """A real JPEG: a coloured square with a little noise."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    arr = np.clip(np.array(color, dtype=np.int16) + rng.integers(-20, 20, (size, size, 3)), 0, 255)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr.astype(np.uint8)).save(path, format="JPEG", quality=90)
-
-
-COLORS = {"n01440764": (220, 30, 30), "n01443537": (30, 30, 220)}
-
-
-def make_imagenet_tree(root: Path, per_class_train: int = 8, per_class_val: int = 5,
-                       mislabel_one: bool = True) -> Path:
-    """ILSVRC2012 layout: train/<wnid>/*.JPEG and val/*.JPEG with val_map.txt (labels = sorted wnid index).
-
-    With ``mislabel_one`` one validation image of the second class is labelled as the first, so a model
-    that learned the colours scores (n-1)/n, below 1.0 (the MLPerf checkers reject an accuracy of 1.0).
-    """
-    wnids = sorted(COLORS)
-    lines = []
-    k = 0
-    for label, wnid in enumerate(wnids):
-        for i in range(per_class_train):
-            write_jpeg(root / "train" / wnid / f"{wnid}_{i}.JPEG", COLORS[wnid], seed=100 * label + i)
-        for i in range(per_class_val):
-            k += 1
-            name = f"ILSVRC2012_val_{k:08d}.JPEG"
-            write_jpeg(root / "val" / name, COLORS[wnid], seed=1000 + k)
-            lines.append(f"{name} {label}")
-    if mislabel_one:
-        name, _ = lines[-1].split()
-        lines[-1] = f"{name} 0"
-    (root / "val" / "val_map.txt").write_text("\n".join(lines) + "\n")
-    return root
 
 
 @pytest.fixture
@@ -74,13 +34,3 @@ def fashion_dir(tmp_path) -> Path:
         idx.write(d / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 255, (n, 28, 28), dtype=np.uint8))
         idx.write(d / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, (n,), dtype=np.uint8))
     return d
-
-
-def mlbench(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path | None = None
-            ) -> subprocess.CompletedProcess:
-    """Run the CLI as a user would, in a subprocess."""
-    import os
-
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "mlbench", *args], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, cwd=cwd)

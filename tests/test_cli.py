@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import make_imagenet_tree, mlbench
+from support import make_imagenet_tree, mlbench
 
 
 def test_help_on_every_command():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_imagenet_tree, mlbench
+from support import make_imagenet_tree, mlbench
 
 
 def _only_run_dir(out: Path) -> Path:

@@ -58,7 +58,7 @@ class ClassificationRecipe:
         hp = bench.hparams
         base_lr = args.base_lr if args.base_lr is not None else reference_lr(hp, args.global_batch_size)
         decay, no_decay = [], []
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if not p.requires_grad:
                 continue
             # MLPerf's ResNet recipe exempts batch-norm and bias parameters from weight decay.
