@@ -132,3 +132,27 @@ def test_hung_rank_fails_the_job_within_the_collective_timeout(tmp_path):
     assert "mlbench: error: training job failed: rank" in out and "on node" in out
     failure = _check_kept(run_dir)
     assert failure["rank"] in (0, 1)
+
+
+def test_read_failure_keeps_an_error_without_message():
+    lines = ["torch.distributed.elastic.rendezvous.api.RendezvousClosedError"]
+    assert launcher.read_failure(1, lines).error == lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_terminated_launcher_records_a_failed_result(tmp_path):
+    # What SLURM does at the time limit or on scancel: SIGTERM to the launcher.
+    proc = _start(tmp_path)
+    try:
+        checkpoint = _wait_for("*/run_1/checkpoint.pt", tmp_path, proc)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    assert "launcher got SIGTERM" in out
+    failure = _check_kept(checkpoint.parent.parent)
+    assert "SIGTERM" in failure["message"]

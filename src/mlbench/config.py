@@ -50,6 +50,11 @@ class TrainConfig:
     resume: str | None = opt(None, "checkpoint to resume from (the result is marked resumed)")
     checkpoint: bool = opt(True, "write a checkpoint after each evaluation")
     nproc: int = opt(1, "processes on this machine; > 1 starts torchrun", min=1)
+    nnodes: int = opt(1, "nodes in the job; > 1 starts torchrun on each node with c10d rendezvous", min=1)
+    rdzv_endpoint: str | None = opt(None, "host:port of the c10d rendezvous for --nnodes > 1 (the first node)")
+    rdzv_id: str = opt("mlbench", "rendezvous id: the same on every node of one job, distinct between jobs")
+    node_rank: int | None = opt(None, "this node's rank 0..nnodes-1 (node 0 hosts the rendezvous endpoint); "
+                                      "default: assigned by torchrun's c10d rendezvous", min=0)
     log_every: int = opt(20, "steps between progress lines", min=1)
     dist_timeout_s: int = opt(600, "timeout of collective operations, in seconds", min=10)
     submission_org: str = opt("mlbench", "submission_org logged in the MLPerf log")

@@ -1,0 +1,138 @@
+"""The sbatch script that runs one training job on a SLURM cluster.
+
+The script is written into the run directory (which must be on storage every node sees) and kept there, so
+what ran can be read and re-submitted by hand. It starts one ``mlbench train`` per node through ``srun``; each
+starts torchrun with ``--nproc-per-node`` processes, and the nodes meet at a c10d rendezvous on the first node.
+Only the cluster fields are added here; the run's own options are the ``submit_config.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlbench.config import TrainConfig, opt
+from mlbench.errors import ConfigError
+
+_TIME = re.compile(r"^(\d+-\d{1,2}(:\d{2}){0,2}|\d+(:\d{2}){0,2})$")  # sbatch --time formats
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+@dataclass(kw_only=True)
+class SlurmConfig:
+    """The cluster side of ``mlbench slurm submit``; saved as slurm_job.json in the run directory."""
+
+    nodes: int = opt(1, "nodes for the job (sbatch --nodes); one torchrun per node", min=1)
+    gpus_per_node: int = opt(0, "GPUs per node (sbatch --gpus-per-node); one process per GPU. "
+                                "0: CPU nodes, --nproc processes per node", min=0)
+    partition: str | None = opt(None, "partition (sbatch --partition); default: the cluster's default")
+    time: str = opt("01:00:00", "time limit (sbatch --time): MM, HH:MM:SS or D-HH[:MM[:SS]]")
+    account: str | None = opt(None, "account to charge (sbatch --account)")
+    cpus_per_task: int | None = opt(None, "CPUs for each node's torchrun (sbatch --cpus-per-task)", min=1)
+    requeue: bool = opt(False, "let SLURM requeue the job (preemption, node failure); a requeued job resumes "
+                               "from its last checkpoint and its result is marked resumed")
+    rdzv_port: int | None = opt(None, "rendezvous port on the first node; default: 29500 plus the job id modulo 1000",
+                                min=1024)
+    python: str | None = opt(None, "python that runs mlbench on the nodes; default: this one "
+                                   "(its environment must be on shared storage)")
+
+    def check(self, train: TrainConfig) -> None:
+        """Combinations that cannot run, rejected before anything is written or submitted."""
+        if not _TIME.match(self.time):
+            raise ConfigError(f"invalid value for 'time': {self.time!r}",
+                              "use sbatch's formats: 30, 30:00, 01:30:00 or 1-00:00:00")
+        for name in ("partition", "account"):
+            value = getattr(self, name)
+            if value is not None and not _NAME.match(value):
+                raise ConfigError(f"invalid value for '{name}': {value!r}",
+                                  "letters, digits, '_', '.', '-' only (see `sinfo` / `sacctmgr show assoc`)")
+        if self.requeue and train.runs > 1:
+            raise ConfigError("--requeue resumes one run from its checkpoint; it cannot be combined with "
+                              f"--runs {train.runs}", "submit one job per run, or drop --requeue")
+        if train.nnodes != 1 or train.rdzv_endpoint or train.node_rank is not None:
+            raise ConfigError("--nnodes/--rdzv-endpoint/--node-rank are set by the job script",
+                              "use --nodes for the number of nodes")
+        if self.gpus_per_node and train.device == "cpu":
+            raise ConfigError("--gpus-per-node with --device cpu", "drop one of them")
+
+    def nproc_per_node(self, train: TrainConfig) -> int:
+        return self.gpus_per_node or train.nproc
+
+
+def _sbatch_lines(s: SlurmConfig, train: TrainConfig, run_dir: Path) -> list[str]:
+    lines = [
+        f"--job-name=mlbench-{train.benchmark}-{train.size}",
+        f"--nodes={s.nodes}",
+        "--ntasks-per-node=1",  # one torchrun per node; it starts the node's processes
+        f"--time={s.time}",
+        f"--output={run_dir}/slurm-%j.out",
+        "--open-mode=append",  # a requeued job appends to the same output file
+        "--requeue" if s.requeue else "--no-requeue",
+    ]
+    if s.gpus_per_node:
+        lines.append(f"--gpus-per-node={s.gpus_per_node}")
+    if s.cpus_per_task:
+        lines.append(f"--cpus-per-task={s.cpus_per_task}")
+    if s.partition:
+        lines.append(f"--partition={s.partition}")
+    if s.account:
+        lines.append(f"--account={s.account}")
+    return lines
+
+
+def render(s: SlurmConfig, train: TrainConfig, run_dir: Path, config_file: Path, command: str) -> str:
+    """The sbatch script text: readable, self-contained, runnable by hand with ``sbatch``."""
+    q = shlex.quote
+    python = s.python or sys.executable
+    nproc = s.nproc_per_node(train)
+    port = str(s.rdzv_port) if s.rdzv_port else "$(( 29500 + SLURM_JOB_ID % 1000 ))"
+    head = [
+        "#!/bin/bash",
+        f"# Written by: {command}",
+        f"# {train.benchmark} {train.size}: {s.nodes} node(s) x {nproc} process(es), {train.runs} run(s).",
+        f"# Results: {run_dir} (must be on storage that every node sees).",
+        *[f"#SBATCH {line}" for line in _sbatch_lines(s, train, run_dir)],
+        "",
+        "set -euo pipefail",
+        f"RUN_DIR={q(str(run_dir))}",
+        f"CONFIG={q(str(config_file))}",
+        f"PYTHON={q(python)}",
+        "export PYTHONUNBUFFERED=1",
+        "",
+        "# The first node hosts the torchrun rendezvous; NodeAddr is how the other nodes reach it.",
+        'HEAD_NODE=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        'HEAD_ADDR=$(scontrol show node "$HEAD_NODE" | sed -n \'s/.*NodeAddr=\\([^ ]*\\).*/\\1/p\')',
+        'HEAD_ADDR=${HEAD_ADDR:-$HEAD_NODE}',
+        f"PORT={port}",
+        "",
+    ]
+    resume = [
+        "# A requeued job (preemption, node failure) resumes from the last checkpoint of its run;",
+        "# the result is then marked resumed: not valid for time to train.",
+        "RESUME=()",
+        'if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then',
+        '    if [ -f "$RUN_DIR/run_1/mlperf_log.txt" ]; then',
+        '        mv "$RUN_DIR/run_1/mlperf_log.txt" "$RUN_DIR/run_1/mlperf_log.before-restart-$SLURM_RESTART_COUNT.txt"',
+        "    fi",
+        '    if [ -f "$RUN_DIR/run_1/checkpoint.pt" ]; then',
+        '        echo "requeued (restart $SLURM_RESTART_COUNT): resuming from $RUN_DIR/run_1/checkpoint.pt"',
+        '        RESUME=(--resume "$RUN_DIR/run_1/checkpoint.pt")',
+        "    else",
+        '        echo "requeued (restart $SLURM_RESTART_COUNT): no checkpoint yet, starting over"',
+        "    fi",
+        "fi",
+        "",
+    ] if s.requeue else ["RESUME=()", ""]
+    run = [
+        'echo "job $SLURM_JOB_ID: $SLURM_NNODES node(s) ($SLURM_JOB_NODELIST), rendezvous $HEAD_ADDR:$PORT"',
+        "# One task per node; --kill-on-bad-exit stops every node when one fails.",
+        "srun --ntasks-per-node=1 --kill-on-bad-exit=1 \\",
+        f'    "$PYTHON" -m mlbench train {q(train.benchmark)} --config "$CONFIG" \\',
+        f'    --nproc {nproc} --nnodes "$SLURM_NNODES" --rdzv-endpoint "$HEAD_ADDR:$PORT" \\',
+        '    --rdzv-id "mlbench-$SLURM_JOB_ID" "${RESUME[@]}"',
+        "",
+    ]
+    return "\n".join(head + resume + run)

@@ -1,0 +1,98 @@
+"""Two-node data-parallel training through `mlbench slurm submit` on a real local SLURM cluster."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+
+
+def _mlbench(cluster, *args: str, timeout: float = 200) -> subprocess.CompletedProcess:
+    env = {**cluster.env, "OMP_NUM_THREADS": "1", "MLBENCH_SKIP_CACHE_CLEAR": "1"}
+    return subprocess.run([sys.executable, "-m", "mlbench", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _only_run_dir(out: Path) -> Path:
+    dirs = [p for p in out.iterdir() if p.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+@pytest.mark.timeout(240)
+def test_two_node_training_job(slurm_cluster, tmp_path):
+    out = tmp_path / "runs"
+    res = _mlbench(slurm_cluster, "slurm", "submit", "resnet50", "--size", "tiny", "--nodes", "2",
+                   "--time", "10", "--seed", "5", "--output-dir", str(out), "--wait")
+    run_dir = _only_run_dir(out)
+    job_out = "\n".join(p.read_text() for p in run_dir.glob("slurm-*.out"))
+    assert res.returncode == 0, res.stdout + res.stderr + job_out
+    assert "job" in res.stdout and "ended: COMPLETED" in res.stdout
+
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "success" and result["world_size"] == 2
+    run = result["runs"][0]
+    assert run["metrics"]["dist/params_in_sync"] is True  # checked by the harness across both nodes
+    assert run["compliance"]["passed"], run["compliance"]["output"]
+    # One torchrun per node, each with its own launch file, meeting at one rendezvous.
+    assert sorted(p.name for p in run_dir.glob("launch_config.node*.json")) == [
+        "launch_config.node0.json", "launch_config.node1.json"]
+    assert "2 node(s)" in job_out
+    # Only rank 0 wrote the MLPerf log: one file, each event once.
+    logs = sorted(run_dir.rglob("mlperf_log*.txt"))
+    assert logs == [run_dir / "run_1" / "mlperf_log.txt"]
+    keys = [json.loads(line.split(":::MLLOG ", 1)[1])["key"] for line in logs[0].read_text().splitlines()
+            if ":::MLLOG" in line]
+    assert keys.count("run_start") == 1 and keys.count("run_stop") == 1 and keys.count("init_start") == 1
+
+    status = _mlbench(slurm_cluster, "slurm", "status", "--output-dir", str(out), timeout=60)
+    job_id = json.loads((run_dir / "slurm_job.json").read_text())["job_id"]
+    assert status.returncode == 0 and job_id in status.stdout and "COMPLETED" in status.stdout
+    assert "success" in status.stdout
+    logs_cmd = _mlbench(slurm_cluster, "slurm", "logs", job_id, "--output-dir", str(out), "--tail", "5",
+                        timeout=60)
+    assert logs_cmd.returncode == 0 and f"slurm-{job_id}.out" in logs_cmd.stdout
+
+
+@pytest.mark.timeout(240)
+def test_requeued_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
+    out = tmp_path / "runs"
+    # --lr 0 keeps the run going (it never reaches the target) long enough to requeue it mid-run.
+    res = _mlbench(slurm_cluster, "slurm", "submit", "resnet50", "--size", "tiny", "--nodes", "2",
+                   "--requeue", "--lr", "0", "--epochs", "6", "--seed", "6", "--output-dir", str(out),
+                   timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    run_dir = _only_run_dir(out)
+    job_id = json.loads((run_dir / "slurm_job.json").read_text())["job_id"]
+    deadline = time.monotonic() + 90
+    while not (run_dir / "run_1" / "checkpoint.pt").is_file():
+        assert time.monotonic() < deadline, "no checkpoint within 90 s"
+        time.sleep(0.3)
+    req = slurm_cluster.run("scontrol", "requeue", job_id)
+    assert req.returncode == 0, req.stderr
+    # SLURM holds a requeued batch job for ~2 minutes (BeginTime); release it now, as an admin could.
+    deadline = time.monotonic() + 30
+    while slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout.strip() != "PENDING":
+        assert time.monotonic() < deadline, "the requeued job did not return to PENDING"
+        time.sleep(0.3)
+    slurm_cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+    deadline = time.monotonic() + 180
+    while True:
+        state = slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout.strip()
+        if not state:
+            break
+        assert time.monotonic() < deadline, f"job still {state} after 180 s"
+        time.sleep(1)
+    job_out = (run_dir / f"slurm-{job_id}.out").read_text()
+    assert "requeued (restart 1): resuming from" in job_out, job_out[-3000:]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["runs"][0]["resumed_from"].endswith("run_1/checkpoint.pt")
+    assert result["valid"] is False
+    assert any("resumed from a checkpoint" in r for r in result["validity_reasons"])
+    assert list((run_dir / "run_1").glob("mlperf_log.before-restart-1.txt"))  # the first attempt's log kept
