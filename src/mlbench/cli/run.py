@@ -46,6 +46,9 @@ def main(args: argparse.Namespace) -> int:
             print(f"mlbench: {cfg.benchmark} failed: {exc}", flush=True)
             results.append({"benchmark": cfg.benchmark, "size": cfg.size, "status": "error", "error": str(exc)})
     print_table(results)
+    from mlbench.results.report import report_for_runs
+
+    report_for_runs(args.output_dir, [r.get("run_id") for r in results])
     return 0 if results and all(r.get("status") == "success" for r in results) else 1
 
 
