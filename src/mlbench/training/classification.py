@@ -105,6 +105,7 @@ class ClassificationRecipe:
 
     @torch.no_grad()
     def evaluate(self, model, batches, ctx: StepContext) -> tuple[float, int]:
+        model.eval()  # batch-norm running statistics, as inference uses them (the harness restores train())
         correct = torch.zeros((), dtype=torch.int64, device=ctx.device)
         count = 0
         for batch in batches:
