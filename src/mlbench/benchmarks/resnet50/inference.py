@@ -1,16 +1,40 @@
-"""ResNet-50 inference pre/post-processing (used by ``mlbench infer``).
+"""ResNet-50 inference (``mlbench infer resnet50``): the task of :mod:`mlbench.inference.task`.
 
-Pre-processing is the evaluation transform of ``data`` (resize 256, centre crop 224, normalise) for the
-reference size and the normalised 28x28 image for mini/tiny. Post-processing turns logits into the
-class index that LoadGen logs; accuracy is top-1 against the labels.
+Pre-processing is the evaluation transform of ``data``: resize 256, centre crop 224, ImageNet normalisation
+for the reference size; the normalised 28x28 image for mini (Fashion-MNIST test set) and tiny (generated
+gratings, the training evaluation set). The response LoadGen logs per sample is the predicted class as one
+int32; accuracy is top-1 against the labels.
+
+Models: mini/tiny use the checkpoint of ``mlbench train resnet50 --size mini|tiny``, cached under
+``cache_dir('models')`` and trained first when missing. Reference takes ``--weights`` (a torchvision
+ResNet-50 state dict, or an .onnx file for the onnxruntime backend), else downloads torchvision's ResNet-50
+weights, checked against the sha256 prefix in their published file name. ``--weights random`` runs
+randomly initialised weights: throughput only, the accuracy is meaningless and the run is invalid.
 """
 
 from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from mlbench.benchmarks.base import Benchmark
+from mlbench.benchmarks.resnet50 import data as rdata
+from mlbench.data import download
+from mlbench.errors import ConfigError, DataError, MlbenchError
+from mlbench.inference.store import ArrayStore
+from mlbench.inference.task import TaskOptions
+
+# torchvision's ResNet-50 v1.5 weights (top-1 76.13%); the 8 hex digits in the name prefix their sha256.
+REFERENCE_WEIGHTS_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
+REFERENCE_WEIGHTS_SHA256_PREFIX = "0676ba61"
+RANDOM_WEIGHTS_SEED = 0  # --weights random: throughput only, but the same weights every time
 
 
 def postprocess(logits: torch.Tensor) -> np.ndarray:
@@ -25,3 +49,173 @@ def accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
 
 def metric_name(bench: Benchmark) -> str:
     return bench.metric
+
+
+def build_task(bench: Benchmark, opts: TaskOptions) -> ResNetTask:
+    return ResNetTask(bench, opts)
+
+
+class ResNetTask:
+    """ResNet-50 (reference) or the small ResNet (mini/tiny) as an inference task."""
+
+    metric = "top1"
+    response_dtype = "int32"
+
+    def __init__(self, bench: Benchmark, opts: TaskOptions):
+        self.bench, self.opts = bench, opts
+        self._store: ArrayStore | None = None
+        self._weights_file: Path | None = None
+
+    # ------------------------------------------------------------------ data
+    def dataset(self) -> ArrayStore:
+        if self._store is None:
+            self._store = self._build_store()
+        return self._store
+
+    def _build_store(self) -> ArrayStore:
+        b, cap = self.bench, self.opts.max_samples
+        if b.size == "reference":
+            return self._imagenet_store()
+        if b.size == "mini":
+            images, labels = rdata.load_fashion_mnist(rdata.fashion_mnist_dir(self.opts.data_dir), "t10k")
+            tf = rdata.normalize_gray(rdata.FASHION_MEAN, rdata.FASHION_STD, flip=False)
+        else:
+            images, labels = rdata.generate_patterns(b.hparams["eval_samples"], seed=2, num_classes=b.num_classes)
+            tf = rdata.normalize_gray(127.5 / 255, 0.25, flip=False)
+        n = len(labels) if cap is None else min(cap, len(labels))
+
+        def preprocess(indices: Sequence[int]) -> np.ndarray:
+            return tf(images[torch.as_tensor(indices)], None).numpy()
+
+        return ArrayStore(total_count=n, performance_count=b.performance_sample_count,
+                          preprocess=preprocess, labels=labels.numpy()[:n])
+
+    def _imagenet_store(self) -> ArrayStore:
+        if not self.opts.data_dir:
+            raise DataError("ResNet-50 reference inference needs the ImageNet validation set",
+                            "pass --data-dir DIR holding val/ with its images and val_map.txt (the ILSVRC2012 "
+                            "layout MLPerf uses); ImageNet cannot be downloaded automatically")
+        hp = self.bench.hparams
+        folder = rdata.ImageNetFolder(self.opts.data_dir, "val", rdata.eval_transform(hp["image_size"], hp["resize"]))
+        n = len(folder) if self.opts.max_samples is None else min(self.opts.max_samples, len(folder))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+
+        def preprocess(indices: Sequence[int]) -> np.ndarray:
+            self.opts.say(f"pre-processing {len(indices)} images (resize 256, centre crop 224)")
+            with ThreadPoolExecutor(max(1, cores)) as pool:  # PIL decodes and resizes without the GIL
+                return np.stack(list(pool.map(lambda i: folder[i][0].numpy(), indices)))
+
+        return ArrayStore(total_count=n, performance_count=self.bench.performance_sample_count,
+                          preprocess=preprocess, labels=[s[1] for s in folder.samples[:n]])
+
+    # ------------------------------------------------------------------ outputs
+    def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> np.ndarray:
+        """Logits -> the predicted class of each sample, one int32 each (row i is sample i's response)."""
+        return np.ascontiguousarray(np.asarray(outputs[0]).argmax(axis=1).astype(np.int32))
+
+    def accuracy(self, responses: dict[int, bytes], store: ArrayStore) -> dict[str, float]:
+        """Top-1 over the logged responses: each response is the predicted class as one int32."""
+        if not responses:
+            return {"top1": 0.0, "samples": 0}
+        idx = np.fromiter(responses, dtype=np.int64, count=len(responses))
+        # an empty response (the null backend, an aborted batch) counts as wrong: -1 is never a class
+        pred = np.asarray([np.frombuffer(responses[i][:4], dtype=np.int32)[0] if len(responses[i]) >= 4 else -1
+                           for i in idx], dtype=np.int64)
+        truth = np.asarray([store.label(int(i)) for i in idx])
+        return {"top1": accuracy(pred, truth), "samples": len(idx)}
+
+    # ------------------------------------------------------------------ model
+    def model(self) -> torch.nn.Module:
+        from mlbench.benchmarks.resnet50.model import build_model
+
+        if self.bench.size == "reference" and self.opts.weights == "random":
+            with torch.random.fork_rng():  # seeded: every call (export, check, FLOPs) builds the same model
+                torch.manual_seed(RANDOM_WEIGHTS_SEED)
+                return build_model(self.bench).eval()
+        model = build_model(self.bench)
+        path = self._weights()
+        if path.suffix == ".onnx":
+            raise ConfigError(f"{path} is an ONNX model; the pytorch backend needs a PyTorch state dict",
+                              "use --backend onnxruntime with an .onnx file, or pass a .pth file")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            for key in ("model", "state_dict"):
+                if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+                    state = state[key]
+            model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+        except (RuntimeError, KeyError, EOFError, ValueError, AttributeError, OSError) as exc:
+            raise DataError(f"weights {path} do not fit ResNet-50 {self.bench.size}: {str(exc)[:300]}",
+                            "pass weights of the same model and size (a state dict, as saved by torch.save)"
+                            ) from exc
+        return model.eval()
+
+    def model_id(self) -> str:
+        if self.bench.size == "reference" and self.opts.weights == "random":
+            return f"random{RANDOM_WEIGHTS_SEED}"
+        return download.sha256_file(self._weights())[:12]
+
+    def _weights(self) -> Path:
+        if self._weights_file is None:
+            self._weights_file = self._find_weights()
+        return self._weights_file
+
+    def _find_weights(self) -> Path:
+        if self.opts.weights:
+            p = Path(self.opts.weights)
+            if not p.is_file():
+                raise DataError(f"weights file not found: {p}", "pass an existing .pth/.pt (or .onnx) file")
+            return p
+        if self.bench.size == "reference":
+            return self._download_reference()
+        return trained_checkpoint(self.bench, self.opts)
+
+    def _download_reference(self) -> Path:
+        dest = download.cache_dir("models", Path(REFERENCE_WEIGHTS_URL).name)
+        if dest.is_file():
+            return dest
+        if self.opts.offline:
+            raise MlbenchError("no ResNet-50 weights: --offline forbids the download",
+                               f"pass --weights FILE, or put {Path(REFERENCE_WEIGHTS_URL).name} into {dest.parent}")
+
+        def check(path: Path) -> None:
+            if not download.sha256_file(path).startswith(REFERENCE_WEIGHTS_SHA256_PREFIX):
+                raise DataError(f"{path.name}: sha256 does not match its published prefix", "download it again")
+        try:
+            return download.fetch(REFERENCE_WEIGHTS_URL, dest, verify=check, timeout=60)
+        except DataError as exc:
+            raise MlbenchError(f"no ResNet-50 weights and the download failed: {exc.message}",
+                               f"pass --weights FILE (torchvision ResNet-50 state dict or .onnx), or copy "
+                               f"{Path(REFERENCE_WEIGHTS_URL).name} into {dest.parent}; "
+                               "--weights random measures throughput only") from exc
+
+
+def trained_checkpoint(bench: Benchmark, opts: TaskOptions) -> Path:
+    """The cached model of ``mlbench train resnet50 --size mini|tiny``; trained first when missing."""
+    dest = download.cache_dir("models", f"{bench.name}-{bench.size}.pt")
+    if dest.is_file():
+        return dest
+    if not opts.train_if_missing:
+        raise MlbenchError(f"no trained {bench.name} {bench.size} model in {dest}",
+                           f"run `mlbench train {bench.name} --size {bench.size}` first, or drop "
+                           "--no-train-if-missing, or pass --weights")
+    from mlbench.config import TrainConfig
+    from mlbench.training import runner
+
+    opts.say(f"no cached {bench.size} model: training one first (mlbench train {bench.name} --size {bench.size})")
+    cfg = TrainConfig(benchmark=bench.name, size=bench.size, device="cpu", seed=0, data_dir=opts.data_dir,
+                      output_dir=str(download.cache_dir("models", "training-runs")))
+    result = runner.execute(cfg, say_prefix="  [train] ")
+    run_dir = Path(result["config"].get("run_dir") or Path(cfg.output_dir) / result["run_id"])
+    ckpt = run_dir / "run_1" / "checkpoint.pt"
+    if not ckpt.is_file():
+        raise MlbenchError(f"training did not write a checkpoint ({ckpt})", f"see {run_dir}/console.log")
+    if result["status"] != "success":
+        opts.say(f"warning: the trained model did not reach its training target ({result['quality']})")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    torch.save({"model": state["model"], "trained_by": result["run_id"], "quality": result["quality"]}, tmp)
+    os.replace(tmp, dest)
+    shutil.copyfile(run_dir / "result.json", dest.with_suffix(".result.json"))
+    opts.say(f"model cached at {dest} (sha256 {hashlib.sha256(dest.read_bytes()).hexdigest()[:12]})")
+    return dest

@@ -1,0 +1,146 @@
+"""Harness overhead: mlbench's SUT with the null backend against a bare LoadGen null SUT, side by side.
+
+Both run in this process under the same LoadGen settings (ResNet-50's Server latency bound from mlperf.conf,
+the same probe duration). The two are measured alternately, so machine noise hits both:
+- Offline: LoadGen's samples/s, with the expected rate set above what either can do (the test runs a bit long).
+- Server: the highest target QPS LoadGen still calls VALID, found by doubling and then bisecting.
+The bare SUT is the few lines a user would write: complete every query at once in the issue callback.
+
+    python benchmarks/infer_overhead.py [--seconds 2] [--batch-size 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import mlperf_loadgen as lg
+
+from mlbench import registry
+from mlbench.inference import logs, runner, settings
+from mlbench.inference.config import InferConfig
+
+
+def bare_test(scenario: str, values: dict, outdir: Path) -> dict:
+    """A bare null SUT: QuerySamplesComplete for the whole query, inline."""
+    def issue(ids, indices):
+        lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])
+
+    sut = lg.ConstructFastSUT(issue, lambda: None)
+    qsl = lg.ConstructQSL(256, 256, lambda s: None, lambda s: None)
+    s = lg.TestSettings()
+    for k, v in values.items():
+        setattr(s, k, v)
+    s.scenario = getattr(lg.TestScenario, scenario)
+    s.mode = lg.TestMode.PerformanceOnly
+    outdir.mkdir(parents=True, exist_ok=True)
+    lg.StartTestWithLogSettings(sut, qsl, s, settings.log_settings(outdir, False), str(outdir / "none"))
+    lg.DestroyQSL(qsl)
+    lg.DestroyFastSUT(sut)
+    d = logs.read_detail(outdir / "mlperf_log_detail.txt")
+    return {"valid": logs.validity(d, scenario)[0], **logs.metrics(d, scenario)}
+
+
+def harness_test(session, p: settings.Plan, outdir: Path) -> dict:
+    t = runner.run_test(session, p, outdir)
+    return {"valid": t["loadgen_valid"], **t["metrics"]}
+
+
+def peak(probe, start: float, steps: int = 12) -> tuple[float, list]:
+    good, bad, q, seen = 0.0, None, start, []
+    for _ in range(steps):
+        ok = probe(q)
+        seen.append((round(q), ok))
+        good, bad = (max(good, q), bad) if ok else (good, q if bad is None else min(bad, q))
+        if bad is None:
+            q *= 2
+        elif good == 0:
+            q = bad / 2
+        elif (bad - good) / bad < 0.03:
+            break
+        else:
+            q = (good + bad) / 2
+    return good, seen
+
+
+def measure(scenario: str, a, bench, out: Path) -> dict:
+    """One scenario, bare and mlbench alternately on the same settings."""
+    cfg = InferConfig(size="tiny", backend="null", scenario=scenario, quick=True, duration_s=a.seconds,
+                      batch_size=a.batch_size, output_dir=str(out))
+    s = runner.open_session(cfg, lambda m: None)
+    n = [0]
+
+    def plan(qps: float) -> settings.Plan:
+        c = InferConfig(**{**cfg.to_dict(), "target_qps": qps})
+        return settings.plan(c, bench, mode="performance", store_counts=(256, 256),
+                             estimate_qps=qps, estimate_latency_s=1e-5, server_qps=qps)
+
+    def both(qps: float) -> tuple[dict, dict]:
+        n[0] += 1
+        p = plan(qps)
+        b = bare_test(scenario, p.values, out / f"{scenario}-bare-{n[0]}")
+        h = harness_test(s, p, out / f"{scenario}-mlbench-{n[0]}")
+        return b, h
+
+    try:
+        if scenario == "Offline":
+            rows = [both(runner.NULL_OFFLINE_QPS) for _ in range(a.repeats)]
+            bare = sorted(r[0]["throughput/samples_per_s"] for r in rows)[len(rows) // 2]
+            ours = sorted(r[1]["throughput/samples_per_s"] for r in rows)[len(rows) // 2]
+            return {"bare_samples_per_s": bare, "mlbench_samples_per_s": ours, "ratio": ours / bare,
+                    "mlbench_batch": s.batch_size, "runs": a.repeats, "statistic": "median",
+                    "all": [(r[0]["throughput/samples_per_s"], r[1]["throughput/samples_per_s"]) for r in rows]}
+        if a.ladder:  # fixed rates, each tried `attempts` times, bare and mlbench alternating
+            rows = []
+            for q in [float(x) for x in a.ladder.split(",")]:
+                runs = [both(q) for _ in range(a.attempts)]
+                rows.append({"target_qps": q, "bare_valid": sum(r[0]["valid"] for r in runs),
+                             "mlbench_valid": sum(r[1]["valid"] for r in runs), "attempts": a.attempts,
+                             "bare_p99_ms": [r[0]["latency/p99_ms"] for r in runs],
+                             "mlbench_p99_ms": [r[1]["latency/p99_ms"] for r in runs]})
+            need = a.attempts // 2 + 1
+            bare = max((r["target_qps"] for r in rows if r["bare_valid"] >= need), default=0.0)
+            ours = max((r["target_qps"] for r in rows if r["mlbench_valid"] >= need), default=0.0)
+            return {"method": f"highest ladder rate VALID in at least {need} of {a.attempts} runs",
+                    "bare_valid_qps": bare, "mlbench_valid_qps": ours, "ratio": ours / bare if bare else None,
+                    "ladder": rows, "mlbench_batch": s.batch_size}
+        cache: dict = {}
+
+        def probe(q: float, which: int) -> bool:
+            if q not in cache:
+                cache[q] = both(q)
+            return cache[q][which]["valid"]
+
+        bare_peak, bare_seen = peak(lambda q: probe(q, 0), 10_000.0)
+        ours_peak, ours_seen = peak(lambda q: probe(q, 1), 10_000.0)
+        return {"bare_valid_qps": bare_peak, "mlbench_valid_qps": ours_peak,
+                "ratio": ours_peak / bare_peak if bare_peak else None, "bare_probes": bare_seen,
+                "mlbench_probes": ours_seen, "mlbench_batch": s.batch_size,
+                "latency_bound_ms": plan(1.0).values["server_target_latency_ns"] / 1e6}
+    finally:
+        s.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--batch-size", type=int, default=None, help="mlbench SUT batch (default: per scenario)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--ladder", default="", help="Server: fixed target QPS list instead of the search")
+    ap.add_argument("--attempts", type=int, default=3, help="--ladder: runs per rate")
+    ap.add_argument("--scenarios", default="Offline,Server")
+    a = ap.parse_args()
+    out = Path(tempfile.mkdtemp(prefix="infer-overhead-"))
+    bench = registry.get("resnet50", "tiny").definition
+    report: dict = {"seconds": a.seconds, "cores": len(os.sched_getaffinity(0))}
+    for scenario in a.scenarios.split(","):
+        report[scenario.lower()] = measure(scenario, a, bench, out)
+        print(json.dumps(report[scenario.lower()], indent=1), flush=True)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

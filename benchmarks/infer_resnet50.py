@@ -1,0 +1,143 @@
+"""ResNet-50 (reference size) on this machine: mlbench Offline against the same backend's raw throughput,
+per backend and precision, and SingleStream p90 latency.
+
+Raw throughput: the prepared backend's ``predict`` in a loop on pre-processed batches of the same size, with
+no LoadGen, timed right before the LoadGen test on the same session, so both see the same machine.
+The weights are random (torchvision resnet50(weights=None)): the real weights cannot be downloaded here, and
+throughput does not depend on them. Accuracy per precision is checked on the mini model
+(``--accuracy-size mini``), which has trained weights.
+
+    python benchmarks/infer_resnet50.py [--seconds 10] [--configs pytorch:fp32,pytorch:bf16,onnxruntime:fp32,onnxruntime:int8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from infer_data import make_val_tree
+
+from mlbench.inference import runner
+from mlbench.inference.config import InferConfig
+
+
+def raw_throughput(s, seconds: float) -> float:
+    """Samples/s of backend.predict on loaded batches, outside LoadGen, on a worker thread like the SUT's
+    (the thread matters: each thread has its own OpenMP pool)."""
+    box: dict = {}
+    t = threading.Thread(target=lambda: box.update(rate=_raw_loop(s, seconds)))
+    t.start()
+    t.join()
+    return box["rate"]
+
+
+def _raw_loop(s, seconds: float) -> float:
+    idx = list(range(min(s.store.performance_count, s.store.total_count)))
+    s.store.load(idx)
+    batches = [s.store.batch(idx[i:i + s.batch_size]) for i in range(0, len(idx) - s.batch_size + 1, s.batch_size)]
+    s.backend.predict(batches[0])
+    n, t0, k = 0, time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        s.backend.predict(batches[k % len(batches)])
+        n += len(batches[k % len(batches)])
+        k += 1
+    rate = n / (time.perf_counter() - t0)
+    s.store.unload(idx)
+    return rate
+
+
+def offline(cfg: InferConfig, seconds: float, out: Path, repeats: int) -> dict:
+    """Raw and LoadGen alternately (raw, test, raw, test, ...) so that both see the same machine; medians."""
+    s = runner.open_session(cfg, lambda m: None)
+    try:
+        raws, ours, valid = [], [], []
+        for i in range(repeats):
+            raws.append(raw_throughput(s, seconds))
+            s.estimate_qps = raws[-1]  # LoadGen plans the Offline sample count from the measured rate
+            p = runner.plan_for(s, "performance")
+            t = runner.run_test(s, p, out / f"run{i}")
+            ours.append(t["metrics"]["throughput/samples_per_s"])
+            valid.append(t["loadgen_valid"])
+        raw, mine = sorted(raws)[len(raws) // 2], sorted(ours)[len(ours) // 2]
+        pair_ratios = sorted(o / r for r, o in zip(raws, ours, strict=True))
+        return {"raw_samples_per_s": raw, "mlbench_samples_per_s": mine, "ratio_of_medians": mine / raw,
+                "ratio": pair_ratios[len(pair_ratios) // 2], "ratio_note": "median of per-pair ratios (side by side)",
+                "pairs": list(zip(raws, ours, strict=True)), "loadgen_valid": valid, "batch": s.batch_size,
+                "threads": s.backend.threads, "workers": cfg.workers}
+    finally:
+        s.close()
+
+
+def single_stream(cfg: InferConfig, out: Path) -> dict:
+    s = runner.open_session(cfg, lambda m: None)
+    try:
+        p = runner.plan_for(s, "performance")
+        t = runner.run_test(s, p, out)
+        return {"p90_ms": t["metrics"]["latency/p90_early_stopping_ms"], "p50_ms": t["metrics"]["latency/p50_ms"],
+                "loadgen_valid": t["loadgen_valid"]}
+    finally:
+        s.close()
+
+
+def single_stream_interleaved(configs: list[InferConfig], rounds: int, out: Path) -> dict:
+    """SingleStream p90 per config, all sessions open and the configs taking turns each round (medians), so
+    that machine noise hits each config alike."""
+    sessions = {f"{c.backend}:{c.precision}": runner.open_session(c, lambda m: None) for c in configs}
+    p90: dict[str, list[float]] = {k: [] for k in sessions}
+    try:
+        for r in range(rounds):
+            for k, s in sessions.items():
+                t = runner.run_test(s, runner.plan_for(s, "performance"), out / f"ss-{k}-{r}")
+                p90[k].append(t["metrics"]["latency/p90_early_stopping_ms"])
+    finally:
+        for s in sessions.values():
+            s.close()
+    return {k: {"p90_ms_median": sorted(v)[len(v) // 2], "p90_ms": v} for k, v in p90.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--configs", default="pytorch:fp32,pytorch:bf16,onnxruntime:fp32,onnxruntime:int8")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--images", type=int, default=128)
+    ap.add_argument("--single-stream", action="store_true", help="also measure SingleStream p90 per config")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--data-dir", default=None, help="ImageNet-layout data (default: generated JPEGs)")
+    ap.add_argument("--ss-rounds", type=int, default=0, help="only SingleStream p90, configs interleaved")
+    a = ap.parse_args()
+    out = Path(tempfile.mkdtemp(prefix="infer-resnet50-"))
+    data = a.data_dir or str(make_val_tree(out / "data", a.images))
+    if a.ss_rounds:
+        cfgs = [InferConfig(size="reference", backend=item.split(":")[0], precision=item.split(":")[1],
+                            weights="random", data_dir=data, quick=True, duration_s=a.seconds, output_dir=str(out),
+                            scenario="SingleStream", threads=a.threads) for item in a.configs.split(",")]
+        print(json.dumps(single_stream_interleaved(cfgs, a.ss_rounds, out), indent=1))
+        return
+    report = {}
+    for item in a.configs.split(","):
+        backend, precision = item.split(":")
+        common = dict(size="reference", backend=backend, precision=precision, weights="random", data_dir=data,
+                      quick=True, duration_s=a.seconds, output_dir=str(out))
+        r = offline(InferConfig(scenario="Offline", batch_size=a.batch_size, workers=a.workers, threads=a.threads,
+                                **common), a.seconds, out / f"{item}-off", a.repeats)
+        if a.single_stream:
+            r["single_stream"] = single_stream(InferConfig(scenario="SingleStream", threads=a.threads, **common),
+                                               out / f"{item}-ss")
+        report[item] = r
+        print(item, json.dumps(r), flush=True)
+    base = report.get("onnxruntime:fp32", {}).get("raw_samples_per_s")
+    if base:
+        for r in report.values():
+            r["vs_raw_onnxruntime_fp32"] = r["mlbench_samples_per_s"] / base
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""``mlbench infer BENCHMARK``: MLPerf inference on the official LoadGen."""
+
+from __future__ import annotations
+
+import argparse
+
+from mlbench.cli import common
+from mlbench.inference.config import InferConfig
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "infer", help="MLPerf inference on the official LoadGen (Offline, Server, SingleStream, MultiStream)",
+        description="Run BENCHMARK's inference under MLPerf's load generator (mlcommons-loadgen): performance "
+                    "mode reports the scenario's metric and LoadGen's VALID/INVALID verdict with its reasons; "
+                    "accuracy mode runs the whole dataset and scores mlperf_log_accuracy.json against the target. "
+                    "Exit code 0 when the result is VALID for LoadGen and on target, 1 when not, 2 for invalid "
+                    "options, 130 when interrupted (the partial result is kept).",
+    )
+    p.add_argument("benchmark", help="benchmark name (see `mlbench list`)")
+    common.add_config_flags(p, InferConfig, skip=("benchmark",))
+    common.add_layer_flags(p)
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from mlbench import registry
+    from mlbench.inference import backends
+    from mlbench.inference.config import check
+    from mlbench.inference.execute import execute
+
+    cfg = check(common.resolve(InferConfig, args, benchmark=args.benchmark))
+    registry.get(cfg.benchmark, cfg.size)  # unknown names fail here, before anything runs
+    backends.get(cfg.backend)
+    result = execute(cfg)
+    print_summary(result)
+    return exit_code(result)
+
+
+def exit_code(result: dict) -> int:
+    """0 when every test finished, LoadGen said VALID and accuracy (if measured) is on target."""
+    lg = result.get("loadgen")
+    q = result.get("quality")
+    ok = result["status"] == "success" and (lg is None or lg["validity"] == "VALID") and (q is None or q["reached"])
+    comp = result.get("compliance")
+    return 0 if ok and (not comp or comp.get("passed")) else 1
+
+
+def print_summary(result: dict) -> None:
+    m = result["metrics"]
+    lines = ["", f"result: {result['benchmark']} {result['size']} {result['scenario']} {result['mode']} "
+                 f"({result['backend'].get('backend', result['backend'].get('name'))}, {result['precision']}): "
+                 f"{result['status']}"]
+    name = m.get("scenario_metric")
+    if name:
+        lines.append(f"  {name}: {_f(m.get(name))}   (LoadGen: {result['loadgen']['validity']})")
+    for key in ("latency/p90_ms", "latency/p99_ms", "compute/achieved_tflops", "compute/peak_fraction"):
+        if m.get(key) is not None:
+            lines.append(f"  {key}: {_f(m[key])}")
+    q = result.get("quality")
+    if q:
+        lines.append(f"  accuracy: {q['metric']} = {_f(q['value'])} (target {_f(q['target'])}): "
+                     f"{'on target' if q['reached'] else 'below target'}")
+    if result.get("find_peak"):
+        fp = result["find_peak"]
+        lines.append(f"  peak VALID Server QPS (short probes): {_f(fp.get('peak_qps'))}; confirmed by the full test: "
+                     f"{'yes' if fp.get('confirmed') else 'no'}")
+    if result.get("compliance"):
+        lines.append(f"  compliance: {'passed' if result['compliance']['passed'] else 'FAILED'}")
+    lines.append(f"  valid for MLPerf submission: {'yes' if result['valid'] else 'no'}")
+    lines += [f"    - {r}" for r in result["validity_reasons"]]
+    lines.append(f"  run directory: {result['run_dir']}")
+    print("\n".join(lines), flush=True)
+
+
+def _f(v) -> str:
+    return "n/a" if v is None else f"{v:.4g}"

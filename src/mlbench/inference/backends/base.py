@@ -1,0 +1,42 @@
+"""The backend interface: take a torch model once, then run batches of numpy inputs."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+
+class Backend:
+    """Runs one model. ``prepare`` happens before LoadGen starts (untimed); ``predict`` is the timed work.
+
+    ``needs_input`` False means the backend ignores its input, so the SUT skips gathering batches (the
+    null backend, which measures the harness alone).
+    """
+
+    name = "base"
+    needs_input = True
+
+    def __init__(self, cfg: Any, threads: int):
+        self.cfg = cfg
+        self.threads = threads
+
+    def prepare(self, task: Any, example: np.ndarray) -> None:
+        """Build the runnable model from ``task.model()`` and warm it up on ``example`` ([N, ...])."""
+        raise NotImplementedError
+
+    def predict(self, x: np.ndarray) -> list[np.ndarray] | None:
+        """Model outputs for the batch ``x`` as numpy arrays with leading dimension ``len(x)``."""
+        raise NotImplementedError
+
+    def info(self) -> dict[str, Any]:
+        """What ran, for result.json (backend name, version, threads, precision, device)."""
+        return {"backend": self.name, "threads": self.threads}
+
+
+def default_threads(workers: int) -> int:
+    """Intra-op threads per worker so that workers x threads fills the usable cores and no more: worker
+    threads and the backend's threads fighting over cores is what slows the MLPerf reference harness."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, workers))

@@ -1,0 +1,84 @@
+"""The PyTorch backend: eager (or torch.compile), channels_last, autocast for bf16/fp16."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+
+from mlbench.errors import ConfigError
+from mlbench.inference.backends.base import Backend
+
+
+class PyTorchBackend(Backend):
+    name = "pytorch"
+
+    def prepare(self, task: Any, example: np.ndarray) -> None:
+        import torch
+
+        from mlbench.training.precision import DTYPES, resolve_device
+
+        if self.cfg.precision == "int8":
+            raise ConfigError("int8 is offered through the onnxruntime backend (static quantization)",
+                              "use --backend onnxruntime --precision int8, or bf16 with pytorch")
+        self.device = resolve_device(self.cfg.device)
+        if self.device.type == "cpu":
+            torch.set_num_threads(self.threads)
+        model = task.model().to(self.device).eval()
+        self.channels_last = bool(self.cfg.channels_last and example.ndim == 4)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if self.cfg.compile:
+            model = torch.compile(model)
+        self.model = model
+        p = self.cfg.precision
+        self._autocast = (contextlib.nullcontext if p == "fp32" else
+                          lambda: torch.autocast(device_type=self.device.type, dtype=DTYPES[p]))
+        for _ in range(3 if self.cfg.compile else 2):  # compile and oneDNN primitive creation: untimed
+            self.predict(example)
+
+    def on_load(self, store: Any) -> None:
+        """On a GPU, keep the loaded samples in device memory (loading is untimed in MLPerf), so that a
+        batch is a gather on the device instead of a host gather and a copy per batch."""
+        import torch
+
+        self._dev = None
+        if self.device.type == "cpu" or not hasattr(store, "buffer"):
+            return
+        buf, slots = store.buffer()
+        if buf is not None:
+            self._dev = (torch.from_numpy(buf).to(self.device), torch.from_numpy(slots).to(self.device))
+
+    def gather(self, indices) -> Any:
+        """A batch from the device copy when there is one (see ``on_load``), else None for the host path."""
+        import torch
+
+        dev = getattr(self, "_dev", None)
+        if dev is None:
+            return None
+        buf, slots = dev
+        return buf[slots[torch.as_tensor(indices, device=self.device)]]
+
+    def predict(self, x: Any) -> list[np.ndarray]:
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            if isinstance(x, torch.Tensor):
+                t = x
+            else:
+                t = torch.from_numpy(x)
+                if self.device.type != "cpu":
+                    t = t.pin_memory().to(self.device, non_blocking=True)
+            if self.channels_last:
+                t = t.contiguous(memory_format=torch.channels_last)
+            out = self.model(t)
+            outs = out if isinstance(out, (tuple, list)) else (out,)
+            return [o.float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy() for o in outs]
+
+    def info(self) -> dict[str, Any]:
+        import torch
+
+        return {"backend": "pytorch", "version": torch.__version__, "threads": self.threads,
+                "device": str(self.device), "precision": self.cfg.precision,
+                "channels_last": self.channels_last, "compile": self.cfg.compile}

@@ -1,0 +1,72 @@
+"""``InferConfig``: everything ``mlbench infer`` needs, saved as config.json in the run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from mlbench.config import opt
+
+SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
+MODES = ("performance", "accuracy", "submission")
+BACKENDS = ("pytorch", "onnxruntime", "null")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+
+
+@dataclass(kw_only=True)
+class InferConfig:
+    """Options of one inference run. None means: chosen automatically (and recorded as chosen)."""
+
+    benchmark: str = opt("resnet50", "benchmark name (see `mlbench list`)")
+    size: str = opt("mini", "benchmark size", choices=("reference", "mini", "tiny"))
+    scenario: str = opt("Offline", "MLPerf scenario", choices=SCENARIOS)
+    mode: str = opt("performance", "performance, accuracy (whole dataset, scored) or submission (both)",
+                    choices=MODES)
+    backend: str = opt("pytorch", "inference backend", choices=BACKENDS)
+    device: str = opt("cpu", "cpu, cuda or cuda:N (auto: cuda when available)")
+    precision: str = opt("fp32", "numeric precision: bf16/fp16 autocast (pytorch), int8 static "
+                         "quantization (onnxruntime)", choices=PRECISIONS)
+    batch_size: int | None = opt(None, "largest batch the SUT runs; default: per scenario and backend", min=1)
+    max_wait_ms: float = opt(0.0, "Server: longest wait to fill a batch, in ms (0: a free worker takes what is "
+                             "pending, so batches grow only under load)", min=0.0)
+    workers: int = opt(1, "SUT worker threads running batches (Server, Offline)", min=1)
+    threads: int | None = opt(None, "intra-op threads of the backend; default: cores / workers", min=1)
+    channels_last: bool = opt(True, "pytorch: channels_last memory format for conv nets")
+    compile: bool = opt(False, "pytorch: torch.compile the model (before the test starts)")
+    weights: str | None = opt(None, "model weights file (reference size: PyTorch .pth/.pt or .onnx)")
+    data_dir: str | None = opt(None, "dataset root; default: the size's built-in or standard location")
+    output_dir: str = opt("runs", "where run directories are created")
+    quick: bool = opt(False, "short duration and query counts for development; never valid for submission")
+    duration_s: float = opt(5.0, "--quick: minimum test duration in seconds", min=0.1)
+    target_qps: float | None = opt(None, "Server target QPS / Offline expected QPS; default: estimated "
+                                   "from the warm-up (Server: half of it)", min=0.001)
+    target_latency_ms: float | None = opt(None, "override the Server latency bound (makes the run invalid)",
+                                          min=0.001)
+    user_conf: str | None = opt(None, "a user.conf in LoadGen's format, applied after mlperf.conf; kept")
+    max_samples: int | None = opt(None, "accuracy mode: score only the first N samples (invalid)", min=1)
+    find_peak: bool = opt(False, "Server: search the highest VALID target QPS, then confirm it")
+    compliance: bool = opt(False, "also run the audit tests TEST01 and TEST04 and report pass/fail")
+    trace: bool = opt(False, "enable LoadGen's trace log (mlperf_log_trace.json)")
+    offline: bool = opt(False, "never download anything; fail with a clear error instead")
+    train_if_missing: bool = opt(True, "mini/tiny: train the model first when no checkpoint is cached")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def check(cfg: InferConfig) -> InferConfig:
+    """Checks across fields and on the file system, before anything runs (ConfigError, exit code 2)."""
+    from pathlib import Path
+
+    from mlbench.errors import ConfigError
+
+    if cfg.user_conf and not Path(cfg.user_conf).is_file():
+        raise ConfigError(f"user.conf not found: {cfg.user_conf}", "pass an existing file in LoadGen's conf format")
+    if cfg.find_peak and cfg.scenario != "Server":
+        raise ConfigError("--find-peak searches the Server scenario's QPS", "add --scenario Server")
+    if cfg.compliance and cfg.mode == "accuracy":
+        raise ConfigError("--compliance compares with a performance test", "use --mode performance or submission")
+    if cfg.max_samples and cfg.mode == "performance":
+        raise ConfigError("--max-samples limits accuracy mode only", "use --mode accuracy or submission")
+    return cfg

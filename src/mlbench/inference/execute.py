@@ -1,0 +1,180 @@
+"""``execute(cfg)``: the whole ``mlbench infer`` run and its result.json (schema in docs/ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from mlbench import runs
+from mlbench.errors import MlbenchError, RunAborted
+from mlbench.inference import peak, runner
+from mlbench.inference.config import InferConfig
+
+
+def execute(cfg: InferConfig, run_dir: Path | None = None) -> dict[str, Any]:
+    """Run ``cfg`` and return the result (also written to ``<run_dir>/result.json`` after each test)."""
+    from mlbench import registry
+
+    bench = registry.get(cfg.benchmark, cfg.size).definition
+    run_dir = run_dir or runner.new_run_dir(cfg)
+    console = runs.Console(run_dir / "console.log")
+    result = runner.base_result(cfg, bench, run_dir)
+    result["run_dir"] = str(run_dir)
+    state: dict[str, Any] = {"plan_reasons": [], "tests": result["tests"]}
+    console(f"mlbench infer {bench.name} --size {bench.size} --scenario {cfg.scenario} --mode {cfg.mode} "
+            f"--backend {cfg.backend}: {bench.description}")
+    console(f"run directory {run_dir}")
+    session = None
+    try:
+        session = runner.open_session(cfg, console)
+        result["backend"] = session.backend.info()
+        result["device"] = result["backend"].get("device", cfg.device)
+        _compute_info(result, session)
+        if cfg.find_peak:  # probes first; the performance test below at the peak confirms it
+            from mlbench.inference import extras
+
+            extras.find_peak(session, run_dir, result, state, console)
+        modes = ["performance", "accuracy"] if cfg.mode == "submission" else [cfg.mode]
+        for mode in modes:
+            outdir = run_dir / mode if len(modes) > 1 else run_dir
+            _one_test(session, mode, outdir, result, state, console)
+            _finish(result, state, run_dir, final=False)
+        if result.get("find_peak") and "performance" in state["tests"]:
+            ok = state["tests"]["performance"]["loadgen_valid"]
+            result["find_peak"]["confirmed"] = ok
+            if not ok:
+                console("find-peak: the confirming run at the peak was INVALID: the short probes overestimated it; "
+                        "rerun with a lower --target-qps or a longer --duration-s")
+        if cfg.compliance:
+            from mlbench.inference import extras
+
+            extras.compliance(session, run_dir, result, state, console)
+        result["status"] = "success"
+    except KeyboardInterrupt:
+        result["status"], result["abort_reason"] = "aborted", "interrupted (Ctrl-C)"
+        _finish(result, state, run_dir, final=True)
+        if session is not None and session.loadgen_running:
+            # LoadGen's threads still run its schedule; tearing them down crashes the process. The result
+            # and LoadGen's logs so far are on disk: leave at once with the interrupt's exit code.
+            console(f"interrupted; result and LoadGen's logs so far are in {run_dir}")
+            console.close()
+            os._exit(130)
+        console.close()
+        raise
+    except (MlbenchError, RunAborted) as exc:
+        result["status"], result["abort_reason"] = "aborted", exc.message
+        _finish(result, state, run_dir, final=True)
+        console.close()
+        raise
+    finally:
+        if session is not None:
+            session.close()
+    _finish(result, state, run_dir, final=True)
+    console.close()
+    return result
+
+
+def _one_test(s, mode: str, outdir: Path, result: dict, state: dict, say) -> None:
+    cfg = s.cfg
+    p = runner.plan_for(s, mode)
+    state["plan_reasons"] = sorted(set(state["plan_reasons"]) | set(p.invalid_because))
+    say(f"{mode} test: {cfg.scenario}, " + (
+        f"{p.values['min_duration_ms'] / 1000:g} s minimum" if mode == "performance" else
+        f"all {s.store.total_count} samples"))
+    test = runner.run_test(s, p, outdir)
+    test["settings"] = p.values
+    if mode == "accuracy":
+        test["accuracy"] = runner.accuracy_of(s, outdir)
+        a = test["accuracy"]
+        say(f"accuracy: {a['metric']} = {a['value']:.4f} (target {a['target']:.4f}): "
+            f"{'on target' if a['reached'] else 'BELOW TARGET'}")
+    else:
+        m = test["metrics"]
+        name = m["scenario_metric"]
+        say(f"performance: {name} = {_fmt(m.get(name))}; LoadGen says "
+            f"{'VALID' if test['loadgen_valid'] else 'INVALID'}")
+        for r in test["loadgen_reasons"]:
+            say(f"  - {r}")
+    state["tests"][mode] = test
+
+
+def _compute_info(result: dict, s) -> None:
+    """FLOPs per sample (torch's counter) and the measured matmul peak of this device and precision."""
+    if not s.backend.needs_input:
+        return
+    import numpy as np
+
+    idx = [0]
+    s.store.load(idx)
+    x = np.asarray(s.store.batch(idx))
+    s.store.unload(idx)
+    flops = peak.model_flops(s.task.model(), x) if s.cfg.weights is None or not str(s.cfg.weights).endswith(".onnx") else None
+    dev = str(result["device"]) if str(result["device"]).startswith("cuda") else "cpu"
+    state = {"flops_per_sample": flops}
+    try:
+        state["matmul_peak"] = peak.matmul_peak(dev, s.cfg.precision, s.backend.threads or 1)
+    except Exception as exc:  # noqa: BLE001 - the calibration is informative only
+        state["matmul_peak"] = {"error": str(exc)}
+    result["compute"] = state
+
+
+def _finish(result: dict, state: dict, run_dir: Path, final: bool) -> None:
+    cfg = InferConfig(**result["config"])
+    tests = state["tests"]
+    perf, acc = tests.get("performance"), tests.get("accuracy")
+    reasons: list[str] = []
+    if result["size"] != "reference":
+        reasons.append(f"size '{result['size']}' is not the MLPerf definition (open division): compare it only "
+                       "with other mlbench runs of the same size")
+    reasons += state["plan_reasons"]
+    if cfg.backend == "null":
+        reasons.append("the null backend runs no model: this measures the harness only")
+    if cfg.weights == "random":
+        reasons.append("random weights (--weights random): throughput only, the accuracy is meaningless")
+    if perf is None and result["status"] != "aborted":
+        reasons.append("accuracy only: no performance result (use --mode submission for both)")
+    if acc is None and result["status"] != "aborted":
+        reasons.append("performance only: MLPerf also requires an accuracy run (use --mode submission)")
+    if perf is not None:
+        reasons += perf["loadgen_reasons"]
+        result["metrics"] = dict(perf["metrics"])
+        result["loadgen"] = {"validity": "VALID" if perf["loadgen_valid"] else "INVALID",
+                             "reasons": perf["loadgen_reasons"], "settings": perf["settings"]}
+    if acc is not None:
+        a = acc["accuracy"]
+        result["quality"] = {k: a[k] for k in ("metric", "value", "target", "reached", "source")}
+        result["accuracy"] = a
+        result["metrics"][f"accuracy/{a['metric']}"] = a["value"]
+        if not a["reached"]:
+            reasons.append(f"accuracy below target: {a['metric']} {a['value']:.4f} < {a['target']:.4f}")
+    comp = result.get("compliance")
+    if comp and not comp.get("passed"):
+        reasons.append("a compliance test failed (see compliance)")
+    _flops(result)
+    if result["status"] == "aborted":
+        reasons.append(f"aborted: {result.get('abort_reason')}")
+    elif not final:
+        reasons.append("in progress")
+    result["valid"] = not reasons
+    result["validity_reasons"] = reasons
+    result["finished_at"] = runs.now_iso() if final else None
+    runs.write_json(run_dir / "result.json", result)
+
+
+def _flops(result: dict) -> None:
+    c = result.get("compute") or {}
+    sps = result["metrics"].get("throughput/samples_per_s")
+    f = c.get("flops_per_sample")
+    pk = (c.get("matmul_peak") or {}).get("flops_per_s")
+    if f:
+        result["metrics"]["model/gflops_per_sample"] = f / 1e9
+    if f and sps:
+        result["metrics"]["compute/achieved_tflops"] = f * sps / 1e12
+        if pk:
+            result["metrics"]["compute/matmul_peak_tflops"] = pk / 1e12
+            result["metrics"]["compute/peak_fraction"] = f * sps / pk
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.4g}"

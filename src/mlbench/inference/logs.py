@@ -1,0 +1,115 @@
+"""Reading what LoadGen wrote: mlperf_log_detail.txt (results, validity) and mlperf_log_accuracy.json.
+
+LoadGen decides validity; we only translate its verdict into plain words with the numbers behind it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mlbench.errors import DataError
+
+# The scenario's MLPerf metric: (detail-log key, metric name with unit, scale to that unit).
+SCENARIO_METRIC = {
+    "Offline": ("result_samples_per_second", "throughput/samples_per_s", 1.0),
+    "Server": ("result_completed_samples_per_sec", "throughput/completed_samples_per_s", 1.0),
+    "SingleStream": ("early_stopping_latency_ss", "latency/p90_early_stopping_ms", 1e-6),
+    "MultiStream": ("early_stopping_latency_ms", "latency/p99_early_stopping_ms", 1e-6),
+}
+
+
+def read_detail(path: Path) -> dict[str, Any]:
+    """Every ``:::MLLOG`` entry of a detail log as key -> value (the last one wins)."""
+    out: dict[str, Any] = {}
+    if not path.is_file():
+        return out
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.startswith(":::MLLOG "):
+            continue
+        try:
+            entry = json.loads(line[len(":::MLLOG "):])
+        except json.JSONDecodeError:  # a line cut by a crash: keep what is whole
+            continue
+        out[entry.get("key")] = entry.get("value")
+        if entry.get("metadata", {}).get("is_error"):
+            out.setdefault("_errors", []).append(str(entry.get("value")))
+    return out
+
+
+def metrics(detail: dict[str, Any], scenario: str) -> dict[str, Any]:
+    """Flat metrics with units in the keys: the scenario's metric first, then latencies and counts."""
+    key, name, scale = SCENARIO_METRIC[scenario]
+    m: dict[str, Any] = {"scenario_metric": name}
+    value = detail.get(key)
+    m[name] = None if value is None else float(value) * scale
+    if scenario == "Offline":
+        m["throughput/samples_per_s"] = m[name]
+    if scenario == "Server":
+        m["throughput/scheduled_qps"] = detail.get("result_scheduled_samples_per_sec")
+        m["throughput/samples_per_s"] = m[name]
+        m["server/target_qps"] = detail.get("effective_target_qps")
+        m["server/target_latency_ms"] = _ms(detail.get("effective_target_latency_ns"))
+        m["server/overlatency_queries"] = detail.get("result_overlatency_query_count")
+    if scenario == "SingleStream":
+        qps = detail.get("result_qps_with_loadgen_overhead")
+        m["throughput/samples_per_s"] = float(qps) if qps is not None else None
+    per_query = "per_query_" if scenario == "MultiStream" else ""
+    for p in ("50.00", "90.00", "99.00", "99.90"):
+        m[f"latency/p{p.rstrip('0').rstrip('.')}_ms"] = _ms(detail.get(f"result_{p}_percentile_{per_query}latency_ns"))
+    m["latency/mean_ms"] = _ms(detail.get(f"result_mean_{'query_' if per_query else ''}latency_ns"))
+    m["queries"] = detail.get("result_query_count")
+    return m
+
+
+def _ms(ns: Any) -> float | None:
+    return None if ns is None else float(ns) / 1e6
+
+
+def validity(detail: dict[str, Any], scenario: str) -> tuple[bool, list[str]]:
+    """LoadGen's verdict and, when INVALID, each reason in plain words with its numbers."""
+    if not detail:
+        return False, ["LoadGen wrote no result (the test did not finish)"]
+    valid = detail.get("result_validity") == "VALID"
+    reasons: list[str] = []
+    if detail.get("result_min_duration_met") is False:
+        reasons.append(f"duration too short: the test must run at least "
+                       f"{detail.get('effective_min_duration_ms', 0) / 1000:g} s; raise the expected QPS/lower "
+                       "the expected latency so that LoadGen plans enough queries")
+    if detail.get("result_min_queries_met") is False:
+        reasons.append(f"too few queries: {detail.get('result_query_count')} ran, at least "
+                       f"{detail.get('effective_min_query_count')} are required")
+    if detail.get("result_perf_constraints_met") is False:
+        bound = _ms(detail.get("effective_target_latency_ns"))
+        pct = float(detail.get("effective_target_latency_percentile", 0.99)) * 100
+        p = f"{pct:.2f}".rstrip("0").rstrip(".")
+        got = _ms(detail.get(f"result_{pct:.2f}_percentile_latency_ns"))
+        over = detail.get("result_overlatency_query_count")
+        reasons.append(f"latency bound exceeded: p{p} latency {got:.2f} ms > {bound:g} ms bound "
+                       f"({over} of {detail.get('result_query_count')} queries over); lower the target QPS"
+                       if got is not None and bound is not None else "latency bound exceeded")
+    if detail.get("early_stopping_met") is False:
+        text = " ".join(str(detail.get("early_stopping_result", "")).replace("*", "").split())
+        reasons.append(f"early stopping not met: {text}")
+    for err in detail.get("_errors", []):
+        reasons.append(f"LoadGen error: {err}")
+    if not valid and not reasons:
+        reasons.append(f"LoadGen marked the result {detail.get('result_validity', 'INVALID')}")
+    return valid, reasons
+
+
+def read_accuracy_entries(path: Path) -> list[tuple[int, bytes]]:
+    """Every entry of mlperf_log_accuracy.json as (dataset index, response bytes), in log order."""
+    if not path.is_file():
+        raise DataError(f"LoadGen wrote no accuracy log ({path})", "the accuracy run did not finish; run again")
+    try:
+        entries = json.loads(path.read_text() or "[]")
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} is not valid JSON: {exc}", "the accuracy run was cut short; run it again") from exc
+    return [(int(e["qsl_idx"]), bytes.fromhex(e["data"])) for e in entries]
+
+
+def read_accuracy(path: Path) -> dict[int, bytes]:
+    """mlperf_log_accuracy.json as dataset index -> response bytes (the last response per index wins)."""
+    return dict(read_accuracy_entries(path))

@@ -1,0 +1,193 @@
+"""One ``mlbench infer`` run: prepare the task and backend, run LoadGen test(s), write result.json.
+
+Everything before ``StartTest`` (model export, quantization, warm-up, the throughput estimate, the matmul
+calibration) is untimed. LoadGen does all the timing; we read its detail log. The result is written after
+each test and again on Ctrl-C or a backend crash, so what LoadGen wrote is never lost.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlbench import registry, runs, sysinfo
+from mlbench.errors import RunAborted
+from mlbench.inference import backends, logs, settings
+from mlbench.inference import task as task_mod
+from mlbench.inference.config import InferConfig
+from mlbench.inference.sut import QSL, SUT
+
+DEFAULT_BATCH = {"Offline": 32, "Server": 32, "SingleStream": 1, "MultiStream": 8}
+NULL_OFFLINE_QPS = 1_000_000.0  # above what the harness sustains with no model: Offline runs a bit long, never short
+NULL_OFFLINE_BATCH = 1024  # no compute per batch: large batches leave only the per-sample cost
+NULL_SERVER_QPS = 10_000.0  # a Server default that stays VALID with no model; --find-peak finds the real peak
+
+
+@dataclass
+class Session:
+    """What the tests of one run share: the task, its store, the backend, the SUT and the QSL."""
+
+    cfg: InferConfig
+    bench: Any
+    task: Any
+    store: Any
+    backend: Any
+    sut: SUT
+    qsl: QSL
+    batch_size: int
+    estimate_qps: float
+    estimate_latency_s: float
+    estimate_multi_latency_s: float  # one MultiStream query (8 samples)
+    server_qps: float  # the Server target when --target-qps is not given
+    say: Any
+    loadgen_running: bool = False  # interrupted while LoadGen still ran: never destroy its SUT/QSL
+
+    def close(self) -> None:
+        if self.loadgen_running:
+            return
+        self.sut.stop()
+        self.qsl.destroy()
+
+
+def open_session(cfg: InferConfig, say) -> Session:
+    """Build the task, load a warm-up batch, prepare the backend and estimate its speed (all untimed)."""
+    handle = registry.get(cfg.benchmark, cfg.size)
+    bench = handle.definition
+    opts = task_mod.TaskOptions(data_dir=cfg.data_dir, weights=cfg.weights, offline=cfg.offline,
+                                train_if_missing=cfg.train_if_missing, say=say,
+                                max_samples=cfg.max_samples)
+    task = task_mod.build(handle, opts)
+    store = task.dataset()
+    bs = cfg.batch_size or DEFAULT_BATCH[cfg.scenario]
+    if cfg.batch_size is None and cfg.backend == "null" and cfg.scenario == "Offline":
+        bs = NULL_OFFLINE_BATCH
+    threads = cfg.threads or backends.base.default_threads(cfg.workers if cfg.scenario in ("Server", "Offline") else 1)
+    backend = backends.get(cfg.backend)(cfg, threads)
+    warm = list(range(min(bs, store.total_count)))
+    store.load(warm)
+    example = store.batch(warm)
+    say(f"preparing the {cfg.backend} backend ({cfg.precision}, {threads} threads, batch {bs})")
+    backend.prepare(task, example)
+    box: dict = {}  # estimate on a worker thread, as the SUT runs (each thread has its own OpenMP pool)
+    t = threading.Thread(target=lambda: box.update(est=_estimate(backend, example)), name="mlbench-estimate")
+    t.start()
+    t.join()
+    qps, lat, lat_multi = box["est"]
+    store.unload(warm)
+    sut = SUT(task, store, backend, scenario=cfg.scenario, batch_size=bs, max_wait_s=cfg.max_wait_ms / 1000,
+              workers=cfg.workers)
+    sut.start()
+    qsl = QSL(store, store.performance_count, on_load=getattr(backend, "on_load", None))
+    server_qps = cfg.target_qps or (NULL_SERVER_QPS if not backend.needs_input else qps * 0.5)
+    return Session(cfg, bench, task, store, backend, sut, qsl, bs, qps, lat, lat_multi, server_qps, say)
+
+
+def _estimate(backend, example) -> tuple[float, float, float]:
+    """Samples/s at the batch size, seconds per single sample and per MultiStream query (8 samples), from a
+    few untimed predictions. LoadGen plans queries from these: too low a latency only makes it plan more."""
+    if not backend.needs_input:  # the null backend: only the harness runs (below its ~5 us / ~30 us)
+        return NULL_OFFLINE_QPS, 4e-6, 2e-5
+    def timed(x) -> float:
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            backend.predict(x)
+            best = min(best, time.perf_counter() - t0)
+        return best
+    single = timed(example[:1])
+    multi = timed(example[:8]) if len(example) >= 8 else 8 * single
+    return len(example) / timed(example), single, multi
+
+
+def plan_for(s: Session, mode: str, cfg: InferConfig | None = None, server_qps: float | None = None
+             ) -> settings.Plan:
+    """LoadGen settings for one test of this session (``cfg`` overrides the session's, e.g. for probes)."""
+    return settings.plan(cfg or s.cfg, s.bench, mode=mode, store_counts=(s.store.total_count, s.store.performance_count),
+                         estimate_qps=s.estimate_qps, estimate_latency_s=s.estimate_latency_s,
+                         server_qps=server_qps or s.server_qps, estimate_multi_latency_s=s.estimate_multi_latency_s)
+
+
+def run_test(s: Session, plan: settings.Plan, outdir: Path, audit_config: Path | None = None) -> dict[str, Any]:
+    """Run one LoadGen test into ``outdir``; returns {validity, reasons, metrics, detail} (or raises on abort)."""
+    import mlperf_loadgen as lg
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    lg_settings = plan.to_loadgen()
+    log_settings = settings.log_settings(outdir, s.cfg.trace)
+    s.sut.abort, s.sut.error, s.sut._flush = False, None, False
+    s.sut.batches, s.sut.samples, s.sut.busy_s = 0, 0, 0.0  # per test
+    # LoadGen reads an audit.config by name from the working directory; a missing file means no audit.
+    audit = str(audit_config) if audit_config else str(outdir / "no-audit.config")
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            lg.StartTestWithLogSettings(s.sut.handle, s.qsl.handle, lg_settings, log_settings, audit)
+        finally:
+            done.set()
+
+    t = threading.Thread(target=target, name="mlbench-loadgen", daemon=True)
+    started = time.perf_counter()
+    t.start()
+    try:
+        while not done.wait(0.2):  # the main thread stays in Python so that Ctrl-C reaches us
+            pass
+    except KeyboardInterrupt:
+        s.say("interrupted: completing pending samples so that LoadGen writes its logs")
+        s.sut.drain()
+        if not done.wait(5):  # LoadGen keeps its schedule (Server): it must not be torn down under it
+            s.loadgen_running = True
+        raise
+    wall = time.perf_counter() - started
+    error = s.qsl.error or s.sut.error
+    if error is not None:
+        raise RunAborted(f"the test stopped: {type(error).__name__}: {error}",
+                         "see the traceback-free message above and LoadGen's logs in the run directory") from error
+    detail = logs.read_detail(outdir / "mlperf_log_detail.txt")
+    valid, reasons = logs.validity(detail, plan.scenario) if plan.mode == "performance" else (True, [])
+    m = logs.metrics(detail, plan.scenario) if plan.mode == "performance" else {}
+    m["test/wall_s"] = wall
+    if s.sut.samples:
+        m["sut/mean_batch"] = s.sut.samples / max(1, s.sut.batches)
+        m["sut/backend_busy_share"] = s.sut.busy_s / wall if wall > 0 else None  # summed over workers
+    return {"loadgen_valid": valid, "loadgen_reasons": reasons, "metrics": m, "dir": str(outdir)}
+
+
+def accuracy_of(s: Session, outdir: Path) -> dict[str, Any]:
+    """Score mlperf_log_accuracy.json with the task's metric and compare it with the definition's target."""
+    responses = logs.read_accuracy(outdir / "mlperf_log_accuracy.json")
+    scores = s.task.accuracy(responses, s.store)
+    target = s.bench.inference_target
+    value = scores.get(s.task.metric)
+    return {"metric": s.task.metric, "value": value, "target": target, "source": s.bench.inference_target_source,
+            "reached": value is not None and target is not None and value >= target, "scores": scores,
+            "samples_logged": len(responses), "dataset_samples": s.store.total_count}
+
+
+def new_run_dir(cfg: InferConfig) -> Path:
+    return runs.create_run_dir(cfg.output_dir, "infer", cfg.benchmark, cfg.size, cfg.scenario.lower())
+
+
+def base_result(cfg: InferConfig, bench: Any, run_dir: Path) -> dict[str, Any]:
+    info = sysinfo.describe()
+    runs.write_json(run_dir / "config.json", cfg.to_dict())
+    runs.write_json(run_dir / "system.json", info)
+    if cfg.user_conf:
+        shutil.copyfile(cfg.user_conf, run_dir / "user.conf")
+    return {
+        "schema": runs.RESULT_SCHEMA, "kind": "infer", "run_id": run_dir.name, "benchmark": bench.name,
+        "size": bench.size, "division": bench.division, "scenario": cfg.scenario, "mode": cfg.mode,
+        "backend": {"name": cfg.backend}, "status": "running", "valid": False, "validity_reasons": [],
+        "started_at": runs.now_iso(), "finished_at": None, "command": runs.command_line(), "device": cfg.device,
+        "precision": cfg.precision, "metrics": {}, "quality": None, "config": cfg.to_dict(),
+        "system": {"fingerprint": info["system_fingerprint"],
+                   "host_processor_model_name": info.get("host_processor_model_name"),
+                   "accelerator_model_name": info.get("accelerator_model_name")},
+        "timed": "LoadGen's own clock: from the first query issued to the last completed (the scenario's "
+                 "MLPerf metric); model preparation, warm-up and sample loading are untimed",
+        "tests": {},
+    }

@@ -1,0 +1,60 @@
+"""Ctrl-C and a crashing backend: the run is recorded as aborted, LoadGen's logs are kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlbench.errors import RunAborted
+
+
+def test_ctrl_c_keeps_what_loadgen_wrote(tmp_path):
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "mlbench", "infer", "resnet50", "--size", "tiny", "--backend", "null",
+           "--scenario", "Server", "--quick", "--duration-s", "60", "--output-dir", str(out)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 120
+    for line in p.stdout:
+        if "performance test" in line or time.time() > deadline:
+            break
+    time.sleep(1.5)  # LoadGen is running now
+    p.send_signal(signal.SIGINT)
+    rest, _ = p.communicate(timeout=60)
+    assert p.returncode == 130, rest
+    run_dir = next(out.iterdir())
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "aborted" and result["valid"] is False
+    assert any("interrupted" in r for r in result["validity_reasons"])
+    assert (run_dir / "mlperf_log_detail.txt").stat().st_size > 0  # LoadGen's log survived
+
+
+def test_crashing_backend_is_recorded(tmp_path, monkeypatch):
+    from mlbench.inference.backends.null import NullBackend
+    from mlbench.inference.config import InferConfig
+    from mlbench.inference.execute import execute
+
+    calls = {"n": 0}
+
+    def predict(self, x):
+        calls["n"] += 1
+        if calls["n"] > 20:
+            raise RuntimeError("device lost")
+        return None
+
+    monkeypatch.setattr(NullBackend, "predict", predict)
+    cfg = InferConfig(size="tiny", backend="null", scenario="Offline", quick=True, duration_s=0.5,
+                      output_dir=str(tmp_path / "runs"), batch_size=4)
+    with pytest.raises(RunAborted, match="device lost"):
+        execute(cfg)
+    run_dir = next((tmp_path / "runs").iterdir())
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "aborted" and "device lost" in result["abort_reason"]
+    assert (run_dir / "mlperf_log_detail.txt").is_file() and Path(run_dir / "mlperf_log_summary.txt").is_file()
