@@ -23,6 +23,7 @@ from mlbench.errors import UnknownNameError
 # name -> package. Add a benchmark by adding its folder and one line here.
 BENCHMARKS: dict[str, str] = {
     "resnet50": "mlbench.benchmarks.resnet50",
+    "retinanet": "mlbench.benchmarks.retinanet",
 }
 
 

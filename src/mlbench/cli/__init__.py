@@ -14,7 +14,7 @@ from mlbench import __version__
 from mlbench.errors import MlbenchError
 
 # Sub-command modules, in the order --help lists them. Add a command by adding its module here.
-COMMANDS = ["run", "train", "list", "sysinfo"]
+COMMANDS = ["run", "train", "infer", "list", "sysinfo", "data", "results", "compare", "report", "slurm", "scale"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""RetinaNet object detection (MLPerf ``retinanet``, the single-stage detector)."""

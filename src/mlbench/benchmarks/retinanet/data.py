@@ -1,0 +1,159 @@
+"""RetinaNet data: COCO-format detection sets in the OpenImages-MLPerf layout.
+
+``<root>/train/data/*.jpg`` + ``<root>/train/labels/<labels_file>`` and the same under ``validation/``
+(what the MLPerf reference reads and ``mlbench data prepare retinanet`` writes). The reference reads
+OpenImages-MLPerf from ``--data-dir``; mini and tiny generate their shapes set into the cache on first
+use (``generate.py``). The annotation json is checked when the set is indexed, before ``run_start``:
+images it names must exist, boxes must lie in their image (1 px of slack), categories must be declared.
+
+Samples are ``(image float [3,H,W] in 0-1, target {boxes xyxy float, labels int64, image_id})``; the
+model's own transform resizes to the fixed input size and normalises. Training flips horizontally
+at random, as the reference.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from mlbench.benchmarks.base import Benchmark
+from mlbench.data import download
+from mlbench.errors import DataError
+from mlbench.training.batches import DataBundle, DataSpec, LoaderBatches
+
+SPLITS = {"train": "train", "eval": "validation"}
+
+
+class CocoIndex:
+    """A checked COCO detection json: images, their boxes (xyxy) and contiguous labels."""
+
+    def __init__(self, path: Path, image_dir: Path, check_files: bool = True):
+        self.path, self.image_dir = path, image_dir
+        if not path.is_file():
+            raise DataError(f"annotation file not found: {path}",
+                            "build the set with `mlbench data prepare retinanet --root DIR` and pass "
+                            "--data-dir DIR")
+        try:
+            self.raw = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path} is not valid JSON: {exc}", "prepare the data again") from exc
+        for key in ("images", "annotations", "categories"):
+            if not isinstance(self.raw.get(key), list):
+                raise DataError(f"{path} has no '{key}' list (not a COCO detection json)",
+                                "use the COCO json that `mlbench data prepare retinanet` writes")
+        cat_ids = sorted(c["id"] for c in self.raw["categories"])
+        self.cat_to_label = {c: i for i, c in enumerate(cat_ids)}
+        self.label_to_cat = cat_ids
+        self.images = sorted(self.raw["images"], key=lambda im: im["id"])
+        by_id = {im["id"]: im for im in self.images}
+        self.boxes: dict[int, list[list[float]]] = {i: [] for i in by_id}
+        self.labels: dict[int, list[int]] = {i: [] for i in by_id}
+        for ann in self.raw["annotations"]:
+            self._add(ann, by_id)
+        if check_files:
+            missing = [im["file_name"] for im in self.images if not (image_dir / im["file_name"]).is_file()]
+            if missing:
+                raise DataError(f"{len(missing)} image(s) named in {path} are missing from {image_dir}, "
+                                f"e.g. {', '.join(missing[:3])}",
+                                "re-run `mlbench data prepare retinanet` (it resumes), or remove them from "
+                                "the json")
+
+    def _add(self, ann: dict, by_id: dict[int, dict]) -> None:
+        im = by_id.get(ann.get("image_id"))
+        if im is None:
+            raise DataError(f"{self.path}: annotation {ann.get('id')} refers to image {ann.get('image_id')}, "
+                            "which the json does not list", "fix or re-create the annotation json")
+        if ann.get("category_id") not in self.cat_to_label:
+            raise DataError(f"{self.path}: annotation {ann.get('id')} has undeclared category "
+                            f"{ann.get('category_id')}", "add the category to 'categories' or drop the box")
+        x, y, w, h = (float(v) for v in ann["bbox"])
+        W, H = float(im["width"]), float(im["height"])  # noqa: N806
+        if w <= 0 or h <= 0 or x < -1 or y < -1 or x + w > W + 1 or y + h > H + 1:
+            raise DataError(f"{self.path}: annotation {ann.get('id')} box [x={x}, y={y}, w={w}, h={h}] lies "
+                            f"outside its image {im['file_name']} ({im['width']}x{im['height']}) or is empty",
+                            "COCO boxes are [x, y, width, height] in pixels; fix the box or drop it")
+        self.boxes[im["id"]].append([max(0.0, x), max(0.0, y), min(W, x + w), min(H, y + h)])
+        self.labels[im["id"]].append(self.cat_to_label[ann["category_id"]])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+class CocoDetection(Dataset):
+    """Images and targets of one split; ``flip`` adds the random horizontal flip of training."""
+
+    def __init__(self, index: CocoIndex, flip: bool = False):
+        self.index, self.flip = index, flip
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        from PIL import Image
+        from torchvision.transforms.functional import pil_to_tensor
+
+        im = self.index.images[i]
+        path = self.index.image_dir / im["file_name"]
+        try:
+            with Image.open(path) as f:
+                img = pil_to_tensor(f.convert("RGB"))
+        except OSError as exc:
+            raise DataError(f"cannot read image {path}: {exc}", "re-run the data preparation") from exc
+        boxes = torch.tensor(self.index.boxes[im["id"]], dtype=torch.float32).reshape(-1, 4)
+        labels = torch.tensor(self.index.labels[im["id"]], dtype=torch.int64)
+        if self.flip and torch.rand(()) < 0.5:
+            img = img.flip(-1)
+            boxes = torch.stack([img.shape[-1] - boxes[:, 2], boxes[:, 1], img.shape[-1] - boxes[:, 0],
+                                 boxes[:, 3]], 1)
+        return img.float().div_(255.0), {"boxes": boxes, "labels": labels, "image_id": im["id"]}
+
+
+def collate(batch: list) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+    """Detection batches are lists: images may differ in size before the model's resize."""
+    return [b[0] for b in batch], [b[1] for b in batch]
+
+
+def split_paths(root: Path, split: str, labels_file: str) -> tuple[Path, Path]:
+    return root / split / "labels" / labels_file, root / split / "data"
+
+
+def data_root(bench: Benchmark, data_dir: str | None) -> Path:
+    """Where the set lives: ``--data-dir``, else (mini/tiny) the generated set in the cache."""
+    if data_dir:
+        return Path(data_dir)
+    if bench.is_reference:
+        raise DataError("RetinaNet reference needs OpenImages-MLPerf",
+                        "build it with `mlbench data prepare retinanet --root DIR` and pass --data-dir DIR")
+    from mlbench.benchmarks.retinanet import generate
+
+    return generate.ensure(download.cache_dir(f"retinanet-{bench.size}"), bench.hparams,
+                           phantom=bench.hparams.get("phantom", False))
+
+
+def load_split(bench: Benchmark, root: Path, split: str, flip: bool = False) -> CocoDetection:
+    labels, images = split_paths(root, split, bench.hparams["labels_file"])
+    index = CocoIndex(labels, images)
+    # A --classes demo subset declares fewer categories than the model has outputs: that is fine.
+    if len(index.label_to_cat) > bench.num_classes:
+        raise DataError(f"{labels} declares {len(index.label_to_cat)} categories but {bench.name} "
+                        f"{bench.size} has {bench.num_classes} classes",
+                        "use the annotation json prepared for this size")
+    return CocoDetection(index, flip=flip)
+
+
+def build_data(bench: Benchmark, spec: DataSpec) -> DataBundle:
+    root = data_root(bench, spec.data_dir)
+    train = load_split(bench, root, SPLITS["train"], flip=True)
+    val = load_split(bench, root, SPLITS["eval"])
+    if len(train) < spec.batch_size * spec.world_size:
+        raise DataError(f"the training set has {len(train)} images, fewer than one global batch "
+                        f"({spec.batch_size * spec.world_size})", "lower --batch-size or add images")
+    return DataBundle(
+        train=LoaderBatches(train, spec.batch_size, train=True, spec=spec, collate_fn=collate),
+        eval=LoaderBatches(val, spec.eval_batch_size, train=False, spec=spec, collate_fn=collate),
+        train_samples=len(train), eval_samples=len(val),
+    )

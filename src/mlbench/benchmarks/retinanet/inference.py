@@ -1,0 +1,185 @@
+"""RetinaNet inference (``mlbench infer retinanet``): the task of :mod:`mlbench.inference.task`.
+
+The backends run the network only: normalisation, backbone, FPN and head, with fixed-shape outputs
+(class logits ``[N, anchors, classes]`` and box deltas ``[N, anchors, 4]``), which exports to ONNX and
+batches. Box decoding, score threshold, top-k and NMS then run once, the same for every backend, with
+torchvision's own RetinaNet post-processing (ONNX Runtime would need a hand-built NMS graph and would then
+not match PyTorch). Samples are the validation images resized to the model's square input, 0-1 floats,
+as the training evaluation does.
+
+Each sample's logged response is float32 rows ``[x0, y0, x1, y1, score, category_id]`` in the original
+image's pixels; accuracy is COCO box mAP@[.5:.95] with pycocotools over the scored images.
+
+Models: mini/tiny use the checkpoint of ``mlbench train retinanet --size mini|tiny`` (cached; trained first
+when missing). Reference needs ``--weights``: a state dict of torchvision's RetinaNet ResNeXt50 FPN with
+264 classes (an mlbench training checkpoint, or the MLPerf reference's, whose dict holds ``model``);
+``--weights random`` measures throughput only (its accuracy is meaningless).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mlbench.benchmarks.base import Benchmark
+from mlbench.benchmarks.retinanet import coco_map
+from mlbench.benchmarks.retinanet import data as rdata
+from mlbench.data import download
+from mlbench.errors import DataError, MlbenchError
+from mlbench.inference.store import ArrayStore
+from mlbench.inference.task import TaskOptions
+
+
+class DetectorCore(nn.Module):
+    """A RetinaNet's network part: 0-1 images ``[N, 3, S, S]`` -> (class logits, box regression)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.backbone, self.head = net.backbone, net.head
+        self.register_buffer("mean", torch.tensor(net.transform.image_mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(net.transform.image_std).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = list(self.backbone((x - self.mean) / self.std).values())
+        out = self.head(feats)
+        return out["cls_logits"], out["bbox_regression"]
+
+
+def build_task(bench: Benchmark, opts: TaskOptions) -> RetinaNetTask:
+    return RetinaNetTask(bench, opts)
+
+
+class RetinaNetTask:
+    metric = "mAP"
+    response_dtype = "float32"
+
+    def __init__(self, bench: Benchmark, opts: TaskOptions):
+        self.bench, self.opts = bench, opts
+        self.size = bench.hparams["image_size"]
+        self._store: ArrayStore | None = None
+        self._index: rdata.CocoIndex | None = None
+        self._post: nn.Module | None = None  # a CPU RetinaNet whose anchors, box coder and NMS decode outputs
+        self._anchors: tuple[torch.Tensor, list[int]] | None = None
+
+    # ------------------------------------------------------------------ data
+    def dataset(self) -> ArrayStore:
+        if self._store is None:
+            root = rdata.data_root(self.bench, self.opts.data_dir)
+            labels, images = rdata.split_paths(root, rdata.SPLITS["eval"], self.bench.hparams["labels_file"])
+            index = rdata.CocoIndex(labels, images)
+            n = len(index) if self.opts.max_samples is None else min(self.opts.max_samples, len(index))
+            ds = rdata.CocoDetection(index)
+            size = self.size
+
+            def preprocess(indices: Sequence[int]) -> np.ndarray:
+                out = np.empty((len(indices), 3, size, size), dtype=np.float32)
+                for k, i in enumerate(indices):
+                    img = ds[i][0][None]
+                    out[k] = nn.functional.interpolate(img, size=(size, size), mode="bilinear",
+                                                       align_corners=False)[0].numpy()
+                return out
+
+            meta = [(im["id"], im["width"], im["height"]) for im in index.images[:n]]
+            self._index = index
+            self._store = ArrayStore(total_count=n, performance_count=self.bench.performance_sample_count,
+                                     preprocess=preprocess, labels=meta)
+        return self._store
+
+    # ------------------------------------------------------------------ outputs
+    def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> list[np.ndarray]:
+        """Decode, threshold and NMS (torchvision's RetinaNet code); rows [x0, y0, x1, y1, score, category]."""
+        from mlbench.benchmarks.retinanet.model import build_model
+
+        if self._post is None:  # its own CPU copy: the backend's model may live on a GPU, or be ONNX
+            self._post = build_model(self.bench, backbone_weights=False).eval()
+        cls, reg = (torch.from_numpy(np.asarray(o, dtype=np.float32)) for o in outputs[:2])
+        anchors, per_level = self._anchor_grid(cls.shape[1])
+        n = cls.shape[0]
+        head = {"cls_logits": list(cls.split(per_level, 1)), "bbox_regression": list(reg.split(per_level, 1))}
+        split_anchors = [list(anchors.split(per_level))] * n
+        with torch.no_grad():
+            dets = self._post.postprocess_detections(head, split_anchors, [(self.size, self.size)] * n)
+        store = self.dataset()
+        cats = self._index.label_to_cat
+        out = []
+        for det, i in zip(dets, indices):
+            _, w, h = store.label(int(i))
+            boxes = det["boxes"] * torch.tensor([w / self.size, h / self.size] * 2)
+            cat = torch.tensor([cats[int(c)] for c in det["labels"]], dtype=torch.float32)
+            out.append(torch.cat([boxes, det["scores"][:, None], cat[:, None]], 1).numpy().astype(np.float32))
+        return out
+
+    def _anchor_grid(self, total: int) -> tuple[torch.Tensor, list[int]]:
+        """The anchors of one input (fixed size) and how many fall on each pyramid level."""
+        if self._anchors is None:
+            from torchvision.models.detection.image_list import ImageList
+
+            net = self._post
+            x = torch.zeros(1, 3, self.size, self.size)
+            with torch.no_grad():
+                feats = list(net.backbone(x).values())
+            anchors = net.anchor_generator(ImageList(x, [(self.size, self.size)]), feats)[0]
+            a = net.anchor_generator.num_anchors_per_location()[0]
+            self._anchors = (anchors, [f.shape[-2] * f.shape[-1] * a for f in feats])
+        if self._anchors[0].shape[0] != total:
+            raise MlbenchError(f"the model produced {total} anchors, expected {self._anchors[0].shape[0]}",
+                               "the weights or the ONNX file belong to another RetinaNet size")
+        return self._anchors
+
+    def accuracy(self, responses: dict[int, bytes], store: ArrayStore) -> dict[str, float]:
+        """COCO box mAP of the logged detections over the images they belong to."""
+        if not responses:
+            return {"mAP": 0.0, "samples": 0}
+        dets, ids = [], []
+        for i, raw in responses.items():
+            image_id = store.label(int(i))[0]
+            ids.append(image_id)
+            rows = np.frombuffer(raw, dtype=np.float32).reshape(-1, 6)
+            for x0, y0, x1, y1, score, cat in rows.tolist():
+                dets.append({"image_id": image_id, "category_id": int(cat), "bbox": [x0, y0, x1 - x0, y1 - y0],
+                             "score": score})
+        self.dataset()
+        m = coco_map.box_map(self._index.raw, dets, image_ids=ids)
+        return {**m, "samples": len(ids)}
+
+    # ------------------------------------------------------------------ model
+    def model(self) -> nn.Module:
+        from mlbench.benchmarks.retinanet.model import build_model
+
+        random = self.bench.is_reference and self.opts.weights == "random"
+        net = build_model(self.bench, backbone_weights=False)  # the full weights below replace the backbone's
+        if not random:
+            path = self._weights()
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=False)
+                if isinstance(state, dict) and isinstance(state.get("model"), dict):
+                    state = state["model"]
+                net.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+            except (RuntimeError, KeyError, EOFError, ValueError, AttributeError, OSError) as exc:
+                raise DataError(f"weights {path} do not fit RetinaNet {self.bench.size}: {str(exc)[:300]}",
+                                "pass a state dict of the same model and size (as mlbench train saves)") from exc
+        return DetectorCore(net.eval()).eval()
+
+    def model_id(self) -> str:
+        if self.bench.is_reference and self.opts.weights == "random":
+            return "random"
+        return download.sha256_file(self._weights())[:12]
+
+    def _weights(self) -> Path:
+        if self.opts.weights:
+            p = Path(self.opts.weights)
+            if not p.is_file():
+                raise DataError(f"weights file not found: {p}", "pass an existing .pth/.pt file")
+            return p
+        if self.bench.is_reference:
+            raise MlbenchError("RetinaNet reference inference needs trained weights",
+                               "pass --weights FILE (a RetinaNet ResNeXt50 FPN state dict, e.g. the checkpoint.pt "
+                               "of `mlbench train retinanet --size reference`), or --weights random for "
+                               "throughput only")
+        from mlbench.benchmarks.resnet50.inference import trained_checkpoint  # generic: any benchmark's size
+
+        return trained_checkpoint(self.bench, self.opts)

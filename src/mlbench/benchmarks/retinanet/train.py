@@ -1,0 +1,140 @@
+"""The RetinaNet training recipe: Adam, linear warm-up (MLPerf reference), focal loss, COCO box mAP.
+
+The learning rate follows the MLPerf reference's warm-up: during the first ``warmup_epochs`` the factor
+grows linearly from ``warmup_factor`` to 1, then stays at the base rate. Evaluation is distributed: each
+rank runs its shard, detections are gathered to every rank and mAP is computed once with pycocotools.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mlbench.benchmarks.base import Benchmark
+from mlbench.training.recipe import OptimArgs, StepContext
+
+
+class WarmupConstant:
+    """``lr = base * (factor * (1 - a) + a)`` with ``a = step / warmup_steps`` during warm-up, then ``base``."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, warmup_steps: int, factor: float):
+        self.optimizer, self.base_lr = optimizer, base_lr
+        self.warmup_steps, self.factor = warmup_steps, factor
+        self.step_num = 0
+        self._apply()
+
+    def lr_at(self, step: int) -> float:
+        if step >= self.warmup_steps:
+            return self.base_lr
+        alpha = step / self.warmup_steps
+        return self.base_lr * (self.factor * (1 - alpha) + alpha)
+
+    def _apply(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step_num)
+
+    def step(self) -> None:
+        self.step_num += 1
+        self._apply()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step_num": self.step_num}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step_num = int(state["step_num"])
+        self._apply()
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The RetinaNet under DDP and torch.compile wrappers (evaluation needs its transform)."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+class DetectionRecipe:
+    def build_optimizer(self, model: torch.nn.Module, bench: Benchmark, args: OptimArgs):
+        hp = bench.hparams
+        base_lr = args.base_lr if args.base_lr is not None else hp["lr"]
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=base_lr, weight_decay=hp["weight_decay"])
+        warmup = int(round(hp["warmup_epochs"] * args.steps_per_epoch))
+        sched = WarmupConstant(opt, base_lr, warmup, hp["warmup_factor"])
+        args.extra.update(base_lr=base_lr, warmup_steps=warmup)
+        return opt, sched
+
+    def mllog_hparams(self, bench: Benchmark, args: OptimArgs, optimizer) -> dict[str, Any]:
+        hp = bench.hparams
+        return {
+            "opt_name": "adam",
+            "opt_base_learning_rate": args.extra["base_lr"],
+            "opt_weight_decay": hp["weight_decay"],
+            "opt_learning_rate_warmup_epochs": hp["warmup_epochs"],
+            "opt_learning_rate_warmup_factor": hp["warmup_factor"],
+        }
+
+    def to_device(self, batch, ctx: StepContext):
+        images, targets = batch
+        dev = ctx.device
+        images = [im.to(dev, non_blocking=True) for im in images]
+        targets = [{k: (v.to(dev, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
+                   for t in targets]
+        return images, targets
+
+    def loss(self, model, batch, ctx: StepContext):
+        images, targets = batch
+        with ctx.amp():
+            parts = model(images, targets)  # {"classification", "bbox_regression"}
+        parts = {k: v.float() for k, v in parts.items()}
+        return sum(parts.values()), parts
+
+    @torch.no_grad()
+    def evaluate(self, model, batches, ctx: StepContext) -> tuple[float, int]:
+        from mlbench.benchmarks.retinanet import coco_map
+
+        # Each rank runs its shard of the validation set; detections meet on rank 0 for one mAP.
+        net = _unwrap(model)
+        net.eval()
+        index = batches.loader.dataset.index
+        local: list[dict[str, Any]] = []
+        seen: list[int] = []
+        for batch in batches:
+            images, targets = self.to_device(batch, ctx)
+            with ctx.amp():
+                outputs = net(images)
+            ids = [int(t["image_id"]) for t in targets]
+            local.extend(coco_map.to_coco_results(outputs, ids, index.label_to_cat))
+            seen.extend(ids)
+        return _score_once(local, seen, index.raw, ctx)
+
+    def synthetic_batch(self, bench: Benchmark, batch_size: int, ctx: StepContext):
+        size = bench.hparams["image_size"]
+        g = torch.Generator().manual_seed(0)
+        images = [torch.rand(3, size, size, generator=g) for _ in range(batch_size)]
+        box = torch.tensor([[size * 0.25, size * 0.25, size * 0.6, size * 0.7]])
+        targets = [{"boxes": box.clone(), "labels": torch.tensor([i % bench.num_classes]), "image_id": i}
+                   for i in range(batch_size)]
+        return self.to_device((images, targets), ctx)
+
+
+def _score_once(detections: list, image_ids: list[int], gt: dict, ctx: StepContext) -> tuple[float, int]:
+    """mAP over every rank's detections, computed once on rank 0 and shared: (mAP, images evaluated)."""
+    from mlbench.benchmarks.retinanet import coco_map
+
+    def score(dets: list, ids: list[int]) -> tuple[float, int]:
+        return (coco_map.box_map(gt, dets, image_ids=ids)["mAP"] if ids else 0.0), len(ids)
+
+    if ctx.world_size == 1:
+        return score(detections, image_ids)
+    import torch.distributed as tdist
+
+    parts: list | None = [None] * ctx.world_size if ctx.rank == 0 else None
+    tdist.gather_object((detections, image_ids), parts, dst=0)
+    result = [score([d for dets, _ in parts for d in dets], [i for _, ids in parts for i in ids])
+              if ctx.rank == 0 else None]
+    tdist.broadcast_object_list(result, src=0)
+    return result[0]
+
+
+RECIPE = DetectionRecipe()
