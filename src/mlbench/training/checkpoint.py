@@ -13,7 +13,7 @@ from mlbench.errors import DataError
 
 def save(path: Path, *, model: torch.nn.Module, optimizer, scheduler, epoch: int, extra: dict | None = None) -> None:
     state = {
-        "model": _unwrap(model).state_dict(),
+        "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "epoch": epoch,
@@ -31,7 +31,7 @@ def load(path: str | Path, *, model: torch.nn.Module, optimizer, scheduler) -> d
         raise DataError(f"checkpoint not found: {p}", "pass the checkpoint.pt of an earlier run to --resume")
     try:
         state = torch.load(p, map_location="cpu", weights_only=False)
-        _unwrap(model).load_state_dict(state["model"])
+        unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])
@@ -41,6 +41,8 @@ def load(path: str | Path, *, model: torch.nn.Module, optimizer, scheduler) -> d
     return {"epoch": int(state["epoch"]), "extra": state.get("extra", {})}
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    model = getattr(model, "_orig_mod", model)  # torch.compile
-    return getattr(model, "module", model)  # DistributedDataParallel
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model itself, under any DistributedDataParallel and torch.compile wrappers."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model

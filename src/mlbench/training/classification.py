@@ -10,18 +10,17 @@ import torch.nn.functional as F  # noqa: N812
 
 from mlbench.benchmarks.base import Benchmark
 from mlbench.training import distributed
-from mlbench.training.recipe import OptimArgs, StepContext
+from mlbench.training.recipe import OptimArgs, StepContext, StepSchedule
 
 
-class WarmupPoly:
+class WarmupPoly(StepSchedule):
     """Linear warm-up from 0 to ``base_lr`` over ``warmup_steps``, then polynomial decay to ``end_lr``."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, end_lr: float,
                  warmup_steps: int, decay_steps: int, power: float):
-        self.optimizer = optimizer
+        super().__init__(optimizer)
         self.base_lr, self.end_lr, self.power = base_lr, end_lr, power
         self.warmup_steps, self.decay_steps = warmup_steps, max(1, decay_steps)
-        self.step_num = 0
         self._apply()
 
     def lr_at(self, step: int) -> float:
@@ -29,22 +28,6 @@ class WarmupPoly:
             return self.base_lr * (step + 1) / self.warmup_steps
         t = min(step - self.warmup_steps, self.decay_steps) / self.decay_steps
         return (self.base_lr - self.end_lr) * (1 - t) ** self.power + self.end_lr
-
-    def _apply(self) -> None:
-        lr = self.lr_at(self.step_num)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-
-    def step(self) -> None:
-        self.step_num += 1
-        self._apply()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"step_num": self.step_num}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step_num = int(state["step_num"])
-        self._apply()
 
 
 def reference_lr(hp: dict[str, Any], global_batch: int) -> float:

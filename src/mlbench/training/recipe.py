@@ -45,6 +45,36 @@ class OptimArgs:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class StepSchedule:
+    """A learning-rate schedule stepped once per optimizer step; subclasses define ``lr_at(step)``.
+
+    Its state is the step count alone, so a checkpoint restores it exactly.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.optimizer = optimizer
+        self.step_num = 0
+
+    def lr_at(self, step: int) -> float:
+        raise NotImplementedError
+
+    def _apply(self) -> None:
+        lr = self.lr_at(self.step_num)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def step(self) -> None:
+        self.step_num += 1
+        self._apply()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step_num": self.step_num}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step_num = int(state["step_num"])
+        self._apply()
+
+
 class Recipe(Protocol):
     def build_optimizer(self, model: torch.nn.Module, bench: Benchmark, args: OptimArgs
                         ) -> tuple[torch.optim.Optimizer, Any]:

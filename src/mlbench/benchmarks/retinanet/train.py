@@ -12,16 +12,17 @@ from typing import Any
 import torch
 
 from mlbench.benchmarks.base import Benchmark
-from mlbench.training.recipe import OptimArgs, StepContext
+from mlbench.training.checkpoint import unwrap
+from mlbench.training.recipe import OptimArgs, StepContext, StepSchedule
 
 
-class WarmupConstant:
+class WarmupConstant(StepSchedule):
     """``lr = base * (factor * (1 - a) + a)`` with ``a = step / warmup_steps`` during warm-up, then ``base``."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, warmup_steps: int, factor: float):
-        self.optimizer, self.base_lr = optimizer, base_lr
+        super().__init__(optimizer)
+        self.base_lr = base_lr
         self.warmup_steps, self.factor = warmup_steps, factor
-        self.step_num = 0
         self._apply()
 
     def lr_at(self, step: int) -> float:
@@ -29,28 +30,6 @@ class WarmupConstant:
             return self.base_lr
         alpha = step / self.warmup_steps
         return self.base_lr * (self.factor * (1 - alpha) + alpha)
-
-    def _apply(self) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr_at(self.step_num)
-
-    def step(self) -> None:
-        self.step_num += 1
-        self._apply()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"step_num": self.step_num}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step_num = int(state["step_num"])
-        self._apply()
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The RetinaNet under DDP and torch.compile wrappers (evaluation needs its transform)."""
-    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = getattr(model, "module", None) or model._orig_mod
-    return model
 
 
 class DetectionRecipe:
@@ -94,7 +73,7 @@ class DetectionRecipe:
         from mlbench.benchmarks.retinanet import coco_map
 
         # Each rank runs its shard of the validation set; detections meet on rank 0 for one mAP.
-        net = _unwrap(model)
+        net = unwrap(model)
         net.eval()
         index = batches.loader.dataset.index
         local: list[dict[str, Any]] = []
