@@ -29,12 +29,14 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   "$PY" -m venv .venv
 fi
+# pip's quiet mode still warns about this machine's absent local index folders; keep real errors only.
+pip_install() { .venv/bin/python -m pip install -q "$@" 2>&1 | { grep -v "is ignored: it is neither" || true; }; }
 stamp=.venv/.mlbench-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements/cpu.txt -nt "$stamp" ]; then
   echo "setup: installing Python packages into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r requirements/cpu.txt
-  .venv/bin/python -m pip install -q -e ".[onnx,detection,test]"
+  pip_install --upgrade pip
+  pip_install -r requirements/cpu.txt
+  pip_install -e ".[onnx,detection,test]"
   touch "$stamp"
 fi
 echo "setup: done (.venv/bin/mlbench)"
