@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from infer_support import QUICK
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from infer_support import QUICK
+
 from mlbench.inference import logs
 
 

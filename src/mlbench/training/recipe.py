@@ -7,6 +7,7 @@ logging, data-parallelism, precision, checkpoints, stopping).
 
 from __future__ import annotations
 
+import abc
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -45,7 +46,7 @@ class OptimArgs:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class StepSchedule:
+class StepSchedule(abc.ABC):
     """A learning-rate schedule stepped once per optimizer step; subclasses define ``lr_at(step)``.
 
     Its state is the step count alone, so a checkpoint restores it exactly.
@@ -55,8 +56,9 @@ class StepSchedule:
         self.optimizer = optimizer
         self.step_num = 0
 
+    @abc.abstractmethod
     def lr_at(self, step: int) -> float:
-        raise NotImplementedError
+        """The learning rate after ``step`` optimizer steps."""
 
     def _apply(self) -> None:
         lr = self.lr_at(self.step_num)

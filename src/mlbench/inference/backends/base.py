@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import abc
 import os
 from typing import Any
 
 import numpy as np
 
 
-class Backend:
+class Backend(abc.ABC):
     """Runs one model. ``prepare`` happens before LoadGen starts (untimed); ``predict`` is the timed work.
 
     ``needs_input`` False means the backend ignores its input, so the SUT skips gathering batches (the
@@ -22,13 +23,13 @@ class Backend:
         self.cfg = cfg
         self.threads = threads
 
+    @abc.abstractmethod
     def prepare(self, task: Any, example: np.ndarray) -> None:
         """Build the runnable model from ``task.model()`` and warm it up on ``example`` ([N, ...])."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def predict(self, x: np.ndarray) -> list[np.ndarray] | None:
         """Model outputs for the batch ``x`` as numpy arrays with leading dimension ``len(x)``."""
-        raise NotImplementedError
 
     def info(self) -> dict[str, Any]:
         """What ran, for result.json (backend name, version, threads, precision, device)."""
