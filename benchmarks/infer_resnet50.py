@@ -8,6 +8,11 @@ throughput does not depend on them. Accuracy per precision is checked on the min
 (``--accuracy-size mini``), which has trained weights.
 
     python benchmarks/infer_resnet50.py [--seconds 10] [--configs pytorch:fp32,pytorch:bf16,onnxruntime:fp32,onnxruntime:int8]
+
+Any other benchmark and size with ``--benchmark/--size`` (its own data and trained model, trained first when
+no checkpoint is cached), e.g. RetinaNet mini against its backend's raw throughput:
+
+    python benchmarks/infer_resnet50.py --benchmark retinanet --size mini --configs pytorch:fp32,onnxruntime:fp32
 """
 
 from __future__ import annotations
@@ -110,21 +115,25 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--data-dir", default=None, help="ImageNet-layout data (default: generated JPEGs)")
+    ap.add_argument("--benchmark", default="resnet50")
+    ap.add_argument("--size", default="reference", help="reference uses random weights and generated JPEGs")
     ap.add_argument("--ss-rounds", type=int, default=0, help="only SingleStream p90, configs interleaved")
     a = ap.parse_args()
-    out = Path(tempfile.mkdtemp(prefix="infer-resnet50-"))
-    data = a.data_dir or str(make_val_tree(out / "data", a.images))
+    out = Path(tempfile.mkdtemp(prefix=f"infer-{a.benchmark}-"))
+    reference = a.size == "reference"
+    data = a.data_dir or (str(make_val_tree(out / "data", a.images)) if reference else None)
+    model = dict(benchmark=a.benchmark, size=a.size, weights="random" if reference else None)
     if a.ss_rounds:
-        cfgs = [InferConfig(size="reference", backend=item.split(":")[0], precision=item.split(":")[1],
-                            weights="random", data_dir=data, quick=True, duration_s=a.seconds, output_dir=str(out),
+        cfgs = [InferConfig(**model, backend=item.split(":")[0], precision=item.split(":")[1], data_dir=data,
+                            quick=True, duration_s=a.seconds, output_dir=str(out),
                             scenario="SingleStream", threads=a.threads) for item in a.configs.split(",")]
         print(json.dumps(single_stream_interleaved(cfgs, a.ss_rounds, out), indent=1))
         return
     report = {}
     for item in a.configs.split(","):
         backend, precision = item.split(":")
-        common = dict(size="reference", backend=backend, precision=precision, weights="random", data_dir=data,
-                      quick=True, duration_s=a.seconds, output_dir=str(out))
+        common = dict(**model, backend=backend, precision=precision, data_dir=data, quick=True,
+                      duration_s=a.seconds, output_dir=str(out))
         r = offline(InferConfig(scenario="Offline", batch_size=a.batch_size, workers=a.workers, threads=a.threads,
                                 **common), a.seconds, out / f"{item}-off", a.repeats)
         if a.single_stream:
