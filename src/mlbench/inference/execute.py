@@ -10,6 +10,7 @@ from mlbench import runs
 from mlbench.errors import MlbenchError, RunAborted
 from mlbench.inference import peak, runner
 from mlbench.inference.config import InferConfig
+from mlbench.results.store import record
 
 
 def execute(cfg: InferConfig, run_dir: Path | None = None) -> dict[str, Any]:
@@ -160,6 +161,8 @@ def _finish(result: dict, state: dict, run_dir: Path, final: bool) -> None:
     result["validity_reasons"] = reasons
     result["finished_at"] = runs.now_iso() if final else None
     runs.write_json(run_dir / "result.json", result)
+    if final:
+        record(run_dir)  # index it in <output_dir>/results.db (never raises)
 
 
 def _flops(result: dict) -> None:
