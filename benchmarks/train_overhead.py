@@ -15,16 +15,15 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
 
+import side_by_side
 import torch
 import torch.nn.functional as F  # noqa: N812
 
 from mlbench import registry
 from mlbench.config import TrainConfig
-from mlbench.training import distributed, precision
+from mlbench.training import precision
 from mlbench.training.batches import DataSpec
-from mlbench.training.harness import RunOutcome, train_epoch
 from mlbench.training.recipe import OptimArgs, StepContext
 
 
@@ -120,26 +119,12 @@ def main() -> None:
                                                                      epochs=bench.max_epochs))
         return model, opt, sched
 
-    quiet = lambda msg: None  # noqa: E731 - the harness prints its progress line into the void here
-    dinfo = distributed.DistInfo()
-    # warm-up both paths once (allocator, data load, oneDNN primitive caches)
-    m, o, s = fresh()
-    plain_loop(m, o, s, Take(batches, 2) if args.case == "mini" else Repeat(batches.batch, 2), ctx, args.precision)
-    m, o, s = fresh()
-    train_epoch(m, o, s, None, recipe, batches, 0, cfg, ctx, quiet, RunOutcome(seed=0), dinfo)
+    warm = Take(batches, 2) if args.case == "mini" else Repeat(batches.batch, 2)
+    plain = lambda m, o, s, data: plain_loop(m, o, s, data, ctx, args.precision)  # noqa: E731
     ratios, harness_tp, plain_tp, data_share = [], [], [], []
-    for _ in range(args.trials):
-        m, o, s = fresh()
-        t = time.perf_counter()
-        n = plain_loop(m, o, s, batches, ctx, args.precision)
-        tp_plain = n / (time.perf_counter() - t)
-        m, o, s = fresh()
-        out = RunOutcome(seed=0)
-        t = time.perf_counter()
-        train_epoch(m, o, s, None, recipe, batches, 0, cfg, ctx, quiet, out, dinfo)
-        precision.synchronize(device)
-        tp_h = out.samples / (time.perf_counter() - t)
-        ratios.append(tp_h / tp_plain)
+    for trial in side_by_side.trials(fresh, plain, recipe, batches, warm, cfg, ctx, args.trials):
+        tp_plain, tp_h, out = trial.plain_per_s, trial.harness_per_s, trial.outcome
+        ratios.append(trial.ratio)
         harness_tp.append(tp_h)
         plain_tp.append(tp_plain)
         data_share.append(out.data_wait_s / out.train_s)

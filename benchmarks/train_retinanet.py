@@ -18,15 +18,14 @@ import argparse
 import copy
 import os
 import statistics
-import time
 
+import side_by_side
 import torch
 
 from mlbench import registry
 from mlbench.config import TrainConfig
-from mlbench.training import distributed, precision
+from mlbench.training import precision
 from mlbench.training.batches import DataSpec
-from mlbench.training.harness import RunOutcome, train_epoch
 from mlbench.training.recipe import OptimArgs, StepContext
 
 
@@ -107,26 +106,12 @@ def main() -> None:
                                                                      steps_per_epoch=args.steps, epochs=1))
         return model, opt, sched
 
-    quiet = lambda msg: None  # noqa: E731 - the harness prints its progress line into the void here
-    dinfo = distributed.DistInfo()
     warm = Batches(batches.batches[:2])
-    m, o, s = fresh()
-    plain_loop(m, o, s, warm, device, args.precision)
-    m, o, s = fresh()
-    train_epoch(m, o, s, None, recipe, warm, 0, cfg, ctx, quiet, RunOutcome(seed=0), dinfo)
+    plain = lambda m, o, s, data: plain_loop(m, o, s, data, device, args.precision)  # noqa: E731
     ratios, h_tp, p_tp = [], [], []
-    for _ in range(args.trials):
-        m, o, s = fresh()
-        t = time.perf_counter()
-        n = plain_loop(m, o, s, batches, device, args.precision)
-        tp_plain = n / (time.perf_counter() - t)
-        m, o, s = fresh()
-        out = RunOutcome(seed=0)
-        t = time.perf_counter()
-        train_epoch(m, o, s, None, recipe, batches, 0, cfg, ctx, quiet, out, dinfo)
-        precision.synchronize(device)
-        tp_h = out.samples / (time.perf_counter() - t)
-        ratios.append(tp_h / tp_plain)
+    for trial in side_by_side.trials(fresh, plain, recipe, batches, warm, cfg, ctx, args.trials):
+        tp_plain, tp_h = trial.plain_per_s, trial.harness_per_s
+        ratios.append(trial.ratio)
         h_tp.append(tp_h)
         p_tp.append(tp_plain)
         print(f"trial: plain {tp_plain:7.2f} images/s  mlbench {tp_h:7.2f} images/s  ratio {ratios[-1]:.3f}",
