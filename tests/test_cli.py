@@ -62,7 +62,7 @@ def test_corrupt_image_fails_the_run(tmp_path):
     p = mlbench("train", "resnet50", "--size", "reference", "--data-dir", str(tree), "--batch-size", "2",
                 "--workers", "0", "--output-dir", str(out))
     assert p.returncode == 1 and "corrupt or unreadable image" in p.stderr and "Traceback" not in p.stderr
-    run = next(out.iterdir())
+    run = next(p for p in out.iterdir() if p.is_dir())  # results.db lies beside the run
     result = json.loads((run / "result.json").read_text())
     assert result["status"] == "failed" and result["valid"] is False
     log = (run / "run_1" / "mlperf_log.txt").read_text()

@@ -29,7 +29,7 @@ def test_ctrl_c_keeps_what_loadgen_wrote(tmp_path):
     p.send_signal(signal.SIGINT)
     rest, _ = p.communicate(timeout=60)
     assert p.returncode == 130, rest
-    run_dir = next(out.iterdir())
+    run_dir = next(p for p in out.iterdir() if p.is_dir())  # results.db lies beside the run
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "aborted" and result["valid"] is False
     assert any("interrupted" in r for r in result["validity_reasons"])
@@ -54,7 +54,7 @@ def test_crashing_backend_is_recorded(tmp_path, monkeypatch):
                       output_dir=str(tmp_path / "runs"), batch_size=4)
     with pytest.raises(RunAborted, match="device lost"):
         execute(cfg)
-    run_dir = next((tmp_path / "runs").iterdir())
+    run_dir = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())  # results.db lies beside it
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "aborted" and "device lost" in result["abort_reason"]
     assert (run_dir / "mlperf_log_detail.txt").is_file() and Path(run_dir / "mlperf_log_summary.txt").is_file()

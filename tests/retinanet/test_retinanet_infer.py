@@ -82,7 +82,7 @@ def test_infer_cli_accuracy_from_loadgen_log(weights, tmp_path):
          "--mode", "accuracy", "--quick", "--output-dir", str(out)],
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    (run_dir,) = list(out.iterdir())
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]  # results.db lies beside the run
     result = json.loads((run_dir / "result.json").read_text())
     acc = result["accuracy"]
     assert acc["scores"]["samples"] == 16 and 0.0 <= acc["value"] < 1.0

@@ -86,7 +86,7 @@ def test_reference_recipe_log_passes_closed_compliance(tmp_path, monkeypatch):
     assert definition.REFERENCE.target <= run["quality"] < 1.0
     assert result["division"] == "closed"
     assert run["compliance"]["passed"], run["compliance"]["output"]
-    log = (next(out.iterdir()) / "run_1" / "mlperf_log.txt").read_text()
+    log = (next(p for p in out.iterdir() if p.is_dir()) / "run_1" / "mlperf_log.txt").read_text()
     for key in ('"opt_name", "value": "adam"', '"opt_learning_rate_warmup_factor", "value": 0.001',
                 '"opt_weight_decay", "value": 0.0', '"submission_benchmark", "value": "retinanet"'):
         assert key in log
@@ -94,7 +94,7 @@ def test_reference_recipe_log_passes_closed_compliance(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    log_path = next(out.iterdir()) / "run_1" / "mlperf_log.txt"
+    log_path = next(p for p in out.iterdir() if p.is_dir()) / "run_1" / "mlperf_log.txt"
     proc = subprocess.run([sys.executable, "-m", "mlperf_logging.compliance_checker", "--usage", "training",
                            "--ruleset", "5.1.0", str(log_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
