@@ -14,7 +14,7 @@ def infer_cache(tmp_path_factory) -> Path:
     import os
 
     from mlbench import registry
-    from mlbench.benchmarks.resnet50.inference import trained_checkpoint
+    from mlbench.inference.models import trained_checkpoint
     from mlbench.inference.task import TaskOptions
 
     cache = tmp_path_factory.mktemp("infer-cache")

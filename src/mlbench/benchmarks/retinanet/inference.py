@@ -180,6 +180,6 @@ class RetinaNetTask:
                                "pass --weights FILE (a RetinaNet ResNeXt50 FPN state dict, e.g. the checkpoint.pt "
                                "of `mlbench train retinanet --size reference`), or --weights random for "
                                "throughput only")
-        from mlbench.benchmarks.resnet50.inference import trained_checkpoint  # generic: any benchmark's size
+        from mlbench.inference.models import trained_checkpoint
 
         return trained_checkpoint(self.bench, self.opts)
