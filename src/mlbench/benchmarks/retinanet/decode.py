@@ -1,0 +1,89 @@
+"""RetinaNet detections for a whole batch at once: the same result as torchvision's
+``RetinaNet.postprocess_detections``, without its loop over images and levels.
+
+torchvision decodes image by image: per pyramid level it takes the scores above ``score_thresh``, keeps the
+``topk_candidates`` best, decodes their boxes, then runs class-wise NMS per image and keeps the
+``detections_per_img`` best. Here the selection and decoding run on the whole batch: top-k per image and
+level in one call (top-k of the logits, then the threshold on those k scores, which selects the same
+candidates), one box decode for all candidates. NMS stays per image, torchvision's ``batched_nms``, so the
+kept detections are torchvision's, in decreasing score.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    image_size: int  # the square input the boxes are clipped to
+    score_thresh: float
+    nms_thresh: float
+    topk_candidates: int
+    detections_per_img: int
+
+    @classmethod
+    def of(cls, net: torch.nn.Module, image_size: int) -> DecodeSettings:
+        """The settings of a torchvision RetinaNet."""
+        return cls(image_size, float(net.score_thresh), float(net.nms_thresh), int(net.topk_candidates),
+                   int(net.detections_per_img))
+
+
+def batch_detections(cls_logits: torch.Tensor, box_regression: torch.Tensor, anchors: torch.Tensor,
+                     per_level: Sequence[int], s: DecodeSettings, box_coder: Any,
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+    """Detections of a batch: (boxes [M, 4], scores [M], labels [M], detections per image).
+
+    ``cls_logits`` [N, A, C] and ``box_regression`` [N, A, 4] are the head's outputs for N images of the
+    same size, ``anchors`` [A, 4] the anchors of one image, ``per_level`` how many of them each pyramid level
+    has, ``box_coder`` the network's (torchvision's ``BoxCoder`` decodes any number of boxes at once).
+    The rows of image i are the i-th block of ``counts`` rows, in decreasing score."""
+    n, _, classes = cls_logits.shape
+    # A logit above this has a score above the threshold (less a margin: the exact test is on the scores).
+    floor = math.log(s.score_thresh / (1 - s.score_thresh)) - 1e-4 if 0 < s.score_thresh < 1 else -math.inf
+    scores, images, flat_idx = [], [], []
+    start = 0
+    for count in per_level:
+        flat = cls_logits[:, start:start + count].reshape(n, -1)
+        # top-k of the logits (the order of the scores), only as deep as any image has candidates
+        k = min(s.topk_candidates, int((flat > floor).sum(1).max()))
+        top, idx = flat.topk(k, dim=1)
+        top = torch.sigmoid(top)
+        keep = top > s.score_thresh
+        images.append(torch.arange(n).unsqueeze(1).expand(n, k)[keep])
+        scores.append(top[keep])
+        flat_idx.append(idx[keep] + start * classes)  # index into this image's [A * C] logits
+        start += count
+    image, score, flat = torch.cat(images), torch.cat(scores), torch.cat(flat_idx)
+    # by image, levels in order within each (torchvision's concatenation order)
+    order = torch.sort(image, stable=True).indices
+    image, score, flat = image[order], score[order], flat[order]
+    anchor = torch.div(flat, classes, rounding_mode="floor")
+    label = flat % classes
+    box = box_coder.decode_single(box_regression[image, anchor], anchors[anchor]).clamp(min=0, max=s.image_size)
+    # NMS image by image (one call over the whole batch costs quadratically more: the CPU kernel compares
+    # every pair of kept boxes, whatever their image).
+    keep, per_image, begin = [], [], 0
+    for count in torch.bincount(image, minlength=n).tolist():
+        k = _class_nms(box[begin:begin + count], score[begin:begin + count], label[begin:begin + count],
+                       s.nms_thresh)[:s.detections_per_img]
+        keep.append(k + begin)
+        per_image.append(len(k))
+        begin += count
+    keep = torch.cat(keep)
+    return box[keep], score[keep], label[keep], per_image
+
+
+def _class_nms(box: torch.Tensor, score: torch.Tensor, label: torch.Tensor, iou: float) -> torch.Tensor:
+    """torchvision's ``batched_nms`` (kept indices, decreasing score), without its wrapper for small inputs."""
+    from torchvision.ops import batched_nms
+
+    if box.numel() > 4000 or box.numel() == 0:  # large: torchvision's class-by-class loop is faster
+        return batched_nms(box, score, label, iou)
+    shifted = box + (label.to(box) * (box.max() + 1))[:, None]  # torchvision's coordinate trick
+    return torch.ops.torchvision.nms(shifted, score, iou)
