@@ -2,7 +2,9 @@
 per backend and precision, and SingleStream p90 latency.
 
 Raw throughput: the prepared backend's ``predict`` in a loop on pre-processed batches of the same size, with
-no LoadGen, timed right before the LoadGen test on the same session, so both see the same machine.
+no LoadGen, timed right before each LoadGen test, so both see the same machine; the backend at its best
+(one predict at a time on all cores) even when the SUT runs several workers. Also reported: the same loop
+with the task's post-processing (``raw_with_postprocess``), the plain-Python way to produce the responses.
 The weights are random (torchvision resnet50(weights=None)): the real weights cannot be downloaded here, and
 throughput does not depend on them. Accuracy per precision is checked on the mini model
 (``--accuracy-size mini``), which has trained weights.
@@ -18,6 +20,7 @@ no checkpoint is cached), e.g. RetinaNet mini against its backend's raw throughp
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import threading
@@ -26,29 +29,34 @@ from pathlib import Path
 
 from infer_data import make_val_tree
 
-from mlbench.inference import runner
+from mlbench.inference import backends, runner
 from mlbench.inference.config import InferConfig
 
 
-def raw_throughput(s, seconds: float) -> float:
+def raw_throughput(s, seconds: float, post: bool = False) -> float:
     """Samples/s of backend.predict on loaded batches, outside LoadGen, on a worker thread like the SUT's
-    (the thread matters: each thread has its own OpenMP pool)."""
+    (the thread matters: each thread has its own OpenMP pool). ``post``: each batch's outputs also go
+    through the task's postprocess (what a plain loop producing the responses does)."""
     box: dict = {}
-    t = threading.Thread(target=lambda: box.update(rate=_raw_loop(s, seconds)))
+    t = threading.Thread(target=lambda: box.update(rate=_raw_loop(s, seconds, post)))
     t.start()
     t.join()
     return box["rate"]
 
 
-def _raw_loop(s, seconds: float) -> float:
+def _raw_loop(s, seconds: float, post: bool) -> float:
     idx = list(range(min(s.store.performance_count, s.store.total_count)))
     s.store.load(idx)
-    batches = [s.store.batch(idx[i:i + s.batch_size]) for i in range(0, len(idx) - s.batch_size + 1, s.batch_size)]
-    s.backend.predict(batches[0])
+    bs = s.batch_size
+    batches = [(idx[i:i + bs], s.store.batch(idx[i:i + bs])) for i in range(0, len(idx) - bs + 1, bs)]
+    s.backend.predict(batches[0][1])
     n, t0, k = 0, time.perf_counter(), 0
     while time.perf_counter() - t0 < seconds:
-        s.backend.predict(batches[k % len(batches)])
-        n += len(batches[k % len(batches)])
+        ids, x = batches[k % len(batches)]
+        out = s.backend.predict(x)
+        if post:
+            s.task.postprocess(out, ids)
+        n += len(ids)
         k += 1
     rate = n / (time.perf_counter() - t0)
     s.store.unload(idx)
@@ -56,25 +64,38 @@ def _raw_loop(s, seconds: float) -> float:
 
 
 def offline(cfg: InferConfig, seconds: float, out: Path, repeats: int) -> dict:
-    """Raw and LoadGen alternately (raw, test, raw, test, ...) so that both see the same machine; medians."""
+    """Raw and LoadGen alternately (raw, test, raw, test, ...) so that both see the same machine; medians.
+
+    The raw figure is the backend at its best on one thread of batches: all cores to one predict at a time
+    (``--workers 1``, default threads), even when the SUT under test runs several workers with fewer threads.
+    """
     s = runner.open_session(cfg, lambda m: None)
+    best = dataclasses.replace(cfg, workers=1, threads=None)
+    r = s if (s.sut.n_workers, s.backend.threads) == (1, backends.base.default_threads(1)) else \
+        runner.open_session(best, lambda m: None)
     try:
-        raws, ours, valid = [], [], []
+        raws, raws_post, ours, valid = [], [], [], []
         for i in range(repeats):
-            raws.append(raw_throughput(s, seconds))
+            raws.append(raw_throughput(r, seconds))
+            raws_post.append(raw_throughput(r, seconds, post=True))
             s.estimate_qps = raws[-1]  # LoadGen plans the Offline sample count from the measured rate
             p = runner.plan_for(s, "performance")
             t = runner.run_test(s, p, out / f"run{i}")
             ours.append(t["metrics"]["throughput/samples_per_s"])
             valid.append(t["loadgen_valid"])
-        raw, mine = sorted(raws)[len(raws) // 2], sorted(ours)[len(ours) // 2]
+        raw, raw_post, mine = (sorted(v)[len(v) // 2] for v in (raws, raws_post, ours))
         pair_ratios = sorted(o / r for r, o in zip(raws, ours, strict=True))
-        return {"raw_samples_per_s": raw, "mlbench_samples_per_s": mine, "ratio_of_medians": mine / raw,
+        post_ratios = sorted(o / r for r, o in zip(raws_post, ours, strict=True))
+        return {"raw_samples_per_s": raw, "raw_with_postprocess_samples_per_s": raw_post,
+                "mlbench_samples_per_s": mine, "ratio_of_medians": mine / raw,
                 "ratio": pair_ratios[len(pair_ratios) // 2], "ratio_note": "median of per-pair ratios (side by side)",
+                "ratio_vs_raw_with_postprocess": post_ratios[len(post_ratios) // 2],
                 "pairs": list(zip(raws, ours, strict=True)), "loadgen_valid": valid, "batch": s.batch_size,
-                "threads": s.backend.threads, "workers": cfg.workers}
+                "threads": s.backend.threads, "workers": s.sut.n_workers, "raw_threads": r.backend.threads}
     finally:
         s.close()
+        if r is not s:
+            r.close()
 
 
 def single_stream(cfg: InferConfig, out: Path) -> dict:
@@ -112,7 +133,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=128)
     ap.add_argument("--single-stream", action="store_true", help="also measure SingleStream p90 per config")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=None, help="SUT workers (default: the task's default)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--data-dir", default=None, help="ImageNet-layout data (default: generated JPEGs)")
     ap.add_argument("--benchmark", default="resnet50")

@@ -30,7 +30,9 @@ class InferConfig:
     batch_size: int | None = opt(None, "largest batch the SUT runs; default: per scenario and backend", min=1)
     max_wait_ms: float = opt(0.0, "Server: longest wait to fill a batch, in ms (0: a free worker takes what is "
                              "pending, so batches grow only under load)", min=0.0)
-    workers: int = opt(1, "SUT worker threads running batches (Server, Offline)", min=1)
+    workers: int | None = opt(None, "SUT worker threads running batches (Server, Offline); default: 1, or 2 "
+                              "when the benchmark post-processes on the host (RetinaNet's decoding and NMS "
+                              "then overlap the other worker's network)", min=1)
     threads: int | None = opt(None, "intra-op threads of the backend; default: cores / workers", min=1)
     channels_last: bool = opt(True, "pytorch: channels_last memory format for conv nets")
     compile: bool = opt(False, "pytorch: torch.compile the model (before the test starts)")

@@ -29,7 +29,8 @@ def execute(cfg: InferConfig, run_dir: Path | None = None) -> dict[str, Any]:
     session = None
     try:
         session = runner.open_session(cfg, console)
-        result["backend"] = session.backend.info()
+        result["backend"] = {**session.backend.info(), "sut_workers": session.sut.n_workers,
+                             "batch_size": session.batch_size}
         result["device"] = result["backend"].get("device", cfg.device)
         _compute_info(result, session)
         if cfg.find_peak:  # probes first; the performance test below at the peak confirms it

@@ -65,7 +65,8 @@ def open_session(cfg: InferConfig, say) -> Session:
     bs = cfg.batch_size or DEFAULT_BATCH[cfg.scenario]
     if cfg.batch_size is None and cfg.backend == "null" and cfg.scenario == "Offline":
         bs = NULL_OFFLINE_BATCH
-    threads = cfg.threads or backends.base.default_threads(cfg.workers if cfg.scenario in ("Server", "Offline") else 1)
+    workers = cfg.workers or default_workers(task)
+    threads = cfg.threads or backends.base.default_threads(workers if cfg.scenario in ("Server", "Offline") else 1)
     backend = backends.get(cfg.backend)(cfg, threads)
     warm = list(range(min(bs, store.total_count)))
     store.load(warm)
@@ -79,11 +80,20 @@ def open_session(cfg: InferConfig, say) -> Session:
     qps, lat, lat_multi = box["est"]
     store.unload(warm)
     sut = SUT(task, store, backend, scenario=cfg.scenario, batch_size=bs, max_wait_s=cfg.max_wait_ms / 1000,
-              workers=cfg.workers)
+              workers=workers)
     sut.start()
     qsl = QSL(store, store.performance_count, on_load=getattr(backend, "on_load", None))
     server_qps = cfg.target_qps or (NULL_SERVER_QPS if not backend.needs_input else qps * 0.5)
     return Session(cfg, bench, task, store, backend, sut, qsl, bs, qps, lat, lat_multi, server_qps, say)
+
+
+def default_workers(task) -> int:
+    """SUT workers when --workers is not given: 1 (one batch at a time on all cores), or 2 for a task whose
+    ``postprocess`` is real host work (``task.host_postprocess``), so that one worker's post-processing runs
+    while the other's network computes."""
+    if getattr(task, "host_postprocess", False):
+        return min(2, backends.base.usable_cores())
+    return 1
 
 
 def _estimate(backend, example) -> tuple[float, float, float]:

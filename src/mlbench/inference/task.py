@@ -74,6 +74,8 @@ class InferenceTask(Protocol):
     """One benchmark at one size, as ``mlbench infer`` sees it."""
 
     metric: str  # name of the accuracy metric, e.g. "top1" or "mAP"
+    # Optional: ``host_postprocess = True`` when ``postprocess`` is real CPU work (decoding, NMS); the runner
+    # then defaults to two SUT workers so that it overlaps the network (see runner.default_workers).
     response_dtype: str  # numpy dtype of the logged response bytes, e.g. "int32", "float32"
 
     def dataset(self) -> SampleStore:

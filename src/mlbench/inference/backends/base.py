@@ -39,5 +39,9 @@ class Backend(abc.ABC):
 def default_threads(workers: int) -> int:
     """Intra-op threads per worker so that workers x threads fills the usable cores and no more: worker
     threads and the backend's threads fighting over cores is what slows the MLPerf reference harness."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, workers))
+    return max(1, usable_cores() // max(1, workers))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, else all of them)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
