@@ -50,7 +50,6 @@ def test_submit_writes_run_dir_with_config_and_script(tmp_path):
     (["--time", "soon"], "invalid value for 'time'"),
     (["--partition", "a b"], "invalid value for 'partition'"),
     (["--nodes", "0"], "invalid value for 'nodes'"),
-    (["--requeue", "--runs", "3"], "--requeue resumes one run"),
     (["--set", "nnodes=2"], "set by the job script"),
 ])
 def test_bad_cluster_options_fail_with_a_fix(tmp_path, capsys, flags, words):
@@ -90,3 +89,49 @@ def test_help_renders(cmd, capsys):
     with pytest.raises(SystemExit) as exc:
         main(cmd)
     assert exc.value.code == 0 and "usage: mlbench" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("status, interrupted, kept", [("aborted", None, True), ("success", None, True),
+                                                      ("aborted", "KeyboardInterrupt", False),
+                                                      ("running", None, False)])
+def test_a_node_stopped_after_the_final_result_keeps_it(tmp_path, status, interrupted, kept):
+    """srun stops the other nodes when rank 0's node exits 1 for a missed target; that must not turn the
+    finished (aborted) result into a failed one."""
+    import json
+
+    from mlbench import runs
+    from mlbench.slurm import launcher
+
+    result = {"status": status, "finished_at": "t" if status != "running" else None, "valid": False,
+              "validity_reasons": ["run(s) [1] did not reach the target"]}
+    if interrupted:
+        result["interrupted"] = interrupted
+    runs.write_json(tmp_path / "result.json", result)
+    failure = launcher.Failure(exit_code=1, node="n2", node_rank=None, error=launcher.TERMINATED)
+    cfg = TrainConfig(benchmark="resnet50", size="tiny", nnodes=2)
+    launcher.record_failure(tmp_path, cfg, failure, ".node1")
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert (saved["status"] == status) is kept and ("launcher_error" in saved) is kept
+    if not kept:
+        assert saved["status"] == "failed" and failure.message in saved["validity_reasons"]
+    assert (tmp_path / "failure.node1.json").is_file()
+
+
+def test_wait_bounds_a_running_job_not_a_pending_one(monkeypatch):
+    """jobs.wait: pending time is free (and a requeue starts the clock over); running time is bounded, then
+    the job is cancelled; an ended job returns at once."""
+    clock = [0.0]
+    states = iter(["PENDING"] * 5 + ["RUNNING"] * 3 + ["PENDING", "RUNNING", "RUNNING", "RUNNING", "RUNNING"])
+    cancelled = []
+    monkeypatch.setattr(jobs, "slurm_state", lambda job_id: next(states))
+    monkeypatch.setattr(jobs, "cancel", cancelled.append)
+    monkeypatch.setattr(jobs.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(jobs.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    seen = []
+    state, ended = jobs.wait("7", run_limit_s=25, poll_s=10, on_change=seen.append)
+    # Clock at each poll: pending 0-40, running 50-70 (20 s), pending 80, running from 90: 30 s > 25 at 120.
+    assert (state, ended, cancelled) == ("RUNNING", False, ["7"]) and clock[0] == 120
+    assert seen == ["PENDING", "RUNNING", "PENDING", "RUNNING"]
+    monkeypatch.setattr(jobs, "slurm_state", lambda job_id: "COMPLETED")
+    assert jobs.wait("8", run_limit_s=1) == ("COMPLETED", True)
+    assert not jobs.is_active("UNKNOWN (gone from squeue)") and jobs.is_active("UNKNOWN (squeue: timeout)")

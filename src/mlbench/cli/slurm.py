@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 from mlbench.cli import common
 from mlbench.config import TrainConfig
 
 # Set by the job script on each node, not by the user.
 _CLUSTER_FIELDS = ("benchmark", "nnodes", "rdzv_endpoint", "rdzv_id", "node_rank")
-_ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
 
 
 def add_parser(sub) -> None:
@@ -22,8 +20,10 @@ def add_parser(sub) -> None:
         "submit", help="write an sbatch script into a new run directory and submit it",
         description="Write a readable sbatch script (job.sbatch) into a new run directory and submit it with "
                     "sbatch. Each node runs one torchrun through srun; the nodes meet at a c10d rendezvous "
-                    "on the first node. The run directory must be on storage every node sees. Train options "
-                    "are those of `mlbench train`.")
+                    "on the first node. The run directory must be on storage every node sees. With --requeue "
+                    "and --runs N above 1, each run is its own `mlbench train` in run_K/, so that a requeued "
+                    "job keeps the runs that finished and resumes the interrupted one from its checkpoint. "
+                    "Train options are those of `mlbench train`.")
     s.add_argument("benchmark", help="benchmark name (see `mlbench list`)")
     from mlbench.slurm.script import SlurmConfig
 
@@ -76,10 +76,7 @@ def _wait(job_id: str, run_dir) -> int:
     from mlbench import runs
     from mlbench.slurm import jobs
 
-    state = jobs.slurm_state(job_id)
-    while state.split()[0] in _ACTIVE:
-        time.sleep(2)
-        state = jobs.slurm_state(job_id)
+    state, _ = jobs.wait(job_id)
     result_file = run_dir / "result.json"
     result = runs.read_json(result_file) if result_file.is_file() else None
     print(f"job {job_id} ended: {state}")

@@ -8,8 +8,10 @@ run directory's result.json; ``logs`` prints the job's output file from the run 
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,12 @@ from mlbench.errors import MlbenchError
 from mlbench.slurm.script import SlurmConfig, render
 
 JOB_FILE = "slurm_job.json"
+# States of a job that has not ended yet (squeue/scontrol/sacct spelling).
+ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+          "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING")
 
 
-def _tool(name: str) -> str:
+def tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
         raise MlbenchError(f"`{name}` not found: this machine is not a SLURM submit host",
@@ -46,6 +51,9 @@ def prepare(train: TrainConfig, slurm: SlurmConfig, command: str, dry_run: bool 
     run_dir = out / runs.new_run_id("train", train.benchmark, train.size) if not train.run_dir \
         else Path(train.run_dir).resolve()
     train = dataclasses.replace(train, run_dir=str(run_dir), output_dir=str(out))
+    if slurm.requeue and train.runs > 1 and train.seed is None:
+        # Run K is started on its own (seed + K - 1) and possibly again after a requeue: fix the seed now.
+        train = dataclasses.replace(train, seed=secrets.randbelow(2**31))
     config_file = run_dir / "submit_config.json"
     text = render(slurm, train, run_dir, config_file, command)
     if not dry_run:
@@ -58,7 +66,7 @@ def prepare(train: TrainConfig, slurm: SlurmConfig, command: str, dry_run: bool 
 def submit(run_dir: Path, slurm: SlurmConfig, benchmark: str, size: str) -> str:
     """sbatch the run directory's job.sbatch; return the job id and remember it in slurm_job.json."""
     script = run_dir / "job.sbatch"
-    res = _call([_tool("sbatch"), "--parsable", str(script)])
+    res = _call([tool("sbatch"), "--parsable", str(script)])
     if res.returncode != 0:
         raise MlbenchError(f"sbatch refused the job: {res.stderr.strip() or res.stdout.strip()}",
                            f"fix the cluster options (partition, account, time, nodes); the script is {script}")
@@ -144,3 +152,68 @@ def log_files(run_dir: Path, job_id: str) -> list[Path]:
     """The job's output file and the run's console log, those that exist."""
     return [p for p in (run_dir / f"slurm-{job_id}.out", run_dir / "console.log", run_dir / "failure.json")
             if p.is_file()]
+
+
+def is_active(state: str) -> bool:
+    """Whether ``slurm_state``'s answer means the job has not ended. An unanswered query counts as active
+    (the controller may be busy); a job SLURM no longer knows has ended."""
+    word = state.split()[0] if state.strip() else "UNKNOWN"
+    return word in ACTIVE or (word == "UNKNOWN" and "gone" not in state and "no squeue" not in state)
+
+
+def wait(job_id: str, run_limit_s: float | None = None, poll_s: float = 2.0, on_change=None,
+         unknown_limit_s: float = 300.0) -> tuple[str, bool]:
+    """Wait until the job ends; return (its last state, whether it ended).
+
+    A pending job is waited for without a bound (a busy cluster may keep it queued; a requeued job pends
+    again and its clock starts over). Once it runs, at most ``run_limit_s`` seconds are waited (None: no
+    bound); past that the job is cancelled (``scancel``) and ``(state, False)`` returned. So is a job whose
+    state SLURM has not given for ``unknown_limit_s`` seconds in a row (it is then left alone).
+    ``on_change(state)`` is called whenever the state changes.
+    """
+    started: float | None = None
+    unknown_since: float | None = None
+    last = ""
+    while True:
+        try:
+            state = slurm_state(job_id)
+        except MlbenchError as exc:  # the controller did not answer this time
+            state = f"UNKNOWN ({exc.message})"
+        if state != last and on_change is not None:
+            on_change(state)
+        last = state
+        if not is_active(state):
+            return state, True
+        now = time.monotonic()
+        word = state.split()[0]
+        if word == "UNKNOWN":
+            unknown_since = now if unknown_since is None else unknown_since
+            if now - unknown_since > unknown_limit_s:
+                return state, False
+        else:
+            unknown_since = None
+        if word in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"):
+            started = None
+        elif started is None:
+            started = now
+        if run_limit_s is not None and started is not None and now - started > run_limit_s:
+            cancel(job_id)
+            return state, False
+        time.sleep(poll_s)
+
+
+def cancel(job_id: str) -> None:
+    """scancel the job; a failure to do so is ignored (the caller reports the job's state)."""
+    if shutil.which("scancel"):
+        try:
+            _call(["scancel", job_id])
+        except MlbenchError:
+            pass
+
+
+def log_tail(run_dir: Path, job_id: str, lines: int = 20) -> list[str]:
+    """The last ``lines`` lines of the job's output file (empty when there is none)."""
+    path = run_dir / f"slurm-{job_id}.out"
+    if not path.is_file():
+        return []
+    return path.read_text(errors="replace").splitlines()[-lines:]

@@ -260,8 +260,10 @@ def record_failure(run_dir: Path, cfg: TrainConfig, failure: Failure, tag: str =
         runs.write_json(run_dir / "failure.json", record)
     path = run_dir / "result.json"
     result: dict[str, Any] = runs.read_json(path) if path.is_file() else _empty_result(run_dir, cfg)
-    if result.get("status") == "success" and result.get("finished_at"):
-        result["launcher_error"] = failure.message  # every run finished; the failure came after
+    if _complete(result):
+        # Every run ended (target reached or not) and rank 0 wrote the final result; the failure came after,
+        # e.g. srun stopping this node because rank 0's node exited 1 for a missed target.
+        result["launcher_error"] = failure.message
     else:
         result["status"] = "failed"
         result["valid"] = False
@@ -270,6 +272,12 @@ def record_failure(run_dir: Path, cfg: TrainConfig, failure: Failure, tag: str =
         result["finished_at"] = runs.now_iso()
         result["error"] = failure.message
     runs.write_json(path, result)
+
+
+def _complete(result: dict[str, Any]) -> bool:
+    """A final result of runs that all ended (success, or aborted: target missed), without error or Ctrl-C."""
+    return (bool(result.get("finished_at")) and result.get("status") in ("success", "aborted")
+            and not result.get("error") and result.get("interrupted") is None)
 
 
 def _empty_result(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:

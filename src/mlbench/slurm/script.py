@@ -4,6 +4,11 @@ The script is written into the run directory (which must be on storage every nod
 what ran can be read and re-submitted by hand. It starts one ``mlbench train`` per node through ``srun``; each
 starts torchrun with ``--nproc-per-node`` processes, and the nodes meet at a c10d rendezvous on the first node.
 Only the cluster fields are added here; the run's own options are the ``submit_config.json`` beside it.
+
+With ``--requeue`` and ``--runs N`` above 1, the script runs each run as its own ``mlbench train --runs 1`` in
+``run_<K>/`` (seed: the first run's plus K-1), so that a job SLURM restarts keeps the runs that finished, resumes
+the interrupted run from its checkpoint and goes on with the rest; :mod:`mlbench.slurm.multirun` scores the
+runs together in the job's result.json after every run.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ class SlurmConfig:
     time: str = opt("01:00:00", "time limit (sbatch --time): MM, HH:MM:SS or D-HH[:MM[:SS]]")
     account: str | None = opt(None, "account to charge (sbatch --account)")
     cpus_per_task: int | None = opt(None, "CPUs for each node's torchrun (sbatch --cpus-per-task)", min=1)
-    requeue: bool = opt(False, "let SLURM requeue the job (preemption, node failure); a requeued job resumes "
-                               "from its last checkpoint and its result is marked resumed")
+    requeue: bool = opt(False, "let SLURM requeue the job (preemption, node failure); a requeued job keeps the "
+                               "runs that finished, resumes the interrupted run from its last checkpoint (that "
+                               "run is marked resumed) and goes on with the remaining runs")
     rdzv_port: int | None = opt(None, "rendezvous port on the first node; default: 29500 plus the job id modulo 1000",
                                 min=1024)
     python: str | None = opt(None, "python that runs mlbench on the nodes; default: this one "
@@ -49,9 +55,6 @@ class SlurmConfig:
             if value is not None and not _NAME.match(value):
                 raise ConfigError(f"invalid value for '{name}': {value!r}",
                                   "letters, digits, '_', '.', '-' only (see `sinfo` / `sacctmgr show assoc`)")
-        if self.requeue and train.runs > 1:
-            raise ConfigError("--requeue resumes one run from its checkpoint; it cannot be combined with "
-                              f"--runs {train.runs}", "submit one job per run, or drop --requeue")
         if train.nnodes != 1 or train.rdzv_endpoint or train.node_rank is not None:
             raise ConfigError("--nnodes/--rdzv-endpoint/--node-rank are set by the job script",
                               "use --nodes for the number of nodes")
@@ -60,6 +63,24 @@ class SlurmConfig:
 
     def nproc_per_node(self, train: TrainConfig) -> int:
         return self.gpus_per_node or train.nproc
+
+    def time_limit_s(self) -> int:
+        """The time limit in seconds (``check`` has validated the format)."""
+        return time_limit_s(self.time)
+
+
+def time_limit_s(text: str) -> int:
+    """sbatch's --time in seconds: ``M``, ``M:S``, ``H:M:S``, ``D-H``, ``D-H:M``, ``D-H:M:S``."""
+    if not _TIME.match(text):
+        raise ConfigError(f"invalid value for 'time': {text!r}",
+                          "use sbatch's formats: 30, 30:00, 01:30:00 or 1-00:00:00")
+    days, _, rest = text.rpartition("-")
+    parts = [int(x) for x in rest.split(":")]
+    if days:  # D-H, D-H:M, D-H:M:S
+        h, m, sec = (parts + [0, 0])[:3]
+    else:  # M, M:S, H:M:S
+        h, m, sec = {1: (0, parts[0], 0), 2: (0, *parts), 3: tuple(parts)}[len(parts)]
+    return ((int(days or 0) * 24 + h) * 60 + m) * 60 + sec
 
 
 def _sbatch_lines(s: SlurmConfig, train: TrainConfig, run_dir: Path) -> list[str]:
@@ -126,6 +147,8 @@ def render(s: SlurmConfig, train: TrainConfig, run_dir: Path, config_file: Path,
         "fi",
         "",
     ] if s.requeue else ["RESUME=()", ""]
+    if s.requeue and train.runs > 1:
+        return "\n".join(head + _run_by_run(train, nproc))
     run = [
         'echo "job $SLURM_JOB_ID: $SLURM_NNODES node(s) ($SLURM_JOB_NODELIST), rendezvous $HEAD_ADDR:$PORT"',
         "# One task per node; --kill-on-bad-exit stops every node when one fails.",
@@ -136,3 +159,56 @@ def render(s: SlurmConfig, train: TrainConfig, run_dir: Path, config_file: Path,
         "",
     ]
     return "\n".join(head + resume + run)
+
+
+def _run_by_run(train: TrainConfig, nproc: int) -> list[str]:
+    """--requeue with several runs: one ``mlbench train --runs 1`` per run, skipping the finished ones."""
+    if train.seed is None:
+        raise ValueError("the seed of a requeueable multi-run job is fixed at submission (jobs.prepare)")
+    return [
+        "# Each run is its own `mlbench train --runs 1` in run_<K>/ (its MLPerf log: run_<K>/run_1/mlperf_log.txt).",
+        "# A job that SLURM restarts keeps the runs whose result.json says they finished, resumes the",
+        "# interrupted run from its checkpoint (that run is marked resumed: not valid for time to train) and",
+        "# goes on with the rest. After every run, the job's result.json scores the runs made so far.",
+        f"RUNS={train.runs}",
+        f"BASE_SEED={train.seed}",
+        "RESTART=${SLURM_RESTART_COUNT:-0}",
+        'for RUN in $(seq 1 "$RUNS"); do',
+        '    PART="$RUN_DIR/run_$RUN"',
+        '    if "$PYTHON" -m mlbench.slurm.multirun finished "$PART"; then',
+        '        echo "run $RUN/$RUNS: finished before restart $RESTART, kept ($PART/result.json)"',
+        "        continue",
+        "    fi",
+        "    RESUME=()",
+        '    if [ "$RESTART" -gt 0 ] && [ -d "$PART" ]; then',
+        '        if [ -f "$PART/run_1/mlperf_log.txt" ]; then',
+        '            mv "$PART/run_1/mlperf_log.txt" "$PART/run_1/mlperf_log.before-restart-$RESTART.txt"',
+        "        fi",
+        '        if [ -f "$PART/run_1/checkpoint.pt" ]; then',
+        '            echo "requeued (restart $RESTART): run $RUN resuming from $PART/run_1/checkpoint.pt"',
+        '            RESUME=(--resume "$PART/run_1/checkpoint.pt")',
+        "        else",
+        '            echo "requeued (restart $RESTART): run $RUN has no checkpoint yet, starting it over"',
+        "        fi",
+        "    fi",
+        '    echo "job $SLURM_JOB_ID: run $RUN/$RUNS on $SLURM_NNODES node(s) ($SLURM_JOB_NODELIST), '
+        'rendezvous $HEAD_ADDR:$PORT"',
+        "    # One task per node; --kill-on-bad-exit stops every node when one fails.",
+        "    CODE=0",
+        "    srun --ntasks-per-node=1 --kill-on-bad-exit=1 \\",
+        f'        "$PYTHON" -m mlbench train {shlex.quote(train.benchmark)} --config "$CONFIG" \\',
+        '        --runs 1 --seed $((BASE_SEED + RUN - 1)) --run-dir "$PART" \\',
+        f'        --nproc {nproc} --nnodes "$SLURM_NNODES" --rdzv-endpoint "$HEAD_ADDR:$PORT" \\',
+        '        --rdzv-id "mlbench-$SLURM_JOB_ID-$RUN" "${RESUME[@]}" || CODE=$?',
+        '    "$PYTHON" -m mlbench.slurm.multirun combine "$RUN_DIR" "$CONFIG" \\',
+        '        || echo "mlbench: warning: $RUN_DIR/result.json not updated after run $RUN"',
+        "    # A run that missed the target still counts (MLPerf allows one); a run that crashed stops the job.",
+        '    if ! "$PYTHON" -m mlbench.slurm.multirun finished "$PART"; then',
+        '        echo "run $RUN/$RUNS did not finish (srun exit code $CODE); no further runs"',
+        "        break",
+        "    fi",
+        "done",
+        "# The score over all runs; exit code 0 only when every run reached the target.",
+        '"$PYTHON" -m mlbench.slurm.multirun combine "$RUN_DIR" "$CONFIG" --final',
+        "",
+    ]

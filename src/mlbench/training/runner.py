@@ -102,22 +102,22 @@ def execute(cfg: TrainConfig, say_prefix: str = "") -> dict[str, Any]:
                 check = check_log(sub / "mlperf_log.txt", bench.ruleset)
                 checks.append(check)
                 cache_cleared &= "dropped" in (sub / "mlperf_log.txt").read_text()
-                runs.write_json(sub / "result.json", _run_record(i + 1, outcome, check))
+                runs.write_json(sub / "result.json", run_record(i + 1, outcome, check))
                 say(f"run {i + 1}: {outcome.status}: {outcome.reason}")
                 say(f"run {i + 1}: MLPerf log {'passes' if check['passed'] else 'FAILS'} the compliance "
                     f"checker (ruleset {bench.ruleset}, {result['division']} division)")
-                _finish(result, cfg, bench, outcomes, checks, cache_cleared, run_dir, final=False)
+                finish_result(result, cfg, bench, outcomes, checks, cache_cleared, run_dir, final=False)
     except BaseException as exc:  # Ctrl-C, bad data, a crash: keep what was made, then fail loudly
         if dinfo.is_main:
             result["interrupted" if isinstance(exc, KeyboardInterrupt) else "error"] = str(exc) or type(exc).__name__
             if len(checks) < len(outcomes):
                 checks.append({"passed": False, "ruleset": bench.ruleset, "output": "run did not finish"})
-            _finish(result, cfg, bench, outcomes, checks, cache_cleared, run_dir, final=True)
+            finish_result(result, cfg, bench, outcomes, checks, cache_cleared, run_dir, final=True)
         raise
     finally:
         console.close()
     if dinfo.is_main:
-        _finish(result, cfg, bench, outcomes, checks, cache_cleared, run_dir, final=True)
+        finish_result(result, cfg, bench, outcomes, checks, cache_cleared, run_dir, final=True)
     distributed.barrier()
     return result
 
@@ -137,7 +137,8 @@ def _run_dir(cfg: TrainConfig, dinfo: distributed.DistInfo, device) -> Path:
     return Path(holder[0])
 
 
-def _run_record(index: int, o: RunOutcome, check: dict) -> dict[str, Any]:
+def run_record(index: int, o: RunOutcome, check: dict) -> dict[str, Any]:
+    """One run's entry in result.json ``runs`` (also read back by :mod:`mlbench.slurm.multirun`)."""
     return {
         "run": index, "seed": o.seed, "status": o.status, "reason": o.reason, "quality": o.quality,
         "reached_target": o.reached_target, "epochs": o.epochs, "samples": o.samples, "base_lr": o.base_lr,
@@ -145,7 +146,9 @@ def _run_record(index: int, o: RunOutcome, check: dict) -> dict[str, Any]:
     }
 
 
-def _finish(result, cfg, bench, outcomes, checks, cache_cleared, run_dir: Path, final: bool) -> None:
+def finish_result(result, cfg, bench, outcomes, checks, cache_cleared, run_dir: Path, final: bool) -> None:
+    """Fill ``result`` (score, status, validity, runs) from the runs so far and write it; shared with the
+    several-run requeueable SLURM job (:mod:`mlbench.slurm.multirun`), so both score and judge alike."""
     minutes = [o.time_to_train_s / 60 if o.status == "success" and o.time_to_train_s else None for o in outcomes]
     score = olympic_score(minutes, bench.runs_required)
     reasons = validity(cfg, bench, outcomes, checks, cache_cleared)
@@ -155,7 +158,7 @@ def _finish(result, cfg, bench, outcomes, checks, cache_cleared, run_dir: Path, 
         reasons.append("interrupted (Ctrl-C) before all runs finished")
     if result.get("error"):
         reasons.append(f"failed: {result['error']}")
-    result["runs"] = [_run_record(i + 1, o, c) for i, (o, c) in enumerate(zip(outcomes, checks))]
+    result["runs"] = [run_record(i + 1, o, c) for i, (o, c) in enumerate(zip(outcomes, checks))]
     converged = [o for o in outcomes if o.status == "success"]
     result["status"] = ("failed" if result.get("error") else
                         "success" if outcomes and len(converged) == len(outcomes) and final
