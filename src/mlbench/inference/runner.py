@@ -80,7 +80,7 @@ def open_session(cfg: InferConfig, say) -> Session:
     qps, lat, lat_multi = box["est"]
     store.unload(warm)
     sut = SUT(task, store, backend, scenario=cfg.scenario, batch_size=bs, max_wait_s=cfg.max_wait_ms / 1000,
-              workers=workers)
+              workers=workers, host_threads=threads)
     sut.start()
     qsl = QSL(store, store.performance_count, on_load=getattr(backend, "on_load", None))
     server_qps = cfg.target_qps or (NULL_SERVER_QPS if not backend.needs_input else qps * 0.5)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ class SUT:
     """One system under test over a task's sample store and a prepared backend."""
 
     def __init__(self, task: Any, store: Any, backend: Any, *, scenario: str, batch_size: int,
-                 max_wait_s: float, workers: int):
+                 max_wait_s: float, workers: int, host_threads: int = 1):
         import mlperf_loadgen as lg
 
         self.lg = lg
@@ -38,18 +39,24 @@ class SUT:
         self.scenario, self.batch_size, self.max_wait_s = scenario, batch_size, max_wait_s
         self.inline = scenario in INLINE_SCENARIOS
         self.n_workers = workers
+        # torch ops outside the backend (the task's post-processing) use this many threads per worker: the
+        # default (all cores) in each of several workers oversubscribes the cores and spins.
+        self.host_threads = host_threads
         self.error: BaseException | None = None
         self.abort = False
         self.batches = 0
         self.samples = 0
         self.busy_s = 0.0  # time inside backend.predict, summed over workers
         # Queries wait in a deque: append/popleft are atomic C calls, so LoadGen's issue thread pays a fraction
-        # of a microsecond and never takes a lock; it sets the event only when a worker sleeps. Items are
-        # (ids, indices, offset); a query bigger than a batch (Offline) is split by the worker that takes it,
-        # which puts the rest back at the front. None is a worker's stop sign.
+        # of a microsecond and never takes a lock. Items are (ids, indices, offset); a query bigger than a batch
+        # (Offline) is split by the worker that takes it, which puts the rest back at the front. None is a
+        # worker's stop sign.
         self._queue: collections.deque = collections.deque()
-        self._wake = threading.Event()
-        self._idle = 0  # workers asleep on _wake
+        # A worker with nothing to do sleeps on its own lock (which it holds) after putting the lock on
+        # _sleepers; whoever queues work pops one sleeper and releases its lock. Raw locks and list pop/append
+        # are single C calls: a wake-up costs the issue thread about a microsecond, where threading.Event's
+        # Python-level condition variable cost several on each side (measured: see benchmarks/infer_overhead.py).
+        self._sleepers: list = []
         self._flush = False
         self._threads: list[threading.Thread] = []
         # A backend may keep the loaded samples in device memory (gathered there, no host copy per batch).
@@ -66,8 +73,15 @@ class SUT:
                 self._run(ids[s:s + self.batch_size], indices[s:s + self.batch_size])
             return
         self._queue.append((ids, indices, 0))
-        if self._idle:
-            self._wake.set()
+        if self._sleepers:
+            self._wake_one()
+
+    def _wake_one(self) -> None:
+        try:
+            lock = self._sleepers.pop()
+        except IndexError:  # another thread woke the last sleeper meanwhile
+            return
+        lock.release()
 
     def flush(self) -> None:
         self._flush = True
@@ -77,7 +91,8 @@ class SUT:
         """Start the workers and return LoadGen's SUT handle."""
         if not self.inline:
             for i in range(self.n_workers):
-                t = threading.Thread(target=self._worker, name=f"mlbench-sut-{i}", daemon=True)
+                t = threading.Thread(target=self._worker, args=(threading.Lock(),), name=f"mlbench-sut-{i}",
+                                     daemon=True)
                 t.start()
                 self._threads.append(t)
         self.handle = self.lg.ConstructFastSUT(self.issue, self.flush)
@@ -86,7 +101,8 @@ class SUT:
     def stop(self) -> None:
         for _ in self._threads:
             self._queue.append(None)  # one stop sign per worker
-        self._wake.set()
+        while self._sleepers:
+            self._wake_one()
         for t in self._threads:
             t.join(timeout=30)
         self.lg.DestroyFastSUT(self.handle)
@@ -97,8 +113,9 @@ class SUT:
         self.flush()
 
     # ------------------------------------------------------------------ work
-    def _next(self, timeout: float | None) -> Any:
-        """The next queued item; sleeps until one arrives (at most ``timeout`` s). Raises IndexError if none."""
+    def _next(self, lock: Any, timeout: float | None) -> Any:
+        """The next queued item; sleeps on ``lock`` (the calling worker's, held) until one arrives, at most
+        ``timeout`` s (None: as long as it takes). Raises IndexError if none arrived in time."""
         q = self._queue
         while True:
             try:
@@ -106,19 +123,26 @@ class SUT:
             except IndexError:
                 if timeout is not None and timeout <= 0:
                     raise
-            self._wake.clear()
-            self._idle += 1
-            try:
-                if q:  # re-check after announcing sleep: an item appended meanwhile is never missed
-                    continue
-                if not self._wake.wait(timeout if timeout is not None else 0.5) and timeout is not None:
-                    return q.popleft()  # timed out: IndexError when still empty
-            finally:
-                self._idle -= 1
+            self._sleepers.append(lock)
+            if q:  # re-check after announcing sleep: an item appended meanwhile is never missed
+                self._withdraw(lock)
+                continue
+            if lock.acquire(timeout=timeout if timeout is not None else 0.5):
+                continue  # woken: someone popped this lock from _sleepers and released it
+            self._withdraw(lock)
+            if timeout is not None:
+                return q.popleft()  # timed out: IndexError when still empty
 
-    def _take(self) -> tuple[list, list] | None:
+    def _withdraw(self, lock: Any) -> None:
+        """Take ``lock`` off _sleepers, or, when a waker popped it first, take the release it makes."""
+        try:
+            self._sleepers.remove(lock)
+        except ValueError:
+            lock.acquire()
+
+    def _take(self, lock: Any) -> tuple[list, list] | None:
         """Up to batch_size samples: what is queued now, and (Server with max_wait) what arrives in time."""
-        item = self._next(None)
+        item = self._next(lock, None)
         if item is None:
             return None
         ids: list = []
@@ -143,16 +167,20 @@ class SUT:
                 deadline = deadline or now + self.max_wait_s
                 wait = deadline - now
             try:
-                item = self._next(wait)
+                item = self._next(lock, wait)
             except IndexError:
                 return ids, idx
             if item is None:  # stop sign: finish this batch, leave the sign for the loop
                 self._queue.appendleft(None)
                 return ids, idx
 
-    def _worker(self) -> None:
+    def _worker(self, lock: Any) -> None:
+        lock.acquire()  # held while awake; see _next
+        torch = sys.modules.get("torch")
+        if torch is not None:  # per thread: each worker thread has its own OpenMP pool
+            torch.set_num_threads(self.host_threads)
         while True:
-            work = self._take()
+            work = self._take(lock)
             if work is None:
                 return
             self._run(*work)

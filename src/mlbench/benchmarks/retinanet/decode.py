@@ -3,10 +3,11 @@
 
 torchvision decodes image by image: per pyramid level it takes the scores above ``score_thresh``, keeps the
 ``topk_candidates`` best, decodes their boxes, then runs class-wise NMS per image and keeps the
-``detections_per_img`` best. Here the selection and decoding run on the whole batch: top-k per image and
-level in one call (top-k of the logits, then the threshold on those k scores, which selects the same
-candidates), one box decode for all candidates. NMS stays per image, torchvision's ``batched_nms``, so the
-kept detections are torchvision's, in decreasing score.
+``detections_per_img`` best. Here the selection and decoding run on the whole batch: the threshold on all
+logits at once (when no image has more candidates than the top-k keeps, which is the usual case, that is the
+whole selection; otherwise top-k per image and level in one call each), one box decode for all candidates.
+NMS stays per image, torchvision's ``batched_nms`` (one call over the batch would cost quadratically more),
+so the kept detections are torchvision's, in decreasing score.
 """
 
 from __future__ import annotations
@@ -46,23 +47,16 @@ def batch_detections(cls_logits: torch.Tensor, box_regression: torch.Tensor, anc
     n, _, classes = cls_logits.shape
     # A logit above this has a score above the threshold (less a margin: the exact test is on the scores).
     floor = math.log(s.score_thresh / (1 - s.score_thresh)) - 1e-4 if 0 < s.score_thresh < 1 else -math.inf
-    scores, images, flat_idx = [], [], []
-    start = 0
-    for count in per_level:
-        flat = cls_logits[:, start:start + count].reshape(n, -1)
-        # top-k of the logits (the order of the scores), only as deep as any image has candidates
-        k = min(s.topk_candidates, int((flat > floor).sum(1).max()))
-        top, idx = flat.topk(k, dim=1)
-        top = torch.sigmoid(top)
-        keep = top > s.score_thresh
-        images.append(torch.arange(n).unsqueeze(1).expand(n, k)[keep])
-        scores.append(top[keep])
-        flat_idx.append(idx[keep] + start * classes)  # index into this image's [A * C] logits
-        start += count
-    image, score, flat = torch.cat(images), torch.cat(scores), torch.cat(flat_idx)
-    # by image, levels in order within each (torchvision's concatenation order)
-    order = torch.sort(image, stable=True).indices
-    image, score, flat = image[order], score[order], flat[order]
+    above = cls_logits.reshape(n, -1) > floor
+    if int(above.sum(1).max()) <= s.topk_candidates:
+        # No level of any image has more candidates than the top-k keeps: all of them, no top-k needed
+        # (the usual case; NMS orders them by score). nonzero() is row-major: by image, levels in order.
+        image, flat = above.nonzero(as_tuple=True)
+        score = torch.sigmoid(cls_logits.reshape(n, -1)[image, flat])
+        keep = score > s.score_thresh
+        image, score, flat = image[keep], score[keep], flat[keep]
+    else:
+        image, score, flat = _topk_candidates(cls_logits, per_level, s, floor)
     anchor = torch.div(flat, classes, rounding_mode="floor")
     label = flat % classes
     box = box_coder.decode_single(box_regression[image, anchor], anchors[anchor]).clamp(min=0, max=s.image_size)
@@ -77,6 +71,29 @@ def batch_detections(cls_logits: torch.Tensor, box_regression: torch.Tensor, anc
         begin += count
     keep = torch.cat(keep)
     return box[keep], score[keep], label[keep], per_image
+
+
+def _topk_candidates(cls_logits: torch.Tensor, per_level: Sequence[int], s: DecodeSettings, floor: float,
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(image, score, index into the image's [A * C] logits) of the candidates, by image and level:
+    per image and level the ``topk_candidates`` best scores above the threshold."""
+    n, _, classes = cls_logits.shape
+    scores, images, flat_idx = [], [], []
+    start = 0
+    for count in per_level:
+        flat = cls_logits[:, start:start + count].reshape(n, -1)
+        # top-k of the logits (the order of the scores), only as deep as any image has candidates
+        k = min(s.topk_candidates, int((flat > floor).sum(1).max()))
+        top, idx = flat.topk(k, dim=1)
+        top = torch.sigmoid(top)
+        keep = top > s.score_thresh
+        images.append(torch.arange(n).unsqueeze(1).expand(n, k)[keep])
+        scores.append(top[keep])
+        flat_idx.append(idx[keep] + start * classes)
+        start += count
+    image, score, flat = torch.cat(images), torch.cat(scores), torch.cat(flat_idx)
+    order = torch.sort(image, stable=True).indices  # by image, levels in order (torchvision's cat order)
+    return image[order], score[order], flat[order]
 
 
 def _class_nms(box: torch.Tensor, score: torch.Tensor, label: torch.Tensor, iou: float) -> torch.Tensor:
