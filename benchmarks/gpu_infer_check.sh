@@ -14,8 +14,9 @@ if [ -z "$DATA" ]; then
   python benchmarks/infer_data.py "$DATA" --images 1024
 fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-for BS in 128 256; do
-  python -m mlbench infer resnet50 --size reference --weights random --data-dir "$DATA" \
+for BS in ${BATCHES:-128 256}; do
+  echo "== ResNet-50 Offline bf16, batch $BS ($(date +%T))"
+  timeout "${RUN_TIMEOUT:-150}" python -m mlbench infer resnet50 --size reference --weights random --data-dir "$DATA" \
     --device cuda --precision bf16 --backend pytorch --scenario Offline --quick --duration-s 10 \
     --batch-size "$BS" --workers 2 --threads 4 --output-dir "$OUT/runs" || true
 done
