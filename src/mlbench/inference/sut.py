@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 INLINE_SCENARIOS = ("SingleStream", "MultiStream")
+SERVER_SPIN_S = 100e-6  # how long an idle Server worker polls before sleeping (see SUT.__init__)
 
 
 class SUT:
@@ -65,6 +66,10 @@ class SUT:
         # instead of at the next switch interval; measured: +30% VALID QPS with the null backend. Offline has
         # nobody waiting, and there the yield costs a third of the throughput, so only Server yields.
         self._yield = scenario == "Server"
+        # Server: a worker that finds the queue empty polls it (yielding the GIL each time) for a moment
+        # before it sleeps; at high rates the next query is microseconds away and a sleep/wake costs more.
+        # Measured with the null backend: VALID at 170k QPS in 11 of 15 runs against 0 of 6 without it.
+        self._spin_s = SERVER_SPIN_S if self._yield else 0.0
 
     # ------------------------------------------------------------------ LoadGen callbacks
     def issue(self, ids: Sequence[int], indices: Sequence[int]) -> None:
@@ -117,12 +122,20 @@ class SUT:
         """The next queued item; sleeps on ``lock`` (the calling worker's, held) until one arrives, at most
         ``timeout`` s (None: as long as it takes). Raises IndexError if none arrived in time."""
         q = self._queue
+        spin_until = None
         while True:
             try:
                 return q.popleft()
             except IndexError:
                 if timeout is not None and timeout <= 0:
                     raise
+            if self._spin_s:
+                now = time.perf_counter()
+                if spin_until is None:
+                    spin_until = now + self._spin_s
+                if now < spin_until:
+                    time.sleep(0)
+                    continue
             self._sleepers.append(lock)
             if q:  # re-check after announcing sleep: an item appended meanwhile is never missed
                 self._withdraw(lock)
