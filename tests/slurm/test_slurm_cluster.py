@@ -76,21 +76,7 @@ def test_requeued_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
     while not (run_dir / "run_1" / "checkpoint.pt").is_file():
         assert time.monotonic() < deadline, "no checkpoint within 90 s"
         time.sleep(0.3)
-    req = slurm_cluster.run("scontrol", "requeue", job_id)
-    assert req.returncode == 0, req.stderr
-    # SLURM holds a requeued batch job for ~2 minutes (BeginTime); release it now, as an admin could.
-    deadline = time.monotonic() + 30
-    while slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout.strip() != "PENDING":
-        assert time.monotonic() < deadline, "the requeued job did not return to PENDING"
-        time.sleep(0.3)
-    slurm_cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
-    deadline = time.monotonic() + 180
-    while True:
-        state = slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout.strip()
-        if not state:
-            break
-        assert time.monotonic() < deadline, f"job still {state} after 180 s"
-        time.sleep(1)
+    _requeue_and_wait(slurm_cluster, job_id)
     job_out = (run_dir / f"slurm-{job_id}.out").read_text()
     assert "requeued (restart 1): resuming from" in job_out, job_out[-3000:]
     result = json.loads((run_dir / "result.json").read_text())
@@ -98,6 +84,22 @@ def test_requeued_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
     assert result["valid"] is False
     assert any("resumed from a checkpoint" in r for r in result["validity_reasons"])
     assert list((run_dir / "run_1").glob("mlperf_log.before-restart-1.txt"))  # the first attempt's log kept
+
+
+def _requeue_and_wait(cluster, job_id: str) -> None:
+    """Requeue the running job, release it at once and wait until it has ended."""
+    req = cluster.run("scontrol", "requeue", job_id)
+    assert req.returncode == 0, req.stderr
+    # SLURM holds a requeued batch job for ~2 minutes (BeginTime); release it now, as an admin could.
+    deadline = time.monotonic() + 30
+    while cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout.strip() != "PENDING":
+        assert time.monotonic() < deadline, "the requeued job did not return to PENDING"
+        time.sleep(0.3)
+    cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+    deadline = time.monotonic() + 180
+    while state := cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout.strip():
+        assert time.monotonic() < deadline, f"job still {state} after 180 s"
+        time.sleep(1)
 
 
 @pytest.mark.timeout(240)
@@ -137,17 +139,7 @@ def test_requeued_job_of_several_runs_keeps_the_finished_run_and_resumes_the_nex
         assert time.monotonic() < deadline, "run 2 wrote no checkpoint within 120 s"
         time.sleep(0.3)
     assert multirun.finished(run_dir / "run_1") and not multirun.finished(run_dir / "run_2")
-    req = slurm_cluster.run("scontrol", "requeue", job_id)
-    assert req.returncode == 0, req.stderr
-    deadline = time.monotonic() + 30
-    while slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout.strip() != "PENDING":
-        assert time.monotonic() < deadline, "the requeued job did not return to PENDING"
-        time.sleep(0.3)
-    slurm_cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
-    deadline = time.monotonic() + 180
-    while state := slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout.strip():
-        assert time.monotonic() < deadline, f"job still {state} after 180 s"
-        time.sleep(1)
+    _requeue_and_wait(slurm_cluster, job_id)
     job_out = (run_dir / f"slurm-{job_id}.out").read_text()
     assert "run 1/2: finished before restart 1, kept" in job_out, job_out[-3000:]
     assert f"requeued (restart 1): run 2 resuming from {run_dir}/run_2/run_1/checkpoint.pt" in job_out

@@ -260,7 +260,7 @@ def record_failure(run_dir: Path, cfg: TrainConfig, failure: Failure, tag: str =
         runs.write_json(run_dir / "failure.json", record)
     path = run_dir / "result.json"
     result: dict[str, Any] = runs.read_json(path) if path.is_file() else _empty_result(run_dir, cfg)
-    if _complete(result):
+    if runs_ended(result):
         # Every run ended (target reached or not) and rank 0 wrote the final result; the failure came after,
         # e.g. srun stopping this node because rank 0's node exited 1 for a missed target.
         result["launcher_error"] = failure.message
@@ -274,7 +274,7 @@ def record_failure(run_dir: Path, cfg: TrainConfig, failure: Failure, tag: str =
     runs.write_json(path, result)
 
 
-def _complete(result: dict[str, Any]) -> bool:
+def runs_ended(result: dict[str, Any]) -> bool:
     """A final result of runs that all ended (success, or aborted: target missed), without error or Ctrl-C."""
     return (bool(result.get("finished_at")) and result.get("status") in ("success", "aborted")
             and not result.get("error") and result.get("interrupted") is None)

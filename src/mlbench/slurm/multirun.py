@@ -20,8 +20,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-FINISHED = ("success", "aborted")  # the runner's status of a run that ended (target reached, or not)
-
 
 def _read(path: Path) -> dict[str, Any] | None:
     try:
@@ -34,9 +32,10 @@ def _read(path: Path) -> dict[str, Any] | None:
 def finished(part_dir: str | Path) -> bool:
     """Whether the run in ``part_dir`` (one ``mlbench train --runs 1``) ended: its result.json is final, says
     success or aborted (target missed), and records neither an error nor an interruption."""
+    from mlbench.slurm.launcher import runs_ended
+
     result = _read(Path(part_dir) / "result.json")
-    return bool(result and result.get("finished_at") and result.get("status") in FINISHED
-                and not result.get("error") and result.get("interrupted") is None and result.get("runs"))
+    return bool(result and runs_ended(result) and result.get("runs"))
 
 
 def outcome_from_record(record: dict[str, Any], eval_count_mismatch: bool = False):

@@ -44,6 +44,8 @@ def batch_detections(cls_logits: torch.Tensor, box_regression: torch.Tensor, anc
     same size, ``anchors`` [A, 4] the anchors of one image, ``per_level`` how many of them each pyramid level
     has, ``box_coder`` the network's (torchvision's ``BoxCoder`` decodes any number of boxes at once).
     The rows of image i are the i-th block of ``counts`` rows, in decreasing score."""
+    from torchvision.ops import batched_nms
+
     n, _, classes = cls_logits.shape
     # A logit above this has a score above the threshold (less a margin: the exact test is on the scores).
     floor = math.log(s.score_thresh / (1 - s.score_thresh)) - 1e-4 if 0 < s.score_thresh < 1 else -math.inf
@@ -64,8 +66,8 @@ def batch_detections(cls_logits: torch.Tensor, box_regression: torch.Tensor, anc
     # every pair of kept boxes, whatever their image).
     keep, per_image, begin = [], [], 0
     for count in torch.bincount(image, minlength=n).tolist():
-        k = _class_nms(box[begin:begin + count], score[begin:begin + count], label[begin:begin + count],
-                       s.nms_thresh)[:s.detections_per_img]
+        k = batched_nms(box[begin:begin + count], score[begin:begin + count], label[begin:begin + count],
+                        s.nms_thresh)[:s.detections_per_img]
         keep.append(k + begin)
         per_image.append(len(k))
         begin += count
@@ -94,13 +96,3 @@ def _topk_candidates(cls_logits: torch.Tensor, per_level: Sequence[int], s: Deco
     image, score, flat = torch.cat(images), torch.cat(scores), torch.cat(flat_idx)
     order = torch.sort(image, stable=True).indices  # by image, levels in order (torchvision's cat order)
     return image[order], score[order], flat[order]
-
-
-def _class_nms(box: torch.Tensor, score: torch.Tensor, label: torch.Tensor, iou: float) -> torch.Tensor:
-    """torchvision's ``batched_nms`` (kept indices, decreasing score), without its wrapper for small inputs."""
-    from torchvision.ops import batched_nms
-
-    if box.numel() > 4000 or box.numel() == 0:  # large: torchvision's class-by-class loop is faster
-        return batched_nms(box, score, label, iou)
-    shifted = box + (label.to(box) * (box.max() + 1))[:, None]  # torchvision's coordinate trick
-    return torch.ops.torchvision.nms(shifted, score, iou)

@@ -4,8 +4,8 @@ The backends run the network only: normalisation, backbone, FPN and head, with f
 (class logits ``[N, anchors, classes]`` and box deltas ``[N, anchors, 4]``), which exports to ONNX and
 batches. Box decoding, score threshold, top-k and NMS then run once, the same for every backend, for the
 whole batch at once (:mod:`.decode`: torchvision's RetinaNet post-processing without its per-image loop;
-ONNX Runtime would need a hand-built NMS graph and would then not match PyTorch). Samples are the validation images resized to the model's square input, 0-1 floats,
-as the training evaluation does.
+ONNX Runtime would need a hand-built NMS graph and would then not match PyTorch). Samples are the validation
+images resized to the model's square input, 0-1 floats, as the training evaluation does.
 
 Each sample's logged response is float32 rows ``[x0, y0, x1, y1, score, category_id]`` in the original
 image's pixels; accuracy is COCO box mAP@[.5:.95] with pycocotools over the scored images.
