@@ -39,7 +39,9 @@ def trained_checkpoint(bench: Benchmark, opts: TaskOptions) -> Path:
         raise MlbenchError(f"training did not write a checkpoint ({ckpt})", f"see {run_dir}/console.log")
     if result["status"] != "success":
         opts.say(f"warning: the trained model did not reach its training target ({result['quality']})")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    from mlbench.training import checkpoint
+
+    state = checkpoint.read(ckpt, what="checkpoint", hint=f"delete {run_dir} and run the command again")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     torch.save({"model": state["model"], "trained_by": result["run_id"], "quality": result["quality"]}, tmp)

@@ -1,8 +1,16 @@
-"""Checkpoints: model, optimizer, scheduler and progress, written atomically."""
+"""Checkpoints: model, optimizer, scheduler and progress, written atomically.
+
+A checkpoint holds tensors and plain values only (numbers, strings, lists, dicts), so that it is read with
+``torch.load(weights_only=True)``: a file passed by a user (``--resume``, ``--weights``) or found in a cache is
+data, never code. :func:`read` is the one way mlbench opens such a file.
+"""
 
 from __future__ import annotations
 
 import os
+import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -10,15 +18,18 @@ import torch
 
 from mlbench.errors import DataError
 
+PLAIN_HINT = ("pass a file of tensors and plain values, as `mlbench train` writes (run_N/checkpoint.pt) or "
+              "torch.save(model.state_dict(), FILE) does")
+
 
 def save(path: Path, *, model: torch.nn.Module, optimizer, scheduler, epoch: int, extra: dict | None = None) -> None:
-    state = {
+    state = plain({
         "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "epoch": epoch,
         "extra": extra or {},
-    }
+    })
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)  # a crash mid-write never leaves a half checkpoint
@@ -29,16 +40,96 @@ def load(path: str | Path, *, model: torch.nn.Module, optimizer, scheduler) -> d
     p = Path(path)
     if not p.is_file():
         raise DataError(f"checkpoint not found: {p}", "pass the checkpoint.pt of an earlier run to --resume")
+    state = read(p, what="checkpoint", hint="pass the checkpoint.pt of an earlier mlbench run to --resume")
     try:
-        state = torch.load(p, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict):
+            raise ValueError(f"it holds a {type(state).__name__}, not a dict")
         unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])
-    except (RuntimeError, KeyError, EOFError, ValueError) as exc:
-        raise DataError(f"checkpoint {p} does not fit this benchmark and size: {exc}",
+        epoch = int(state["epoch"])
+    except (RuntimeError, KeyError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        raise DataError(f"checkpoint {p} does not fit this benchmark and size: {_one_line(exc)}",
                         "resume with a checkpoint written by the same benchmark, size and options") from exc
-    return {"epoch": int(state["epoch"]), "extra": state.get("extra", {})}
+    return {"epoch": epoch, "extra": state.get("extra", {})}
+
+
+def read(path: str | Path, *, what: str = "weights file", hint: str = PLAIN_HINT) -> Any:
+    """The content of a PyTorch file, loaded with ``weights_only=True``: tensors and plain values only.
+
+    A file that holds other Python objects (whose loading could run code) is refused; a file that is not a
+    PyTorch file at all (text, truncated, empty) is a DataError too. Neither ends in a traceback.
+    """
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(4)
+    except FileNotFoundError:
+        raise DataError(f"{what} not found: {p}", hint) from None
+    except IsADirectoryError:
+        raise DataError(f"{what} {p} is a directory, not a file", hint) from None
+    except OSError as exc:
+        raise DataError(f"cannot read {what} {p}: {exc.strerror or exc}", "check the file and its permissions"
+                        ) from None
+    if not head:
+        raise DataError(f"{what} {p} is empty (an interrupted copy?)", hint)
+    if not head.startswith((b"PK", b"\x80")):  # torch.save writes a zip archive; older PyTorch, a pickle
+        raise DataError(f"{what} {p} is not a PyTorch weights file (neither a zip archive nor a pickle; it "
+                        f"starts with {head!r})", hint)
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise before our own message
+            warnings.simplefilter("ignore")
+            return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        refused = _refused(text)
+        if refused:
+            raise DataError(f"{what} {p} is not a plain weights file: it holds {refused}, which could run code "
+                            "when loaded; refused", hint) from None
+        raise DataError(f"{what} {p} is not a PyTorch weights file, or is corrupt ({_one_line(text)})",
+                        hint) from None
+    except Exception as exc:  # noqa: BLE001 - a corrupt file makes torch/pickle raise many types
+        reason = "it ends too early" if isinstance(exc, EOFError) else _one_line(exc)
+        if "zip archive" in reason or "central directory" in reason:
+            reason = "not a complete zip archive"
+        raise DataError(f"{what} {p} is truncated or corrupt ({reason})", hint) from None
+
+
+def _refused(text: str) -> str | None:
+    """What torch's weights-only loader refused, in words; None when it failed on unreadable bytes."""
+    found = re.search(r"(?:GLOBAL|Unsupported class)\s+([\w.]+)", text)
+    if found:
+        return f"a Python object ({found.group(1)})"
+    found = re.search(r"Unsupported operand \S+|Unsupported opcode \S+", text, re.IGNORECASE)
+    if found:
+        return f"pickle instructions beyond tensors and plain values ({found.group(0)})"
+    return None
+
+
+def plain(obj: Any) -> Any:
+    """``obj`` in the types ``torch.load(weights_only=True)`` accepts: numpy values become Python numbers or
+    tensors; anything else that is not a tensor or a plain value is a TypeError, raised when saving (not when
+    resuming)."""
+    if obj is None or isinstance(obj, (bool, int, float, str, bytes, torch.Tensor, torch.dtype, torch.device,
+                                       torch.Size)):
+        return obj
+    if isinstance(obj, dict):
+        return {plain(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(plain(v) for v in obj) if type(obj) in (list, tuple) else [plain(v) for v in obj]
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"a checkpoint holds tensors and plain values only, not {type(obj).__name__}")
+
+
+def _one_line(exc: BaseException | str) -> str:
+    s = " ".join(str(exc).split())
+    return (s[:200] + "...") if len(s) > 200 else s or type(exc).__name__
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -136,8 +136,10 @@ class ResNetTask:
         if path.suffix == ".onnx":
             raise ConfigError(f"{path} is an ONNX model; the pytorch backend needs a PyTorch state dict",
                               "use --backend onnxruntime with an .onnx file, or pass a .pth file")
+        from mlbench.training import checkpoint
+
+        state = checkpoint.read(path, what="weights file")  # tensors only: a file never runs code
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
             for key in ("model", "state_dict"):
                 if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                     state = state[key]

@@ -165,8 +165,10 @@ class RetinaNetTask:
         net = build_model(self.bench, backbone_weights=False)  # the full weights below replace the backbone's
         if not random:
             path = self._weights()
+            from mlbench.training import checkpoint
+
+            state = checkpoint.read(path, what="weights file")  # tensors only: a file never runs code
             try:
-                state = torch.load(path, map_location="cpu", weights_only=False)
                 if isinstance(state, dict) and isinstance(state.get("model"), dict):
                     state = state["model"]
                 net.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})

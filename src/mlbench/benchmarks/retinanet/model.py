@@ -84,13 +84,17 @@ def backbone_state() -> dict | None:
         if not os.path.isfile(source):
             raise DataError(f"{BACKBONE_ENV}={source}: no such file",
                             "point it at torchvision's resnext50_32x4d-7cdf4587.pth, or unset it to download")
-        return torch.load(source, map_location="cpu", weights_only=True)
+        from mlbench.training import checkpoint
+
+        return checkpoint.read(source, what=f"{BACKBONE_ENV} file",
+                               hint="point it at torchvision's resnext50_32x4d-7cdf4587.pth")
     from torchvision.models import ResNeXt50_32X4D_Weights
 
     url = ResNeXt50_32X4D_Weights.IMAGENET1K_V1.url
     try:
         # check_hash: the file name carries the first digits of the sha256 (torchvision's convention).
-        return torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, progress=False)
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, progress=False,
+                                                  weights_only=True)
     except Exception as exc:  # noqa: BLE001 - network and hash errors alike
         raise DataError(f"cannot get the ResNeXt50 backbone weights from {url}: {exc}",
                         f"download the file elsewhere and set {BACKBONE_ENV}=/path/to/it") from exc
