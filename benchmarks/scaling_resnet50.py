@@ -48,7 +48,7 @@ def _worker(rank: int, world: int, port: int, threads: int, args: argparse.Names
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     handle = registry.get("resnet50", args.size)
     bench = handle.definition
-    model = handle.model.build_model(bench)
+    model = handle.workload().build_model()
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(args.batch_size, *bench.input_shape)

@@ -99,23 +99,23 @@ def main() -> None:
     device = precision.resolve_device(args.device)
     bs = args.batch_size or (128 if args.case == "mini" else 8)
     steps = args.steps or (60 if args.case == "mini" else 4)
-    recipe = handle.recipe.RECIPE
+    recipe = handle.workload()
     ctx = StepContext(device=device, channels_last=args.channels_last,
                       autocast=lambda: precision.autocast(device, args.precision))
     if args.case == "mini":
-        data = handle.data.build_data(bench, DataSpec(batch_size=bs, eval_batch_size=bs,
+        data = handle.workload().build_data(DataSpec(batch_size=bs, eval_batch_size=bs,
                                                                       data_dir=args.data_dir))
         batches = Take(data.train, steps)
     else:
         batches = Repeat((torch.randn(bs, *bench.input_shape), torch.randint(0, 1000, (bs,))), steps)
-    base = handle.model.build_model(bench).to(device)
+    base = handle.workload().build_model().to(device)
     if args.channels_last:
         base = base.to(memory_format=torch.channels_last)
     cfg = TrainConfig(benchmark="resnet50", size=args.case, precision=args.precision, log_every=20)
 
     def fresh():
         model = copy.deepcopy(base)
-        opt, sched = recipe.build_optimizer(model, bench, OptimArgs(global_batch_size=bs, steps_per_epoch=steps,
+        opt, sched = recipe.build_optimizer(model, OptimArgs(global_batch_size=bs, steps_per_epoch=steps,
                                                                      epochs=bench.max_epochs))
         return model, opt, sched
 

@@ -68,9 +68,9 @@ def load_batches(handle, bench, args, bs: int, steps: int, ctx: StepContext) -> 
     """Real decoded batches (mini/tiny: the generated set; reference: synthetic 800x800 images), in memory,
     so that both loops time the model step and not the JPEG decoder."""
     if args.case == "reference":
-        return Batches([handle.recipe.RECIPE.synthetic_batch(bench, bs, StepContext(device=torch.device("cpu")))]
+        return Batches([handle.workload().synthetic_batch(bs, StepContext(device=torch.device("cpu")))]
                        * steps)
-    data = handle.data.build_data(bench, DataSpec(batch_size=bs, eval_batch_size=bs, workers=0))
+    data = handle.workload().build_data(DataSpec(batch_size=bs, eval_batch_size=bs, workers=0))
     out = []
     for b in data.train:
         out.append(b)
@@ -94,15 +94,15 @@ def main() -> None:
     bench = handle.definition
     device = precision.resolve_device(args.device)
     bs = args.batch_size or (2 if args.case == "reference" else bench.batch_size)
-    recipe = handle.recipe.RECIPE
+    recipe = handle.workload()
     ctx = StepContext(device=device, autocast=lambda: precision.autocast(device, args.precision))
     batches = load_batches(handle, bench, args, bs, args.steps, ctx)
-    base = handle.model.build_model(bench).to(device)
+    base = handle.workload().build_model().to(device)
     cfg = TrainConfig(benchmark="retinanet", size=args.case, precision=args.precision, log_every=20)
 
     def fresh():
         model = copy.deepcopy(base)
-        opt, sched = recipe.build_optimizer(model, bench, OptimArgs(global_batch_size=bs,
+        opt, sched = recipe.build_optimizer(model, OptimArgs(global_batch_size=bs,
                                                                      steps_per_epoch=args.steps, epochs=1))
         return model, opt, sched
 

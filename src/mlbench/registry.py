@@ -3,18 +3,19 @@
 A benchmark is a package under ``mlbench.benchmarks`` with fixed module names:
 
 - ``definition``: ``SIZES``, a dict of size name -> :class:`mlbench.benchmarks.base.Benchmark`
-- ``model``: ``build_model(bench)``
-- ``data``: ``build_data(bench, spec)`` -> :class:`mlbench.training.batches.DataBundle`
-- ``train``: the recipe (loss, optimizer, evaluation, MLPerf hyper-parameter keys)
-- ``inference``: pre/post-processing and the accuracy metric used by ``mlbench infer``
+- ``workload``: ``WORKLOAD``, a :class:`mlbench.training.workload.Workload` subclass (``mlbench train``)
+- ``inference``: ``build_task(bench, opts)`` (``mlbench infer``, see :mod:`mlbench.inference.task`)
+- ``prepare`` (optional): ``prepare(bench, args)`` and ``add_arguments(parser)`` (``mlbench data prepare``)
 
-Only ``definition`` is imported to list benchmarks; the heavy modules load when used.
+Other modules (model, data, ...) are the benchmark's own business. Only ``definition`` is imported to list
+benchmarks; the heavy modules load when used.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -24,6 +25,7 @@ from mlbench.errors import UnknownNameError
 BENCHMARKS: dict[str, str] = {
     "resnet50": "mlbench.benchmarks.resnet50",
     "retinanet": "mlbench.benchmarks.retinanet",
+    "bert": "mlbench.benchmarks.bert",
 }
 
 
@@ -50,21 +52,16 @@ class BenchmarkHandle:
     def definition(self):
         return self.module("definition").SIZES[self.size]
 
-    @property
-    def model(self) -> ModuleType:
-        return self.module("model")
-
-    @property
-    def data(self) -> ModuleType:
-        return self.module("data")
-
-    @property
-    def recipe(self) -> ModuleType:
-        return self.module("train")
+    def workload(self):
+        """The training workload of this size (:class:`mlbench.training.workload.Workload`)."""
+        return self.module("workload").WORKLOAD(self.definition)
 
     @property
     def inference(self) -> ModuleType:
         return self.module("inference")
+
+    def has_module(self, part: str) -> bool:
+        return importlib.util.find_spec(f"{self.package}.{part}") is not None
 
 
 def names() -> list[str]:

@@ -102,7 +102,8 @@ def test_reference_recipe_log_passes_closed_compliance(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_reference_model_builds_and_computes_the_loss(monkeypatch):
-    from mlbench.benchmarks.retinanet import model, train
+    from mlbench.benchmarks.retinanet import model, workload
+    from mlbench.training.recipe import StepContext
 
     monkeypatch.setenv(model.BACKBONE_ENV, "random")  # no download in tests
     bench = definition.REFERENCE
@@ -114,7 +115,7 @@ def test_reference_model_builds_and_computes_the_loss(monkeypatch):
     targets = [{"boxes": torch.tensor([[10.0, 20.0, 90.0, 100.0]]), "labels": torch.tensor([5])}]
     with torch.no_grad():
         parts = net(images, targets)
-        loss, parts = train.RECIPE.loss(net, (images, targets), train.StepContext(device=torch.device("cpu")))
+        loss, parts = workload.WORKLOAD(bench).loss(net, (images, targets), StepContext(device=torch.device("cpu")))
     assert set(parts) == {"classification", "bbox_regression"} and torch.isfinite(loss)
     assert net.transform.fixed_size == (800, 800)
 

@@ -25,12 +25,15 @@ class Benchmark:
     ruleset: str  # mlperf-logging training ruleset the log follows, e.g. "4.0.0"
     division: str  # closed (the MLPerf definition) or open (anything smaller)
     dataset: str
-    metric: str  # name of the quality metric, e.g. "top1"
-    target: float  # quality target on ``metric`` (higher is better)
+    metric: str  # name of the quality metric, e.g. "top1" (a key of the workload's evaluate() result)
+    target: float  # quality target on ``metric``
     target_source: str  # where the target comes from, in words
-    eval_every_epochs: int  # evaluation cadence
+    eval_every_epochs: int  # evaluation cadence in epochs (used when ``eval_every_samples`` is 0)
     runs_required: int  # runs MLPerf asks for a score
     max_epochs: int  # epoch budget: a run that has not reached the target by then is aborted
+    higher_is_better: bool = True  # False for error rates (WER): the target is reached at or below it
+    eval_every_samples: int = 0  # evaluation cadence in training samples (BERT); 0 means by epochs
+    max_samples: int = 0  # budget in training samples (BERT); 0 means ``max_epochs`` alone
     batch_size: int  # default per-process batch size
     hparams: dict[str, Any] = field(default_factory=dict)  # the recipe's hyper-parameters
     input_shape: tuple[int, ...] = ()  # one sample, channels first (for warm-up and inference)
@@ -38,6 +41,8 @@ class Benchmark:
     # Inference (MLPerf inference rules); 0 / None where the benchmark has no inference size.
     inference_target: float | None = None  # 99% of the FP32 reference accuracy
     inference_target_source: str = ""
+    inference_targets: dict[str, float] = field(default_factory=dict)  # e.g. {"99": .., "99.9": ..}
+    inference_metric: str = ""  # the accuracy metric inference is scored on; "" means ``metric``
     performance_sample_count: int = 0
     server_latency_ms: float | None = None
     loadgen_model_name: str = ""  # the model name in LoadGen's mlperf.conf

@@ -1,5 +1,7 @@
-"""The image-classification recipe (ResNet family): SGD with momentum, label smoothing,
-linear warm-up then polynomial decay (the MLPerf ResNet reference schedule), top-1 accuracy."""
+"""The image-classification workload (ResNet family): SGD with momentum, label smoothing,
+linear warm-up then polynomial decay (the MLPerf ResNet reference schedule), top-1 accuracy.
+
+A benchmark subclasses :class:`ClassificationWorkload` and supplies ``build_model`` and ``build_data``."""
 
 from __future__ import annotations
 
@@ -8,9 +10,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from mlbench.benchmarks.base import Benchmark
 from mlbench.training import distributed
 from mlbench.training.recipe import OptimArgs, StepContext, StepSchedule
+from mlbench.training.workload import Workload
 
 
 class WarmupPoly(StepSchedule):
@@ -36,9 +38,13 @@ def reference_lr(hp: dict[str, Any], global_batch: int) -> float:
     return max(0.001, round(lr / 0.001) * 0.001)
 
 
-class ClassificationRecipe:
-    def build_optimizer(self, model: torch.nn.Module, bench: Benchmark, args: OptimArgs):
-        hp = bench.hparams
+class ClassificationWorkload(Workload):
+    """Batches are ``(images, labels)``; the metric is top-1 accuracy (``top1``)."""
+
+    label_smoothing = 0.1
+
+    def build_optimizer(self, model: torch.nn.Module, args: OptimArgs):
+        hp = self.bench.hparams
         base_lr = args.base_lr if args.base_lr is not None else reference_lr(hp, args.global_batch_size)
         decay, no_decay = [], []
         for p in model.parameters():
@@ -55,8 +61,8 @@ class ClassificationRecipe:
         args.extra.update(base_lr=base_lr, warmup_steps=warmup, decay_steps=decay_steps)
         return opt, sched
 
-    def mllog_hparams(self, bench: Benchmark, args: OptimArgs, optimizer) -> dict[str, Any]:
-        hp = bench.hparams
+    def mllog_hparams(self, args: OptimArgs, optimizer) -> dict[str, Any]:
+        hp = self.bench.hparams
         return {
             "opt_name": "sgd",
             "sgd_opt_base_learning_rate": args.extra["base_lr"],
@@ -84,10 +90,8 @@ class ClassificationRecipe:
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
         return loss, {}
 
-    label_smoothing = 0.1
-
     @torch.no_grad()
-    def evaluate(self, model, batches, ctx: StepContext) -> tuple[float, int]:
+    def evaluate(self, model, batches, ctx: StepContext) -> tuple[dict[str, float], int]:
         model.eval()  # batch-norm running statistics, as inference uses them (the harness restores train())
         correct = torch.zeros((), dtype=torch.int64, device=ctx.device)
         count = 0
@@ -98,9 +102,10 @@ class ClassificationRecipe:
             correct += (logits.argmax(1) == y).sum()
             count += y.numel()
         total_correct, total = distributed.all_reduce_sum([float(correct.item()), float(count)], ctx.device)
-        return (total_correct / total if total else 0.0), int(total)
+        return {"top1": total_correct / total if total else 0.0}, int(total)
 
-    def synthetic_batch(self, bench: Benchmark, batch_size: int, ctx: StepContext):
+    def synthetic_batch(self, batch_size: int, ctx: StepContext):
+        bench = self.bench
         x = torch.randn(batch_size, *bench.input_shape)
         y = torch.randint(0, bench.num_classes, (batch_size,))
         return self.to_device((x, y), ctx)

@@ -29,6 +29,7 @@ from mlbench.training.batches import DataSpec
 from mlbench.training.metric_logger import MetricLogger
 from mlbench.training.mlperf_log import C, MLPerfLog, clear_page_cache
 from mlbench.training.recipe import OptimArgs, StepContext
+from mlbench.training.workload import Workload, members
 
 
 @dataclass
@@ -47,7 +48,7 @@ class RunOutcome:
     train_s: float = 0.0  # time in training steps (data waits included, evaluation excluded)
     eval_s: float = 0.0
     data_wait_s: float = 0.0
-    evals: list[dict[str, float]] = field(default_factory=list)  # {epoch, quality, elapsed_s}
+    evals: list[dict[str, Any]] = field(default_factory=list)  # {epoch, samples, quality, metrics, elapsed_s}
     resumed_from: str | None = None
     eval_count_mismatch: bool = False
     base_lr: float | None = None
@@ -93,7 +94,6 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
     ``run_stop`` aborted with the reason in ``out``, then re-raised, so the caller can record what was made.
     """
     bench: Benchmark = handle.definition
-    recipe = handle.recipe.RECIPE
     seed = out.seed
     mll = MLPerfLog(run_dir / "mlperf_log.txt", enabled=dist.is_main)
     ctx = StepContext(device=device, channels_last=cfg.channels_last,
@@ -117,7 +117,8 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
         seed_everything(seed + dist.rank)
         mll.event(C.SEED, seed)
 
-        model = handle.model.build_model(bench).to(device)
+        wl: Workload = handle.workload()
+        model = wl.build_model().to(device)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         local_bs = cfg.batch_size or bench.batch_size
@@ -125,31 +126,29 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
         spec = DataSpec(batch_size=local_bs, eval_batch_size=max(local_bs, bench.batch_size),
                         rank=dist.rank, world_size=dist.world_size, workers=cfg.workers, seed=seed,
                         data_dir=cfg.data_dir, pin_memory=device.type == "cuda")
-        data = handle.data.build_data(bench, spec)  # indexes the data; reads no samples yet
-        epochs = cfg.epochs or bench.max_epochs
+        data = wl.build_data(spec)  # indexes the data; reads no samples yet
+        budget = Budget.of(bench, cfg, len(data.train), local_bs * dist.world_size)
         steps_per_epoch = max(1, len(data.train) // cfg.grad_accum)
-        oargs = OptimArgs(global_batch_size=global_bs, steps_per_epoch=steps_per_epoch, epochs=epochs,
+        oargs = OptimArgs(global_batch_size=global_bs, steps_per_epoch=steps_per_epoch, epochs=budget.epochs,
                           base_lr=cfg.lr, grad_accum=cfg.grad_accum, world_size=dist.world_size)
-        optimizer, scheduler = recipe.build_optimizer(model, bench, oargs)
+        optimizer, scheduler = wl.build_optimizer(model, oargs)
         out.base_lr = oargs.extra.get("base_lr")
         start_epoch = 0
         if cfg.resume:
             state = checkpoint.load(cfg.resume, model=model, optimizer=optimizer, scheduler=scheduler)
             start_epoch, out.resumed_from = state["epoch"], str(cfg.resume)
+            out.samples = int(state.get("extra", {}).get("samples", 0))
             say(f"resumed from {cfg.resume} after epoch {start_epoch} (not valid for time to train)")
-        train_model = model
-        if dist.enabled:
-            train_model = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None)
+        train_model = wl.wrap_model(model, device, dist.enabled)
         if cfg.compile:
             train_model = torch.compile(train_model)
         scaler = precision.grad_scaler(device, cfg.precision)
-        if cfg.compile or device.type == "cuda":
-            _warm_up(train_model, model, optimizer, recipe, bench, local_bs, ctx)
+        if (cfg.compile or device.type == "cuda") and wl.warm_up_restores_weights:
+            _warm_up(train_model, model, optimizer, wl, local_bs, ctx)
 
         mll.event(C.GLOBAL_BATCH_SIZE, global_bs)
         mll.event(C.GRADIENT_ACCUMULATION_STEPS, cfg.grad_accum)
-        for key, value in recipe.mllog_hparams(bench, oargs, optimizer).items():
+        for key, value in wl.mllog_hparams(oargs, optimizer).items():
             mll.event(key, value)
         mll.event(C.TRAIN_SAMPLES, data.train_samples)
         mll.event(C.EVAL_SAMPLES, data.eval_samples)
@@ -163,43 +162,11 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
         run_started = True
         t0 = time.perf_counter()
         meter = EnergyMeter(enabled=dist.is_main).start()
-        cadence = bench.eval_every_epochs
-        for epoch in range(start_epoch, epochs):
-            if (epoch - start_epoch) % cadence == 0:
-                mll.start(C.BLOCK_START, first_epoch_num=epoch + 1, epoch_count=min(cadence, epochs - epoch))
-            mll.start(C.EPOCH_START, epoch_num=epoch + 1)
-            train_epoch(train_model, optimizer, scheduler, scaler, recipe, data.train, epoch, cfg, ctx,
-                         say, out, dist)
-            out.epochs = epoch + 1
-            mll.end(C.EPOCH_STOP, epoch_num=epoch + 1)
-            last = epoch + 1 == epochs
-            if (epoch + 1 - start_epoch) % cadence == 0 or last:
-                t_eval = time.perf_counter()
-                mll.start(C.EVAL_START, epoch_num=epoch + 1)
-                quality, count = recipe.evaluate(train_model, data.eval, ctx)
-                train_model.train()
-                out.eval_s += time.perf_counter() - t_eval
-                if count != data.eval_samples:
-                    out.eval_count_mismatch = True
-                    say(f"WARNING: evaluated {count} samples but the evaluation set has {data.eval_samples}")
-                out.quality = quality
-                out.evals.append({"epoch": epoch + 1, "quality": quality,
-                                  "elapsed_s": time.perf_counter() - t0})
-                mll.event(C.EVAL_ACCURACY, quality, epoch_num=epoch + 1)
-                mll.end(C.EVAL_STOP, epoch_num=epoch + 1)
-                mll.end(C.BLOCK_STOP, first_epoch_num=epoch + 2 - min(cadence, epoch + 1 - start_epoch))
-                say(f"eval epoch {epoch + 1}: {bench.metric} = {quality:.4f} (target {bench.target})")
-                if cfg.checkpoint and dist.is_main:
-                    checkpoint.save(run_dir / "checkpoint.pt", model=model, optimizer=optimizer,
-                                    scheduler=scheduler, epoch=epoch + 1, extra={"seed": seed})
-                if quality >= bench.target:
-                    out.status, out.reached_target = "success", True
-                    out.reason = f"reached the target {bench.metric} >= {bench.target} at epoch {epoch + 1}"
-                    break
-        else:
-            best = max((e["quality"] for e in out.evals), default=float("nan"))
-            out.reason = (f"the epoch budget ({epochs} epochs) ran out before the target {bench.metric} >= "
-                          f"{bench.target} was reached (best {best:.4f})")
+        loop = _Loop(wl, bench, cfg, budget, mll, say, out, dist, ctx, run_dir, t0, data,
+                     lambda: checkpoint.save(run_dir / "checkpoint.pt", model=model, optimizer=optimizer,
+                                             scheduler=scheduler, epoch=out.epochs,
+                                             extra={"seed": seed, "samples": out.samples}))
+        loop.run(train_model, optimizer, scheduler, scaler, start_epoch)
         precision.synchronize(device)
         out.time_to_train_s = time.perf_counter() - t0
         out.energy = meter.stop(samples=out.samples)
@@ -226,6 +193,127 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
     return out
 
 
+@dataclass(frozen=True)
+class Budget:
+    """How long a run may train and when it evaluates: by epochs, or by training samples (BERT)."""
+
+    epochs: int  # epoch budget (the schedule decays over it); with ``max_samples`` an upper bound
+    eval_every_epochs: int
+    eval_every_samples: int  # 0: evaluate by epochs
+    max_samples: int  # 0: no sample budget
+
+    @classmethod
+    def of(cls, bench: Benchmark, cfg: TrainConfig, batches_per_epoch: int, samples_per_batch: int) -> Budget:
+        if not bench.eval_every_samples:
+            return cls(cfg.epochs or bench.max_epochs, bench.eval_every_epochs, 0, 0)
+        per_epoch = max(1, batches_per_epoch * samples_per_batch)
+        # --epochs bounds a sample-budget run too; otherwise enough passes over the data for the budget.
+        epochs = cfg.epochs or max(1, -(-bench.max_samples // per_epoch))
+        return cls(epochs, 1, bench.eval_every_samples, bench.max_samples)
+
+    @property
+    def by_samples(self) -> bool:
+        return self.eval_every_samples > 0
+
+
+class _Loop:
+    """The timed part: epochs of steps, evaluations at the benchmark's cadence, the stop decision."""
+
+    def __init__(self, wl: Workload, bench: Benchmark, cfg: TrainConfig, budget: Budget, mll: MLPerfLog,
+                 say: Callable[[str], None], out: RunOutcome, dist: distributed.DistInfo, ctx: StepContext,
+                 run_dir: Path, t0: float, data: Any, save: Callable[[], None]):
+        self.wl, self.bench, self.cfg, self.budget, self.mll = wl, bench, cfg, budget, mll
+        self.say, self.out, self.dist, self.ctx, self.t0, self.data = say, out, dist, ctx, t0, data
+        self.save = save
+        self.next_eval = 0
+        self.block_from = 0  # samples at the start of the open block (sample cadence)
+        self.model: Any = None
+
+    def run(self, model, optimizer, scheduler, scaler, start_epoch: int) -> None:
+        self.model = model
+        b, out, mll = self.budget, self.out, self.mll
+        if b.by_samples:
+            self.next_eval = (out.samples // b.eval_every_samples + 1) * b.eval_every_samples
+            self.block_from = out.samples
+            mll.start(C.BLOCK_START, samples_count=out.samples)
+        for epoch in range(start_epoch, b.epochs):
+            if not b.by_samples:
+                if (epoch - start_epoch) % b.eval_every_epochs == 0:
+                    mll.start(C.BLOCK_START, first_epoch_num=epoch + 1,
+                              epoch_count=min(b.eval_every_epochs, b.epochs - epoch))
+                mll.start(C.EPOCH_START, epoch_num=epoch + 1)
+            stopped = train_epoch(model, optimizer, scheduler, scaler, self.wl, self.data.train, epoch,
+                                  self.cfg, self.ctx, self.say, out, self.dist,
+                                  after_step=self._after_step if b.by_samples else None)
+            if stopped:
+                return
+            out.epochs = epoch + 1
+            if b.by_samples:
+                continue
+            mll.end(C.EPOCH_STOP, epoch_num=epoch + 1)
+            last = epoch + 1 == b.epochs
+            if (epoch + 1 - start_epoch) % b.eval_every_epochs == 0 or last:
+                first = epoch + 2 - min(b.eval_every_epochs, epoch + 1 - start_epoch)
+                if self._evaluate(epoch + 1, f"epoch {epoch + 1}", block_stop={"first_epoch_num": first}):
+                    return
+        if b.by_samples and out.samples > self.block_from:  # the data ran out before the sample budget
+            if self._evaluate(out.samples, f"{out.samples} samples", block_stop={"samples_count": out.samples}):
+                return
+        self._budget_spent()
+
+    def _after_step(self) -> bool:
+        """Sample cadence: evaluate when due; True stops the run (target reached or budget spent)."""
+        out, b = self.out, self.budget
+        if out.samples < self.next_eval and (not b.max_samples or out.samples < b.max_samples):
+            return False
+        if self._evaluate(out.samples, f"{out.samples} samples", block_stop={"samples_count": out.samples}):
+            return True
+        if b.max_samples and out.samples >= b.max_samples:
+            self._budget_spent()
+            return True
+        while self.next_eval <= out.samples:
+            self.next_eval += b.eval_every_samples
+        self.block_from = out.samples
+        self.mll.start(C.BLOCK_START, samples_count=out.samples)
+        return False
+
+    def _evaluate(self, at: int, where: str, block_stop: dict[str, int]) -> bool:
+        """One evaluation at ``at`` (epoch number, or samples seen); True when the target is reached."""
+        out, mll, wl = self.out, self.mll, self.wl
+        t_eval = time.perf_counter()
+        mll.start(C.EVAL_START, epoch_num=at)
+        metrics, count = wl.evaluate(self.model, self.data.eval, self.ctx)
+        self.model.train()
+        out.eval_s += time.perf_counter() - t_eval
+        if count != self.data.eval_samples:
+            out.eval_count_mismatch = True
+            self.say(f"WARNING: evaluated {count} samples but the evaluation set has {self.data.eval_samples}")
+        quality = wl.quality(metrics)
+        out.quality = quality
+        out.evals.append({"epoch": out.epochs if self.budget.by_samples else at, "samples": out.samples,
+                          "quality": quality, "metrics": {k: float(v) for k, v in metrics.items()},
+                          "elapsed_s": time.perf_counter() - self.t0})
+        mll.event(C.EVAL_ACCURACY, wl.logged_accuracy(metrics), epoch_num=at)
+        mll.end(C.EVAL_STOP, epoch_num=at)
+        mll.end(C.BLOCK_STOP, **block_stop)
+        others = "".join(f", {k} = {v:.4f}" for k, v in metrics.items() if k != wl.target_metric)
+        self.say(f"eval {where}: {wl.target_metric} = {quality:.4f} (target {wl.target_text()}){others}")
+        if self.cfg.checkpoint and self.dist.is_main:
+            self.save()
+        if wl.has_reached_target(metrics):
+            out.status, out.reached_target = "success", True
+            out.reason = f"reached the target {wl.target_text()} at {where}"
+            return True
+        return False
+
+    def _budget_spent(self) -> None:
+        b, wl = self.budget, self.wl
+        best = wl.best([e["quality"] for e in self.out.evals])
+        spent = (f"the sample budget ({b.max_samples} samples)" if b.max_samples and self.out.samples >= b.max_samples
+                 else f"the epoch budget ({b.epochs} epochs)")
+        self.out.reason = f"{spent} ran out before the target {wl.target_text()} was reached (best {best:.4f})"
+
+
 def _stop_aborted(mll: MLPerfLog, run_started: bool, out: RunOutcome) -> None:
     out.status = "aborted"
     if run_started:
@@ -241,8 +329,11 @@ def _platform(device: torch.device, dist: distributed.DistInfo) -> str:
     return f"{dist.world_size}x{platform.machine()}_cpu"
 
 
-def train_epoch(model, optimizer, scheduler, scaler, recipe, batches, epoch: int, cfg: TrainConfig,
-                 ctx: StepContext, say, out: RunOutcome, dist: distributed.DistInfo) -> None:
+def train_epoch(model, optimizer, scheduler, scaler, wl: Workload, batches, epoch: int, cfg: TrainConfig,
+                 ctx: StepContext, say, out: RunOutcome, dist: distributed.DistInfo,
+                 after_step: Callable[[], bool] | None = None) -> bool:
+    """One pass over ``batches``. ``after_step`` (sample cadence) runs after each optimizer step and may
+    evaluate; its time is not training time. Returns True when ``after_step`` stopped the run."""
     model.train()
     batches.set_epoch(epoch)
     logger = MetricLogger(print_fn=say, bar=None if dist.is_main else False)
@@ -266,19 +357,22 @@ def train_epoch(model, optimizer, scheduler, scaler, recipe, batches, epoch: int
     accum = cfg.grad_accum
     t_start = time.perf_counter()
     t_prev = t_start
-    n_local = 0
+    paused = 0.0  # time spent in after_step (evaluation), not training
+    stopped = False
     for i, batch in enumerate(logger.log_every(batches, cfg.log_every, f"Epoch: [{epoch}]")):
         now = time.perf_counter()
         out.data_wait_s += now - t_prev
-        batch = recipe.to_device(batch, ctx)
+        n = wl.count_samples(batch)
+        batch = wl.to_device(batch, ctx)
         sync = (i + 1) % accum == 0
         with (model.no_sync() if (not sync and hasattr(model, "no_sync")) else contextlib.nullcontext()):
-            loss, parts = recipe.loss(model, batch, ctx)
+            loss, parts = wl.loss(model, batch, ctx)
             scaled = loss / accum
             (scaler.scale(scaled) if scaler else scaled).backward()
         if sync:
             if scaler:
-                scaler.step(optimizer)
+                for opt in members(optimizer):
+                    scaler.step(opt)
                 scaler.update()
             else:
                 optimizer.step()
@@ -288,19 +382,21 @@ def train_epoch(model, optimizer, scheduler, scaler, recipe, batches, epoch: int
             part_names.extend(parts)
         pending.append(torch.stack([loss.detach().float(), *(p.detach().float() for p in parts.values())]))
         lrs.append(optimizer.param_groups[0]["lr"])
-        n_local += _batch_len(batch)
+        out.samples += n * dist.world_size
+        if sync and after_step is not None:
+            t_pause = time.perf_counter()
+            flush(i)  # the loss is checked before an evaluation trusts the model
+            stopped = after_step()
+            paused += time.perf_counter() - t_pause
+            if stopped:
+                break
         t_prev = time.perf_counter()
     flush(-1)
-    out.train_s += time.perf_counter() - t_start
-    out.samples += n_local * dist.world_size
+    out.train_s += time.perf_counter() - t_start - paused
+    return stopped
 
 
-def _batch_len(batch: Any) -> int:
-    first = batch[0] if isinstance(batch, (tuple, list)) else batch
-    return len(first)
-
-
-def _warm_up(train_model, model, optimizer, recipe, bench: Benchmark, batch_size: int,
+def _warm_up(train_model, model, optimizer, wl: Workload, batch_size: int,
              ctx: StepContext, steps: int = 3) -> None:
     """Compile and autotune on synthetic data, then restore the initial weights and optimizer state."""
     saved_model = copy.deepcopy(model.state_dict())
@@ -308,10 +404,10 @@ def _warm_up(train_model, model, optimizer, recipe, bench: Benchmark, batch_size
     lrs = [g["lr"] for g in optimizer.param_groups]
     for g in optimizer.param_groups:
         g["lr"] = 0.0
-    batch = recipe.synthetic_batch(bench, batch_size, ctx)
+    batch = wl.synthetic_batch(batch_size, ctx)
     train_model.train()
     for _ in range(steps):
-        loss, _ = recipe.loss(train_model, batch, ctx)
+        loss, _ = wl.loss(train_model, batch, ctx)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

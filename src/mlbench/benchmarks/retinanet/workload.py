@@ -1,4 +1,4 @@
-"""The RetinaNet training recipe: Adam, linear warm-up (MLPerf reference), focal loss, COCO box mAP.
+"""The RetinaNet training workload: Adam, linear warm-up (MLPerf reference), focal loss, COCO box mAP.
 
 The learning rate follows the MLPerf reference's warm-up: during the first ``warmup_epochs`` the factor
 grows linearly from ``warmup_factor`` to 1, then stays at the base rate. Evaluation is distributed: each
@@ -11,9 +11,10 @@ from typing import Any
 
 import torch
 
-from mlbench.benchmarks.base import Benchmark
+from mlbench.training.batches import DataBundle, DataSpec
 from mlbench.training.checkpoint import unwrap
 from mlbench.training.recipe import OptimArgs, StepContext, StepSchedule
+from mlbench.training.workload import Workload
 
 
 class WarmupConstant(StepSchedule):
@@ -32,9 +33,21 @@ class WarmupConstant(StepSchedule):
         return self.base_lr * (self.factor * (1 - alpha) + alpha)
 
 
-class DetectionRecipe:
-    def build_optimizer(self, model: torch.nn.Module, bench: Benchmark, args: OptimArgs):
-        hp = bench.hparams
+class RetinaNetWorkload(Workload):
+    """Batches are ``(images, targets)`` (lists, as torchvision's detection models take them); metric ``mAP``."""
+
+    def build_model(self) -> torch.nn.Module:
+        from mlbench.benchmarks.retinanet.model import build_model
+
+        return build_model(self.bench)
+
+    def build_data(self, spec: DataSpec) -> DataBundle:
+        from mlbench.benchmarks.retinanet.data import build_data
+
+        return build_data(self.bench, spec)
+
+    def build_optimizer(self, model: torch.nn.Module, args: OptimArgs):
+        hp = self.bench.hparams
         base_lr = args.base_lr if args.base_lr is not None else hp["lr"]
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=base_lr, weight_decay=hp["weight_decay"])
@@ -43,8 +56,8 @@ class DetectionRecipe:
         args.extra.update(base_lr=base_lr, warmup_steps=warmup)
         return opt, sched
 
-    def mllog_hparams(self, bench: Benchmark, args: OptimArgs, optimizer) -> dict[str, Any]:
-        hp = bench.hparams
+    def mllog_hparams(self, args: OptimArgs, optimizer) -> dict[str, Any]:
+        hp = self.bench.hparams
         return {
             "opt_name": "adam",
             "opt_base_learning_rate": args.extra["base_lr"],
@@ -69,7 +82,7 @@ class DetectionRecipe:
         return sum(parts.values()), parts
 
     @torch.no_grad()
-    def evaluate(self, model, batches, ctx: StepContext) -> tuple[float, int]:
+    def evaluate(self, model, batches, ctx: StepContext) -> tuple[dict[str, float], int]:
         from mlbench.benchmarks.retinanet import coco_map
 
         # Each rank runs its shard of the validation set; detections meet on rank 0 for one mAP.
@@ -85,9 +98,11 @@ class DetectionRecipe:
             ids = [int(t["image_id"]) for t in targets]
             local.extend(coco_map.to_coco_results(outputs, ids, index.label_to_cat))
             seen.extend(ids)
-        return _score_once(local, seen, index.raw, ctx)
+        box_map, count = _score_once(local, seen, index.raw, ctx)
+        return {"mAP": box_map}, count
 
-    def synthetic_batch(self, bench: Benchmark, batch_size: int, ctx: StepContext):
+    def synthetic_batch(self, batch_size: int, ctx: StepContext):
+        bench = self.bench
         size = bench.hparams["image_size"]
         g = torch.Generator().manual_seed(0)
         images = [torch.rand(3, size, size, generator=g) for _ in range(batch_size)]
@@ -116,4 +131,4 @@ def _score_once(detections: list, image_ids: list[int], gt: dict, ctx: StepConte
     return result[0]
 
 
-RECIPE = DetectionRecipe()
+WORKLOAD = RetinaNetWorkload

@@ -1,0 +1,159 @@
+"""The benchmark-side contract of ``mlbench train``: one :class:`Workload` per benchmark.
+
+A workload owns everything that differs between benchmarks (in the spirit of AlgoPerf's ``Workload``): the
+model and how it is wrapped for data-parallel training, the data (map-style or streaming, sharded by rank),
+the loss, the optimizer(s) and schedule, the evaluation and its named metrics, when the target is reached and
+the form ``eval_accuracy`` takes in the MLPerf log. The harness (:mod:`mlbench.training.harness`) owns the
+rest: timing, the MLPerf log, precision, checkpoints, the evaluation cadence and stopping.
+
+A benchmark's ``workload.py`` defines one subclass and ``WORKLOAD = ThatClass``; the registry builds it with
+the size's :class:`~mlbench.benchmarks.base.Benchmark`. Facts (target, cadence, budget, batch) live in the
+definition and are read from ``self.bench``, never copied.
+
+Batches may be anything the workload's own ``loss``/``evaluate`` understand: a tuple of tensors, or a dict
+of named tensors. ``count_samples`` says how many samples a batch holds (for throughput and cadence).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import torch
+
+from mlbench.benchmarks.base import Benchmark
+from mlbench.training.batches import DataBundle, DataSpec
+from mlbench.training.recipe import OptimArgs, StepContext
+
+
+class Workload(abc.ABC):
+    """One benchmark at one size, as the training harness sees it."""
+
+    #: False when the warm-up before ``run_start`` must not deep-copy the model to restore it afterwards
+    #: (sharded embeddings too large to copy); the workload then warms up on its own terms or not at all.
+    warm_up_restores_weights: bool = True
+
+    def __init__(self, bench: Benchmark):
+        self.bench = bench
+
+    # ------------------------------------------------------------------ target
+    @property
+    def target_metric(self) -> str:
+        """The key of ``evaluate``'s metrics that is compared with the target."""
+        return self.bench.metric
+
+    def quality(self, metrics: dict[str, float]) -> float:
+        """The one number compared with the target (and reported as the run's quality)."""
+        return float(metrics[self.target_metric])
+
+    def has_reached_target(self, metrics: dict[str, float]) -> bool:
+        q, t = self.quality(metrics), self.bench.target
+        return q >= t if self.bench.higher_is_better else q <= t
+
+    def target_text(self) -> str:
+        """``top1 >= 0.759`` or ``wer <= 0.058``: the target in words, for messages and reasons."""
+        return f"{self.target_metric} {'>=' if self.bench.higher_is_better else '<='} {self.bench.target}"
+
+    def best(self, qualities: list[float]) -> float:
+        """The best of several evaluated qualities (nan when there are none)."""
+        if not qualities:
+            return float("nan")
+        return max(qualities) if self.bench.higher_is_better else min(qualities)
+
+    def logged_accuracy(self, metrics: dict[str, float]) -> Any:
+        """The value of ``eval_accuracy`` in the MLPerf log (one float for most rulesets; a dict for some)."""
+        return self.quality(metrics)
+
+    # ------------------------------------------------------------------ model
+    @abc.abstractmethod
+    def build_model(self) -> torch.nn.Module:
+        """The model with freshly initialised (or phase-1 checkpoint) weights, on the CPU."""
+
+    def wrap_model(self, model: torch.nn.Module, device: torch.device, distributed: bool) -> torch.nn.Module:
+        """The module the training loop calls; data-parallel by default. Override to shard (embeddings)."""
+        if not distributed:
+            return model
+        return torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    # ------------------------------------------------------------------ data
+    @abc.abstractmethod
+    def build_data(self, spec: DataSpec) -> DataBundle:
+        """Training and evaluation batches for this rank. Indexes the data; reads no samples yet.
+
+        ``DataBundle.train`` may be map-style or a stream; ``len()`` is its number of batches per epoch
+        (per rank). Evaluation shards are disjoint across ranks and cover the whole set once.
+        """
+
+    def count_samples(self, batch: Any) -> int:
+        """Samples in one (local) batch: the length of its first tensor (tuple or dict)."""
+        if isinstance(batch, dict):
+            first = next(iter(batch.values()))
+        elif isinstance(batch, (tuple, list)):
+            first = batch[0]
+        else:
+            first = batch
+        return len(first)
+
+    @abc.abstractmethod
+    def to_device(self, batch: Any, ctx: StepContext) -> Any:
+        """The batch on ``ctx.device`` in the model's layout."""
+
+    @abc.abstractmethod
+    def synthetic_batch(self, batch_size: int, ctx: StepContext) -> Any:
+        """A batch of the right shape for warm-up before ``run_start`` (touches no data)."""
+
+    # ------------------------------------------------------------------ optimisation
+    @abc.abstractmethod
+    def build_optimizer(self, model: torch.nn.Module, args: OptimArgs) -> tuple[Any, Any]:
+        """(optimizer, per-step scheduler). Several optimizers: return an :class:`Optimizers`."""
+
+    @abc.abstractmethod
+    def loss(self, model: torch.nn.Module, batch: Any, ctx: StepContext
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss to back-propagate and its named parts (for the progress line)."""
+
+    @abc.abstractmethod
+    def evaluate(self, model: torch.nn.Module, batches: Any, ctx: StepContext) -> tuple[dict[str, float], int]:
+        """(named metrics over the whole evaluation set, all ranks; samples evaluated by all ranks)."""
+
+    @abc.abstractmethod
+    def mllog_hparams(self, args: OptimArgs, optimizer: Any) -> dict[str, Any]:
+        """The MLPerf keys (beyond global_batch_size, gradient_accumulation_steps) to log at init."""
+
+
+class Optimizers:
+    """Several optimizers stepped as one (a sparse one for embeddings, a dense one for the rest).
+
+    The harness calls ``step``/``zero_grad``/``state_dict``; a gradient scaler steps each in ``members``.
+    ``param_groups`` are the first optimizer's (the learning rate the progress line shows).
+    """
+
+    def __init__(self, *members: torch.optim.Optimizer):
+        if not members:
+            raise ValueError("Optimizers needs at least one optimizer")
+        self.members = list(members)
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.members[0].param_groups
+
+    def step(self) -> None:
+        for opt in self.members:
+            opt.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.members:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"members": [opt.state_dict() for opt in self.members]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for opt, s in zip(self.members, state["members"], strict=True):
+            opt.load_state_dict(s)
+
+
+def members(optimizer: Any) -> list[torch.optim.Optimizer]:
+    """The plain optimizers behind ``optimizer`` (itself, or an :class:`Optimizers`' members)."""
+    return list(optimizer.members) if isinstance(optimizer, Optimizers) else [optimizer]
