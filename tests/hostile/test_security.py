@@ -148,3 +148,192 @@ def test_checkpoint_refuses_to_save_objects_it_could_not_read_back(tmp_path):
         checkpoint.save(tmp_path / "c.pt", model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
                         scheduler=None, epoch=1, extra={"callback": object()})
     assert not (tmp_path / "c.pt").exists()
+
+
+# ---------------------------------------------------------------- point 3: the sbatch script
+
+HOSTILE = ["$(touch pwned)", "`touch pwned`", "x; touch pwned", "a && touch pwned #", "it's \"quoted\"",
+           "sp  ace", "$HOME", "back\\slash", "100%j", "--partition=evil"]
+
+_STUB = """#!/bin/bash
+# A stand-in for {name}: records its arguments, NUL-separated, one call per file.
+n=$(ls "$STUB_LOG" | wc -l)
+printf '%s\\0' "$@" > "$STUB_LOG/$n.{name}"
+{body}
+"""
+_STUBS = {
+    "srun": "exit 0",
+    "scontrol": 'if [ "$2" = hostnames ]; then echo node1; else echo "NodeName=node1 NodeAddr=10.0.0.9 State=IDLE"; fi',
+    # "$PYTHON -m mlbench.slurm.multirun finished DIR" says "not finished"; combine succeeds.
+    "python": '[ "$3" = finished ] && exit 1; exit 0',
+}
+
+
+def _stand_ins(tmp: Path, python_dir: Path) -> dict[str, str]:
+    import os
+
+    (tmp / "bin").mkdir()
+    python_dir.mkdir(parents=True)
+    for name, body in _STUBS.items():
+        path = (python_dir if name == "python" else tmp / "bin") / name
+        path.write_text(_STUB.format(name=name, body=body))
+        path.chmod(0o755)
+    (tmp / "log").mkdir()
+    return {"PATH": f"{tmp / 'bin'}:/usr/bin:/bin", "STUB_LOG": str(tmp / "log"), "HOME": str(tmp / "home"),
+            "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "node1", "SLURM_NNODES": "1",
+            "LANG": os.environ.get("LANG", "C.UTF-8")}
+
+
+def _calls(tmp: Path, name: str) -> list[list[str]]:
+    files = sorted((tmp / "log").glob(f"*.{name}"), key=lambda p: int(p.name.split(".")[0]))
+    return [f.read_bytes().decode().split("\0")[:-1] for f in files]
+
+
+def sbatch_options(script: str) -> list[str]:
+    """The options sbatch reads from the #SBATCH lines: words split at blanks, single or double quotes
+    around blanks, a backslash before any character, an unquoted '#' ends the line (as sbatch's opt.c)."""
+    args = []
+    for line in script.splitlines():
+        if not line.startswith("#SBATCH"):
+            continue
+        rest, i = line[len("#SBATCH"):], 0
+        while i < len(rest):
+            while i < len(rest) and rest[i].isspace():
+                i += 1
+            word, quote, started = "", None, False
+            while i < len(rest) and (quote or not rest[i].isspace()):
+                c = rest[i]
+                if c == "\\" and i + 1 < len(rest):
+                    word, i, started = word + rest[i + 1], i + 2, True
+                    continue
+                if quote:
+                    if c == quote:
+                        quote = None
+                    else:
+                        word += c
+                elif c in "\"'":
+                    quote, started = c, True
+                elif c == "#":
+                    i = len(rest)
+                    break
+                else:
+                    word += c
+                started = True
+                i += 1
+            assert quote is None, f"unmatched quote in {line!r}"
+            if started:
+                args.append(word)
+    return args
+
+
+@pytest.mark.parametrize("runs, requeue", [(1, False), (2, True)], ids=["one-run", "run-by-run"])
+def test_sbatch_script_carries_hostile_values_intact(tmp_path, runs, requeue):
+    """Run the generated script with bash and stand-in srun/scontrol/python: no injected command runs, every
+    value arrives as it was given, and sbatch reads the #SBATCH lines as written."""
+    import subprocess
+
+    from mlbench.config import TrainConfig
+    from mlbench.slurm import jobs
+    from mlbench.slurm.script import SlurmConfig
+
+    hostile = " ".join(HOSTILE)
+    run_dir = tmp_path / "runs" / f"run {hostile}"
+    python = tmp_path / f"env {hostile}" / "bin" / "python"
+    env = _stand_ins(tmp_path, python.parent)
+    train = TrainConfig(benchmark="resnet50", size="tiny", output_dir=str(tmp_path / "runs"), run_dir=str(run_dir),
+                        runs=runs, seed=5)
+    slurm = SlurmConfig(nodes=1, requeue=requeue, python=str(python))
+    command = f"mlbench slurm submit resnet50 --run-dir {run_dir}"
+    run_dir_out, text = jobs.prepare(train, slurm, command)
+    assert run_dir_out == run_dir
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.run(["bash", str(run_dir / "job.sbatch")], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not [p for p in tmp_path.rglob("pwned")], "an injected command ran"
+    assert not (tmp_path / "home").exists()
+
+    (srun,) = _calls(tmp_path, "srun")
+    assert srun[srun.index("--kill-on-bad-exit=1") + 1] == str(python)
+    assert srun[srun.index("--config") + 1] == str(run_dir / "submit_config.json")
+    assert srun[srun.index("--rdzv-endpoint") + 1] == "10.0.0.9:" + str(29500 + 4242 % 1000)
+    if requeue:
+        assert srun[srun.index("--run-dir") + 1] == str(run_dir / "run_1")
+        finished = [c for c in _calls(tmp_path, "python") if c[2] == "finished"]
+        assert finished[0] == ["-m", "mlbench.slurm.multirun", "finished", str(run_dir / "run_1")]
+
+    options = sbatch_options(text)
+    assert f"--output={run_dir}/slurm-%j.out".replace("100%j", "100%%j") in options
+    assert "--partition=evil" not in options and len([o for o in options if o.startswith("--output")]) == 1
+
+
+@pytest.mark.parametrize("field", ["run_dir", "python", "command", "partition", "account", "size"])
+@pytest.mark.parametrize("bad", ["x\ntouch pwned", "x\rtouch pwned", "x\x1b[2J", "x\ttab"],
+                         ids=["newline", "carriage-return", "escape", "tab"])
+def test_sbatch_script_refuses_control_characters(tmp_path, field, bad):
+    import subprocess
+
+    from mlbench.config import TrainConfig
+    from mlbench.errors import ConfigError
+    from mlbench.slurm import jobs
+    from mlbench.slurm.script import SlurmConfig, render
+
+    train = TrainConfig(benchmark="resnet50", size="tiny", output_dir=str(tmp_path / "runs"), seed=5)
+    slurm = SlurmConfig(nodes=1)
+    command = "mlbench slurm submit resnet50"
+    run_dir = tmp_path / "runs" / "job"
+    if field == "run_dir":
+        run_dir = tmp_path / "runs" / bad
+    elif field == "python":
+        slurm = SlurmConfig(nodes=1, python=bad)
+    elif field == "command":
+        command += f" --submission-org {bad}"
+    elif field == "size":
+        train = TrainConfig(benchmark="resnet50", size=bad, output_dir=str(tmp_path / "runs"), seed=5)
+    else:
+        slurm = SlurmConfig(nodes=1, **{field: bad})
+    with pytest.raises(ConfigError, match="control character") as err:
+        text = render(slurm, train, run_dir, run_dir / "submit_config.json", command)
+        # Reached only when not refused: show what the line would have done.
+        (tmp_path / "job.sbatch").write_text(text)
+        subprocess.run(["bash", "-n", str(tmp_path / "job.sbatch")], cwd=tmp_path, capture_output=True)
+    assert "\n" not in err.value.message and err.value.hint
+    if field == "run_dir":  # through jobs.prepare: nothing written
+        with pytest.raises(ConfigError):
+            jobs.prepare(train.__class__(benchmark="resnet50", size="tiny", run_dir=str(run_dir), seed=5), slurm,
+                         command)
+        assert not run_dir.exists()
+
+
+def _slurm_stub_path(tmp: Path) -> None:
+    (tmp / "bin").mkdir(exist_ok=True)
+    for name in ("sbatch", "squeue", "scontrol"):
+        (tmp / "bin" / name).write_text("#!/bin/sh\necho 1234\n")
+        (tmp / "bin" / name).chmod(0o755)
+
+
+SUBMIT = ("slurm", "submit", "resnet50", "--size", "tiny", "--dry-run")
+SLURM_CASES = [
+    Case("slurm-output-dir-newline", (*SUBMIT, "--output-dir", "{tmp}/runs\ntouch pwned"), 2,
+         "holds the control character '\\n'"),
+    Case("slurm-run-dir-newline", (*SUBMIT, "--run-dir", "{tmp}/job\ntouch pwned #"), 2,
+         "invalid value for 'run_dir'"),
+    Case("slurm-python-newline", (*SUBMIT, "--output-dir", "{tmp}/runs", "--python", "python\ntouch pwned"), 2,
+         "holds the control character"),
+    Case("slurm-org-newline", (*SUBMIT, "--output-dir", "{tmp}/runs", "--submission-org", "acme\ntouch pwned"), 2,
+         "invalid value for the command line"),
+    Case("slurm-run-dir-escape", (*SUBMIT, "--run-dir", "{tmp}/job\x1b]0;title\x07"), 2,
+         "holds the control character '\\x1b'"),
+    Case("scale-output-dir-newline", ("scale", "resnet50", "--size", "tiny", "--nproc", "1", "--slurm",
+                                      "--output-dir", "{tmp}/runs\ntouch pwned"), 2, "holds the control character",
+         env={"PATH": "{tmp}/bin:/usr/bin:/bin"}),
+]
+
+
+@pytest.mark.parametrize("case", SLURM_CASES, ids=lambda c: c.id)
+def test_sbatch_values_with_control_characters_are_refused(case, tmp_path):
+    _slurm_stub_path(tmp_path)
+    env = {k: v.replace("{tmp}", str(tmp_path)) for k, v in case.env.items()}
+    check(Case(case.id, case.args, case.exit_code, case.error, case.setup, env), tmp_path)
+    assert not list(tmp_path.rglob("job.sbatch")) and not list(tmp_path.rglob("pwned"))

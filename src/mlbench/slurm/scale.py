@@ -94,6 +94,13 @@ def check(cfg: TrainConfig, sizes: list[tuple[int, int]], slurm: SlurmSweep | No
                               "one process per GPU", f"give --nproc values up to {slurm.gpus_per_node}")
     for m, n in sizes:
         slurm.job(m, n).check(dataclasses.replace(cfg, nproc=n))
+    from mlbench.slurm.script import script_text
+
+    # What the job scripts will hold, refused now rather than size after size (a newline would inject a line).
+    for what, value in (("'output_dir'", cfg.output_dir), ("'python'", slurm.python)):
+        if value is not None:
+            script_text(what, value)
+    script_text("the command line", runs.command_line())
 
 
 def label(nnodes: int, nproc: int) -> str:

@@ -24,6 +24,28 @@ from mlbench.errors import ConfigError
 
 _TIME = re.compile(r"^(\d+-\d{1,2}(:\d{2}){0,2}|\d+(:\d{2}){0,2})$")  # sbatch --time formats
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # newline, carriage return, tab, escape, ...
+_SBATCH_PLAIN = re.compile(r"^[A-Za-z0-9_.,:/@+=%-]+$")  # an #SBATCH value that needs no quoting
+
+
+def script_text(what: str, value: object) -> str:
+    """``value`` as text for the job script, refused when it holds a control character: a newline in a comment
+    or an #SBATCH line would start a line of its own (a command), and no quoting keeps it in a comment."""
+    text = str(value)
+    bad = _CONTROL.search(text)
+    if bad:
+        shown = repr(text) if len(text) <= 160 else repr(text[max(0, bad.start() - 60): bad.start() + 60])
+        raise ConfigError(f"invalid value for {what}: {shown} holds the control character {bad.group()!r}, "
+                          "which a job script cannot carry", "remove the newline or other control character")
+    return text
+
+
+def sbatch_quote(text: str) -> str:
+    """A value for an #SBATCH line as sbatch reads it: double quotes, with a backslash before each
+    backslash, quote and '#' (an unescaped '#' starts a comment there)."""
+    if _SBATCH_PLAIN.match(text):
+        return text
+    return '"' + re.sub(r"""([\\"'#])""", r"\\\1", text) + '"'
 
 
 @dataclass(kw_only=True)
@@ -84,36 +106,49 @@ def time_limit_s(text: str) -> int:
 
 
 def _sbatch_lines(s: SlurmConfig, train: TrainConfig, run_dir: Path) -> list[str]:
+    q = sbatch_quote
+    # In the output file name, '%' starts a replacement symbol (%j: the job id); '%%' is a '%'.
+    output = str(run_dir).replace("%", "%%") + "/slurm-%j.out"
     lines = [
-        f"--job-name=mlbench-{train.benchmark}-{train.size}",
-        f"--nodes={s.nodes}",
+        f"--job-name={q(f'mlbench-{train.benchmark}-{train.size}')}",
+        f"--nodes={int(s.nodes)}",
         "--ntasks-per-node=1",  # one torchrun per node; it starts the node's processes
-        f"--time={s.time}",
-        f"--output={run_dir}/slurm-%j.out",
+        f"--time={q(s.time)}",
+        f"--output={q(output)}",
         "--open-mode=append",  # a requeued job appends to the same output file
         "--requeue" if s.requeue else "--no-requeue",
     ]
     if s.gpus_per_node:
-        lines.append(f"--gpus-per-node={s.gpus_per_node}")
+        lines.append(f"--gpus-per-node={int(s.gpus_per_node)}")
     if s.cpus_per_task:
-        lines.append(f"--cpus-per-task={s.cpus_per_task}")
+        lines.append(f"--cpus-per-task={int(s.cpus_per_task)}")
     if s.partition:
-        lines.append(f"--partition={s.partition}")
+        lines.append(f"--partition={q(s.partition)}")
     if s.account:
-        lines.append(f"--account={s.account}")
+        lines.append(f"--account={q(s.account)}")
     return lines
 
 
 def render(s: SlurmConfig, train: TrainConfig, run_dir: Path, config_file: Path, command: str) -> str:
-    """The sbatch script text: readable, self-contained, runnable by hand with ``sbatch``."""
+    """The sbatch script text: readable, self-contained, runnable by hand with ``sbatch``.
+
+    Every value from the user is shell-quoted where bash reads it, sbatch-quoted on #SBATCH lines, and refused
+    (ConfigError) when it holds a newline or other control character, comments included.
+    """
     q = shlex.quote
+    for what, value in (("'output_dir'", train.output_dir), ("'run_dir'", run_dir), ("the config file", config_file), ("'python'", s.python),
+                        ("'benchmark'", train.benchmark), ("'size'", train.size),
+                        ("'partition'", s.partition), ("'account'", s.account), ("'time'", s.time)):
+        if value is not None:
+            script_text(what, value)
+    command = script_text("the command line", command)  # last: a named option above says more
     python = s.python or sys.executable
-    nproc = s.nproc_per_node(train)
-    port = str(s.rdzv_port) if s.rdzv_port else "$(( 29500 + SLURM_JOB_ID % 1000 ))"
+    nproc = int(s.nproc_per_node(train))
+    port = str(int(s.rdzv_port)) if s.rdzv_port else "$(( 29500 + SLURM_JOB_ID % 1000 ))"
     head = [
         "#!/bin/bash",
         f"# Written by: {command}",
-        f"# {train.benchmark} {train.size}: {s.nodes} node(s) x {nproc} process(es), {train.runs} run(s).",
+        f"# {train.benchmark} {train.size}: {int(s.nodes)} node(s) x {nproc} process(es), {int(train.runs)} run(s).",
         f"# Results: {run_dir} (must be on storage that every node sees).",
         *[f"#SBATCH {line}" for line in _sbatch_lines(s, train, run_dir)],
         "",
@@ -170,8 +205,8 @@ def _run_by_run(train: TrainConfig, nproc: int) -> list[str]:
         "# A job that SLURM restarts keeps the runs whose result.json says they finished, resumes the",
         "# interrupted run from its checkpoint (that run is marked resumed: not valid for time to train) and",
         "# goes on with the rest. After every run, the job's result.json scores the runs made so far.",
-        f"RUNS={train.runs}",
-        f"BASE_SEED={train.seed}",
+        f"RUNS={int(train.runs)}",
+        f"BASE_SEED={int(train.seed)}",
         "RESTART=${SLURM_RESTART_COUNT:-0}",
         'for RUN in $(seq 1 "$RUNS"); do',
         '    PART="$RUN_DIR/run_$RUN"',
