@@ -26,7 +26,9 @@ BENCHMARKS: dict[str, str] = {
     "resnet50": "mlbench.benchmarks.resnet50",
     "retinanet": "mlbench.benchmarks.retinanet",
     "bert": "mlbench.benchmarks.bert",
+    "dummy": "mlbench.benchmarks.dummy",  # the harness tests' workload; hidden from lists and suites
 }
+HIDDEN = {"dummy"}
 
 
 def did_you_mean(name: str, known: list[str] | tuple[str, ...], what: str) -> UnknownNameError:
@@ -64,8 +66,9 @@ class BenchmarkHandle:
         return importlib.util.find_spec(f"{self.package}.{part}") is not None
 
 
-def names() -> list[str]:
-    return list(BENCHMARKS)
+def names(hidden: bool = False) -> list[str]:
+    """Benchmark names; ``hidden`` includes the test-only ones."""
+    return [n for n in BENCHMARKS if hidden or n not in HIDDEN]
 
 
 def sizes(name: str) -> dict:
