@@ -21,9 +21,11 @@ def model_flops(model: Any, example: Any) -> float | None:
     from torch.utils.flop_counter import FlopCounterMode
 
     try:
-        x = torch.from_numpy(example[:1].copy())
+        from mlbench.inference import inputs
+
+        x = inputs.to_torch(inputs.head(example, 1))
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-            model(x)
+            inputs.call(model, x)
         return float(counter.get_total_flops())
     except Exception:  # noqa: BLE001 - FLOPs are informative; never fail a run for them
         return None

@@ -14,42 +14,49 @@ from typing import Any
 import numpy as np
 
 from mlbench.errors import ConfigError, MlbenchError
+from mlbench.inference import inputs
 from mlbench.inference.backends.base import Backend
 
 OPSET = 18
 CALIBRATION_SAMPLES = 128
 
 
-def export(model: Any, example: np.ndarray, dest: Path) -> Path:
-    """Export ``model`` to ONNX with a dynamic batch dimension; atomic, so a cache hit is always whole."""
+def export(model: Any, example: inputs.Inputs, dest: Path) -> Path:
+    """Export ``model`` to ONNX with a dynamic batch dimension; atomic, so a cache hit is always whole.
+
+    Named inputs become the graph's input names (the model is called with them by keyword)."""
     import torch
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    x = torch.from_numpy(example[:2].copy())
+    feed = inputs.named(inputs.head(example, 2))
+    names = list(feed)
+    args = tuple(torch.from_numpy(np.ascontiguousarray(v)) for v in feed.values())
+    if isinstance(example, dict):
+        model = inputs.Positional(model, names)
     try:
         batch = torch.export.Dim("batch", min=1, max=65536)
-        torch.onnx.export(model, (x,), str(tmp), input_names=["input"], dynamic_shapes=({0: batch},),
+        torch.onnx.export(model, args, str(tmp), input_names=names, dynamic_shapes=tuple({0: batch} for _ in names),
                           opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
     except Exception:  # noqa: BLE001 - models torch.export cannot trace still export with TorchScript
-        torch.onnx.export(model, (x,), str(tmp), input_names=["input"], dynamic_axes={"input": {0: "batch"}},
+        torch.onnx.export(model, args, str(tmp), input_names=names, dynamic_axes={n: {0: "batch"} for n in names},
                           opset_version=17, dynamo=False)
     os.replace(tmp, dest)
     return dest
 
 
-def quantize_int8(fp32_path: Path, calibration: np.ndarray, dest: Path) -> Path:
-    """Static int8 quantization (QDQ, per-channel) calibrated on ``calibration`` ([N, ...])."""
+def quantize_int8(fp32_path: Path, calibration: inputs.Inputs, dest: Path) -> Path:
+    """Static int8 quantization (QDQ, per-channel) calibrated on ``calibration`` ([N, ...] or named)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.batches = iter(np.array_split(calibration, max(1, len(calibration) // 16)))
+            self.batches = iter(inputs.split(calibration, max(1, inputs.length(calibration) // 16)))
 
         def get_next(self):
             b = next(self.batches, None)
-            return None if b is None else {"input": np.ascontiguousarray(b)}
+            return None if b is None else {k: np.ascontiguousarray(v) for k, v in inputs.named(b).items()}
 
     pre = dest.with_name(f".{dest.stem}.pre.{os.getpid()}.onnx")
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
@@ -64,7 +71,7 @@ def quantize_int8(fp32_path: Path, calibration: np.ndarray, dest: Path) -> Path:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def prepare(self, task: Any, example: np.ndarray) -> None:
+    def prepare(self, task: Any, example: inputs.Inputs) -> None:
         import torch
 
         from mlbench.data.download import cache_dir
@@ -90,13 +97,13 @@ class OnnxRuntimeBackend(Backend):
                 quantize_int8(fp32, self._calibration(task, example), path)
         self.path = path
         self.session = self._session(path)
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_names = [i.name for i in self.session.get_inputs()]
         if model is None:
             self.check = {"ok": True, "detail": "given as ONNX: no PyTorch model to compare with"}
             self.predict(example)
             return
         with torch.inference_mode():
-            out = model(torch.from_numpy(example.copy()))
+            out = inputs.call(model, inputs.to_torch(example))
         ref = [o.numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
         self.check = agreement(ref, self.predict(example), int8=self.cfg.precision == "int8")
         if not self.check["ok"]:
@@ -104,7 +111,7 @@ class OnnxRuntimeBackend(Backend):
                                f"delete {path} so that it is exported again, or check --weights")
         self.predict(example)
 
-    def _calibration(self, task: Any, example: np.ndarray) -> np.ndarray:
+    def _calibration(self, task: Any, example: inputs.Inputs) -> inputs.Inputs:
         store = task.dataset()
         n = min(CALIBRATION_SAMPLES, store.total_count)
         idx = list(range(n))
@@ -134,8 +141,10 @@ class OnnxRuntimeBackend(Backend):
             raise MlbenchError(f"onnxruntime cannot load {path}: {exc}",
                                "delete the file so that it is exported again, or pass a valid .onnx") from exc
 
-    def predict(self, x: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(None, {self.input_name: x})
+    def predict(self, x: inputs.Inputs) -> list[np.ndarray]:
+        if isinstance(x, dict):
+            return self.session.run(None, x)
+        return self.session.run(None, {self.input_names[0]: x})
 
     def info(self) -> dict[str, Any]:
         import onnxruntime as ort

@@ -8,13 +8,14 @@ from typing import Any
 import numpy as np
 
 from mlbench.errors import ConfigError
+from mlbench.inference import inputs
 from mlbench.inference.backends.base import Backend
 
 
 class PyTorchBackend(Backend):
     name = "pytorch"
 
-    def prepare(self, task: Any, example: np.ndarray) -> None:
+    def prepare(self, task: Any, example: inputs.Inputs) -> None:
         import torch
 
         from mlbench.training.precision import DTYPES, resolve_device
@@ -26,7 +27,7 @@ class PyTorchBackend(Backend):
         if self.device.type == "cpu":
             torch.set_num_threads(self.threads)
         model = task.model().to(self.device).eval()
-        self.channels_last = bool(self.cfg.channels_last and example.ndim == 4)
+        self.channels_last = bool(self.cfg.channels_last and not isinstance(example, dict) and example.ndim == 4)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if self.cfg.compile:
@@ -47,7 +48,7 @@ class PyTorchBackend(Backend):
         if self.device.type == "cpu" or not hasattr(store, "buffer"):
             return
         buf, slots = store.buffer()
-        if buf is not None:
+        if isinstance(buf, np.ndarray):
             self._dev = (torch.from_numpy(buf).to(self.device), torch.from_numpy(slots).to(self.device))
 
     def gather(self, indices) -> Any:
@@ -64,15 +65,10 @@ class PyTorchBackend(Backend):
         import torch
 
         with torch.inference_mode(), self._autocast():
-            if isinstance(x, torch.Tensor):
-                t = x
-            else:
-                t = torch.from_numpy(x)
-                if self.device.type != "cpu":
-                    t = t.pin_memory().to(self.device, non_blocking=True)
+            t = x if isinstance(x, torch.Tensor) else inputs.to_torch(x, self.device)
             if self.channels_last:
                 t = t.contiguous(memory_format=torch.channels_last)
-            out = self.model(t)
+            out = inputs.call(self.model, t)
             outs = out if isinstance(out, (tuple, list)) else (out,)
             return [o.float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy() for o in outs]
 
