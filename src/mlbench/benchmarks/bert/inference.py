@@ -1,0 +1,366 @@
+"""BERT inference (``mlbench infer bert``): SQuAD v1.1 question answering, the task of :mod:`mlbench.inference.task`.
+
+Samples are SQuAD *features* (:mod:`.squad`: a question with one window of its paragraph), as the MLPerf
+reference's QSL holds them; ``store.batch(indices)`` returns the three named int64 inputs ``input_ids``,
+``attention_mask`` and ``token_type_ids`` ``[N, L]``. The model (:class:`QAModel`, transformers'
+``BertForQuestionAnswering`` built from ``bench.hparams["model"]``, never downloaded) returns start and end
+logits ``[N, L]``; each sample's logged response is float32 ``[L, 2]`` (start, end per token: the layout the
+reference's accuracy script reads). Accuracy decodes an answer per question from all of its features and
+scores exact match and F1 (percent) with the official SQuAD v1.1 semantics; the metric is F1.
+
+Data and weights per size:
+
+* **reference**: ``--data-dir`` holding ``dev-v1.1.json`` and the model's ``vocab.txt`` (seq 384, query 64,
+  stride 128: 10,833 features); ``--weights`` a ``BertForQuestionAnswering`` state dict (``.pt``/``.pth``/
+  ``.bin``, read with ``weights_only=True``) or an ``.onnx`` file for the onnxruntime backend;
+  ``--weights random`` measures throughput only.
+* **mini / tiny**: the QA data of :mod:`.qa_data` (WordNet definitions / generated), and a QA model
+  fine-tuned on its train split (:func:`finetune`), cached as ``cache_dir("models", "bert-<size>-qa.pt")``
+  and trained when missing. Fine-tuning starts from the masked-LM encoder of ``mlbench train bert`` when
+  :func:`pretrained_encoder` finds one, else from random initialisation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mlbench.benchmarks.base import Benchmark
+from mlbench.benchmarks.bert import qa_data, squad
+from mlbench.data import download
+from mlbench.errors import ConfigError, DataError, MlbenchError
+from mlbench.inference.task import TaskOptions
+
+RANDOM_WEIGHTS_SEED = 0
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+DATA_HINT = ("put dev-v1.1.json (SQuAD v1.1 dev set, https://rajpurkar.github.io/SQuAD-explorer/dataset/"
+             "dev-v1.1.json) and the BERT-large uncased vocab.txt (from the MLPerf reference model's archive, "
+             "see the MLCommons inference language/bert README) into one folder and pass it as --data-dir")
+# Fine-tuning of the mini/tiny QA model (a ``squad_finetune`` dict in the definition's hparams overrides these).
+FINETUNE = {
+    "mini": {"steps": 160, "batch_size": 32, "lr": 1e-3, "warmup": 16, "weight_decay": 0.01, "seed": 0},
+    "tiny": {"steps": 80, "batch_size": 32, "lr": 3e-3, "warmup": 10, "weight_decay": 0.01, "seed": 0},
+}
+
+
+# ---------------------------------------------------------------------------------------------- model
+class QAModel(nn.Module):
+    """``BertForQuestionAnswering`` with a fixed-output forward: ``(start_logits, end_logits)``, each ``[N, L]``.
+
+    ``self.qa`` holds the transformers model, so ``self.qa.state_dict()`` is a BertForQuestionAnswering state
+    dict (``bert.*``, ``qa_outputs.*``), the format ``--weights`` takes and the cache stores.
+    """
+
+    def __init__(self, config: dict[str, Any]):
+        super().__init__()
+        from transformers import BertConfig, BertForQuestionAnswering
+
+        self.qa = BertForQuestionAnswering(BertConfig(**config))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.qa(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                      return_dict=True)
+        return out.start_logits, out.end_logits
+
+
+def qa_state_dict(state: Any, path: Path) -> dict[str, torch.Tensor]:
+    """A BertForQuestionAnswering state dict from what a weights file holds (``{"model": ...}`` wrappers, a
+    ``module.`` prefix, TF-style LayerNorm ``gamma``/``beta``; the pooler and pre-training heads are dropped)."""
+    for key in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(f"weights {path} are not a state dict of tensors",
+                        "pass a BertForQuestionAnswering state dict (torch.save(model.state_dict(), FILE))")
+    out = {}
+    for k, v in state.items():
+        k = k.removeprefix("module.")
+        if k.startswith(("bert.pooler.", "cls.")) or k.endswith("position_ids"):
+            continue
+        if ".LayerNorm." in k:
+            k = k.replace(".gamma", ".weight").replace(".beta", ".bias")
+        out[k] = v
+    return out
+
+
+def pretrained_encoder(bench: Benchmark) -> dict[str, torch.Tensor] | None:
+    """HOOK: the masked-LM encoder of ``mlbench train bert --size <size>`` as ``bert.*`` weights, or None.
+
+    TODO(bert training): return the ``bert.*`` tensors of the cached pre-training checkpoint once the training
+    side writes one (e.g. ``cache_dir("models", f"bert-{bench.size}.pt")``); :func:`pretrained_vocab` must then
+    return the vocabulary it was trained with. Until then the QA model is fine-tuned from random weights.
+    """
+    return None
+
+
+def pretrained_vocab(bench: Benchmark) -> Path | None:
+    """HOOK: the vocab.txt the pre-trained encoder of :func:`pretrained_encoder` uses, or None."""
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- store
+class FeatureStore:
+    """The QSL store of SQuAD features: every feature's inputs are computed once at construction (tokenising
+    is the pre-processing, and counting features needs it); ``load``/``unload`` track what LoadGen holds;
+    ``batch`` is a gather of three int64 arrays."""
+
+    def __init__(self, features: squad.Features, examples: list[squad.Example], *, total_count: int,
+                 performance_count: int):
+        self.features, self.examples = features, examples
+        self.total_count = int(total_count)
+        self.performance_count = int(min(performance_count, total_count))
+        self._arrays = {name: np.ascontiguousarray(getattr(features, name)[:self.total_count])
+                        for name in INPUT_NAMES}
+        self._loaded = np.zeros(self.total_count, dtype=bool)
+
+    def load(self, indices: Sequence[int]) -> None:
+        self._loaded[np.asarray(indices, dtype=np.int64)] = True
+
+    def unload(self, indices: Sequence[int]) -> None:
+        self._loaded[np.asarray(indices, dtype=np.int64)] = False
+
+    def batch(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
+        idx = np.asarray(indices, dtype=np.int64)
+        if not self._loaded[idx].all():
+            raise KeyError("batch() asked for samples that were not loaded")
+        return {name: a[idx] for name, a in self._arrays.items()}
+
+    def label(self, index: int) -> str:
+        """The question id of feature ``index``."""
+        return self.examples[int(self.features.example_index[int(index)])].qid
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self._arrays["input_ids"].shape[1:])
+
+
+# ---------------------------------------------------------------------------------------------- task
+def build_task(bench: Benchmark, opts: TaskOptions) -> BertTask:
+    return BertTask(bench, opts)
+
+
+class BertTask:
+    """BERT-large on SQuAD v1.1 (reference) or the small BERT on mini/tiny QA data, as an inference task."""
+
+    metric = "f1"
+    response_dtype = "float32"
+    input_names = INPUT_NAMES
+    host_postprocess = False  # postprocess only stacks logits; decoding happens once, in accuracy()
+
+    def __init__(self, bench: Benchmark, opts: TaskOptions):
+        self.bench, self.opts = bench, opts
+        hp = bench.hparams
+        self.seq_len, self.query_len, self.stride = hp["squad_seq_len"], hp["squad_query_len"], hp["squad_stride"]
+        self.n_best, self.max_answer_len = hp.get("squad_n_best", 20), hp.get("squad_max_answer_len", 30)
+        self._store: FeatureStore | None = None
+        self._weights_file: Path | None = None
+
+    # ------------------------------------------------------------------ data
+    def files(self) -> tuple[Path, Path]:
+        """(dev JSON, vocab.txt) of this size."""
+        if self.bench.is_reference:
+            if not self.opts.data_dir:
+                raise DataError("BERT reference inference needs the SQuAD v1.1 dev set and the model's vocab.txt",
+                                DATA_HINT)
+            root = Path(self.opts.data_dir)
+            for name in ("dev-v1.1.json", "vocab.txt"):
+                if not (root / name).is_file():
+                    raise DataError(f"{name} not found in {root}", DATA_HINT)
+            return root / "dev-v1.1.json", root / "vocab.txt"
+        root = qa_data.dataset_dir(self.bench.size, self.opts.data_dir)
+        return root / "dev-v1.1.json", pretrained_vocab(self.bench) or root / "vocab.txt"
+
+    def dataset(self) -> FeatureStore:
+        if self._store is None:
+            dev, vocab = self.files()
+            tokenizer = squad.load_tokenizer(vocab)
+            self._check_vocab(tokenizer, vocab)
+            examples = squad.read_squad(dev)
+            t = time.perf_counter()
+            features = squad.convert(examples, tokenizer, max_seq_length=self.seq_len, doc_stride=self.stride,
+                                     max_query_length=self.query_len)
+            self.opts.say(f"SQuAD: {len(examples)} questions -> {len(features)} features "
+                          f"(seq {self.seq_len}, query {self.query_len}, stride {self.stride}) in "
+                          f"{time.perf_counter() - t:.1f} s")
+            n = len(features) if self.opts.max_samples is None else min(self.opts.max_samples, len(features))
+            self._store = FeatureStore(features, examples, total_count=n,
+                                       performance_count=self.bench.performance_sample_count)
+        return self._store
+
+    def _check_vocab(self, tokenizer, vocab: Path) -> None:
+        n, model_n = squad.vocab_size(tokenizer), self.bench.hparams["model"]["vocab_size"]
+        if n > model_n:
+            raise DataError(f"vocabulary {vocab} has {n} tokens but the {self.bench.size} model embeds "
+                            f"{model_n}", "pass the vocab.txt that belongs to the model")
+
+    # ------------------------------------------------------------------ outputs
+    def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> np.ndarray:
+        """(start, end) logits ``[N, L]`` each -> ``[N, L, 2]`` float32 (row i is sample i's response)."""
+        start, end = (np.asarray(o, dtype=np.float32) for o in outputs[:2])
+        return np.ascontiguousarray(np.stack([start, end], axis=-1))
+
+    def accuracy(self, responses: dict[int, bytes], store: FeatureStore) -> dict[str, float]:
+        """Decode an answer per question from its features' logged logits; exact match and F1 in percent over
+        the questions with at least one response (an empty response counts as no answer)."""
+        if not responses:
+            return {"f1": 0.0, "exact_match": 0.0, "samples": 0, "questions": 0}
+        rows = np.fromiter(responses, dtype=np.int64, count=len(responses))
+        L = self.seq_len
+        logits = np.full((len(rows), L, 2), -10000.0, dtype=np.float32)  # as the reference pads short outputs
+        for k, i in enumerate(rows.tolist()):
+            got = np.frombuffer(responses[i], dtype=np.float32)
+            got = got[:(len(got) // 2) * 2].reshape(-1, 2)[:L]
+            logits[k, :len(got)] = got
+        predictions = squad.decode(store.features, rows, logits[..., 0], logits[..., 1], store.examples,
+                                   n_best=self.n_best, max_answer_length=self.max_answer_len)
+        scores = squad.evaluate(store.examples, predictions)
+        return {"f1": scores["f1"], "exact_match": scores["exact_match"], "samples": len(rows),
+                "questions": scores["questions"]}
+
+    # ------------------------------------------------------------------ model
+    def model(self) -> nn.Module:
+        if self.bench.is_reference and self.opts.weights == "random":
+            with torch.random.fork_rng():  # seeded: every call (export, check, FLOPs) builds the same model
+                torch.manual_seed(RANDOM_WEIGHTS_SEED)
+                return QAModel(self.bench.hparams["model"]).eval()
+        path = self._weights()
+        if path.suffix == ".onnx":
+            raise ConfigError(f"{path} is an ONNX model; the pytorch backend needs a PyTorch state dict",
+                              "use --backend onnxruntime with an .onnx file, or pass a .pt/.pth/.bin file")
+        return load_model(self.bench, path)
+
+    def model_id(self) -> str:
+        if self.bench.is_reference and self.opts.weights == "random":
+            return f"random{RANDOM_WEIGHTS_SEED}"
+        return download.sha256_file(self._weights())[:12]
+
+    def _weights(self) -> Path:
+        if self._weights_file is None:
+            self._weights_file = self._find_weights()
+        return self._weights_file
+
+    def _find_weights(self) -> Path:
+        if self.opts.weights:
+            p = Path(self.opts.weights)
+            if not p.is_file():
+                raise DataError(f"weights file not found: {p}", "pass an existing .pt/.pth/.bin (or .onnx) file")
+            return p
+        if self.bench.is_reference:
+            raise MlbenchError("BERT reference inference needs fine-tuned SQuAD weights",
+                               "pass --weights FILE: a BertForQuestionAnswering state dict (the MLPerf reference "
+                               "PyTorch model, see the MLCommons inference language/bert README) or its .onnx "
+                               "with --backend onnxruntime; --weights random measures throughput only")
+        return qa_checkpoint(self.bench, self.opts)
+
+
+def load_model(bench: Benchmark, path: Path) -> QAModel:
+    """The QA model of ``bench`` with the weights of ``path``; DataError when they do not fit."""
+    from mlbench.training import checkpoint
+
+    model = QAModel(bench.hparams["model"])
+    state = qa_state_dict(checkpoint.read(path, what="weights file"), path)
+    emb = state.get("bert.embeddings.word_embeddings.weight")
+    want = bench.hparams["model"]["vocab_size"]
+    if emb is not None and emb.shape[0] != want:
+        raise DataError(f"weights {path} embed a vocabulary of {emb.shape[0]} tokens; BERT {bench.size} uses "
+                        f"{want}", "pass weights trained with the same vocab.txt and model size")
+    try:
+        model.qa.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise DataError(f"weights {path} do not fit BERT {bench.size}: {' '.join(str(exc).split())[:300]}",
+                        "pass a BertForQuestionAnswering state dict of the same model size") from exc
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------------------------- fine-tuning
+def qa_checkpoint(bench: Benchmark, opts: TaskOptions) -> Path:
+    """The cached mini/tiny QA model; fine-tuned first when missing (or made for another vocabulary)."""
+    dest = download.cache_dir("models", f"bert-{bench.size}-qa.pt")
+    data = qa_data.dataset_dir(bench.size, opts.data_dir)
+    vocab = pretrained_vocab(bench) or data / "vocab.txt"
+    vocab_sha = download.sha256_file(vocab)
+    meta = dest.with_suffix(".result.json")
+    if dest.is_file() and meta.is_file() and json.loads(meta.read_text()).get("vocab_sha256") == vocab_sha:
+        return dest
+    if not opts.train_if_missing:
+        raise MlbenchError(f"no fine-tuned BERT {bench.size} QA model in {dest}",
+                           "drop --no-train-if-missing so that it is fine-tuned first, or pass --weights")
+    opts.say(f"no cached BERT {bench.size} QA model: fine-tuning one on the {bench.size} QA train split")
+    result = finetune(bench, data / "train-v1.1.json", vocab, dest, say=opts.say)
+    result["vocab_sha256"] = vocab_sha
+    meta.write_text(json.dumps(result, indent=1))
+    return dest
+
+
+def finetune(bench: Benchmark, train_file: Path, vocab: Path, dest: Path, *, say=print,
+             settings: dict | None = None) -> dict:
+    """Fine-tune the QA model on a SQuAD v1.1 train file (AdamW, linear warm-up then linear decay, cross
+    entropy on start and end positions) and save its state dict to ``dest``; returns what was done."""
+    s = {**FINETUNE.get(bench.size, FINETUNE["mini"]), **bench.hparams.get("squad_finetune", {}), **(settings or {})}
+    hp = bench.hparams
+    tokenizer = squad.load_tokenizer(vocab)
+    examples = squad.read_squad(train_file)
+    feats = squad.convert(examples, tokenizer, max_seq_length=hp["squad_seq_len"], doc_stride=hp["squad_stride"],
+                          max_query_length=hp["squad_query_len"], training=True)
+    g = torch.Generator().manual_seed(s["seed"])
+    with torch.random.fork_rng():
+        torch.manual_seed(s["seed"])
+        model = QAModel(hp["model"])
+    encoder = pretrained_encoder(bench)
+    start_from = "random initialisation"
+    if encoder is not None:
+        missing = model.qa.load_state_dict({k: v for k, v in encoder.items() if k.startswith("bert.")}, strict=False)
+        start_from = f"the masked-LM encoder ({len(missing.missing_keys)} QA weights new)"
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": s["weight_decay"]},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=s["lr"])
+    steps, bs, warm = s["steps"], s["batch_size"], s["warmup"]
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: min((i + 1) / max(1, warm), max(0.0, (steps - i) / max(1, steps - warm))))
+    ids, mask, types = (torch.from_numpy(getattr(feats, n)) for n in INPUT_NAMES)
+    sp, ep = torch.from_numpy(feats.start_positions), torch.from_numpy(feats.end_positions)
+    say(f"fine-tuning BERT {bench.size} QA from {start_from}: {len(examples)} questions, {len(feats)} features, "
+        f"{steps} steps of {bs}")
+    t0 = time.perf_counter()
+    order = torch.randperm(len(feats), generator=g)
+    pos, loss_avg = 0, None
+    for step in range(steps):
+        if pos + bs > len(order):
+            order, pos = torch.randperm(len(feats), generator=g), 0
+        b = order[pos:pos + bs]
+        pos += bs
+        width = int(mask[b].sum(1).max())  # trim padding: training cost follows the real lengths
+        start, end = model(ids[b, :width], mask[b, :width], types[b, :width])
+        loss = (nn.functional.cross_entropy(start, sp[b].clamp(max=width - 1))
+                + nn.functional.cross_entropy(end, ep[b].clamp(max=width - 1))) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        value = float(loss.detach())
+        loss_avg = value if loss_avg is None else 0.9 * loss_avg + 0.1 * value
+        if (step + 1) % max(1, steps // 5) == 0 or step + 1 == steps:
+            say(f"  step {step + 1}/{steps}  loss {loss_avg:.3f}  ({time.perf_counter() - t0:.0f} s)")
+    seconds = time.perf_counter() - t0
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    torch.save({"model": model.qa.state_dict(), "finetuned_on": str(train_file), "steps": steps}, tmp)
+    os.replace(tmp, dest)
+    digest = hashlib.sha256(dest.read_bytes()).hexdigest()[:12]
+    say(f"QA model cached at {dest} (sha256 {digest}, {seconds:.0f} s of fine-tuning)")
+    return {"benchmark": bench.name, "size": bench.size, "start_from": start_from, "settings": s,
+            "train_questions": len(examples), "train_features": len(feats), "seconds": round(seconds, 1),
+            "final_loss": loss_avg}
