@@ -337,3 +337,146 @@ def test_sbatch_values_with_control_characters_are_refused(case, tmp_path):
     env = {k: v.replace("{tmp}", str(tmp_path)) for k, v in case.env.items()}
     check(Case(case.id, case.args, case.exit_code, case.error, case.setup, env), tmp_path)
     assert not list(tmp_path.rglob("job.sbatch")) and not list(tmp_path.rglob("pwned"))
+
+
+# ---------------------------------------------------------------- point 2: names from downloaded data
+
+OI_CLASSES = "/m/014j1m,Apple\n/m/01yrx,Cat\n"
+OI_HEADER = ("ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,"
+             "IsDepiction,IsInside\n")
+
+
+class _Server:
+    """OpenImages' annotation and image store, served from ``root`` on localhost; records the paths asked."""
+
+    def __init__(self, root: Path):
+        import functools
+        import http.server
+        import threading
+
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                outer.requests.append(self.path)
+                super().do_GET()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=root))
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _jpeg(path: Path, size=(48, 32)) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.effect_noise(size, 40).convert("RGB").save(path, format="JPEG", quality=90)
+
+
+def _openimages(www: Path, ids: list[str]) -> None:
+    """The class file, a box file naming ``ids`` (quoted as CSV needs) and an image for each plain one."""
+    import csv
+    import io
+
+    (www / "v5").mkdir(parents=True, exist_ok=True)
+    (www / "v5" / "class-descriptions-boxable.csv").write_text(OI_CLASSES)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for n, i in enumerate(ids):
+        writer.writerow([i, "xclick", "/m/014j1m" if n % 2 == 0 else "/m/01yrx", 1, 0.1, 0.5, 0.2, 0.6, 0, 0, 0, 0, 0])
+    (www / "v5" / "validation-annotations-bbox.csv").write_text(OI_HEADER + out.getvalue())
+    for i in ids:
+        # What a server that normalises paths (as http.server does) would answer for the ID.
+        served = [w for w in f"img/validation/{i}.jpg".split("/") if w not in ("", ".", "..")]
+        if all(c.isalnum() or c in "._-/" for c in i):
+            _jpeg(www.joinpath(*served))
+
+
+@pytest.fixture
+def oi_server(tmp_path):
+    (tmp_path / "www").mkdir()
+    server = _Server(tmp_path / "www")
+    yield server
+    server.close()
+
+
+def _prepare_args(server: _Server, root: str) -> tuple[str, ...]:
+    return ("data", "prepare", "retinanet", "--root", root, "--split", "validation", "--annotations-url",
+            server.base, "--images-url", server.base + "img/", "--classes", "Apple,Cat", "--workers", "2",
+            "--retries", "1")
+
+
+BAD_IDS = [  # id, what the error says, a path (relative to tmp) that must not appear
+    ("prepare-id-dotdot", "../../../escaped", "line 3: image id '../../../escaped' is not a plain file name ('..')",
+     "escaped.jpg"),
+    ("prepare-id-absolute", "{tmp}/outside/abs", "is not a plain file name (an absolute path)", "outside/abs.jpg"),
+    ("prepare-id-separator", "sub/dir", "is not a plain file name (a path separator)", "oi/validation/data/sub"),
+    ("prepare-id-space", "a b", "is not a plain file name (a space)", "oi/validation/data/a b.jpg"),
+    ("prepare-id-control", "a\x1bb", "is not a plain file name (a control character)", "oi/validation/data"),
+    ("prepare-id-newline", "a\nb", "is not a plain file name (a control character)", "oi/validation/data"),
+    ("prepare-id-empty", "", "is not a plain file name (empty)", "oi/validation/data/.jpg"),
+]
+
+
+@pytest.mark.parametrize("case_id, image_id, error, outside", BAD_IDS, ids=[b[0] for b in BAD_IDS])
+def test_prepare_refuses_image_ids_that_are_not_plain_names(oi_server, tmp_path, case_id, image_id, error, outside):
+    image_id = image_id.replace("{tmp}", str(tmp_path))
+    _openimages(tmp_path / "www", ["000a1b2c3d4e5f6a", image_id])
+    check(Case(case_id, _prepare_args(oi_server, "{tmp}/oi"), 1, error), tmp_path)
+    assert not (tmp_path / outside.replace("{tmp}", "")).exists(), f"{case_id}: written outside the data folder"
+    assert not any("escaped" in r or "abs.jpg" in r for r in oi_server.requests)  # nothing fetched for it
+    assert not (tmp_path / "oi" / "validation" / "labels").exists()
+
+
+def test_files_already_under_their_final_name_are_verified(oi_server, tmp_path, capsys):
+    from mlbench.cli import main
+
+    ids = ["000a", "000b", "000c"]
+    _openimages(tmp_path / "www", ids)
+    root = tmp_path / "oi"
+    args = list(_prepare_args(oi_server, str(root)))
+    assert main(args) == 0
+    data = root / "validation" / "data"
+    csv_file = root / "annotations" / "validation-annotations-bbox.csv"
+    # Left behind by a copy that was cut short, a disk that filled up, or a hand that put a file there:
+    jpeg = (data / "000a.jpg").read_bytes()
+    (data / "000a.jpg").write_bytes(jpeg[: len(jpeg) // 2])  # a truncated image
+    (data / "000b.jpg").write_text("<html>Access denied</html>")  # an error page under an image's name
+    full_csv = csv_file.read_text()
+    csv_file.write_text(full_csv[: full_csv.rindex("\n", 0, len(full_csv) - 1) + 5])  # the last row cut short
+    oi_server.requests.clear()
+    assert main(args) == 0, capsys.readouterr().err
+    fetched = {r.rsplit("/", 1)[-1] for r in oi_server.requests}
+    assert {"000a.jpg", "000b.jpg", "validation-annotations-bbox.csv"} <= fetched
+    assert "000c.jpg" not in fetched  # a complete file counts as done
+    from PIL import Image
+
+    for i in ids:
+        with Image.open(data / f"{i}.jpg") as im:
+            im.load()
+    assert csv_file.read_text() == full_csv
+    import json
+
+    coco = json.loads((root / "validation" / "labels" / "openimages-mlperf.json").read_text())
+    assert [im["file_name"] for im in coco["images"]] == [f"{i}.jpg" for i in ids]
+
+
+def test_a_planted_link_is_never_written_through(oi_server, tmp_path):
+    from mlbench.cli import main
+
+    _openimages(tmp_path / "www", ["000a"])
+    root = tmp_path / "oi"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (root / "validation" / "data").mkdir(parents=True)
+    (root / "validation" / "data" / "000a.jpg.part").symlink_to(victim)
+    assert main(list(_prepare_args(oi_server, str(root)))) == 0
+    assert victim.read_text() == "keep me"

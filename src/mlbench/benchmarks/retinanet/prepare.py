@@ -8,15 +8,23 @@ COCO json per split in the layout the loader (and the MLPerf reference) reads::
     ROOT/<split>/data/<ImageID>.jpg    ROOT/<split>/labels/openimages-mlperf.json
 
 Every download goes to a ``.part`` file and is renamed only once verified (length as announced; CSV
-header as expected; JPEG decodes completely), so a file under its final name is complete, and running the
-command again resumes where it stopped. Failed images are listed in ``ROOT/<split>/failed.txt``.
+header as expected and last row complete; JPEG decodes completely), so a file under its final name is
+complete, and running the command again resumes where it stopped; a file already under its final name is
+verified the same way before it counts as done (else it is fetched again). Failed images are listed in
+``ROOT/<split>/failed.txt``.
+
+The image IDs come from a downloaded CSV and become file names: an ID that is not a plain name (absolute,
+``..``, a path separator, a space, a control character) is refused with its line, and nothing is written
+outside ``--root``.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +42,7 @@ CLASS_FILE = "v5/class-descriptions-boxable.csv"
 BOX_FILES = {"train": "v6/oidv6-train-annotations-bbox.csv", "validation": "v5/validation-annotations-bbox.csv"}
 BOX_HEADER = ["ImageID", "Source", "LabelName", "Confidence", "XMin", "XMax", "YMin", "YMax"]
 LABELS_FILE = "openimages-mlperf.json"
+_IMAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")  # OpenImages IDs: 16 hex digits
 
 
 @dataclass(kw_only=True)
@@ -58,9 +67,15 @@ class _Retryable(Exception):
 
 def download(url: str, dest: Path, verify: Callable[[Path], None], retries: int = 3,
              timeout: float = 60.0) -> Path:
-    """``url`` to ``dest`` through ``dest.part`` (resumed with a Range request when the server allows)."""
+    """``url`` to ``dest`` through ``dest.part`` (resumed with a Range request when the server allows).
+
+    A file already at ``dest`` counts as done only when ``verify`` accepts it; else it is fetched again."""
     if dest.is_file():
-        return dest
+        try:
+            verify(dest)
+            return dest
+        except (DataError, OSError):
+            dest.unlink()
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     last = ""
@@ -84,6 +99,8 @@ def download(url: str, dest: Path, verify: Callable[[Path], None], retries: int 
 
 
 def _get(url: str, part: Path, timeout: float) -> None:
+    if part.is_symlink():  # never write through a link planted under the root
+        part.unlink()
     have = part.stat().st_size if part.is_file() else 0
     req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -115,6 +132,7 @@ def check_csv(header: list[str]) -> Callable[[Path], None]:
             first = next(csv.reader(f), [])
         if first[: len(header)] != header:
             raise DataError(f"{path.name}: unexpected header {first[:4]}", None)
+        _check_last_row(path, len(first))
     return verify
 
 
@@ -123,6 +141,34 @@ def check_class_file(path: Path) -> None:
         first = next(csv.reader(f), [])
     if len(first) != 2 or not first[0].startswith("/m/"):
         raise DataError(f"{path.name}: not an OpenImages class description file (first row {first})", None)
+    _check_last_row(path, 2)
+
+
+def _check_last_row(path: Path, fields: int) -> None:
+    """The last row has all its fields: a file cut short mostly ends in a partial row."""
+    with open(path, "rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - (1 << 16)))
+        tail = f.read().decode("utf-8", errors="replace").splitlines()
+    rows = list(csv.reader(io.StringIO(tail[-1]))) if tail else []
+    if not rows or len(rows[-1]) != fields:
+        raise DataError(f"{path.name}: the last row is incomplete (truncated file?)", None)
+
+
+def image_id_problem(image_id: str) -> str | None:
+    """Why ``image_id`` cannot be a file name under the root (None when it can)."""
+    if _IMAGE_ID.fullmatch(image_id):
+        return None
+    if image_id.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", image_id):
+        return "an absolute path"
+    if ".." in image_id:
+        return "'..'"
+    if "/" in image_id or "\\" in image_id:
+        return "a path separator"
+    if any(c.isspace() for c in image_id) and not re.search(r"[\x00-\x1f\x7f-\x9f]", image_id):
+        return "a space"
+    if re.search(r"[\x00-\x1f\x7f-\x9f]", image_id):
+        return "a control character"
+    return "empty" if not image_id else "a character other than letters, digits, '-' and '_'"
 
 
 def resolve_classes(class_file: Path, wanted: list[str]) -> dict[str, tuple[int, str]]:
@@ -144,10 +190,18 @@ def read_boxes(path: Path, labels: dict[str, tuple[int, str]]) -> dict[str, list
     """ImageID -> its boxes of the wanted classes (normalised corners and the OpenImages flags)."""
     boxes: dict[str, list[dict]] = {}
     with open(path, newline="") as f:
-        for row in csv.DictReader(f):
+        reader = csv.DictReader(f)
+        for row in reader:
             hit = labels.get(row["LabelName"])
             if hit is None:
                 continue
+            image_id = row["ImageID"] or ""
+            problem = image_id_problem(image_id)
+            if problem:
+                raise DataError(f"{path.name} line {reader.line_num}: image ID {image_id[:80]!r} is not a plain "
+                                f"file name ({problem}); refused, nothing was downloaded for it",
+                                f"this is not an official OpenImages file: delete {path} and run again, or check "
+                                "--annotations-url")
             try:
                 corners = [float(row[k]) for k in ("XMin", "YMin", "XMax", "YMax")]
             except (TypeError, ValueError) as exc:
@@ -155,7 +209,7 @@ def read_boxes(path: Path, labels: dict[str, tuple[int, str]]) -> dict[str, list
                                 "delete the file and run the command again") from exc
             flags = {k: int(row.get(k) or 0) for k in ("IsOccluded", "IsTruncated", "IsGroupOf",
                                                         "IsDepiction", "IsInside")}
-            boxes.setdefault(row["ImageID"], []).append({"cat": hit[0], "xyxy": corners, **flags})
+            boxes.setdefault(image_id, []).append({"cat": hit[0], "xyxy": corners, **flags})
     return boxes
 
 
@@ -190,6 +244,9 @@ def prepare_split(cfg: PrepareConfig, split: str, labels: dict, say: Callable[[s
     say(f"{split}: {len(ids)} images hold boxes of the {len(labels)} classes; downloading with "
         f"{cfg.workers} workers")
     image_dir = root / split / "data"
+    for i in ids:  # read_boxes refused any other ID; this keeps it true whatever changes above
+        if os.path.dirname(os.path.normpath(image_dir / f"{i}.jpg")) != os.path.normpath(image_dir):
+            raise DataError(f"image ID {i!r} would be written outside {image_dir}", None)
     failed: list[str] = []
     with ThreadPoolExecutor(cfg.workers) as pool:
         jobs = {pool.submit(download, f"{cfg.images_url}{split}/{i}.jpg", image_dir / f"{i}.jpg", check_jpeg,
