@@ -4,7 +4,8 @@ A sample store's ``batch(indices)`` returns either one ``np.ndarray [N, ...]`` (
 single input, exported to ONNX as ``input``) or a dict of named arrays with a common leading dimension N
 (BERT: ``input_ids``, ``attention_mask``, ``token_type_ids``), which the backends feed by name:
 ``model(**inputs)`` in PyTorch, the ONNX graph's inputs of the same names in ONNX Runtime. Ragged samples are
-the store's business: it pads a batch to a common shape (and may sort by length) before returning it.
+the store's business: it pads a batch to a common shape (and may sort by length) before returning it; a
+store that pads every sample to one fixed shape keeps the ONNX export simple (only the batch is dynamic).
 """
 
 from __future__ import annotations
@@ -74,4 +75,4 @@ class Positional:
             def forward(self, *args):
                 return self.model(**dict(zip(names, args, strict=True)))
 
-        return _Positional()
+        return _Positional().eval()

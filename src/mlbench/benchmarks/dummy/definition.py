@@ -29,6 +29,12 @@ TINY = Benchmark(
     batch_size=32,
     hparams={"features": 8, "train_samples": 2048, "eval_samples": 512, "lr": 0.05, "noise": 0.1},
     input_shape=(8,),
+    inference_target=1e-6,
+    inference_targets={"99": 1e-6, "99.9": 1e-9},  # MSE of the exact model: float rounding only
+    inference_target_source="tests only",
+    inference_metric="mse",
+    performance_sample_count=256,
+    server_latency_ms=50.0,
     notes="tests only",
 )
 

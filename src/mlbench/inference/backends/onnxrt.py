@@ -32,11 +32,13 @@ def export(model: Any, example: inputs.Inputs, dest: Path) -> Path:
     feed = inputs.named(inputs.head(example, 2))
     names = list(feed)
     args = tuple(torch.from_numpy(np.ascontiguousarray(v)) for v in feed.values())
-    if isinstance(example, dict):
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    dynamic: tuple = ({0: batch},)
+    if isinstance(example, dict):  # one *args parameter holding every named input
         model = inputs.Positional(model, names)
+        dynamic = (tuple({0: batch} for _ in names),)
     try:
-        batch = torch.export.Dim("batch", min=1, max=65536)
-        torch.onnx.export(model, args, str(tmp), input_names=names, dynamic_shapes=tuple({0: batch} for _ in names),
+        torch.onnx.export(model, args, str(tmp), input_names=names, dynamic_shapes=dynamic,
                           opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
     except Exception:  # noqa: BLE001 - models torch.export cannot trace still export with TorchScript
         torch.onnx.export(model, args, str(tmp), input_names=names, dynamic_axes={n: {0: "batch"} for n in names},
