@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Set up mlbench on a fresh machine: system packages (Debian, when run as root), a virtual environment
 # in .venv, and mlbench with its dependencies. Safe to run again: it only installs what is missing.
-#   scripts/setup.sh          what `mlbench run` needs (Fashion-MNIST from Debian's dataset-fashion-mnist)
+#   scripts/setup.sh          what `mlbench run` needs (Debian: Fashion-MNIST for ResNet mini, Python's
+#                             documentation prose and WordNet for BERT mini)
 #   scripts/setup.sh --test   plus what the tests need (SLURM and munge for the cluster tests, Chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages="dataset-fashion-mnist"
+packages="dataset-fashion-mnist python3.11-doc wordnet-base"
 if [ "${1:-}" = "--test" ]; then
   packages="$packages slurm-wlm munge chromium"
 fi
@@ -36,7 +37,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements/cpu.tx
   echo "setup: installing Python packages into .venv"
   pip_install --upgrade pip
   pip_install -r requirements/cpu.txt
-  pip_install -e ".[onnx,detection,test]"
+  pip_install -e ".[onnx,detection,language,test]"
   touch "$stamp"
 fi
 echo "setup: done (.venv/bin/mlbench)"
