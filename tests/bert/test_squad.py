@@ -183,3 +183,9 @@ def test_tiny_qa_data_is_valid_and_deterministic():
     assert len(examples) == qa_data.TINY_DEV_QUESTIONS
     base = squad.evaluate(examples, qa_data.lexical_baseline(dev))
     assert 20 < base["f1"] < 100  # the baseline answers only the "X is D." half right
+
+
+def test_max_context_vectorised_matches_rule():
+    for n, max_tokens, stride in ((10, 4, 2), (37, 12, 5), (9, 4, 8), (3, 10, 5)):
+        spans = squad.doc_spans(n, max_tokens, stride)
+        assert squad.max_context_spans(spans, n).tolist() == [squad.max_context_span(spans, p) for p in range(n)]

@@ -96,16 +96,33 @@ def qa_state_dict(state: Any, path: Path) -> dict[str, torch.Tensor]:
 def pretrained_encoder(bench: Benchmark) -> dict[str, torch.Tensor] | None:
     """HOOK: the masked-LM encoder of ``mlbench train bert --size <size>`` as ``bert.*`` weights, or None.
 
-    TODO(bert training): return the ``bert.*`` tensors of the cached pre-training checkpoint once the training
-    side writes one (e.g. ``cache_dir("models", f"bert-{bench.size}.pt")``); :func:`pretrained_vocab` must then
-    return the vocabulary it was trained with. Until then the QA model is fine-tuned from random weights.
+    It reads the model that ``mlbench.inference.models.trained_checkpoint`` caches for the benchmark and size
+    (``cache_dir("models", "bert-<size>.pt")``, ``{"model": state dict}``) and keeps its ``bert.*`` tensors;
+    it is used only together with the vocabulary of :func:`pretrained_vocab` (the encoder's embeddings index
+    that vocabulary). TODO(bert training): confirm the key layout once ``mlbench train bert`` writes it.
     """
-    return None
+    path = download.cache_dir("models", f"{bench.name}-{bench.size}.pt")
+    if bench.is_reference or not path.is_file() or pretrained_vocab(bench) is None:
+        return None
+    from mlbench.training import checkpoint
+
+    state = checkpoint.read(path, what="BERT pre-training checkpoint", hint=f"delete {path} to train it again")
+    state = state.get("model", state) if isinstance(state, dict) else {}
+    encoder = {k.removeprefix("module."): v for k, v in state.items() if k.removeprefix("module.").startswith("bert.")}
+    return encoder or None
 
 
 def pretrained_vocab(bench: Benchmark) -> Path | None:
-    """HOOK: the vocab.txt the pre-trained encoder of :func:`pretrained_encoder` uses, or None."""
-    return None
+    """HOOK: the vocab.txt the pre-trained encoder uses (the pre-training data's), or None when there is none.
+    TODO(bert training): this is where ``pretrain_data`` writes it today (``data_root(bench) / "vocab.txt"``)."""
+    if bench.is_reference or not download.cache_dir("models", f"{bench.name}-{bench.size}.pt").is_file():
+        return None
+    try:
+        from mlbench.benchmarks.bert import pretrain_data
+    except ImportError:
+        return None
+    vocab = pretrain_data.data_root(bench) / "vocab.txt"
+    return vocab if vocab.is_file() else None
 
 
 # ---------------------------------------------------------------------------------------------- store
@@ -290,8 +307,12 @@ def qa_checkpoint(bench: Benchmark, opts: TaskOptions) -> Path:
     vocab = pretrained_vocab(bench) or data / "vocab.txt"
     vocab_sha = download.sha256_file(vocab)
     meta = dest.with_suffix(".result.json")
-    if dest.is_file() and meta.is_file() and json.loads(meta.read_text()).get("vocab_sha256") == vocab_sha:
-        return dest
+    if dest.is_file() and meta.is_file():
+        done = json.loads(meta.read_text())
+        # reuse unless the vocabulary changed or a pre-trained encoder has appeared since it was fine-tuned
+        if done.get("vocab_sha256") == vocab_sha and (done.get("start_from") != "random initialisation"
+                                                       or pretrained_vocab(bench) is None):
+            return dest
     if not opts.train_if_missing:
         raise MlbenchError(f"no fine-tuned BERT {bench.size} QA model in {dest}",
                            "drop --no-train-if-missing so that it is fine-tuned first, or pass --weights")
@@ -319,7 +340,13 @@ def finetune(bench: Benchmark, train_file: Path, vocab: Path, dest: Path, *, say
     encoder = pretrained_encoder(bench)
     start_from = "random initialisation"
     if encoder is not None:
-        missing = model.qa.load_state_dict({k: v for k, v in encoder.items() if k.startswith("bert.")}, strict=False)
+        try:
+            missing = model.qa.load_state_dict(encoder, strict=False)
+        except RuntimeError as exc:
+            raise DataError(f"the cached BERT {bench.size} pre-training checkpoint does not fit the QA model: "
+                            f"{' '.join(str(exc).split())[:300]}",
+                            f"delete {download.cache_dir('models', f'{bench.name}-{bench.size}.pt')} and run "
+                            f"`mlbench train bert --size {bench.size}` again") from exc
         start_from = f"the masked-LM encoder ({len(missing.missing_keys)} QA weights new)"
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]

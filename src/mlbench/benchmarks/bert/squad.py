@@ -249,19 +249,28 @@ def max_context_span(spans: Sequence[tuple[int, int]], position: int) -> int:
     return best
 
 
+def max_context_spans(spans: Sequence[tuple[int, int]], n_tokens: int) -> np.ndarray:
+    """:func:`max_context_span` of every token position at once (int array of span indices)."""
+    if not spans or n_tokens == 0:
+        return np.zeros(n_tokens, dtype=np.int64)
+    start = np.array([s for s, _ in spans], dtype=np.float64)[:, None]
+    length = np.array([n for _, n in spans], dtype=np.float64)[:, None]
+    pos = np.arange(n_tokens, dtype=np.float64)[None, :]
+    end = start + length - 1
+    score = np.minimum(pos - start, end - pos) + 0.01 * length
+    score[(pos < start) | (pos > end)] = -np.inf
+    return score.argmax(axis=0)  # the first span among equal scores, as the reference's strict ">"
+
+
 def _tokenize_words(tokenizer, words: list[str]) -> tuple[list[str], list[int], list[int], list[int]]:
-    """WordPiece of each original word: (tokens, ids, word of each token, first token of each word)."""
-    tokens: list[str] = []
-    ids: list[int] = []
-    tok_to_orig: list[int] = []
-    orig_to_tok: list[int] = []
-    encodings = tokenizer.encode_batch(words, add_special_tokens=False) if words else []
-    for i, enc in enumerate(encodings):
-        orig_to_tok.append(len(tokens))
-        tokens.extend(enc.tokens)
-        ids.extend(enc.ids)
-        tok_to_orig.extend([i] * len(enc.ids))
-    return tokens, ids, tok_to_orig, orig_to_tok
+    """WordPiece of each original word on its own (one pre-tokenised call per paragraph): (tokens, ids, word of
+    each token, first token of each word; a word that yields no token points at the next word's first)."""
+    if not words:
+        return [], [], [], []
+    enc = tokenizer.encode(words, is_pretokenized=True, add_special_tokens=False)
+    tok_to_orig = [int(w) for w in enc.word_ids]
+    orig_to_tok = np.searchsorted(np.asarray(tok_to_orig, dtype=np.int64), np.arange(len(words)), side="left")
+    return list(enc.tokens), list(enc.ids), tok_to_orig, orig_to_tok.tolist()
 
 
 def _improve_span(doc_tokens: list[str], start: int, end: int, answer_tokens: list[str]) -> tuple[int, int]:
@@ -282,6 +291,7 @@ def convert(examples: Sequence[Example], tokenizer, *, max_seq_length: int, doc_
     cls_id, sep_id = vocab["[CLS]"], vocab["[SEP]"]
     queries = tokenizer.encode_batch([e.question for e in examples], add_special_tokens=False)
     cache: dict[int, tuple] = {}  # per paragraph (examples of one paragraph share doc_tokens)
+    span_cache: dict[tuple[int, int], tuple] = {}
     rows: list[tuple] = []
     for ei, ex in enumerate(examples):
         q = queries[ei]
@@ -299,17 +309,18 @@ def convert(examples: Sequence[Example], tokenizer, *, max_seq_length: int, doc_
             tok_start = orig_to_tok[ex.start_word]
             tok_end = (orig_to_tok[ex.end_word + 1] - 1 if ex.end_word + 1 < len(ex.doc_tokens)
                        else len(d_tokens) - 1)
-            answer_tokens = [t for enc in tokenizer.encode_batch([ex.answer_text], add_special_tokens=False)
-                             for t in enc.tokens]
+            answer_tokens = tokenizer.encode(ex.answer_text, add_special_tokens=False).tokens
             tok_start, tok_end = _improve_span(d_tokens, tok_start, tok_end, answer_tokens)
-        spans = doc_spans(len(d_tokens), max_doc, doc_stride)
-        best_span = [max_context_span(spans, pos) for pos in range(len(d_tokens))]
+        if (key, max_doc) not in span_cache:
+            spans = doc_spans(len(d_tokens), max_doc, doc_stride)
+            span_cache[(key, max_doc)] = spans, max_context_spans(spans, len(d_tokens))
+        spans, best_span = span_cache[(key, max_doc)]
         offset = len(q_ids) + 2
         for k, (start, length) in enumerate(spans):
             tokens = ["[CLS]", *q_tokens, "[SEP]", *d_tokens[start:start + length], "[SEP]"]
             ids = [cls_id, *q_ids, sep_id, *d_ids[start:start + length], sep_id]
             orig = tok_to_orig[start:start + length]
-            maxc = [best_span[start + i] == k for i in range(length)]
+            maxc = best_span[start:start + length] == k
             sp = ep = 0
             if training and tok_start >= 0 and start <= tok_start and tok_end <= start + length - 1:
                 sp, ep = tok_start - start + offset, tok_end - start + offset
