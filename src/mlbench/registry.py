@@ -26,6 +26,9 @@ BENCHMARKS: dict[str, str] = {
     "resnet50": "mlbench.benchmarks.resnet50",
     "retinanet": "mlbench.benchmarks.retinanet",
     "bert": "mlbench.benchmarks.bert",
+    "maskrcnn": "mlbench.benchmarks.maskrcnn",
+    "dlrm": "mlbench.benchmarks.dlrm",
+    "rnnt": "mlbench.benchmarks.rnnt",
     "dummy": "mlbench.benchmarks.dummy",  # the harness tests' workload; hidden from lists and suites
 }
 HIDDEN = {"dummy"}

@@ -1,0 +1,1 @@
+"""Mask R-CNN (MLPerf Training ``maskrcnn``, instance segmentation)."""
