@@ -65,7 +65,7 @@ def test_tiny_task_end_to_end():
     chance = task.accuracy(_responses(task, store, untrained, indices), store)["f1"]
     baseline = qa_data.baseline("tiny")["f1"]
     print(f"tiny F1 {m['f1']:.1f} (untrained {chance:.1f}, lexical baseline {baseline:.1f})")
-    assert m["f1"] > max(30.0, chance + 15)
+    assert m["f1"] > max(30.0, chance + 10)
 
     # cached: a second task finds the model without training; a partial run scores only what it has
     again = inference.build_task(TINY, _quiet(train_if_missing=False))

@@ -4,6 +4,7 @@ the real format."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -189,3 +190,35 @@ def test_max_context_vectorised_matches_rule():
     for n, max_tokens, stride in ((10, 4, 2), (37, 12, 5), (9, 4, 8), (3, 10, 5)):
         spans = squad.doc_spans(n, max_tokens, stride)
         assert squad.max_context_spans(spans, n).tolist() == [squad.max_context_span(spans, p) for p in range(n)]
+
+
+def _fake_wordnet(path, n=1200):
+    """A data.noun in WordNet's format: licence lines, then one synset a line (offset, lexfile, type, word count
+    in hex, word/lex-id pairs, pointers, '|' gloss)."""
+    lines = ["  1 This software and database is being provided to you, the LICENSEE, by"]
+    for i in range(n):
+        head = "".join(chr(97 + (i // 26 ** k) % 26) for k in range(3))
+        words = f"02 {head}_{'x' * (i % 3 + 1)} 0 {head}y 0" if i % 4 == 0 else f"01 {head}z 0"
+        gloss = f"a kind of thing number {i} seen near water; \"the {head}z was there\""
+        lines.append(f"{i:08d} 05 n {words} 001 @ 00000001 n 0000 | {gloss}  ")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_mini_construction_from_wordnet_format(tmp_path):
+    with pytest.raises(DataError, match="wordnet-base"):
+        qa_data.wordnet_file(str(tmp_path))
+    data_noun = _fake_wordnet(tmp_path / "data.noun")
+    assert qa_data.wordnet_file(str(tmp_path)) == data_noun
+    train, dev = qa_data.mini_squad(data_noun)
+    assert (train, dev) == qa_data.mini_squad(data_noun)  # deterministic
+    train_ex = squad.parse_squad(train, source="train")
+    dev_ex = squad.parse_squad(dev, source="dev")
+    assert len(dev_ex) > 20 and len(train_ex) > 10 * len(dev_ex)
+
+    def asked(examples):
+        pattern = re.compile(r"What (?:is the meaning of|is meant by|does|is) (.+?)(?: mean)?\?$")
+        return {pattern.match(e.question).group(1) for e in examples}
+    assert not asked(dev_ex) & asked(train_ex)  # split by headword
+    base = squad.evaluate(dev_ex, qa_data.lexical_baseline(dev))
+    assert 20 < base["f1"] < 100

@@ -126,7 +126,7 @@ def _document(contexts: list[tuple[str, list[tuple[str, str, int]]]], title: str
 
 # ---------------------------------------------------------------------------------------------- mini
 def wordnet_file(data_dir: str | None = None) -> Path:
-    for d in ([data_dir] if data_dir else []) + list(WORDNET_DIRS):
+    for d in [data_dir] if data_dir else WORDNET_DIRS:
         p = Path(d) / "data.noun"
         if p.is_file():
             return p
