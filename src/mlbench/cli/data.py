@@ -64,5 +64,6 @@ def main(args: argparse.Namespace) -> int:
         return int(exc.code or 0)
     cfg = common.resolve(module.PrepareConfig, opts)
     written = module.prepare(cfg, say=lambda m: print(m, flush=True))
-    print(f"done: {', '.join(map(str, written))}; train with --data-dir {cfg.root}")
+    root = getattr(cfg, "root", "")
+    print(f"done: {', '.join(map(str, written))}" + (f"; train with --data-dir {root}" if root else ""))
     return 0
