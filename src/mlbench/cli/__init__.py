@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from mlbench import __version__
+from mlbench import __version__, signals
 from mlbench.errors import MlbenchError
 
 # Sub-command modules, in the order --help lists them. Add a command by adding its module here.
@@ -36,11 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    signals.install()  # SIGTERM and SIGHUP stop a command like Ctrl-C: what was made is kept
     try:
         return int(args.func(args) or 0)
     except MlbenchError as exc:
         print(f"mlbench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("mlbench: interrupted; the results made so far are kept in the run directory", file=sys.stderr)
-        return 130
+        return signals.exit_code() if signals.received() else exc.exit_code
+    except KeyboardInterrupt as exc:
+        print(f"mlbench: {signals.describe(exc)}; the results made so far are kept in the run directory",
+              file=sys.stderr)
+        return signals.exit_code(exc)

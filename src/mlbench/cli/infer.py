@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
                     "mode reports the scenario's metric and LoadGen's VALID/INVALID verdict with its reasons; "
                     "accuracy mode runs the whole dataset and scores mlperf_log_accuracy.json against the target. "
                     "Exit code 0 when the result is VALID for LoadGen and on target, 1 when not, 2 for invalid "
-                    "options, 130 when interrupted (the partial result is kept).",
+                    "options, 130 when interrupted (Ctrl-C), 143 on SIGTERM, 129 on SIGHUP (the partial result is kept, "
+                    "status aborted); a backend or LoadGen crash is a failed run (exit code 1).",
     )
     p.add_argument("benchmark", help="benchmark name (see `mlbench list`)")
     common.add_config_flags(p, InferConfig, skip=("benchmark",))

@@ -57,6 +57,11 @@ def main_submit(args: argparse.Namespace) -> int:
     slurm = config.build(SlurmConfig, {k: v for k, v in vars(args).items() if k in cluster_names and v is not None})
     train = common.resolve(TrainConfig, args, benchmark=args.benchmark)
     registry.get(train.benchmark, train.size)  # unknown names fail before anything is written
+    from mlbench.training.runner import check_run_dir
+
+    check_run_dir(train)  # --run-dir never overwrites a result
+    if not args.dry_run:
+        jobs.tool("sbatch")  # not a submit host: say so before a run directory is made
     run_dir, text = jobs.prepare(train, slurm, runs.command_line(), dry_run=args.dry_run)
     if args.dry_run:
         print(text)

@@ -14,7 +14,9 @@ def add_parser(sub) -> None:
         "train", help="train a benchmark to its quality target (MLPerf time to train)",
         description="Train BENCHMARK at SIZE until it reaches its quality target, with MLPerf timing, an mllog "
                     "log checked by the official compliance checker, and a result.json in the run directory. "
-                    "Exit code 0 when every run reached the target, 1 when one did not, 2 for invalid options.",
+                    "Exit code 0 when every run reached the target, 1 when one did not, 2 for invalid options, "
+                    "130/143/129 when stopped by Ctrl-C/SIGTERM/SIGHUP (result.json says aborted and which runs "
+                    "finished). A --run-dir that already holds a result is refused unless --resume continues it.",
     )
     p.add_argument("benchmark", help="benchmark name (see `mlbench list`)")
     common.add_config_flags(p, TrainConfig, skip=("benchmark",))
@@ -34,6 +36,7 @@ def train(cfg: TrainConfig) -> int:
     """Train in this process, or start torchrun with ``cfg.nproc`` processes."""
     from mlbench.training import distributed, runner
 
+    runner.check_run_dir(cfg)  # before torchrun starts: a refused --run-dir must not be marked failed
     if (cfg.nproc > 1 or cfg.nnodes > 1) and "WORLD_SIZE" not in os.environ:
         # torchrun on this node; a failed rank is reported by rank and node (mlbench.slurm.launcher).
         from mlbench.slurm import launcher

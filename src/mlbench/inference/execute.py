@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mlbench import runs
+from mlbench import runs, signals
 from mlbench.errors import MlbenchError, RunAborted
 from mlbench.inference import peak, runner
 from mlbench.inference.config import InferConfig
@@ -53,21 +53,31 @@ def execute(cfg: InferConfig, run_dir: Path | None = None) -> dict[str, Any]:
 
             extras.compliance(session, run_dir, result, state, console)
         result["status"] = "success"
-    except KeyboardInterrupt:
-        result["status"], result["abort_reason"] = "aborted", "interrupted (Ctrl-C)"
+    except BaseException as exc:
+        if not signals.stopped(exc) and not isinstance(exc, Exception):
+            raise  # SystemExit and the like: nothing to record
+        if signals.stopped(exc):  # Ctrl-C, SIGTERM, SIGHUP: aborted, with why
+            result["status"], result["abort_reason"] = "aborted", signals.describe(exc)
+        else:  # a backend, LoadGen or data failure: the run failed, never success
+            message = exc.message if isinstance(exc, MlbenchError) else f"{type(exc).__name__}: {exc}"
+            result["status"], result["abort_reason"], result["error"] = "failed", message, message
+            if not isinstance(exc, MlbenchError):  # unexpected: keep the traceback for a bug report
+                import traceback
+
+                (run_dir / "error.log").write_text("".join(traceback.format_exception(exc)))
         _finish(result, state, run_dir, final=True)
-        if session is not None and session.loadgen_running:
+        if signals.stopped(exc) and session is not None and session.loadgen_running:
             # LoadGen's threads still run its schedule; tearing them down crashes the process. The result
             # and LoadGen's logs so far are on disk: leave at once with the interrupt's exit code.
-            console(f"interrupted; result and LoadGen's logs so far are in {run_dir}")
+            console(f"{signals.describe(exc)}; result and LoadGen's logs so far are in {run_dir}")
             console.close()
-            os._exit(130)
+            os._exit(signals.exit_code(exc))
         console.close()
-        raise
-    except (MlbenchError, RunAborted) as exc:
-        result["status"], result["abort_reason"] = "aborted", exc.message
-        _finish(result, state, run_dir, final=True)
-        console.close()
+        if signals.stopped(exc) and not isinstance(exc, KeyboardInterrupt):
+            raise signals.Stopped(signals.signum_of(exc)) from exc
+        if not isinstance(exc, (KeyboardInterrupt, MlbenchError)):
+            raise RunAborted(f"the run failed: {result['error']}",
+                             f"the traceback is in {run_dir / 'error.log'}; the result says failed") from exc
         raise
     finally:
         if session is not None:
@@ -134,9 +144,9 @@ def _finish(result: dict, state: dict, run_dir: Path, final: bool) -> None:
         reasons.append("the null backend runs no model: this measures the harness only")
     if cfg.weights == "random":
         reasons.append("random weights (--weights random): throughput only, the accuracy is meaningless")
-    if perf is None and result["status"] != "aborted":
+    if perf is None and result["status"] not in ("aborted", "failed"):
         reasons.append("accuracy only: no performance result (use --mode submission for both)")
-    if acc is None and result["status"] != "aborted":
+    if acc is None and result["status"] not in ("aborted", "failed"):
         reasons.append("performance only: MLPerf also requires an accuracy run (use --mode submission)")
     if perf is not None:
         reasons += perf["loadgen_reasons"]
@@ -156,6 +166,8 @@ def _finish(result: dict, state: dict, run_dir: Path, final: bool) -> None:
     _flops(result)
     if result["status"] == "aborted":
         reasons.append(f"aborted: {result.get('abort_reason')}")
+    elif result["status"] == "failed":
+        reasons.append(f"failed: {result.get('error')}")
     elif not final:
         reasons.append("in progress")
     result["valid"] = not reasons

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlbench import registry, runs, sysinfo
+from mlbench import registry, runs, signals, sysinfo
 from mlbench.errors import RunAborted
 from mlbench.inference import backends, logs, settings
 from mlbench.inference import task as task_mod
@@ -133,10 +133,13 @@ def run_test(s: Session, plan: settings.Plan, outdir: Path, audit_config: Path |
     # LoadGen reads an audit.config by name from the working directory; a missing file means no audit.
     audit = str(audit_config) if audit_config else str(outdir / "no-audit.config")
     done = threading.Event()
+    crashed: list[BaseException] = []
 
     def target() -> None:
         try:
             lg.StartTestWithLogSettings(s.sut.handle, s.qsl.handle, lg_settings, log_settings, audit)
+        except BaseException as exc:  # noqa: BLE001 - LoadGen failed: the main thread reports it as a failed run
+            crashed.append(exc)
         finally:
             done.set()
 
@@ -146,8 +149,8 @@ def run_test(s: Session, plan: settings.Plan, outdir: Path, audit_config: Path |
     try:
         while not done.wait(0.2):  # the main thread stays in Python so that Ctrl-C reaches us
             pass
-    except KeyboardInterrupt:
-        s.say("interrupted: completing pending samples so that LoadGen writes its logs")
+    except KeyboardInterrupt as exc:
+        s.say(f"{signals.describe(exc)}: completing pending samples so that LoadGen writes its logs")
         s.sut.drain()
         if not done.wait(5):  # LoadGen keeps its schedule (Server): it must not be torn down under it
             s.loadgen_running = True
@@ -157,7 +160,17 @@ def run_test(s: Session, plan: settings.Plan, outdir: Path, audit_config: Path |
     if error is not None:
         raise RunAborted(f"the test stopped: {type(error).__name__}: {error}",
                          "see the traceback-free message above and LoadGen's logs in the run directory") from error
+    if crashed:
+        exc = crashed[0]
+        raise RunAborted(f"LoadGen failed: {type(exc).__name__}: {exc}",
+                         f"see LoadGen's logs in {outdir}; lower extreme settings (--target-qps, --duration-s)"
+                         ) from exc
     detail = logs.read_detail(outdir / "mlperf_log_detail.txt")
+    if plan.mode == "performance" and "result_validity" not in detail:
+        errors = "; ".join(detail.get("_errors", [])) or "no result in its detail log"
+        raise RunAborted(f"LoadGen ended the {plan.mode} test without a result ({errors})",
+                         f"see {outdir / 'mlperf_log_detail.txt'}; lower extreme settings "
+                         "(--target-qps, --duration-s)")
     valid, reasons = logs.validity(detail, plan.scenario) if plan.mode == "performance" else (True, [])
     m = logs.metrics(detail, plan.scenario) if plan.mode == "performance" else {}
     m["test/wall_s"] = wall

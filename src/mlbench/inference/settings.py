@@ -47,6 +47,8 @@ def conf_values(model: str, scenario: str, user_conf: str | None) -> dict[str, A
             Path(path).write_text("")
         elif not Path(path).is_file():
             raise ConfigError(f"user.conf not found: {path}", "pass an existing file in LoadGen's conf format")
+        else:
+            path = str(Path(path).resolve())  # the reader runs in a temporary folder, not the caller's
         out = subprocess.run([sys.executable, "-c", _READER, path, model, scenario, json.dumps(FIELDS)],
                              capture_output=True, text=True, timeout=60, cwd=tmp)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]

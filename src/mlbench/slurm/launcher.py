@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mlbench import runs
+from mlbench import runs, signals
 from mlbench.config import TrainConfig
 from mlbench.errors import ConfigError, RunAborted
 
@@ -119,8 +119,14 @@ def launch_train(cfg: TrainConfig) -> int:
     if run_dir is None:
         run_dir = _announced_run_dir(tail)
     failure = read_failure(code, tail, node_rank=cfg.node_rank)
-    if tail and tail[-1] == TERMINATED:
-        failure.error = TERMINATED.removeprefix("mlbench: error: ")
+    stop = next((sig for sig, line in STOP_LINES.items() if tail and tail[-1] == line), None)
+    if stop is not None:
+        # SIGTERM/SIGHUP: the ranks got it too and rank 0 wrote an aborted result saying why; keep it so.
+        failure.error = STOP_LINES[stop].removeprefix("mlbench: error: ")
+        if run_dir is not None:
+            record_failure(run_dir, cfg, failure, tag, stopped=signals.describe(signals.Stopped(stop)))
+        print(f"mlbench: {failure.error}", file=sys.stderr, flush=True)
+        raise signals.Stopped(stop)
     if run_dir is not None and _finished_without_target(run_dir, failure):
         return code  # a complete result that missed the target: the summary above says so
     if run_dir is not None:
@@ -149,18 +155,19 @@ def run_streaming(cmd: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
                 sys.stdout.write(line)
                 sys.stdout.flush()
                 tail.append(line.rstrip("\n"))
-        except KeyboardInterrupt:
-            # torchrun got the same Ctrl-C: let it stop its ranks, then report as interrupted.
-            proc.wait()
-            raise
-        except _Terminated:
-            # SLURM's time limit, scancel or preemption: torchrun passes SIGTERM on to its ranks.
-            proc.terminate()
+        except (_Terminated, signals.Stopped) as exc:
+            # SIGTERM (SLURM's time limit, scancel or preemption) or SIGHUP: pass it on to torchrun, which
+            # passes it on to its ranks; they write what they made and say why.
+            proc.send_signal(exc.signum)
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
-            tail.append(TERMINATED)
+            tail.append(STOP_LINES[exc.signum])
+        except KeyboardInterrupt:
+            # torchrun got the same Ctrl-C: let it stop its ranks, then report as interrupted.
+            proc.wait()
+            raise
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
@@ -169,16 +176,20 @@ def run_streaming(cmd: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
 
 
 TERMINATED = "mlbench: error: the launcher got SIGTERM (SLURM time limit, scancel or preemption) and stopped"
+STOP_LINES = {signal.SIGTERM: TERMINATED,
+              signal.SIGHUP: "mlbench: error: the launcher got SIGHUP (terminal or session closed) and stopped"}
 
 
 class _Terminated(Exception):
-    pass
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _on_sigterm_raise():
-    """Turn SIGTERM into an exception in the main thread, so the job is recorded as failed, not lost."""
+    """Turn SIGTERM into an exception in the main thread, so the job is recorded as stopped, not lost."""
     def handler(signum, frame):
-        raise _Terminated()
+        raise _Terminated(signum)
 
     try:
         return signal.signal(signal.SIGTERM, handler)
@@ -248,10 +259,13 @@ def _announced_run_dir(lines: list[str]) -> Path | None:
     return None
 
 
-def record_failure(run_dir: Path, cfg: TrainConfig, failure: Failure, tag: str = "") -> None:
+def record_failure(run_dir: Path, cfg: TrainConfig, failure: Failure, tag: str = "",
+                   stopped: str | None = None) -> None:
     """Write failure.json and mark result.json failed; finished runs and their files stay as they are.
 
-    With several nodes each writes failure.node<N>.json; failure.json is the first node's to report.
+    ``stopped`` (e.g. "terminated by SIGTERM"): the job was stopped from outside, not broken; result.json
+    says aborted and why, as rank 0 wrote it when it could. With several nodes each writes
+    failure.node<N>.json; failure.json is the first node's to report.
     """
     record = {**asdict(failure), "message": failure.message, "recorded_at": runs.now_iso()}
     if tag:
@@ -263,6 +277,16 @@ def record_failure(run_dir: Path, cfg: TrainConfig, failure: Failure, tag: str =
     if runs_ended(result):
         # Every run ended (target reached or not) and rank 0 wrote the final result; the failure came after,
         # e.g. srun stopping this node because rank 0's node exited 1 for a missed target.
+        result["launcher_error"] = failure.message
+    elif stopped:
+        why = f"{stopped} before all runs finished"
+        if result.get("interrupted") is None:  # rank 0 could not write it: say so here
+            result["interrupted"] = stopped
+            reasons = [r for r in result.get("validity_reasons", []) if r != "in progress"]
+            result["validity_reasons"] = [*reasons, why]
+        result["status"] = "aborted" if result.get("status") != "failed" or not result.get("error") else "failed"
+        result["valid"] = False
+        result["finished_at"] = result.get("finished_at") or runs.now_iso()
         result["launcher_error"] = failure.message
     else:
         result["status"] = "failed"

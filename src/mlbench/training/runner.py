@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import secrets
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from mlbench import registry, runs, sysinfo
+from mlbench import registry, runs, signals, sysinfo
 from mlbench.config import TrainConfig
+from mlbench.errors import ConfigError
 from mlbench.training import distributed, precision
 from mlbench.training.harness import RunOutcome, train_run
 from mlbench.training.scoring import olympic_score
 
 
 def check_log(log: Path, ruleset: str, timeout: float = 120) -> dict[str, Any]:
-    """Run the official mlperf-logging compliance checker on ``log``."""
+    """Run the official mlperf-logging compliance checker on ``log`` (any path: relative, absolute, spaces)."""
+    log = Path(log).resolve()  # absolute: the checker runs in the log's folder, not the caller's
     cmd = [sys.executable, "-m", "mlperf_logging.compliance_checker", "--usage", "training",
            "--ruleset", ruleset, str(log)]
     try:
@@ -67,7 +71,11 @@ def execute(cfg: TrainConfig, say_prefix: str = "") -> dict[str, Any]:
     def say(msg: str) -> None:
         console(say_prefix + msg)
 
-    base_seed = cfg.seed if cfg.seed is not None else distributed.broadcast_int(secrets.randbelow(2**31), device)
+    kept = finished_runs(run_dir) if cfg.resume else []  # --resume into a run directory: keep its finished runs
+    if kept:
+        base_seed = kept[0]["seed"]  # run K's seed is the first run's plus K-1, as when they were made
+    else:
+        base_seed = cfg.seed if cfg.seed is not None else distributed.broadcast_int(secrets.randbelow(2**31), device)
     result: dict[str, Any] = {
         "schema": runs.RESULT_SCHEMA, "kind": "train", "run_id": run_dir.name, "benchmark": bench.name,
         "size": bench.size, "division": bench.division if cfg.lr is None else "open",
@@ -79,8 +87,9 @@ def execute(cfg: TrainConfig, say_prefix: str = "") -> dict[str, Any]:
     }
     if dinfo.is_main:
         info = sysinfo.describe()
-        runs.write_json(run_dir / "config.json", cfg.to_dict())
-        runs.write_json(run_dir / "system.json", info)
+        for name, data in (("config.json", cfg.to_dict()), ("system.json", info)):
+            if not (kept and (run_dir / name).exists()):  # a continued run directory keeps its own
+                runs.write_json(run_dir / name, data)
         result["system"] = {"fingerprint": info["system_fingerprint"],
                             "host_processor_model_name": info.get("host_processor_model_name"),
                             "accelerator_model_name": info.get("accelerator_model_name")}
@@ -89,15 +98,28 @@ def execute(cfg: TrainConfig, say_prefix: str = "") -> dict[str, Any]:
     outcomes: list[RunOutcome] = []
     checks: list[dict] = []
     cache_cleared = True
+    for record in kept[:cfg.runs]:
+        from mlbench.slurm.multirun import outcome_from_record
+
+        outcomes.append(outcome_from_record(record))
+        checks.append(record.get("compliance") or {"passed": False, "output": "no compliance check recorded"})
+        log = run_dir / f"run_{record['run']}" / "mlperf_log.txt"
+        cache_cleared &= log.is_file() and "dropped" in log.read_text(errors="replace")
+        say(f"run {record['run']}: finished before ({record['status']}: {record.get('reason')}); kept as it is")
+    resume_cfg = cfg
     try:
-        for i in range(cfg.runs):
+        for i in range(len(outcomes), cfg.runs):
             sub = run_dir / f"run_{i + 1}"
             sub.mkdir(exist_ok=True)
+            if kept and dinfo.is_main and (sub / "mlperf_log.txt").exists():  # the interrupted attempt's log
+                (sub / "mlperf_log.txt").replace(sub / f"mlperf_log.before-resume-{runs.new_run_id()}.txt")
             seed = base_seed + i
             say(f"--- run {i + 1}/{cfg.runs} (seed {seed}) ---")
             outcome = RunOutcome(seed=seed)
             outcomes.append(outcome)
-            train_run(handle, cfg, sub, outcome, say, dinfo, device)
+            train_run(handle, resume_cfg, sub, outcome, say, dinfo, device)
+            if resume_cfg.resume:  # --resume continues the first run this command makes; the rest start afresh
+                resume_cfg = dataclasses.replace(cfg, resume=None)
             if dinfo.is_main:
                 check = check_log(sub / "mlperf_log.txt", bench.ruleset)
                 checks.append(check)
@@ -107,12 +129,20 @@ def execute(cfg: TrainConfig, say_prefix: str = "") -> dict[str, Any]:
                 say(f"run {i + 1}: MLPerf log {'passes' if check['passed'] else 'FAILS'} the compliance "
                     f"checker (ruleset {bench.ruleset}, {result['division']} division)")
                 finish_result(result, cfg, bench, outcomes, checks, cache_cleared, run_dir, final=False)
-    except BaseException as exc:  # Ctrl-C, bad data, a crash: keep what was made, then fail loudly
+    except BaseException as exc:  # Ctrl-C, SIGTERM, bad data, a crash: keep what was made, then fail loudly
+        stopped = signals.stopped(exc)
         if dinfo.is_main:
-            result["interrupted" if isinstance(exc, KeyboardInterrupt) else "error"] = str(exc) or type(exc).__name__
+            if stopped:  # said why: "interrupted (Ctrl-C)", "terminated by SIGTERM"
+                result["interrupted"] = signals.describe(exc)
+                if len(checks) < len(outcomes) and outcomes[-1].status != "success":
+                    outcomes[-1].reason = f"{signals.describe(exc)} before the target was reached"
+            else:
+                result["error"] = str(exc) or type(exc).__name__
             if len(checks) < len(outcomes):
                 checks.append({"passed": False, "ruleset": bench.ruleset, "output": "run did not finish"})
             finish_result(result, cfg, bench, outcomes, checks, cache_cleared, run_dir, final=True)
+        if stopped and not isinstance(exc, KeyboardInterrupt):
+            raise signals.Stopped(signals.signum_of(exc)) from exc  # the stop, not what it broke
         raise
     finally:
         console.close()
@@ -122,8 +152,52 @@ def execute(cfg: TrainConfig, say_prefix: str = "") -> dict[str, Any]:
     return result
 
 
+def finished_runs(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of the runs in ``run_dir`` that finished (``run_K/result.json``), K = 1, 2, ... in order."""
+    found = []
+    k = 1
+    while True:
+        try:
+            record = json.loads((Path(run_dir) / f"run_{k}" / "result.json").read_text())
+        except (OSError, ValueError):
+            return found
+        if not isinstance(record, dict) or record.get("run") != k or "seed" not in record:
+            return found
+        found.append(record)
+        k += 1
+
+
+def holds_result(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a result that a new run would overwrite: a finished run (``run_K/result.json``)
+    or a final result.json of runs that ended. A directory left by an interrupted or failed attempt before
+    any run finished holds none (a requeued SLURM job starts over in it)."""
+    run_dir = Path(run_dir)
+    if any(run_dir.glob("run_*/result.json")):
+        return True
+    try:
+        result = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(result, dict) and bool(result.get("finished_at")) and result.get("status") in ("success", "aborted")
+            and not result.get("error") and result.get("interrupted") is None)
+
+
+def check_run_dir(cfg: TrainConfig) -> None:
+    """``--run-dir`` never overwrites a result: refused (exit code 2) unless ``--resume`` continues it."""
+    if not cfg.run_dir or cfg.resume or not holds_result(Path(cfg.run_dir)):
+        return
+    done = [r["run"] for r in finished_runs(Path(cfg.run_dir))]
+    nxt = Path(cfg.run_dir) / f"run_{len(done) + 1}" / "checkpoint.pt"
+    resume = (f"continue it with --resume {nxt} (keeps the finished runs)" if nxt.is_file() and len(done) < cfg.runs
+              else "continue it with --resume CHECKPOINT (keeps the finished runs)")
+    raise ConfigError(f"invalid value for 'run_dir': {cfg.run_dir} already holds a result"
+                      + (f" (run(s) {done} finished)" if done else "") + "; mlbench never overwrites one",
+                      f"leave out --run-dir (a new directory is made under --output-dir), pick a new one, or {resume}")
+
+
 def _run_dir(cfg: TrainConfig, dinfo: distributed.DistInfo, device) -> Path:
     if cfg.run_dir:
+        check_run_dir(cfg)
         path = Path(cfg.run_dir)
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -155,7 +229,12 @@ def finish_result(result, cfg, bench, outcomes, checks, cache_cleared, run_dir: 
     if not final:
         reasons.append("in progress")
     if result.get("interrupted") is not None:
-        reasons.append("interrupted (Ctrl-C) before all runs finished")
+        done = [i + 1 for i, (o, c) in enumerate(zip(outcomes, checks)) if c.get("output") != "run did not finish"]
+        result["runs_finished"] = done
+        why = result["interrupted"] if str(result["interrupted"]).startswith(("interrupted", "terminated")) \
+            else "interrupted (Ctrl-C)"
+        reasons.append(f"{why} before all runs finished ({len(done)} of {cfg.runs} finished"
+                       + (f": run(s) {done})" if done else ")"))
     if result.get("error"):
         reasons.append(f"failed: {result['error']}")
     result["runs"] = [run_record(i + 1, o, c) for i, (o, c) in enumerate(zip(outcomes, checks))]
