@@ -185,10 +185,13 @@ def test_corrupt_store_file_is_explained(out: Path, capsys):
     run = make_train(out, [1.0])
     store.db_path(out).write_bytes(b"this is not a database" * 100)
     store.record(run)  # a warning, not an exception
-    assert "unusable" in capsys.readouterr().err
+    assert "is damaged" in capsys.readouterr().err
     assert cli(["results", "--output-dir", str(out)]) == 1
     err = capsys.readouterr().err
-    assert "is unusable" in err and "mlbench results reindex" in err
-    store.db_path(out).unlink()
+    assert "is damaged" in err and "mlbench results reindex" in err
+    # reindex alone recovers: the damaged file is kept aside, the store rebuilt from the run directories
     assert cli(["results", "reindex", "--output-dir", str(out)]) == 0
+    assert "kept it as" in capsys.readouterr().err
     assert [r["run_id"] for r in store.query(out)] == [run.name]
+    aside = list(out.glob("results.db.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not a database")

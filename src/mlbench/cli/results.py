@@ -79,8 +79,11 @@ def main(args: argparse.Namespace) -> int:
         n, problems = store.reindex(args.output_dir)
         for msg in problems:
             print(f"mlbench: warning: {msg}", file=sys.stderr)
+        skipped = sum(p.startswith("skipped") for p in problems)
+        incomplete = sum(p.startswith("incomplete") for p in problems)
         print(f"indexed {n} runs into {store.db_path(args.output_dir)}"
-              + (f"; skipped {len(problems)} (see warnings above)" if problems else ""))
+              + (f"; {incomplete} incomplete (no final result: killed or still running)" if incomplete else "")
+              + (f"; skipped {skipped} (see warnings above)" if skipped else ""))
         return 0
     rows = select(args)
     if args.json:

@@ -25,7 +25,13 @@ def main(args: argparse.Namespace) -> int:
     from mlbench import config, registry
     from mlbench.training import runner
 
-    names = registry.names() if not args.benchmarks else [n.strip() for n in args.benchmarks.split(",") if n.strip()]
+    names = registry.names() if args.benchmarks is None else [n.strip() for n in args.benchmarks.split(",") if n.strip()]
+    if not names:
+        from mlbench.errors import ConfigError
+
+        raise ConfigError(f"invalid value for 'benchmarks': {args.benchmarks!r} names no benchmark",
+                          f"give comma-separated names, e.g. --benchmarks {','.join(registry.names())}, "
+                          "or leave the option out to run every benchmark")
     plan = []
     for name in names:
         registry.get(name, "mini" if args.size == "mini" else args.size) if args.benchmarks else None

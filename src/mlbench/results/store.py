@@ -1,7 +1,9 @@
 """The results store: one SQLite file (``<output_dir>/results.db``) indexing every run directory in it.
 
 Run directories are the source of truth: the store keeps the indexed columns and the whole result.json of
-each run, and :func:`reindex` rebuilds it from the directories at any time. Each write is one transaction
+each run, and :func:`reindex` rebuilds it from the directories at any time, even from a damaged store (kept
+aside as ``results.db.corrupt-<time>``). A run directory without a final result (killed by SIGKILL, out of
+memory, power loss, or still running) is indexed as ``incomplete``: never valid, never silently left out. Each write is one transaction
 (``BEGIN IMMEDIATE`` with a busy timeout), so concurrent writers queue instead of failing and a process
 killed mid-write leaves the previous, consistent state. The schema is versioned with ``PRAGMA user_version``;
 opening an older store applies the missing migrations in order.
@@ -22,6 +24,9 @@ from mlbench.errors import MlbenchError
 from mlbench.results import fields
 
 DB_NAME = "results.db"
+INCOMPLETE = "incomplete"
+# Files that make a folder a run directory even before its result.json is written.
+RUN_MARKERS = ("config.json", "console.log", "launch_config.json", "submit_config.json", "job.sbatch", "system.json")
 
 # Migration N takes a store from version N-1 to N. Never edit a released step: append a new one.
 MIGRATIONS: list[list[str]] = [
@@ -69,13 +74,18 @@ def connect(path: Path, timeout: float = 60.0) -> sqlite3.Connection:
         _migrate(con, path)
     except sqlite3.DatabaseError as exc:
         con.close()
-        raise MlbenchError(f"the results store {path} is unusable: {exc}",
-                           f"delete it and rebuild it from the run directories: rm {path}; "
-                           f"mlbench results reindex --output-dir {path.parent}") from exc
+        raise damaged(path, exc) from exc
     except BaseException:
         con.close()
         raise
     return con
+
+
+def damaged(path: Path, exc: Exception) -> MlbenchError:
+    """The error for a results store SQLite cannot read: what is wrong and the one command that fixes it."""
+    return MlbenchError(f"the results store {path} is damaged: {exc}",
+                        f"rebuild it from the run directories with `mlbench results reindex --output-dir "
+                        f"{path.parent}` (the damaged file is kept aside)")
 
 
 def _migrate(con: sqlite3.Connection, path: Path) -> None:
@@ -161,27 +171,106 @@ def find_run_dirs(output_dir: Path) -> list[Path]:
     return found
 
 
+def find_incomplete_dirs(output_dir: Path) -> list[Path]:
+    """Run directories without a result.json (a run killed before writing one, or one still starting): a
+    folder holding a run's first files (config.json, console.log, a job script), one level down, or two
+    inside a folder that is not a run itself."""
+    def is_run(p: Path) -> bool:
+        return (p / "result.json").exists() or any((p / m).exists() for m in RUN_MARKERS)
+
+    found = []
+    for d in sorted(p for p in output_dir.iterdir() if p.is_dir()):
+        if (d / "result.json").exists():
+            continue
+        if is_run(d):
+            found.append(d)
+        else:  # a plain folder (a sweep's): its runs
+            found += [n for n in sorted(d.iterdir()) if n.is_dir() and not (n / "result.json").exists()
+                      and any((n / m).exists() for m in RUN_MARKERS)]
+    return found
+
+
+def incomplete_result(run_dir: Path, result: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The stored record of a run that has no final result: status ``incomplete``, never valid."""
+    if result is None:
+        try:
+            cfg = json.loads((run_dir / "config.json").read_text())
+        except (OSError, ValueError):
+            cfg = {}
+        cfg = cfg if isinstance(cfg, dict) else {}
+        kind = "infer" if "scenario" in cfg else "train"
+        result = {"schema": "mlbench.result/1", "kind": kind, "run_id": run_dir.name,
+                  "benchmark": cfg.get("benchmark"), "size": cfg.get("size"), "config": cfg,
+                  "precision": cfg.get("precision"), "device": cfg.get("device"), "started_at": None,
+                  "finished_at": None, "metrics": {}, "validity_reasons": []}
+        why = "no result.json: the run was killed before it wrote one (SIGKILL, out of memory, power loss), " \
+              "or it is still starting"
+    else:
+        why = f"result.json is not final (status {result.get('status')!r}): the run was killed (SIGKILL, out of " \
+              "memory, power loss) before it finished, or it is still running"
+    return {**result, "status": INCOMPLETE, "valid": False,
+            "validity_reasons": [*[r for r in result.get("validity_reasons") or [] if r != "in progress"], why]}
+
+
+def _final(result: dict[str, Any]) -> bool:
+    """A result.json that its run finished writing (not the one written after each of several runs)."""
+    return bool(result.get("finished_at")) or result.get("status") not in ("running", None)
+
+
 def reindex(output_dir: str | Path) -> tuple[int, list[str]]:
-    """Rebuild the store from the run directories; returns (runs indexed, problems with skipped dirs)."""
+    """Rebuild the store from the run directories; returns (runs indexed, warnings: skipped directories,
+    incomplete runs, a damaged store kept aside). A run without a final result is indexed as incomplete."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise MlbenchError(f"results directory not found: {output_dir}", "pass --output-dir with your runs")
     loaded, problems = [], []
     for run_dir in find_run_dirs(output_dir):
         try:
-            loaded.append((run_dir, load_result(run_dir)))
+            result = load_result(run_dir)
         except MlbenchError as exc:
             if run_dir.parent == output_dir:  # nested foreign files are not ours to report
                 problems.append(f"skipped {exc}")
-    con = connect(db_path(output_dir))
-    try:
-        with _transaction(con):
-            con.execute("DELETE FROM runs")
-            for run_dir, result in loaded:
-                _upsert(con, run_dir, result)
-    finally:
-        con.close()
+            continue
+        if not _final(result):
+            result = incomplete_result(run_dir, result)
+        loaded.append((run_dir, result))
+    loaded += [(d, incomplete_result(d)) for d in find_incomplete_dirs(output_dir)]
+    problems += [f"incomplete: {d} ({r['validity_reasons'][-1].split(':')[0]}): indexed as incomplete, not valid"
+                 for d, r in loaded if r["status"] == INCOMPLETE]
+    path = db_path(output_dir)
+    for attempt in (1, 2):
+        try:
+            con = connect(path)
+            try:
+                with _transaction(con):
+                    con.execute("DELETE FROM runs")
+                    for run_dir, result in loaded:
+                        _upsert(con, run_dir, result)
+            finally:
+                con.close()
+            break
+        except (MlbenchError, sqlite3.DatabaseError) as exc:
+            if attempt == 2 or not path.exists() or (isinstance(exc, MlbenchError) and "cannot open" in str(exc)):
+                raise  # a folder that cannot be written to: setting the file aside would not help
+            problems.append(f"the results store was damaged ({exc.__cause__ or exc}); kept it as "
+                            f"{_set_aside(path)} and rebuilt it")
     return len(loaded), problems
+
+
+def _set_aside(path: Path) -> Path:
+    """Move a damaged store (and its journal files) aside as results.db.corrupt-<time>; returns the new name."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    path.replace(aside)
+    for suffix in ("-wal", "-shm", "-journal"):
+        extra = path.with_name(path.name + suffix)
+        if extra.exists():
+            extra.replace(aside.with_name(aside.name + suffix))
+    return aside
 
 
 def query(output_dir: str | Path, valid: bool | None = None, since: str | None = None,
@@ -212,6 +301,8 @@ def query(output_dir: str | Path, valid: bool | None = None, since: str | None =
     con = connect(db_path(output_dir))
     try:
         rows = [dict(r) for r in con.execute(sql, params)]
+    except sqlite3.DatabaseError as exc:  # damage past the header shows only when the rows are read
+        raise damaged(db_path(output_dir), exc) from exc
     finally:
         con.close()
     for r in rows:
