@@ -27,7 +27,7 @@ def test_missing_dataset(infer):
     code, r, out = infer("--size", "reference", "--backend", "null", "--quick")
     assert code == 1
     assert "needs the ImageNet validation set" in out and "--data-dir" in out
-    assert r["status"] == "aborted" and r["valid"] is False
+    assert r["status"] == "failed" and r["valid"] is False
 
 
 def make_val(root, n=6, corrupt=None):
@@ -51,7 +51,7 @@ def test_corrupt_image(infer, tmp_path):
                          "--data-dir", str(data), "--batch-size", "8")
     assert code == 1
     assert "corrupt or unreadable image" in out and "img2.JPEG" in out
-    assert r["status"] == "aborted"
+    assert r["status"] == "failed"
 
 
 def test_weights_that_do_not_fit(infer, tmp_path):
