@@ -35,6 +35,12 @@ def save(path: Path, *, model: torch.nn.Module, optimizer, scheduler, epoch: int
     os.replace(tmp, path)  # a crash mid-write never leaves a half checkpoint
 
 
+def rank_path(path: str | Path, rank: int) -> Path:
+    """The checkpoint file of ``rank`` next to ``path`` (rank 0: ``path`` itself), for sharded checkpoints."""
+    p = Path(path)
+    return p if rank == 0 else p.with_name(f"{p.stem}.rank{rank}{p.suffix}")
+
+
 def load(path: str | Path, *, model: torch.nn.Module, optimizer, scheduler) -> dict[str, Any]:
     """Restore a checkpoint; returns its ``epoch`` (epochs completed) and ``extra``."""
     p = Path(path)

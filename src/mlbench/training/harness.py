@@ -135,7 +135,8 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
         out.base_lr = oargs.extra.get("base_lr")
         start_epoch = 0
         if cfg.resume:
-            state = checkpoint.load(cfg.resume, model=model, optimizer=optimizer, scheduler=scheduler)
+            resume = checkpoint.rank_path(cfg.resume, dist.rank) if wl.sharded_checkpoint else cfg.resume
+            state = checkpoint.load(resume, model=model, optimizer=optimizer, scheduler=scheduler)
             start_epoch, out.resumed_from = state["epoch"], str(cfg.resume)
             out.samples = int(state.get("extra", {}).get("samples", 0))
             say(f"resumed from {cfg.resume} after epoch {start_epoch} (not valid for time to train)")
@@ -162,8 +163,9 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
         run_started = True
         t0 = time.perf_counter()
         meter = EnergyMeter(enabled=dist.is_main).start()
+        ckpt = checkpoint.rank_path(run_dir / "checkpoint.pt", dist.rank)  # rank 0's, or a sharded rank's own
         loop = _Loop(wl, bench, cfg, budget, mll, say, out, dist, ctx, run_dir, t0, data,
-                     lambda: checkpoint.save(run_dir / "checkpoint.pt", model=model, optimizer=optimizer,
+                     lambda: checkpoint.save(ckpt, model=model, optimizer=optimizer,
                                              scheduler=scheduler, epoch=out.epochs,
                                              extra={"seed": seed, "samples": out.samples}))
         loop.run(train_model, optimizer, scheduler, scaler, start_epoch)
@@ -172,7 +174,7 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
         out.energy = meter.stop(samples=out.samples)
         mll.end(C.RUN_STOP, status=out.status)
         if dist.enabled:  # DDP keeps the replicas identical; check it, outside the timed part
-            out.params_in_sync = distributed.params_in_sync(model)
+            out.params_in_sync = distributed.params_in_sync(wl.replicated(model))
             if not out.params_in_sync:
                 say("WARNING: the ranks' parameters differ at run_stop: data parallelism is broken")
     except _NonFinite as exc:
@@ -298,7 +300,7 @@ class _Loop:
         mll.end(C.BLOCK_STOP, **block_stop)
         others = "".join(f", {k} = {v:.4f}" for k, v in metrics.items() if k != wl.target_metric)
         self.say(f"eval {where}: {wl.target_metric} = {quality:.4f} (target {wl.target_text()}){others}")
-        if self.cfg.checkpoint and self.dist.is_main:
+        if self.cfg.checkpoint and (self.dist.is_main or self.wl.sharded_checkpoint):
             self.save()
         if wl.has_reached_target(metrics):
             out.status, out.reached_target = "success", True

@@ -33,6 +33,10 @@ class Workload(abc.ABC):
     #: (sharded embeddings too large to copy); the workload then warms up on its own terms or not at all.
     warm_up_restores_weights: bool = True
 
+    #: True when each rank holds state the others do not (model-parallel tables): every rank then writes its
+    #: own checkpoint (rank 0 ``checkpoint.pt``, rank r ``checkpoint.rank<r>.pt``) and resumes from its own.
+    sharded_checkpoint: bool = False
+
     def __init__(self, bench: Benchmark):
         self.bench = bench
 
@@ -75,6 +79,11 @@ class Workload(abc.ABC):
             return model
         return torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def replicated(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The part of the model every rank holds identically (checked at ``run_stop``); all of it by default,
+        the dense part when tables are sharded."""
+        return model
 
     # ------------------------------------------------------------------ data
     @abc.abstractmethod
