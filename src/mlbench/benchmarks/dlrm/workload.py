@@ -1,0 +1,149 @@
+"""DLRM-DCNv2 training as a :class:`~mlbench.training.workload.Workload`.
+
+- Model: ``model.DLRMTrain`` (plain PyTorch, TorchRec's names). On several processes the tables are sharded
+  table-wise (each process builds only the tables it owns) and the dense part is data-parallel
+  (``sharding.ShardedDLRM``); the checkpoint is one file per rank (``sharded_checkpoint``).
+- Loss: binary cross-entropy with logits, mean over the batch.
+- Optimizers: Adagrad on the embeddings (sparse gradients) and Adagrad on the dense part, both at the base
+  learning rate, lr decay 0, weight decay 0, initial accumulator 0, epsilon 1e-8, no warm-up or decay (the
+  closed rules for dlrm_dcnv2).
+- Evaluation: exact AUC (ties averaged) over the validation half of the evaluation day, gathered from all ranks;
+  also the log loss and the click rate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from mlbench.benchmarks.dlrm import auc as auc_mod
+from mlbench.benchmarks.dlrm import model as dlrm_model
+from mlbench.benchmarks.dlrm import sharding
+from mlbench.benchmarks.dlrm.optim import RowWiseAdagrad
+from mlbench.training import distributed
+from mlbench.training.batches import DataBundle, DataSpec
+from mlbench.training.recipe import OptimArgs, StepContext, StepSchedule
+from mlbench.training.workload import Optimizers, Workload
+
+ADAGRAD_EPS = 1e-8
+
+
+class ConstantLR(StepSchedule):
+    """The reference's schedule under the closed rules: no warm-up, no decay."""
+
+    def __init__(self, optimizer: Optimizers, lr: float):
+        super().__init__(optimizer)
+        self.lr = lr
+        self._apply()
+
+    def lr_at(self, step: int) -> float:
+        return self.lr
+
+    def _apply(self) -> None:
+        for opt in self.optimizer.members:
+            for group in opt.param_groups:
+                group["lr"] = self.lr
+
+
+class DLRMWorkload(Workload):
+    warm_up_restores_weights = False  # sharded tables are not deep-copied; DLRM needs no compile warm-up
+    sharded_checkpoint = True  # each rank writes (and resumes from) the tables it holds
+
+    def build_model(self) -> torch.nn.Module:
+        info = distributed.env_info()
+        owned = None
+        if info.world_size > 1:
+            owned = sharding.owned_tables(self.bench.hparams["table_rows"], info.rank, info.world_size)
+        # the harness seeded torch with seed + rank; the tables use seed alone, so that a table is the same on
+        # any number of processes (the dense part is broadcast from rank 0 by DDP)
+        seed = torch.initial_seed() - info.rank
+        return dlrm_model.DLRMTrain(self.bench.hparams, owned=owned, seed=seed)
+
+    def wrap_model(self, model: torch.nn.Module, device: torch.device, distributed_: bool) -> torch.nn.Module:
+        if not distributed_:
+            return model
+        return sharding.ShardedDLRM(model, device)
+
+    def replicated(self, model: torch.nn.Module) -> torch.nn.Module:
+        return sharding.replicated(model) if distributed.env_info().world_size > 1 else model
+
+    def build_data(self, spec: DataSpec) -> DataBundle:
+        from mlbench.benchmarks.dlrm import data
+
+        say = print if spec.rank == 0 else (lambda _m: None)
+        return data.build(self.bench, spec, say)
+
+    def count_samples(self, batch: Any) -> int:
+        return len(batch["labels"])
+
+    def to_device(self, batch: dict, ctx: StepContext) -> dict:
+        if ctx.device.type == "cpu":
+            return batch
+        return {"dense": batch["dense"].to(ctx.device, non_blocking=True),
+                "sparse": [s.to(ctx.device, non_blocking=True) for s in batch["sparse"]],
+                "labels": batch["labels"].to(ctx.device, non_blocking=True)}
+
+    def synthetic_batch(self, batch_size: int, ctx: StepContext) -> dict:
+        hp = self.bench.hparams
+        g = torch.Generator().manual_seed(3)
+        return self.to_device({
+            "dense": torch.rand(batch_size, 13, generator=g),
+            "sparse": [torch.randint(0, n, (batch_size, h), generator=g)
+                       for n, h in zip(hp["table_rows"], hp["multi_hot"])],
+            "labels": torch.randint(0, 2, (batch_size,), generator=g).float()}, ctx)
+
+    def build_optimizer(self, model: torch.nn.Module, args: OptimArgs):
+        lr = args.base_lr if args.base_lr is not None else self.bench.hparams["lr"]
+        kw = dict(lr=lr, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=ADAGRAD_EPS)
+        sparse = dlrm_model.sparse_parameters(model)
+        dense = dlrm_model.dense_parameters(model)
+        members = [torch.optim.Adagrad(dense, **kw)]
+        if sparse:  # a rank may own no table when there are more ranks than tables
+            members.append(RowWiseAdagrad(sparse, lr=lr, eps=ADAGRAD_EPS))  # exact Adagrad, sparse rows
+        opt = Optimizers(*members)
+        args.extra.update(base_lr=lr)
+        return opt, ConstantLR(opt, lr)
+
+    def loss(self, model, batch, ctx: StepContext):
+        with ctx.amp():
+            logits = model(batch["dense"], batch["sparse"])
+        loss = F.binary_cross_entropy_with_logits(logits.float(), batch["labels"])
+        return loss, {}
+
+    @torch.no_grad()
+    def evaluate(self, model, batches, ctx: StepContext) -> tuple[dict[str, float], int]:
+        model.eval()
+        scores, labels = [], []
+        for batch in batches:
+            batch = self.to_device(batch, ctx)
+            with ctx.amp():
+                logits = model(batch["dense"], batch["sparse"])
+            scores.append(logits.float().cpu())
+            labels.append(batch["labels"].cpu())
+        s = auc_mod.gather(torch.cat(scores) if scores else torch.zeros(0))
+        y = auc_mod.gather(torch.cat(labels) if labels else torch.zeros(0))
+        n = len(y)
+        if n == 0:
+            return {"auc": float("nan"), "logloss": float("nan"), "click_rate": float("nan")}, 0
+        logloss = float(F.binary_cross_entropy_with_logits(s.double(), y.double()))
+        return {"auc": auc_mod.auc(s.numpy(), y.numpy()), "logloss": logloss,
+                "click_rate": float(np.mean(y.numpy()))}, n
+
+    def mllog_hparams(self, args: OptimArgs, optimizer: Any) -> dict[str, Any]:
+        return {
+            "opt_name": "adagrad",
+            "opt_base_learning_rate": args.extra["base_lr"],
+            "opt_adagrad_learning_rate_decay": 0.0,
+            "opt_weight_decay": 0.0,
+            "opt_adagrad_initial_accumulator_value": 0.0,
+            "opt_adagrad_epsilon": ADAGRAD_EPS,
+            "opt_learning_rate_warmup_steps": 0,
+            "opt_learning_rate_decay_start_step": 0,
+            "opt_learning_rate_decay_steps": 0,
+        }
+
+
+WORKLOAD = DLRMWorkload
