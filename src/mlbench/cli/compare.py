@@ -6,13 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
+from mlbench.config import bounded
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "compare", help="compare runs side by side: variance, validity, accuracy, ratios against a baseline",
         description="Compare runs side by side. Each argument is one entry: a run id (or a unique prefix), a run "
                     "directory, or filters such as benchmark=resnet50,device=cpu (every matching run, pooled: "
-                    "median, min-max and coefficient of variation). Ratios are against the baseline (the first "
+                    "median, min-max and coefficient of variation; since=DATE as in `mlbench results --since`). Ratios are against the baseline (the first "
                     "entry unless --baseline); when two entries are not comparable (different benchmark, size, "
                     "scenario, mode or workload settings, or an INVALID or aborted run) the table says why "
                     "instead of printing a ratio.",
@@ -23,7 +25,8 @@ def add_parser(sub) -> None:
     p.add_argument("--by", default=None, metavar="FIELD",
                    help="split the matched runs into one entry per value of FIELD (device, stack, system, "
                         "precision, backend, world_size, ...)")
-    p.add_argument("--baseline", type=int, default=1, metavar="N", help="entry number of the baseline (default 1)")
+    p.add_argument("--baseline", type=bounded(int, min=1, max=10**6), default=1, metavar="N",
+                   help="entry number of the baseline (default 1)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true", help="print a markdown table")
     fmt.add_argument("--json", action="store_true", help="print the comparison as JSON")
@@ -40,6 +43,11 @@ def main(args: argparse.Namespace) -> int:
     groups = [compare.resolve(s, out) for s in args.specs]
     if args.by:
         groups = [part for g in groups for part in compare.split(g, args.by)]
+    if args.baseline > len(groups):
+        from mlbench.errors import ConfigError
+
+        raise ConfigError(f"invalid value for 'baseline': {args.baseline} (there are {len(groups)} entries)",
+                          f"give an entry number from 1 to {len(groups)}")
     rows = compare.compare(groups, baseline=args.baseline - 1)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from mlbench import config as cfgmod
+
 # Columns of the listing, in order, with their headings.
 LIST_COLUMNS = [("run_id", "run"), ("kind", "kind"), ("benchmark", "benchmark"), ("size", "size"),
                 ("scenario", "scenario"), ("device", "device"), ("stack", "stack"), ("world_size", "procs"),
@@ -22,11 +24,15 @@ def add_filter_args(p: argparse.ArgumentParser) -> None:
     for name in ("kind", "benchmark", "size", "scenario", "mode", "backend", "device", "precision", "status"):
         g.add_argument(f"--{name}", default=None, help=f"only runs with this {name}")
     g.add_argument("--system", default=None, metavar="FINGERPRINT", help="only this system (fingerprint prefix)")
-    g.add_argument("--world-size", type=int, default=None, help="only runs with this many processes")
+    g.add_argument("--world-size", type=cfgmod.bounded(int, min=1, max=10**6), default=None,
+                   help="only runs with this many processes")
     g.add_argument("--valid", dest="valid", action="store_true", default=None, help="only MLPerf-valid runs")
     g.add_argument("--invalid", dest="valid", action="store_false", help="only runs not valid for MLPerf")
-    g.add_argument("--since", default=None, metavar="DATE", help="only runs started at or after DATE (ISO)")
-    g.add_argument("--limit", type=int, default=None, help="at most this many runs")
+    g.add_argument("--since", type=cfgmod.since_arg, default=None, metavar="DATE",
+                   help="only runs started at or after DATE: an ISO date or time (local unless it has an "
+                        "offset), today, yesterday, or 7d, 24h, 2w ago")
+    g.add_argument("--limit", type=cfgmod.bounded(int, min=1, max=10**9), default=None, metavar="N",
+                   help="at most this many runs")
 
 
 def select(args: argparse.Namespace, **extra) -> list[dict]:

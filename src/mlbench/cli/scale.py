@@ -64,10 +64,12 @@ def slurm_options(args: argparse.Namespace):
             verb = "applies" if len(given) == 1 else "apply"
             raise ConfigError(f"{flags} {verb} only to SLURM jobs (--slurm)", "add --slurm, or drop them")
         return None
-    for name in ("gpus_per_node", "cpus_per_task"):
-        if name in given and given[name] < (0 if name == "gpus_per_node" else 1):
-            raise ConfigError(f"invalid value for '{name}': {given[name]}",
-                              "give 0 or more GPUs" if name == "gpus_per_node" else "give 1 or more CPUs")
+    from mlbench.config import check_value, field_of
+    from mlbench.slurm.script import SlurmConfig
+
+    for name in ("gpus_per_node", "cpus_per_task"):  # the limits of `slurm submit`'s options
+        if name in given:
+            check_value(field_of(SlurmConfig, name), given[name])
     return SlurmSweep(**given)
 
 

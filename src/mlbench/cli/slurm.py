@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mlbench.cli import common
-from mlbench.config import TrainConfig
+from mlbench.config import TrainConfig, bounded
 
 # Set by the job script on each node, not by the user.
 _CLUSTER_FIELDS = ("benchmark", "nnodes", "rdzv_endpoint", "rdzv_id", "node_rank")
@@ -42,7 +42,8 @@ def add_parser(sub) -> None:
     lg = ssub.add_parser("logs", help="print a job's output (default: the latest job)")
     lg.add_argument("job", nargs="?", help="job id, run directory or its name (default: the latest)")
     lg.add_argument("--output-dir", default="runs", help="where the run directories are (default: runs)")
-    lg.add_argument("--tail", type=int, default=None, metavar="N", help="only the last N lines of each file")
+    lg.add_argument("--tail", type=bounded(int, min=1, max=10**9), default=None, metavar="N",
+                    help="only the last N lines of each file")
     lg.set_defaults(func=main_logs)
 
 

@@ -12,6 +12,10 @@ SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
 MODES = ("performance", "accuracy", "submission")
 BACKENDS = ("pytorch", "onnxruntime", "null")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+MLPERF_MIN_DURATION_S = 600  # mlperf.conf's min_duration for every scenario
+# LoadGen plans every query of a test before it starts: per sample a few hundred bytes of bookkeeping in
+# LoadGen and in the SUT's Python (QuerySample objects, response records, latencies).
+LOADGEN_BYTES_PER_SAMPLE = 256
 
 
 @dataclass(kw_only=True)
@@ -23,30 +27,38 @@ class InferConfig:
     scenario: str = opt("Offline", "MLPerf scenario", choices=SCENARIOS)
     mode: str = opt("performance", "performance, accuracy (whole dataset, scored) or submission (both)",
                     choices=MODES)
+    target: str | None = opt(None, "accuracy target of benchmarks that have several, e.g. 99 or 99.9 (BERT: "
+                             "bert-99, bert-99.9); default: the first (see `mlbench list`)")
     backend: str = opt("pytorch", "inference backend", choices=BACKENDS)
     device: str = opt("cpu", "cpu, cuda or cuda:N (auto: cuda when available)")
     precision: str = opt("fp32", "numeric precision: bf16/fp16 autocast (pytorch), int8 static "
                          "quantization (onnxruntime)", choices=PRECISIONS)
-    batch_size: int | None = opt(None, "largest batch the SUT runs; default: per scenario and backend", min=1)
+    batch_size: int | None = opt(None, "largest batch the SUT runs; default: per scenario and backend", min=1,
+                                 max=65536)
     max_wait_ms: float = opt(0.0, "Server: longest wait to fill a batch, in ms (0: a free worker takes what is "
-                             "pending, so batches grow only under load)", min=0.0)
+                             "pending, so batches grow only under load)", min=0.0, max=60_000.0)
     workers: int | None = opt(None, "SUT worker threads running batches (Server, Offline); default: 1, or 2 "
                               "when the benchmark post-processes on the host (RetinaNet's decoding and NMS "
-                              "then overlap the other worker's network)", min=1)
-    threads: int | None = opt(None, "intra-op threads of the backend; default: cores / workers", min=1)
+                              "then overlap the other worker's network)", min=1, max=256)
+    threads: int | None = opt(None, "intra-op threads of the backend; default: cores / workers", min=1,
+                               max=1024)
     channels_last: bool = opt(True, "pytorch: channels_last memory format for conv nets")
     compile: bool = opt(False, "pytorch: torch.compile the model (before the test starts)")
     weights: str | None = opt(None, "model weights file (reference size: PyTorch .pth/.pt or .onnx)")
     data_dir: str | None = opt(None, "dataset root; default: the size's built-in or standard location")
     output_dir: str = opt("runs", "where run directories are created")
     quick: bool = opt(False, "short duration and query counts for development; never valid for submission")
-    duration_s: float = opt(5.0, "--quick: minimum test duration in seconds", min=0.1)
+    duration_s: float = opt(5.0, "--quick: minimum test duration in seconds", min=0.1,
+                            max=86_400.0)
     target_qps: float | None = opt(None, "Server target QPS / Offline expected QPS; default: estimated "
-                                   "from the warm-up (Server: half of it)", min=0.001)
+                                   "from the warm-up (Server: half of it); at most what LoadGen can hold in memory "
+                                   "over the minimum duration (600 s; --duration-s with --quick)", min=0.001,
+                                   max=1e9)
     target_latency_ms: float | None = opt(None, "override the Server latency bound (makes the run invalid)",
-                                          min=0.001)
+                                          min=0.001, max=3_600_000.0)
     user_conf: str | None = opt(None, "a user.conf in LoadGen's format, applied after mlperf.conf; kept")
-    max_samples: int | None = opt(None, "accuracy mode: score only the first N samples (invalid)", min=1)
+    max_samples: int | None = opt(None, "accuracy mode: score only the first N samples (invalid)", min=1,
+                                  max=10**9)
     find_peak: bool = opt(False, "Server: search the highest VALID target QPS, then confirm it")
     compliance: bool = opt(False, "also run the audit tests TEST01 and TEST04 and report pass/fail")
     trace: bool = opt(False, "enable LoadGen's trace log (mlperf_log_trace.json)")
@@ -71,4 +83,27 @@ def check(cfg: InferConfig) -> InferConfig:
         raise ConfigError("--compliance compares with a performance test", "use --mode performance or submission")
     if cfg.max_samples and cfg.mode == "performance":
         raise ConfigError("--max-samples limits accuracy mode only", "use --mode accuracy or submission")
+    if cfg.target_qps is not None:
+        check_loadgen_memory(cfg.target_qps, cfg.duration_s if cfg.quick else MLPERF_MIN_DURATION_S)
     return cfg
+
+
+def loadgen_sample_limit() -> int:
+    """The most samples one LoadGen test can plan in this machine's memory."""
+    import psutil
+
+    return int(psutil.virtual_memory().total // LOADGEN_BYTES_PER_SAMPLE)
+
+
+def check_loadgen_memory(target_qps: float, min_duration_s: float) -> None:
+    """ConfigError when ``target_qps`` x ``min_duration_s`` samples would not fit in memory (LoadGen plans
+    them all before the test starts, and would die of it)."""
+    from mlbench.errors import ConfigError
+
+    samples, limit = target_qps * min_duration_s, loadgen_sample_limit()
+    if samples > limit:
+        raise ConfigError(
+            f"invalid value for 'target_qps': {target_qps:g} x {min_duration_s:g} s minimum duration = "
+            f"{samples:.3g} samples, more than LoadGen can hold in this machine's memory (at most {limit:.3g} "
+            f"samples of ~{LOADGEN_BYTES_PER_SAMPLE} bytes each)",
+            f"give --target-qps <= {limit / min_duration_s:.4g}, or drop it to use the estimate from the warm-up")

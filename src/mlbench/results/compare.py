@@ -93,6 +93,10 @@ def resolve(spec: str, output_dir: Path) -> Group:
             key = key.strip().replace("-", "_")
             if key == "valid":
                 filters["valid"] = value.strip().lower() in ("1", "yes", "true")
+            elif key == "since":
+                from mlbench.config import parse_since
+
+                filters["since"] = parse_since(value)
             else:
                 filters[key] = int(value) if key == "world_size" and value.strip().isdigit() else value.strip()
         rows = store.query(output_dir, **filters)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbench import runs
-from mlbench.config import TrainConfig
+from mlbench.config import TrainConfig, field_of
 from mlbench.errors import ConfigError, MlbenchError
 
 TIMED = ("throughput: training samples per second over the training steps of each size (data waits included, "
@@ -63,9 +63,10 @@ def parse_sizes(text: str, name: str = "nproc") -> list[int]:
     sizes = []
     for item in text.split(","):
         item = item.strip()
-        if not item.isdigit() or int(item) < 1:
+        high = field_of(TrainConfig, name).metadata["max"]
+        if not (item.isascii() and item.isdigit()) or not 1 <= int(item) <= high:
             raise ConfigError(f"invalid value for '{name}': {item!r} in {text!r}",
-                              f"give {what} >= 1 separated by commas, e.g. --{name} 1,2,4")
+                              f"give {what} from 1 to {high} separated by commas, e.g. --{name} 1,2,4")
         sizes.append(int(item))
     if len(set(sizes)) != len(sizes):
         raise ConfigError(f"invalid value for '{name}': {text!r} repeats a size", "list each size once")

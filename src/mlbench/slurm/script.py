@@ -52,18 +52,20 @@ def sbatch_quote(text: str) -> str:
 class SlurmConfig:
     """The cluster side of ``mlbench slurm submit``; saved as slurm_job.json in the run directory."""
 
-    nodes: int = opt(1, "nodes for the job (sbatch --nodes); one torchrun per node", min=1)
+    nodes: int = opt(1, "nodes for the job (sbatch --nodes); one torchrun per node", min=1,
+                     max=10_000)
     gpus_per_node: int = opt(0, "GPUs per node (sbatch --gpus-per-node); one process per GPU. "
-                                "0: CPU nodes, --nproc processes per node", min=0)
+                                "0: CPU nodes, --nproc processes per node", min=0, max=64)
     partition: str | None = opt(None, "partition (sbatch --partition); default: the cluster's default")
     time: str = opt("01:00:00", "time limit (sbatch --time): MM, HH:MM:SS or D-HH[:MM[:SS]]")
     account: str | None = opt(None, "account to charge (sbatch --account)")
-    cpus_per_task: int | None = opt(None, "CPUs for each node's torchrun (sbatch --cpus-per-task)", min=1)
+    cpus_per_task: int | None = opt(None, "CPUs for each node's torchrun (sbatch --cpus-per-task)", min=1,
+                                      max=4096)
     requeue: bool = opt(False, "let SLURM requeue the job (preemption, node failure); a requeued job keeps the "
                                "runs that finished, resumes the interrupted run from its last checkpoint (that "
                                "run is marked resumed) and goes on with the remaining runs")
     rdzv_port: int | None = opt(None, "rendezvous port on the first node; default: 29500 plus the job id modulo 1000",
-                                min=1024)
+                                min=1024, max=65535)
     python: str | None = opt(None, "python that runs mlbench on the nodes; default: this one "
                                    "(its environment must be on shared storage)")
 

@@ -53,9 +53,10 @@ class PrepareConfig:
     split: str = opt("validation", "which split to build", choices=("validation", "train", "all"))
     classes: str | None = opt(None, "comma-separated class names for a small demo subset; default: "
                                     "MLPerf's 264 classes")
-    max_images: int | None = opt(None, "keep at most this many images per split (a demo subset)", min=1)
-    workers: int = opt(16, "parallel image downloads", min=1)
-    retries: int = opt(3, "attempts per file before it counts as failed", min=1)
+    max_images: int | None = opt(None, "keep at most this many images per split (a demo subset)", min=1,
+                                    max=10**8)
+    workers: int = opt(16, "parallel image downloads", min=1, max=256)
+    retries: int = opt(3, "attempts per file before it counts as failed", min=1, max=100)
     allow_missing: bool = opt(False, "write the json even when some images failed (without them)")
     annotations_url: str = opt(ANNOTATIONS_URL, "base address of the OpenImages annotation CSVs")
     images_url: str = opt(IMAGES_URL, "base address of the OpenImages images (<split>/<ImageID>.jpg)")
