@@ -79,7 +79,7 @@ class EmbeddingBagCollection(nn.Module):
             bound = (1.0 / n) ** 0.5
             # its own generator: the same table on any number of processes, and the global RNG (which
             # initialises the dense part) is not touched, so the dense part is the same whoever owns what
-            g = torch.Generator().manual_seed(seed * 1009 + t)
+            g = torch.Generator().manual_seed((seed % 2**40) * 1009 + t)
             weight = torch.rand(n, dim, generator=g).mul_(2 * bound).sub_(bound)
             bags[f"t_cat_{t}"] = nn.EmbeddingBag(n, dim, mode="sum", sparse=True, _weight=weight)
         self.embedding_bags = nn.ModuleDict(bags)

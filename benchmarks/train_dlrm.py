@@ -1,0 +1,103 @@
+"""DLRM-DCNv2 training harness overhead: mlbench's training epoch against a plain PyTorch loop, side by side.
+
+Both loops train the same DLRM (fresh copies of one initial state) with the same Adagrad pair and the same
+batches (read from the size's day files, memory-mapped, then held in memory so that both sides get identical
+input), alternating A/B in one process; the ratio harness/plain of throughputs is reported per trial and as
+the median (see side_by_side.py).
+
+    OMP_NUM_THREADS=1 python benchmarks/train_dlrm.py --size mini --steps 60 --trials 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+
+import side_by_side
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from mlbench import registry
+from mlbench.config import TrainConfig
+from mlbench.training.batches import DataSpec
+from mlbench.training.recipe import OptimArgs, StepContext
+
+
+class Held:
+    """Batches read once and replayed (both loops see the same tensors)."""
+
+    def __init__(self, batches: list):
+        self.batches = batches
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+def plain_loop(model, opt, sched, batches, ctx: StepContext, prec: str) -> int:
+    """The loop a user writes by hand: forward, BCE, backward, both optimizers, schedule."""
+    model.train()
+    n = 0
+    for b in batches:
+        logits = model(b["dense"], b["sparse"])
+        loss = F.binary_cross_entropy_with_logits(logits, b["labels"])
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        n += len(b["labels"])
+    return n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", choices=("mini", "tiny"), default="mini")
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=60, help="steps per trial")
+    ap.add_argument("--trials", type=int, default=5)
+    args = ap.parse_args()
+
+    handle = registry.get("dlrm", args.size)
+    bench = handle.definition
+    bs = args.batch_size or bench.batch_size
+    recipe = handle.workload()
+    ctx = StepContext(device=torch.device("cpu"))
+    data = recipe.build_data(DataSpec(batch_size=bs, eval_batch_size=bs))
+    held = []
+    for i, b in enumerate(data.train):
+        if i >= args.steps:
+            break
+        held.append(b)
+    batches = Held(held)
+    base = recipe.build_model()
+    cfg = TrainConfig(benchmark="dlrm", size=args.size, log_every=20)
+
+    def fresh():
+        model = copy.deepcopy(base)
+        opt, sched = recipe.build_optimizer(model, OptimArgs(global_batch_size=bs, steps_per_epoch=args.steps,
+                                                                     epochs=1))
+        return model, opt, sched
+
+    warm = Held(held[:2])
+    plain = lambda m, o, s, d: plain_loop(m, o, s, d, ctx, "fp32")  # noqa: E731
+    ratios, harness_tp, plain_tp = [], [], []
+    for trial in side_by_side.trials(fresh, plain, recipe, batches, warm, cfg, ctx, args.trials):
+        ratios.append(trial.ratio)
+        harness_tp.append(trial.harness_per_s)
+        plain_tp.append(trial.plain_per_s)
+        print(f"trial: plain {trial.plain_per_s:8.1f} samples/s  mlbench {trial.harness_per_s:8.1f} samples/s  "
+              f"ratio {trial.ratio:.3f}", flush=True)
+    print(f"\nDLRM-DCNv2 {args.size} (cpu, fp32, batch {bs}, {args.steps} steps/trial, {args.trials} trials)")
+    print(f"median throughput: plain {statistics.median(plain_tp):.1f}  mlbench {statistics.median(harness_tp):.1f} "
+          f"samples/s")
+    print(f"median ratio mlbench/plain: {statistics.median(ratios):.3f}   (goal >= 0.95)")
+
+
+if __name__ == "__main__":
+    main()
