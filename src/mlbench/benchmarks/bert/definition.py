@@ -79,6 +79,7 @@ MINI = REFERENCE.derive(
     max_epochs=50,
     batch_size=64,
     hparams={"model": SMALL, "seq_len": 128, "max_predictions": 20, "eval_samples": 2_000,
+             "dupe_factor": 5, "train_shards": 4,  # 74,415 training examples from python3.11-doc (12 s to build)
              "lr": 2e-3, "warmup_steps": 100, "training_steps": 400_000 // 64,
              "squad_seq_len": 128, "squad_query_len": 32, "squad_stride": 64},
     input_shape=(128,),
