@@ -279,10 +279,12 @@ class _Loop:
         self.mll.start(C.BLOCK_START, samples_count=out.samples)
         return False
 
-    def _evaluate(self, at: int, where: str, block_stop: dict[str, int]) -> bool:
+    def _evaluate(self, at: float, where: str, block_stop: dict[str, int]) -> bool:
         """One evaluation at ``at`` (epoch number, or samples seen); True when the target is reached."""
         out, mll, wl = self.out, self.mll, self.wl
         t_eval = time.perf_counter()
+        if self.budget.by_samples:  # the form the benchmark's rules and RCPs read (samples, or epochs)
+            at = self.wl.logged_epoch_num(at, self.data.train_samples)
         mll.start(C.EVAL_START, epoch_num=at)
         metrics, count = wl.evaluate(self.model, self.data.eval, self.ctx)
         self.model.train()

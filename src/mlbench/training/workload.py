@@ -68,6 +68,11 @@ class Workload(abc.ABC):
         """The value of ``eval_accuracy`` in the MLPerf log (one float for most rulesets; a dict for some)."""
         return self.quality(metrics)
 
+    def logged_epoch_num(self, samples: int, train_samples: int) -> float:
+        """``epoch_num`` of an evaluation in a sample-cadence run: the samples seen (BERT's rules and RCPs),
+        or, overridden, the fraction of an epoch (``samples / train_samples``, DLRM's)."""
+        return samples
+
     # ------------------------------------------------------------------ model
     @abc.abstractmethod
     def build_model(self) -> torch.nn.Module:

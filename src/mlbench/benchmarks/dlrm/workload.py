@@ -52,6 +52,10 @@ class DLRMWorkload(Workload):
     warm_up_restores_weights = False  # sharded tables are not deep-copied; DLRM needs no compile warm-up
     sharded_checkpoint = True  # each rank writes (and resumes from) the tables it holds
 
+    def logged_epoch_num(self, samples: int, train_samples: int) -> float:
+        """DLRM's logs and RCPs count evaluations in fractions of the one-epoch budget."""
+        return samples / train_samples if train_samples else float(samples)
+
     def build_model(self) -> torch.nn.Module:
         info = distributed.env_info()
         owned = None
