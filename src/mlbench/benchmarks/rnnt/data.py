@@ -1,0 +1,182 @@
+"""LibriSpeech in the RNN-T reference's layout, and batches bucketed by duration.
+
+A manifest (``librispeech-<split>-wav.json``, written by the reference's ``convert_librispeech.py`` and by
+``mlbench data prepare rnnt``; also by the mini/tiny generators) is a JSON list of utterances::
+
+    [{"transcript": "...", "original_duration": 14.53, "original_num_samples": 232480,
+      "files": [{"fname": "dev-clean-wav/1272/128104/1272-128104-0000.wav", "channels": 1,
+                 "sample_rate": 16000.0, "duration": 14.53, "num_samples": 232480, "speed": 1, ...}]}, ...]
+
+``fname`` is relative to the data set directory. Reading checks every entry (keys present, files that
+exist, transcripts within the tokenizer's labels) before anything trains; each problem is a DataError
+naming the manifest and entry.
+
+Training batches follow the reference's BucketingSampler: utterances sorted by duration into
+``num_buckets`` buckets, shuffled within each bucket, cut into batches, the batches shuffled; every rank
+takes the same number of batches. Evaluation batches cover the set once across ranks, in manifest order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mlbench.benchmarks.rnnt import audio as audio_io
+from mlbench.benchmarks.rnnt.features import FilterbankFeatures, spec_augment, stack_subsample
+from mlbench.benchmarks.rnnt.text import Tokenizer
+from mlbench.errors import DataError
+
+REQUIRED_FILE_KEYS = ("fname", "duration", "num_samples")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    path: Path
+    duration: float
+    num_samples: int
+    transcript: str  # normalised
+    tokens: tuple[int, ...]
+
+
+def manifest_name(split: str) -> str:
+    return f"librispeech-{split}-wav.json"
+
+
+def read_manifest(path: str | Path, root: str | Path, tokenizer: Tokenizer, max_duration: float | None = None,
+                  check_files: bool = True) -> list[Utterance]:
+    """The utterances of one manifest (those up to ``max_duration`` seconds when given)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"manifest not found: {p}", "run `mlbench data prepare rnnt --root DIR` and pass "
+                        "--data-dir DIR (it holds librispeech-*-wav.json)")
+    try:
+        entries = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"manifest {p} is not valid JSON: {exc}", "re-create it (mlbench data prepare rnnt)") from exc
+    if not isinstance(entries, list) or not entries:
+        raise DataError(f"manifest {p} is not a non-empty JSON list of utterances", "re-create it")
+    root = Path(root)
+    out = []
+    for i, e in enumerate(entries):
+        where = f"{p.name} entry {i}"
+        if not isinstance(e, dict) or "transcript" not in e or not isinstance(e.get("files"), list) or not e["files"]:
+            raise DataError(f"{where}: needs 'transcript' and a non-empty 'files' list",
+                            "the reference's manifest format: {'transcript': ..., 'files': [{'fname', "
+                            "'duration', 'num_samples', ...}]}")
+        f = e["files"][-1]  # the reference takes the last file (speed-perturbed copies come first)
+        missing = [k for k in REQUIRED_FILE_KEYS if not isinstance(f, dict) or k not in f]
+        if missing:
+            raise DataError(f"{where}: files[] lacks {', '.join(missing)}", "re-create the manifest")
+        fname = str(f["fname"])
+        if Path(fname).is_absolute() or ".." in Path(fname).parts:
+            raise DataError(f"{where}: fname {fname!r} must be a path relative to the data set directory", None)
+        try:
+            duration, num_samples = float(f["duration"]), int(f["num_samples"])
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{where}: duration/num_samples are not numbers ({exc})", "re-create the manifest"
+                            ) from exc
+        if not np.isfinite(duration) or duration <= 0 or num_samples <= 0:
+            raise DataError(f"{where}: duration {duration} s / {num_samples} samples: an empty utterance",
+                            "drop it from the manifest or re-create the audio")
+        if max_duration is not None and duration > max_duration:
+            continue
+        wav = root / fname
+        if check_files and not wav.is_file():
+            raise DataError(f"{where}: audio file not found: {wav}", "check --data-dir and the manifest")
+        text = tokenizer.check(str(e["transcript"]), where)
+        out.append(Utterance(wav, duration, num_samples, text, tuple(tokenizer.encode(text))))
+    if not out:
+        raise DataError(f"manifest {p}: no utterance of at most {max_duration} s", "check the manifest")
+    return out
+
+
+def bucket_batches(durations: np.ndarray, batch_size: int, num_buckets: int, rng: np.random.Generator,
+                   rank: int, world: int) -> list[np.ndarray]:
+    """This rank's training batches of one epoch (see the module docstring)."""
+    order = np.argsort(durations, kind="stable")
+    batches = []
+    for bucket in np.array_split(order, max(1, num_buckets)):
+        bucket = rng.permutation(bucket)
+        batches += [bucket[s:s + batch_size] for s in range(0, len(bucket) - batch_size + 1, batch_size)]
+    if not batches:  # fewer utterances than a batch: one short batch
+        batches = [rng.permutation(order)]
+    perm = rng.permutation(len(batches))
+    per_rank = max(1, len(batches) // world)
+    return [batches[j] for j in perm[rank * per_rank:(rank + 1) * per_rank]] if len(batches) >= world else \
+        [batches[perm[0]]]
+
+
+class SpeechBatches:
+    """Batches ``{"feats" [B, T, 240], "feat_lens", "tokens" [B, U], "token_lens"}``.
+
+    Audio is read and turned into log-mel features the first time it is needed (after ``run_start``) and kept
+    in memory when ``cache`` (mini, tiny); otherwise each epoch reads the WAVs again, speed-perturbed when
+    ``speed`` is set (the reference's 0.85-1.15).
+    """
+
+    def __init__(self, utts: list[Utterance], batch_size: int, *, train: bool, rank: int, world: int, seed: int,
+                 hp: dict, cache: bool = True):
+        self.utts, self.batch_size, self.train = utts, batch_size, train
+        self.rank, self.world, self.seed, self.hp, self.cache = rank, world, seed, hp, cache
+        self.epoch = 0
+        self.durations = np.array([u.duration for u in utts])
+        self.features = FilterbankFeatures(n_mels=hp.get("n_mels", 80), dither=hp.get("dither", 1e-5))
+        self.features.train(train)
+        self._mel: dict[int, torch.Tensor] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _plan(self) -> list[np.ndarray]:
+        if self.train:
+            rng = np.random.default_rng(self.seed * 1_000_003 + self.epoch)
+            return bucket_batches(self.durations, self.batch_size, self.hp.get("num_buckets", 6), rng,
+                                  self.rank, self.world)
+        idx = np.arange(len(self.utts))[self.rank::self.world]
+        return [idx[s:s + self.batch_size] for s in range(0, len(idx), self.batch_size)]
+
+    def __len__(self) -> int:
+        return len(self._plan())
+
+    def mel(self, i: int, g: np.random.Generator | None = None) -> torch.Tensor:
+        """Log-mel [n_mels, frames] of utterance ``i`` (speed-perturbed when ``g`` is given)."""
+        if self.cache and i in self._mel:
+            return self._mel[i]
+        x = audio_io.read_wav(self.utts[i].path)
+        if g is not None:
+            lo, hi = self.hp.get("speed_min", 0.85), self.hp.get("speed_max", 1.15)
+            rate = float(g.uniform(lo, hi))
+            x = audio_io.resample(x, int(round(audio_io.SAMPLE_RATE * rate / 50)) * 50, audio_io.SAMPLE_RATE)
+        m, n = self.features(torch.from_numpy(x)[None], torch.tensor([len(x)]))
+        m = m[0, :, : int(n[0])]
+        if self.cache:
+            self._mel[i] = m
+        return m
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch * 31 + self.rank)
+        speed = np.random.default_rng(self.seed * 13 + self.epoch) if (self.train and self.hp.get("speed")) else None
+        for sel in self._plan():
+            mels = [self.mel(int(i), speed) for i in sel]
+            yield self.collate(mels, [self.utts[int(i)].tokens for i in sel], g if self.train else None)
+
+    def collate(self, mels: list[torch.Tensor], tokens: list[tuple[int, ...]], g: torch.Generator | None
+                ) -> dict[str, torch.Tensor]:
+        lens = torch.tensor([m.shape[1] for m in mels])
+        x = torch.zeros(len(mels), mels[0].shape[0], int(lens.max()))
+        for j, m in enumerate(mels):
+            x[j, :, : m.shape[1]] = m
+        if g is not None and self.hp.get("spec_augment", True):
+            x = spec_augment(x, lens, g, self.hp.get("freq_masks", 2), self.hp.get("max_freq", 20),
+                             self.hp.get("time_masks", 10), self.hp.get("max_time", 0.03))
+        x, lens = stack_subsample(x, lens, self.hp.get("stacking", 3), self.hp.get("subsampling", 3))
+        tl = torch.tensor([len(t) for t in tokens])
+        y = torch.zeros(len(tokens), max(1, int(tl.max())), dtype=torch.long)
+        for j, t in enumerate(tokens):
+            y[j, : len(t)] = torch.tensor(t, dtype=torch.long)
+        return {"feats": x.transpose(1, 2).contiguous(), "feat_lens": lens, "tokens": y, "token_lens": tl}

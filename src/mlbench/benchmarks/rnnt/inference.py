@@ -1,0 +1,166 @@
+"""RNN-T inference (``mlbench infer rnnt``): the task of :mod:`mlbench.inference.task`.
+
+Samples are raw 16 kHz waveforms (read and kept in memory when LoadGen loads them); a batch is the named
+inputs ``{"audio" [N, S] float32, "audio_len" [N] int64}``, padded by the store to the longest sample of the
+batch rounded up to 0.1 s (so that batches of similar lengths share shapes). The model (:class:`RNNTInference`)
+computes the features, runs the encoder and decodes greedily inside ``forward``; its outputs are the labels
+``[N, 300]`` (padded with -1) and their counts. The response LoadGen logs is the sample's label ids as int32;
+accuracy is the WER of the decoded transcripts (lower is better), as MLPerf's ``accuracy_eval.py`` for rnnt.
+
+Data: reference, LibriSpeech dev-clean from ``--data-dir`` (``librispeech-dev-clean-wav.json``, utterances up
+to 15 s: MLPerf's 2,513); mini/tiny, the generated evaluation set. Models: mini/tiny, the checkpoint of
+``mlbench train rnnt --size mini|tiny`` (cached, trained first when missing) or ``--weights``; reference,
+``--weights`` (a state dict of this model with the SentencePiece vocabulary; ``random`` measures throughput).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mlbench.benchmarks.base import Benchmark
+from mlbench.benchmarks.rnnt import audio as audio_io
+from mlbench.benchmarks.rnnt import data as sdata
+from mlbench.benchmarks.rnnt.model import RNNTInference
+from mlbench.benchmarks.rnnt.text import word_errors
+from mlbench.benchmarks.rnnt.workload import RNNTWorkload, data_root, tokenizer_for
+from mlbench.data import download
+from mlbench.errors import DataError, MlbenchError
+from mlbench.inference.models import trained_checkpoint
+from mlbench.inference.task import TaskOptions
+
+PAD_TO = 1600  # samples (0.1 s): batch lengths are rounded up to a multiple
+INFERENCE_MAX_DURATION = 15.0  # MLPerf Inference rnnt: dev-clean utterances up to 15 s (2,513 samples)
+
+
+class SpeechStore:
+    """Waveforms kept in memory between ``load`` and ``unload``; ``batch`` pads them (named inputs)."""
+
+    def __init__(self, utts: list[sdata.Utterance], performance_count: int):
+        self.utts = utts
+        self.total_count = len(utts)
+        self.performance_count = min(performance_count, self.total_count)
+        self._audio: dict[int, np.ndarray] = {}
+
+    def load(self, indices: Sequence[int]) -> None:
+        for i in indices:
+            i = int(i)
+            if i not in self._audio:
+                self._audio[i] = audio_io.read_wav(self.utts[i].path)
+
+    def unload(self, indices: Sequence[int]) -> None:
+        for i in indices:
+            self._audio.pop(int(i), None)
+
+    def batch(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
+        try:
+            waves = [self._audio[int(i)] for i in indices]
+        except KeyError as exc:
+            raise KeyError("batch() asked for samples that were not loaded") from exc
+        lens = np.array([len(w) for w in waves], dtype=np.int64)
+        width = int(-(-int(lens.max()) // PAD_TO) * PAD_TO)
+        out = np.zeros((len(waves), width), np.float32)
+        for j, w in enumerate(waves):
+            out[j, : len(w)] = w
+        return {"audio": out, "audio_len": lens}
+
+    def label(self, index: int) -> str:
+        return self.utts[index].transcript
+
+
+class RNNTTask:
+    metric = "wer"
+    higher_is_better = False
+    response_dtype = "int32"
+
+    def __init__(self, bench: Benchmark, opts: TaskOptions):
+        self.bench, self.opts = bench, opts
+        self._store: SpeechStore | None = None
+        self._tokenizer = None
+        self._weights_file: Path | None = None
+
+    def _root(self) -> Path:
+        return data_root(self.bench, self.opts.data_dir, say=self.opts.say)
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = tokenizer_for(self.bench, self._root())
+        return self._tokenizer
+
+    def dataset(self) -> SpeechStore:
+        if self._store is None:
+            root = self._root()
+            if self.bench.size == "reference":
+                utts = sdata.read_manifest(root / sdata.manifest_name(self.bench.hparams["eval_split"]), root,
+                                           self.tokenizer, INFERENCE_MAX_DURATION)
+            else:
+                utts = sdata.read_manifest(root / sdata.manifest_name("dev"), root, self.tokenizer)
+            if self.opts.max_samples:
+                utts = utts[: self.opts.max_samples]
+            self._store = SpeechStore(utts, self.bench.performance_sample_count)
+        return self._store
+
+    def model(self) -> torch.nn.Module:
+        hp = self.bench.hparams
+        if self.opts.weights == "random":
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                net = RNNTWorkload(self.bench).build_model()
+        else:
+            net = RNNTWorkload(self.bench).build_model()
+            from mlbench.training import checkpoint
+
+            path = self._weights()
+            state = checkpoint.read(path, what="weights file")
+            try:
+                for key in ("model", "state_dict"):
+                    if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+                        state = state[key]
+                net.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+            except (RuntimeError, KeyError, ValueError, AttributeError) as exc:
+                raise DataError(f"weights {path} do not fit the RNN-T {self.bench.size}: {str(exc)[:300]}",
+                                "pass weights of the same model and size (a state dict from mlbench train rnnt)"
+                                ) from exc
+        return RNNTInference(net, hp["stacking"], hp["subsampling"], hp["max_symbols"]).eval()
+
+    def model_id(self) -> str:
+        return "random0" if self.opts.weights == "random" else download.sha256_file(self._weights())[:12]
+
+    def _weights(self) -> Path:
+        if self._weights_file is None:
+            if self.opts.weights:
+                p = Path(self.opts.weights)
+                if not p.is_file():
+                    raise DataError(f"weights file not found: {p}", "pass an existing .pt file")
+                self._weights_file = p
+            elif self.bench.size == "reference":
+                raise MlbenchError("RNN-T reference inference needs --weights (a state dict of this model)",
+                                   "train one with mlbench train rnnt --size reference, or pass --weights random "
+                                   "to measure throughput only")
+            else:
+                self._weights_file = trained_checkpoint(self.bench, self.opts)
+        return self._weights_file
+
+    def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> list[np.ndarray]:
+        """Labels [N, 300] and counts [N] -> each sample's label ids (int32, variable length)."""
+        labels, counts = np.asarray(outputs[0]), np.asarray(outputs[1]).reshape(-1)
+        return [np.ascontiguousarray(labels[j, : int(counts[j])].astype(np.int32)) for j in range(len(indices))]
+
+    def accuracy(self, responses: dict[int, bytes], store: SpeechStore) -> dict[str, float]:
+        """Corpus WER of the decoded responses against the transcripts (an empty response is an empty
+        hypothesis: every reference word counts as deleted)."""
+        errors = words = 0
+        for i, raw in responses.items():
+            hyp = self.tokenizer.decode(np.frombuffer(raw[: len(raw) // 4 * 4], dtype=np.int32).tolist())
+            e, n = word_errors(hyp, store.label(int(i)))
+            errors, words = errors + e, words + n
+        return {"wer": errors / words if words else float("inf"), "word_errors": errors, "words": words,
+                "samples": len(responses)}
+
+
+def build_task(bench: Benchmark, opts: TaskOptions) -> RNNTTask:
+    return RNNTTask(bench, opts)

@@ -1,0 +1,223 @@
+"""The RNN-T workload (``mlbench train rnnt``): dict batches of spliced log-mel features and tokens, the
+RNN-T loss, LAMB with the reference's warm-up/hold/exponential-decay schedule, optional EMA weights for
+evaluation, and WER (lower is better) by greedy decoding over the evaluation set. See ``definition.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mlbench.benchmarks.bert.lamb import Lamb
+from mlbench.benchmarks.rnnt import data as sdata
+from mlbench.benchmarks.rnnt.loss import rnnt_loss
+from mlbench.benchmarks.rnnt.model import RNNT
+from mlbench.benchmarks.rnnt.text import SENTENCEPIECE_VOCAB, Tokenizer, word_errors
+from mlbench.errors import DataError
+from mlbench.training import distributed
+from mlbench.training.batches import DataBundle, DataSpec
+from mlbench.training.recipe import OptimArgs, StepContext, StepSchedule
+from mlbench.training.workload import Workload
+
+SENTENCEPIECE_MODEL = "sentencepieces/librispeech1023.model"  # where the reference keeps it under the data dir
+
+
+class ReferenceSchedule(StepSchedule):
+    """The reference's ``lr_policy``: linear warm-up over ``warmup_epochs``, ``hold_epochs`` at the peak, then
+    ``lr * gamma ** (epoch - warmup - hold)``, never below ``min_lr``."""
+
+    def __init__(self, optimizer, lr: float, steps_per_epoch: int, warmup_epochs: float, hold_epochs: float,
+                 gamma: float, min_lr: float):
+        super().__init__(optimizer)
+        self.lr, self.spe = lr, max(1, steps_per_epoch)
+        self.warmup, self.hold = int(warmup_epochs * self.spe), int(hold_epochs * self.spe)
+        self.gamma, self.min_lr = gamma, min_lr
+        self._apply()
+
+    def lr_at(self, step: int) -> float:
+        if step < self.warmup:
+            a = (step + 1) / (self.warmup + 1)
+        elif step < self.warmup + self.hold:
+            a = 1.0
+        else:
+            a = self.gamma ** ((step - self.warmup - self.hold) // self.spe + 1)
+        return max(a * self.lr, self.min_lr)
+
+
+class EmaLamb(Lamb):
+    """LAMB that also keeps an exponential moving average of the weights (the reference evaluates it)."""
+
+    def __init__(self, params, model: torch.nn.Module, ema: float, **kw: Any):
+        super().__init__(params, **kw)
+        self.ema, self.model = ema, model
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()} if ema > 0 else {}
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)
+        if self.shadow:
+            for k, v in self.model.state_dict().items():
+                if v.dtype.is_floating_point:
+                    self.shadow[k].mul_(self.ema).add_(v, alpha=1 - self.ema)
+                else:
+                    self.shadow[k].copy_(v)
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["ema_shadow"] = self.shadow
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        shadow = state.pop("ema_shadow", None)
+        super().load_state_dict(state)
+        if shadow:
+            self.shadow = {k: v.clone() for k, v in shadow.items()}
+
+
+def tokenizer_for(bench, data_dir: str | Path | None) -> Tokenizer:
+    if bench.hparams.get("sentencepiece"):
+        tok = Tokenizer(Path(data_dir or ".") / SENTENCEPIECE_MODEL)
+        if tok.num_labels != SENTENCEPIECE_VOCAB:
+            raise DataError(f"the SentencePiece model has {tok.num_labels} pieces; the reference uses "
+                            f"{SENTENCEPIECE_VOCAB}", "rebuild it with mlbench data prepare rnnt")
+        return tok
+    return Tokenizer()
+
+
+def num_classes(bench) -> int:
+    return (SENTENCEPIECE_VOCAB if bench.hparams.get("sentencepiece") else len(Tokenizer().labels)) + 1
+
+
+def data_root(bench, data_dir: str | None, say=print) -> Path:
+    """Where the manifests are: --data-dir for the reference; for mini/tiny --data-dir or the cache,
+    generated there first when absent."""
+    hp = bench.hparams
+    if bench.size == "reference":
+        if not data_dir:
+            raise DataError("RNN-T reference training needs LibriSpeech in the reference's layout",
+                            "run `mlbench data prepare rnnt --root DIR` and pass --data-dir DIR")
+        return Path(data_dir)
+    from mlbench.benchmarks.rnnt import synth
+    from mlbench.data.download import cache_dir
+
+    root = Path(data_dir) if data_dir else cache_dir(f"rnnt-{bench.size}")
+    if data_dir and (root / sdata.manifest_name("train")).is_file():
+        return root  # given data: used as it is
+    return synth.generate(root, hp["synth"], hp["train_samples"], hp["eval_samples"], seed=0, say=say)
+
+
+class RNNTWorkload(Workload):
+    def __init__(self, bench):
+        super().__init__(bench)
+        self._optimizer: EmaLamb | None = None
+        self.tokenizer: Tokenizer | None = None
+
+    def build_model(self) -> torch.nn.Module:
+        hp = self.bench.hparams
+        return RNNT(num_classes(self.bench), in_feats=hp["n_mels"] * hp["stacking"], **{
+            k: hp[k] for k in ("enc_n_hid", "enc_pre_rnn_layers", "enc_post_rnn_layers", "enc_stack_time_factor",
+                               "enc_dropout", "pred_n_hid", "pred_rnn_layers", "pred_dropout", "joint_n_hid",
+                               "joint_dropout", "forget_gate_bias", "weights_init_scale")})
+
+    def build_data(self, spec: DataSpec) -> DataBundle:
+        hp, b = self.bench.hparams, self.bench
+        root = data_root(b, spec.data_dir)
+        self.tokenizer = tok = tokenizer_for(b, root)
+        if b.size == "reference":
+            train_files = [root / sdata.manifest_name(s) for s in hp["train_splits"]]
+            eval_file = root / sdata.manifest_name(hp["eval_split"])
+        else:
+            train_files, eval_file = [root / sdata.manifest_name("train")], root / sdata.manifest_name("dev")
+        train = [u for f in train_files for u in sdata.read_manifest(f, root, tok, hp["max_duration"])]
+        ev = sdata.read_manifest(eval_file, root, tok)
+        cache = bool(hp.get("cache_features"))
+        tb = sdata.SpeechBatches(train, spec.batch_size, train=True, rank=spec.rank, world=spec.world_size,
+                                 seed=spec.seed, hp=hp, cache=cache)
+        eb = sdata.SpeechBatches(ev, spec.eval_batch_size, train=False, rank=spec.rank, world=spec.world_size,
+                                 seed=0, hp=hp, cache=cache)
+        return DataBundle(train=tb, eval=eb, train_samples=len(train), eval_samples=len(ev))
+
+    def to_device(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, torch.Tensor]:
+        return {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+
+    def synthetic_batch(self, batch_size: int, ctx: StepContext) -> dict[str, torch.Tensor]:
+        hp = self.bench.hparams
+        g = torch.Generator().manual_seed(3)
+        T, U = 60, 12
+        batch = {"feats": torch.randn(batch_size, T, hp["n_mels"] * hp["stacking"], generator=g),
+                 "feat_lens": torch.full((batch_size,), T), "token_lens": torch.full((batch_size,), U),
+                 "tokens": torch.randint(0, num_classes(self.bench) - 1, (batch_size, U), generator=g)}
+        return self.to_device(batch, ctx)
+
+    def build_optimizer(self, model: torch.nn.Module, args: OptimArgs):
+        hp = self.bench.hparams
+        lr = args.base_lr if args.base_lr is not None else hp["lr"]
+        net = model.module if hasattr(model, "module") else model
+        params = [{"params": [p for p in net.parameters() if p.requires_grad], "weight_decay": hp["weight_decay"],
+                   "adapt": True}]
+        opt = EmaLamb(params, net, hp["ema"], lr=lr, betas=(hp["beta1"], hp["beta2"]), eps=hp["epsilon"],
+                      weight_decay=hp["weight_decay"], max_grad_norm=hp["clip_norm"])
+        self._optimizer = opt
+        args.extra.update(base_lr=lr)
+        return opt, ReferenceSchedule(opt, lr, args.steps_per_epoch, hp["warmup_epochs"], hp["hold_epochs"],
+                                      hp["lr_exp_gamma"], hp["min_lr"])
+
+    def loss(self, model, batch, ctx: StepContext):
+        with ctx.amp():
+            logits, f_lens = model(batch["feats"], batch["feat_lens"], batch["tokens"])
+        loss = rnnt_loss(logits.float(), batch["tokens"], f_lens, batch["token_lens"],
+                         blank=num_classes(self.bench) - 1)
+        return loss, {}
+
+    @torch.no_grad()
+    def evaluate(self, model, batches, ctx: StepContext) -> tuple[dict[str, float], int]:
+        net = model.module if hasattr(model, "module") else model
+        net.eval()
+        saved = None
+        opt = self._optimizer
+        if opt is not None and opt.shadow:  # evaluate the EMA weights, as the reference does
+            saved = {k: v.clone() for k, v in net.state_dict().items()}
+            net.load_state_dict(opt.shadow)
+        errors = words = count = 0
+        tok = self.tokenizer or Tokenizer()
+        try:
+            for batch in batches:
+                batch = self.to_device(batch, ctx)
+                with ctx.amp():
+                    labels, counts = net.greedy(batch["feats"], batch["feat_lens"],
+                                                max_symbols=self.bench.hparams["max_symbols"])
+                for j in range(len(counts)):
+                    hyp = tok.decode(labels[j, : int(counts[j])].tolist())
+                    ref = tok.decode(batch["tokens"][j, : int(batch["token_lens"][j])].tolist())
+                    e, n = word_errors(hyp, ref)
+                    errors, words, count = errors + e, words + n, count + 1
+        finally:
+            if saved is not None:
+                net.load_state_dict(saved)
+        errors, words, count = distributed.all_reduce_sum([float(errors), float(words), float(count)], ctx.device)
+        return {"wer": errors / words if words else float("inf"), "word_errors": errors, "words": words}, int(count)
+
+    def mllog_hparams(self, args: OptimArgs, optimizer: Any) -> dict[str, Any]:
+        hp = self.bench.hparams
+        speed = hp.get("speed", False)
+        return {
+            "opt_name": "lamb", "opt_base_learning_rate": args.extra["base_lr"], "opt_lamb_epsilon": hp["epsilon"],
+            "opt_lamb_learning_rate_decay_poly_power": hp["lr_exp_gamma"],
+            "opt_lamb_learning_rate_hold_epochs": hp["hold_epochs"],
+            "opt_learning_rate_warmup_epochs": hp["warmup_epochs"], "opt_weight_decay": hp["weight_decay"],
+            "opt_lamb_beta_1": hp["beta1"], "opt_lamb_beta_2": hp["beta2"],
+            "opt_gradient_clip_norm": hp["clip_norm"], "opt_learning_rate_alt_decay_func": True,
+            "opt_learning_rate_alt_warmup_func": True, "opt_lamb_learning_rate_min": hp["min_lr"],
+            "data_train_max_duration": hp["max_duration"], "data_train_num_buckets": int(hp["num_buckets"]),
+            "data_speed_perturbaton_min": hp["speed_min"] if speed else 1.0,
+            "data_speed_perturbaton_max": hp["speed_max"] if speed else 1.0,
+            "data_spec_augment_freq_n": hp["freq_masks"], "data_spec_augment_freq_min": hp["min_freq"],
+            "data_spec_augment_freq_max": hp["max_freq"], "data_spec_augment_time_n": hp["time_masks"],
+            "data_spec_augment_time_min": hp["min_time"], "data_spec_augment_time_max": hp["max_time"],
+            "model_eval_ema_factor": hp["ema"], "eval_max_prediction_symbols": hp["max_symbols"],
+        }
+
+
+WORKLOAD = RNNTWorkload
