@@ -29,7 +29,6 @@ BENCHMARKS: dict[str, str] = {
     "maskrcnn": "mlbench.benchmarks.maskrcnn",
     "dlrm": "mlbench.benchmarks.dlrm",
     "rnnt": "mlbench.benchmarks.rnnt",
-    "rnnt": "mlbench.benchmarks.rnnt",
     "dummy": "mlbench.benchmarks.dummy",  # the harness tests' workload; hidden from lists and suites
 }
 HIDDEN = {"dummy"}
