@@ -13,9 +13,23 @@ class MlbenchError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, hint: str | None = None):
+        if hint is None:
+            message, hint = self._unwrap_worker(message)
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+    @classmethod
+    def _unwrap_worker(cls, message: str) -> tuple[str, str | None]:
+        """torch's DataLoader re-raises an error of a worker process as ``cls(text)``, the text holding the
+        worker's whole traceback ("Caught DataError in DataLoader worker process 0. Original Traceback ...");
+        keep the original message and hint, which end that text."""
+        marker = f"\n{cls.__module__}.{cls.__qualname__}: "
+        if not message.startswith("Caught ") or "Original Traceback" not in message or marker not in message:
+            return message, None
+        original = message.rsplit(marker, 1)[1].rstrip("\n")
+        text, _, hint = original.partition("\n  fix: ")
+        return text, hint or None
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  fix: {self.hint}"

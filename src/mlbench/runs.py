@@ -9,6 +9,7 @@ ends, so an interrupted command loses none of the runs already made.
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import math
 import os
@@ -27,8 +28,32 @@ def new_run_id(*parts: str) -> str:
 
 def create_run_dir(output_dir: str | Path, *parts: str) -> Path:
     path = Path(output_dir) / new_run_id(*parts)
-    path.mkdir(parents=True, exist_ok=False)
+    make_dir(path, exist_ok=False)
     return path
+
+
+def make_dir(path: Path, exist_ok: bool = True) -> None:
+    """``mkdir -p path``; an MlbenchError naming the obstacle (a file in the way, no permission, a full disk)."""
+    try:
+        path.mkdir(parents=True, exist_ok=exist_ok)
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) and path.is_dir():
+            raise  # a run id collision: the caller's bug, not the user's
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        cause = f"{blocker} is a file, not a folder" if blocker else (exc.strerror or str(exc))
+        raise _write_error(path, cause, exc) from None
+
+
+def _write_error(path: Path, cause: str, exc: OSError | None = None):
+    from mlbench.errors import MlbenchError
+
+    if exc is not None and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = f"free some space on the disk holding {path.parent}, or write elsewhere"
+    elif exc is not None and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "choose a folder you can write to"
+    else:
+        hint = "choose another path, or move the file out of the way"
+    return MlbenchError(f"cannot write {path}: {cause}", hint)
 
 
 def _clean(obj: Any) -> Any:
@@ -45,11 +70,22 @@ def _clean(obj: Any) -> Any:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON atomically (a temporary file renamed over the target)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` as JSON atomically (a temporary file renamed over the target). When the write fails (a full
+    disk, a file in the way) the temporary file is removed, the target is left as it was, and an MlbenchError
+    says why."""
+    path = Path(path)
+    text = json.dumps(_clean(data), indent=2, sort_keys=False) + "\n"
+    make_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(path, exc.strerror or str(exc), exc) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: Path) -> Any:

@@ -43,7 +43,6 @@ CASES = [
     # training options: NaN, infinity, negative, zero and absurd magnitudes
     Case("train-lr-nan", (*TRAIN, "--lr", "nan"), 2, "invalid value for 'lr': nan"),
     Case("train-lr-inf", (*TRAIN, "--lr", "inf"), 2, "invalid value for 'lr': inf"),
-    Case("train-lr-minus-inf", (*TRAIN, "--lr=-inf"), 2, "invalid value for 'lr'"),
     Case("train-lr-huge", (*TRAIN, "--lr", "1e300"), 2, "invalid value for 'lr': 1e+300"),
     Case("train-lr-nan-set", (*TRAIN, "--set", "lr=NaN"), 2, "invalid value for 'lr'"),
     Case("train-lr-nan-yaml", (*TRAIN, "--config", "{tmp}/c.yaml"), 2, "invalid value for 'lr'",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -10,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from mlbench.errors import DataError
+from mlbench.runs import make_dir
 
 
 def cache_dir(*parts: str) -> Path:
@@ -39,14 +41,21 @@ def fetch(url: str, dest: Path, *, sha256: str | None = None, timeout: float = 3
             return dest
         except DataError:
             dest.unlink()
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(dest.parent)
     tmp = dest.with_name(dest.name + ".part")
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as f:
             shutil.copyfileobj(resp, f, length=1 << 20)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         tmp.unlink(missing_ok=True)
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            raise DataError(f"cannot write {dest}: {exc.strerror}",
+                            f"free some space on the disk holding {dest.parent}, or point MLBENCH_CACHE at "
+                            "another disk") from exc
         raise DataError(f"cannot download {url}: {getattr(exc, 'reason', exc)}", None) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     try:
         _check(tmp, sha256, verify)
     except DataError:

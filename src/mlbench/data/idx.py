@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +21,21 @@ def _open(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
+# What gzip raises on a corrupt or truncated file: BadGzipFile (an OSError), EOFError, zlib.error.
+_CORRUPT = (OSError, EOFError, zlib.error)
+
+
+def _corrupt(path: Path, exc: Exception) -> DataError:
+    return DataError(f"cannot read {path}: {exc or type(exc).__name__}",
+                     "the file is corrupt or truncated; delete it and fetch it again")
+
+
 def read_bytes(path: Path) -> bytes:
     try:
         with _open(path) as f:
             return f.read()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read {path}: {exc}", "the file is corrupt or truncated; delete it and "
-                        "fetch it again") from exc
+    except _CORRUPT as exc:
+        raise _corrupt(path, exc) from exc
 
 
 def parse(data: bytes, path: Path | str = "<bytes>") -> np.ndarray:
@@ -51,11 +60,17 @@ def read(path: Path) -> np.ndarray:
 
 def header_dims(path: Path) -> tuple[int, ...]:
     """The dimensions from the header alone (reads a few bytes, not the data)."""
-    with _open(path) as f:
-        head = f.read(4)
-        if len(head) < 4 or head[2] not in _TYPES:
-            raise DataError(f"{path} is not an IDX file (bad magic number)", "check that it is the right file")
-        return struct.unpack(f">{head[3]}I", f.read(4 * head[3]))
+    try:
+        with _open(path) as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _TYPES:
+                raise DataError(f"{path} is not an IDX file (bad magic number)", "check that it is the right file")
+            dims = f.read(4 * head[3])
+    except _CORRUPT as exc:
+        raise _corrupt(path, exc) from exc
+    if len(dims) < 4 * head[3]:
+        raise DataError(f"{path}: truncated IDX header", "the file is corrupt; fetch it again")
+    return struct.unpack(f">{head[3]}I", dims)
 
 
 def write(path: Path, array: np.ndarray) -> None:

@@ -29,10 +29,17 @@ IMAGE_EXTS = {".jpeg", ".jpg", ".png"}
 
 def build_data(bench: Benchmark, spec: DataSpec) -> DataBundle:
     if bench.size == "reference":
-        return imagenet_bundle(bench, spec)
-    if bench.size == "mini":
-        return fashion_mnist_bundle(bench, spec)
-    return tiny_bundle(bench, spec)
+        bundle = imagenet_bundle(bench, spec)
+    elif bench.size == "mini":
+        bundle = fashion_mnist_bundle(bench, spec)
+    else:
+        bundle = tiny_bundle(bench, spec)
+    if spec.batch_size * spec.world_size > bundle.train_samples:
+        raise DataError(f"the global batch ({spec.batch_size * spec.world_size}: --batch-size {spec.batch_size} x "
+                        f"{spec.world_size} processes) is larger than the training set ({bundle.train_samples} "
+                        "images), so no training step could run", f"give --batch-size <= "
+                        f"{bundle.train_samples // spec.world_size}, or use a larger data set")
+    return bundle
 
 
 # ---------------------------------------------------------------- ImageNet (reference)
@@ -43,7 +50,7 @@ def _pil_loader(path: str):
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:  # PIL raises all on corrupt files
         raise DataError(f"corrupt or unreadable image {path}: {exc}",
                         "replace the file with an intact copy or remove it from the dataset") from exc
 
@@ -51,9 +58,10 @@ def _pil_loader(path: str):
 class ImageNetFolder(Dataset):
     """``train/<wnid>/*.JPEG`` (labels from the sorted wnids) or a folder with ``val_map.txt``."""
 
-    def __init__(self, root: str | Path, split: str, transform: Callable | None = None):
+    def __init__(self, root: str | Path, split: str, transform: Callable | None = None, num_classes: int = 1000):
         self.root = Path(root)
         self.transform = transform
+        self.num_classes = num_classes
         split_dir = self.root / split
         if not split_dir.is_dir():
             raise DataError(f"ImageNet {split} folder not found: {split_dir}",
@@ -61,9 +69,12 @@ class ImageNetFolder(Dataset):
                             "val_map.txt (the ILSVRC2012 layout)")
         val_map = split_dir / "val_map.txt"
         if val_map.is_file():
-            self.samples = self._read_val_map(split_dir, val_map)
+            self.samples = self._read_val_map(split_dir, val_map, num_classes)
         else:
             classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+            if len(classes) > num_classes:
+                raise DataError(f"{split_dir} holds {len(classes)} class folders; the model has {num_classes} "
+                                "classes", "keep one folder per ImageNet-1k class (wnid) and nothing else")
             self.samples = [(str(p), i) for i, wnid in enumerate(classes)
                             for p in sorted((split_dir / wnid).iterdir()) if p.suffix.lower() in IMAGE_EXTS]
         if not self.samples:
@@ -71,15 +82,19 @@ class ImageNetFolder(Dataset):
                             "expected train/<wnid>/*.JPEG, or val/*.JPEG listed in val/val_map.txt")
 
     @staticmethod
-    def _read_val_map(split_dir: Path, val_map: Path) -> list[tuple[str, int]]:
+    def _read_val_map(split_dir: Path, val_map: Path, num_classes: int = 1000) -> list[tuple[str, int]]:
         samples = []
         for n, line in enumerate(val_map.read_text().splitlines(), 1):
             if not line.strip():
                 continue
             parts = line.split()
-            if len(parts) != 2 or not parts[1].isdigit():
+            if len(parts) != 2 or not (parts[1].isascii() and parts[1].isdigit()):
                 raise DataError(f"{val_map}:{n}: expected '<file> <label>', got {line!r}",
-                                "fix the line; labels are class indices 0-999")
+                                f"fix the line; labels are class indices 0-{num_classes - 1}")
+            if int(parts[1]) >= num_classes:
+                raise DataError(f"{val_map}:{n}: label {parts[1]} is outside the {num_classes} classes "
+                                f"(0-{num_classes - 1})", "fix the line; labels are the index of the wnid in "
+                                "sorted order")
             path = split_dir / parts[0]
             if not path.is_file():
                 raise DataError(f"{val_map}:{n}: image {parts[0]} is listed but missing",
@@ -113,8 +128,8 @@ def imagenet_bundle(bench: Benchmark, spec: DataSpec) -> DataBundle:
         raise DataError("ResNet-50 reference needs ImageNet", "pass --data-dir DIR holding train/ and val/ in the "
                         "ILSVRC2012 layout (val/val_map.txt); ImageNet cannot be downloaded automatically")
     hp = bench.hparams
-    train = ImageNetFolder(spec.data_dir, "train", train_transform(hp["image_size"]))
-    val = ImageNetFolder(spec.data_dir, "val", eval_transform(hp["image_size"], hp["resize"]))
+    train = ImageNetFolder(spec.data_dir, "train", train_transform(hp["image_size"]), bench.num_classes)
+    val = ImageNetFolder(spec.data_dir, "val", eval_transform(hp["image_size"], hp["resize"]), bench.num_classes)
     return DataBundle(
         train=LoaderBatches(train, spec.batch_size, train=True, spec=spec),
         eval=LoaderBatches(val, spec.eval_batch_size, train=False, spec=spec),
@@ -200,10 +215,23 @@ def normalize_gray(mean: float, std: float, flip: bool):
     return transform
 
 
+def check_fashion_headers(folder: Path, split: str) -> int:
+    """The number of images of ``split``, after checking both files' headers: 28x28 images, one label each."""
+    images = _find(folder, f"{split}-images-idx3-ubyte")
+    dims, label_dims = idx.header_dims(images), idx.header_dims(_find(folder, f"{split}-labels-idx1-ubyte"))
+    if len(dims) != 3 or tuple(dims[1:]) != (28, 28):
+        raise DataError(f"{images} holds images of shape {'x'.join(map(str, dims[1:])) or dims}, not Fashion-MNIST's "
+                        "28x28", "replace it with the original Fashion-MNIST file")
+    if tuple(label_dims) != (dims[0],):
+        raise DataError(f"Fashion-MNIST {split} files in {folder} do not match: {dims[0]} images, labels "
+                        f"{tuple(label_dims)}", "replace them with the original files")
+    return dims[0]
+
+
 def fashion_mnist_bundle(bench: Benchmark, spec: DataSpec) -> DataBundle:
     folder = fashion_mnist_dir(spec.data_dir)
-    n_train = idx.header_dims(_find(folder, "train-images-idx3-ubyte"))[0]
-    n_test = idx.header_dims(_find(folder, "t10k-images-idx3-ubyte"))[0]
+    n_train = check_fashion_headers(folder, "train")
+    n_test = check_fashion_headers(folder, "t10k")
     common = dict(rank=spec.rank, world_size=spec.world_size, seed=spec.seed)
     return DataBundle(
         train=TensorBatches(lambda: load_fashion_mnist(folder, "train"), n_train, spec.batch_size, train=True,

@@ -14,6 +14,7 @@ at random, as the reference.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,18 @@ class CocoIndex:
             self.raw = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataError(f"{path} is not valid JSON: {exc}", "prepare the data again") from exc
+        if not isinstance(self.raw, dict):
+            raise DataError(f"{path} holds a JSON {type(self.raw).__name__}, not a COCO detection object "
+                            "({\"images\": [...], \"annotations\": [...], \"categories\": [...]})",
+                            "use the COCO json that `mlbench data prepare retinanet` writes")
         for key in ("images", "annotations", "categories"):
             if not isinstance(self.raw.get(key), list):
                 raise DataError(f"{path} has no '{key}' list (not a COCO detection json)",
                                 "use the COCO json that `mlbench data prepare retinanet` writes")
+        for c in self.raw["categories"]:
+            self._need(c, "category", ("id", int))
+        for im in self.raw["images"]:
+            self._need(im, "image", ("id", int), ("file_name", str), ("width", _SIZE), ("height", _SIZE))
         cat_ids = sorted(c["id"] for c in self.raw["categories"])
         self.cat_to_label = {c: i for i, c in enumerate(cat_ids)}
         self.label_to_cat = cat_ids
@@ -63,6 +72,7 @@ class CocoIndex:
                                 "the json")
 
     def _add(self, ann: dict, by_id: dict[int, dict]) -> None:
+        self._need(ann, "annotation", ("bbox", _BOX))
         im = by_id.get(ann.get("image_id"))
         if im is None:
             raise DataError(f"{self.path}: annotation {ann.get('id')} refers to image {ann.get('image_id')}, "
@@ -79,8 +89,43 @@ class CocoIndex:
         self.boxes[im["id"]].append([max(0.0, x), max(0.0, y), min(W, x + w), min(H, y + h)])
         self.labels[im["id"]].append(self.cat_to_label[ann["category_id"]])
 
+    def _need(self, item: Any, what: str, *fields: tuple[str, Any]) -> None:
+        """DataError naming ``item`` when it is not an object holding ``fields`` of the right kind."""
+        if not isinstance(item, dict):
+            raise DataError(f"{self.path}: an entry of the {what}s is {item!r}, not an object",
+                            "fix or re-create the annotation json")
+        for key, kind in fields:
+            value = item.get(key)
+            if isinstance(kind, type):
+                ok = isinstance(value, kind) and not isinstance(value, bool)
+            else:
+                ok = kind(value)
+            if not ok:
+                name = item.get("file_name") or item.get("id")
+                problem = (f"lacks {key!r}" if key not in item
+                           else f"has an invalid {key!r}: {value!r} ({_KINDS[kind]})")
+                raise DataError(f"{self.path}: {what} {name!r} {problem}",
+                                "every image needs id, file_name, width and height; every annotation a bbox "
+                                "[x, y, width, height] of finite numbers; fix or re-create the annotation json")
+
     def __len__(self) -> int:
         return len(self.images)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _SIZE(v: Any) -> bool:  # noqa: N802 - used as a kind beside int and str
+    return _finite(v) and v > 0
+
+
+def _BOX(v: Any) -> bool:  # noqa: N802
+    return isinstance(v, list) and len(v) == 4 and all(_finite(x) for x in v)
+
+
+_KINDS = {int: "expected an integer", str: "expected a string", _SIZE: "expected a positive number of pixels",
+          _BOX: "expected [x, y, width, height], four finite numbers"}
 
 
 class CocoDetection(Dataset):
@@ -101,8 +146,12 @@ class CocoDetection(Dataset):
         try:
             with Image.open(path) as f:
                 img = pil_to_tensor(f.convert("RGB"))
-        except OSError as exc:
+        except (OSError, SyntaxError, ValueError) as exc:  # PIL raises all three on corrupt files
             raise DataError(f"cannot read image {path}: {exc}", "re-run the data preparation") from exc
+        if (img.shape[-1], img.shape[-2]) != (im["width"], im["height"]):
+            raise DataError(f"image {path} is {img.shape[-1]}x{img.shape[-2]} but {self.index.path.name} says "
+                            f"{im['width']}x{im['height']} (its boxes would be misplaced)",
+                            "re-run the data preparation, or fix the image's width and height in the json")
         boxes = torch.tensor(self.index.boxes[im["id"]], dtype=torch.float32).reshape(-1, 4)
         labels = torch.tensor(self.index.labels[im["id"]], dtype=torch.int64)
         if self.flip and torch.rand(()) < 0.5:
