@@ -50,3 +50,45 @@ def trials(fresh: Callable, plain: Callable, recipe, batches, warm_batches, cfg,
         t = time.perf_counter()
         harness(m, o, s, batches, out)
         yield Trial(plain_rate, out.samples / (time.perf_counter() - t), out)
+
+
+class Held:
+    """Batches read once and replayed, so that both loops see the same tensors (Batches interface)."""
+
+    def __init__(self, batches: list):
+        self.batches = batches
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    @classmethod
+    def first(cls, batches, n: int) -> Held:
+        held = []
+        for b in batches:
+            if len(held) >= n:
+                break
+            held.append(b)
+        return cls(held)
+
+
+def run_and_report(title: str, fresh: Callable, plain: Callable, workload, batches, warm, cfg, ctx, n: int) -> None:
+    """Run ``n`` trials, print each and the medians (throughput of both loops and their ratio)."""
+    import statistics
+
+    ratios, harness_tp, plain_tp = [], [], []
+    for trial in trials(fresh, plain, workload, batches, warm, cfg, ctx, n):
+        ratios.append(trial.ratio)
+        harness_tp.append(trial.harness_per_s)
+        plain_tp.append(trial.plain_per_s)
+        print(f"trial: plain {trial.plain_per_s:8.1f} samples/s  mlbench {trial.harness_per_s:8.1f} samples/s  "
+              f"ratio {trial.ratio:.3f}", flush=True)
+    print(f"\n{title}")
+    print(f"median throughput: plain {statistics.median(plain_tp):.1f}  mlbench {statistics.median(harness_tp):.1f} "
+          f"samples/s")
+    print(f"median ratio mlbench/plain: {statistics.median(ratios):.3f}   (goal >= 0.95)")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 
 import side_by_side
 import torch
@@ -22,22 +21,6 @@ from mlbench import registry
 from mlbench.config import TrainConfig
 from mlbench.training.batches import DataSpec
 from mlbench.training.recipe import OptimArgs, StepContext
-
-
-class Held:
-    """Batches read once and replayed (both loops see the same tensors)."""
-
-    def __init__(self, batches: list):
-        self.batches = batches
-
-    def set_epoch(self, epoch: int) -> None:
-        pass
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self):
-        return iter(self.batches)
 
 
 def plain_loop(model, opt, sched, batches, ctx: StepContext, prec: str) -> int:
@@ -69,12 +52,7 @@ def main() -> None:
     recipe = handle.workload()
     ctx = StepContext(device=torch.device("cpu"))
     data = recipe.build_data(DataSpec(batch_size=bs, eval_batch_size=bs))
-    held = []
-    for i, b in enumerate(data.train):
-        if i >= args.steps:
-            break
-        held.append(b)
-    batches = Held(held)
+    batches = side_by_side.Held.first(data.train, args.steps)
     base = recipe.build_model()
     cfg = TrainConfig(benchmark="dlrm", size=args.size, log_every=20)
 
@@ -84,19 +62,11 @@ def main() -> None:
                                                                      epochs=1))
         return model, opt, sched
 
-    warm = Held(held[:2])
+    warm = side_by_side.Held(batches.batches[:2])
     plain = lambda m, o, s, d: plain_loop(m, o, s, d, ctx, "fp32")  # noqa: E731
-    ratios, harness_tp, plain_tp = [], [], []
-    for trial in side_by_side.trials(fresh, plain, recipe, batches, warm, cfg, ctx, args.trials):
-        ratios.append(trial.ratio)
-        harness_tp.append(trial.harness_per_s)
-        plain_tp.append(trial.plain_per_s)
-        print(f"trial: plain {trial.plain_per_s:8.1f} samples/s  mlbench {trial.harness_per_s:8.1f} samples/s  "
-              f"ratio {trial.ratio:.3f}", flush=True)
-    print(f"\nDLRM-DCNv2 {args.size} (cpu, fp32, batch {bs}, {args.steps} steps/trial, {args.trials} trials)")
-    print(f"median throughput: plain {statistics.median(plain_tp):.1f}  mlbench {statistics.median(harness_tp):.1f} "
-          f"samples/s")
-    print(f"median ratio mlbench/plain: {statistics.median(ratios):.3f}   (goal >= 0.95)")
+    side_by_side.run_and_report(
+        f"DLRM-DCNv2 {args.size} (cpu, fp32, batch {bs}, {args.steps} steps/trial, {args.trials} trials)",
+        fresh, plain, recipe, batches, warm, cfg, ctx, args.trials)
 
 
 if __name__ == "__main__":
