@@ -100,3 +100,64 @@ def test_reference_model_builds_and_computes_the_loss(monkeypatch):
     loss, parts = workload.WORKLOAD(bench).loss(net, (images, targets), StepContext(device=torch.device("cpu")))
     assert set(parts) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
     assert torch.isfinite(loss)
+
+
+def write_overfit_coco(root: Path, train_copies: int = 16) -> Path:
+    """One generated image with its masks repeated (train) and twice in validation, one copy with an annotated
+    object that is not drawn: a small model learns the image in a few dozen steps, and mAP stays below 1.0."""
+    from PIL import Image
+
+    from mlbench.benchmarks.retinanet import generate
+
+    pixels, objects, visible = generate.draw_image(seed=11, size=64, masks=True)
+    ghost = torch.zeros(64, 64, dtype=torch.bool)
+    ghost[2:20, 40:60] = True
+    (root / "annotations").mkdir(parents=True)
+    for split, folder, n in (("train", "train2017", train_copies), ("val", "val2017", 2)):
+        (root / folder).mkdir()
+        images, anns = [], []
+        for i in range(n):
+            Image.fromarray(pixels).save(root / folder / f"{i}.jpg", quality=95)
+            images.append({"id": i + 1, "file_name": f"{i}.jpg", "width": 64, "height": 64})
+            regions = [(c, v) for (c, _), v in zip(objects, visible)]
+            if split == "val" and i == 0:
+                regions.append((2, ghost.numpy()))
+            for cls, region in regions:
+                fields = generate.mask_annotation(region)
+                if fields:
+                    anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": cls + 1, "iscrowd": 0,
+                                 **fields})
+        (root / "annotations" / f"instances_{split}2017.json").write_text(
+            json.dumps(generate.coco_dict(images, anns)))
+    return root
+
+
+@pytest.mark.slow
+def test_reference_recipe_log_passes_closed_compliance(tmp_path, monkeypatch):
+    # The reference network (ResNet-50 FPN at 800-1333 px) takes minutes per step on 2 CPU cores, so this test
+    # keeps the reference definition (closed division, SGD recipe and its log keys, 81 classes, both targets,
+    # eval every epoch) and swaps only the network for the light one at 64x64, on one image repeated.
+    from mlbench.benchmarks.maskrcnn import definition as d
+    from mlbench.cli import main as cli_main
+
+    light = {k: v for k, v in d.MINI.hparams.items() if k not in d.REFERENCE.hparams or k in (
+        "backbone", "rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test",
+        "box_batch_size_per_image", "detections_per_img")}
+    fast = d.REFERENCE.derive(
+        batch_size=8, max_epochs=40, input_shape=(3, 64, 64),
+        hparams={**light, "image_size": 64, "width": 8, "fpn_channels": 32, "box_representation": 64,
+                 "mask_convs": 1, "lr": 0.04, "lr_reference_batch": 8, "warmup_images": 16})
+    monkeypatch.setitem(d.SIZES, "reference", fast)
+    data = write_overfit_coco(tmp_path / "coco")
+    out = tmp_path / "runs"
+    torch.set_num_threads(2)
+    code = cli_main(["train", "maskrcnn", "--size", "reference", "--device", "cpu", "--seed", "0", "--workers", "0",
+                     "--data-dir", str(data), "--output-dir", str(out), "--log-every", "50", "--no-checkpoint"])
+    result = read_result(out)
+    run = result["runs"][0]
+    assert code == 0 and run["status"] == "success", run["reason"]
+    assert result["division"] == "closed" and run["compliance"]["passed"], run["compliance"]["output"]
+    log = (next(p for p in out.iterdir() if p.is_dir()) / "run_1" / "mlperf_log.txt").read_text()
+    for key in ('"opt_learning_rate_decay_factor", "value": 0.1', '"num_image_candidates", "value": 1000',
+                '"submission_division", "value": "closed"', '"opt_learning_rate_warmup_steps", "value": 2'):
+        assert key in log, key
