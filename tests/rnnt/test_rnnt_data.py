@@ -1,0 +1,96 @@
+"""RNN-T data: the reference's manifest format read back, features and batches, and bad input refused with a
+DataError naming the file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from rnnt_helpers import tiny_dataset
+
+from mlbench.benchmarks.rnnt import audio, data, features, synth
+from mlbench.benchmarks.rnnt.definition import TINY
+from mlbench.benchmarks.rnnt.text import Tokenizer, wer
+from mlbench.errors import DataError
+
+
+@pytest.fixture
+def ds(tmp_path):
+    return tiny_dataset(tmp_path / "ls")
+
+
+def test_generated_data_is_in_the_reference_format_and_batches(ds):
+    entries = json.loads((ds / "librispeech-train-wav.json").read_text())
+    f = entries[0]["files"][0]
+    assert {"fname", "duration", "num_samples", "sample_rate", "channels"} <= set(f) and "transcript" in entries[0]
+    assert len(audio.read_wav(ds / f["fname"])) == f["num_samples"]
+    utts = data.read_manifest(ds / "librispeech-train-wav.json", ds, Tokenizer())
+    b = data.SpeechBatches(utts, 8, train=True, rank=0, world=1, seed=0, hp=TINY.hparams)
+    batch = next(iter(b))
+    assert batch["feats"].shape[0] == 8 and batch["feats"].shape[2] == 240
+    assert int(batch["feat_lens"].max()) == batch["feats"].shape[1]
+    assert batch["tokens"].shape[1] == int(batch["token_lens"].max())
+    ev = data.SpeechBatches(utts, 5, train=False, rank=0, world=1, seed=0, hp=TINY.hparams)
+    assert sum(len(x["feat_lens"]) for x in ev) == len(utts)
+
+
+def test_mel_filterbank_matches_librosa_slaney_shape():
+    fb = features.mel_filterbank(16000, 512, 80)
+    assert fb.shape == (80, 257) and (fb >= 0).all() and (fb.sum(1) > 0).all()
+    x, lens = features.stack_subsample(torch.arange(20.0).reshape(1, 2, 10), torch.tensor([10]), 3, 3)
+    assert x.shape == (1, 6, 4) and int(lens[0]) == 4 and x[0, 2, 0] == 1 and x[0, 4, 1] == 5
+
+
+def test_wer_and_tokenizer():
+    assert wer(["a b c", ""], ["a x c", "d e"]) == pytest.approx(3 / 5)
+    tok = Tokenizer()
+    assert tok.decode(tok.encode("it's go")) == "it's go" and tok.blank == 28
+
+
+def bad(ds, mutate):
+    m = ds / "librispeech-dev-wav.json"
+    original = m.read_text()
+    entries = json.loads(original)
+    mutate(entries)
+    m.write_text(json.dumps(entries))
+    try:
+        with pytest.raises(DataError) as err:
+            data.read_manifest(m, ds, Tokenizer())
+    finally:
+        m.write_text(original)
+    return err.value.message
+
+
+def test_bad_manifests_are_refused_with_the_entry(ds):
+    assert "lacks num_samples" in bad(ds, lambda e: e[1]["files"][0].pop("num_samples"))
+    assert "entry 0" in bad(ds, lambda e: e[0].pop("transcript"))
+    assert "outside the tokenizer" in bad(ds, lambda e: e[2].update(transcript="héllo 42"))
+    assert "not found" in bad(ds, lambda e: e[0]["files"][0].update(fname="dev-wav/none.wav"))
+    assert "relative" in bad(ds, lambda e: e[0]["files"][0].update(fname="../../etc/passwd"))
+
+
+def test_bad_audio_is_refused_with_the_file(ds, tmp_path):
+    wav = sorted((ds / "dev-wav").glob("*.wav"))[0]
+    wav.write_bytes(wav.read_bytes()[:30])
+    with pytest.raises(DataError, match=wav.name):
+        audio.read_wav(wav)
+    other = tmp_path / "8k.wav"
+    audio.write_wav(other, torch.zeros(800).numpy(), rate=8000)
+    with pytest.raises(DataError, match="8000 Hz"):
+        audio.read_wav(other)
+    empty = tmp_path / "empty.wav"
+    audio.write_wav(empty, torch.zeros(0).numpy())
+    with pytest.raises(DataError, match="empty"):
+        audio.read_wav(empty)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(synth.speech_tools_missing()), reason="espeak-ng/flite not installed")
+def test_speech_synthesis_with_espeak_and_flite(tmp_path):
+    root = synth.generate(tmp_path / "sp", "speech", 12, 6, seed=0, say=lambda m: None)
+    utts = data.read_manifest(root / "librispeech-dev-wav.json", root, Tokenizer())
+    assert len(utts) == 6 and all(set(u.transcript.split()) <= set(synth.VOCABULARY) for u in utts)
+    assert all(0.3 < len(audio.read_wav(u.path)) / 16000 < 6 for u in utts)
+    shutil.rmtree(root)
