@@ -185,4 +185,7 @@ def prepare(cfg: PrepareConfig, say=print) -> list[Path]:
         except ImportError as exc:
             raise DataError("training the SentencePiece model needs the sentencepiece package",
                             "pip install sentencepiece (the speech extra)") from exc
+        except RuntimeError as exc:  # e.g. too few distinct pieces in the transcripts for vocab_size
+            raise DataError(f"SentencePiece training failed: {str(exc)[:300]}",
+                            "prepare all three training splits (the reference's 1023 pieces need them)") from exc
     return written
