@@ -32,8 +32,9 @@ def create_run_dir(output_dir: str | Path, *parts: str) -> Path:
     return path
 
 
-def make_dir(path: Path, exist_ok: bool = True) -> None:
-    """``mkdir -p path``; an MlbenchError naming the obstacle (a file in the way, no permission, a full disk)."""
+def make_dir(path: Path, exist_ok: bool = True, writing: Path | None = None) -> None:
+    """``mkdir -p path``; an MlbenchError naming the obstacle (a file in the way, no permission, a full disk) and
+    what was being written (``writing``, default ``path``)."""
     try:
         path.mkdir(parents=True, exist_ok=exist_ok)
     except OSError as exc:
@@ -41,7 +42,7 @@ def make_dir(path: Path, exist_ok: bool = True) -> None:
             raise  # a run id collision: the caller's bug, not the user's
         blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
         cause = f"{blocker} is a file, not a folder" if blocker else (exc.strerror or str(exc))
-        raise _write_error(path, cause, exc) from None
+        raise _write_error(writing or path, cause, exc) from None
 
 
 def _write_error(path: Path, cause: str, exc: OSError | None = None):
@@ -75,7 +76,7 @@ def write_json(path: Path, data: Any) -> None:
     says why."""
     path = Path(path)
     text = json.dumps(_clean(data), indent=2, sort_keys=False) + "\n"
-    make_dir(path.parent)
+    make_dir(path.parent, writing=path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(text)

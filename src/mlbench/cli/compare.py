@@ -46,7 +46,8 @@ def main(args: argparse.Namespace) -> int:
     if args.baseline > len(groups):
         from mlbench.errors import ConfigError
 
-        raise ConfigError(f"invalid value for 'baseline': {args.baseline} (there are {len(groups)} entries)",
+        entries = f"{len(groups)} entr{'y' if len(groups) == 1 else 'ies'}"
+        raise ConfigError(f"invalid value for 'baseline': {args.baseline} (there are {entries})",
                           f"give an entry number from 1 to {len(groups)}")
     rows = compare.compare(groups, baseline=args.baseline - 1)
     if args.json:
