@@ -2,12 +2,13 @@
 # Set up mlbench on a fresh machine: system packages (Debian, when run as root), a virtual environment
 # in .venv, and mlbench with its dependencies. Safe to run again: it only installs what is missing.
 #   scripts/setup.sh          what `mlbench run` needs (Debian: Fashion-MNIST for ResNet mini, Python's
-#                             documentation prose and WordNet for BERT mini)
+#                             documentation prose and WordNet for BERT mini, espeak-ng and flite
+#                             voices for RNN-T mini)
 #   scripts/setup.sh --test   plus what the tests need (SLURM and munge for the cluster tests, Chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages="dataset-fashion-mnist python3.11-doc wordnet-base"
+packages="dataset-fashion-mnist python3.11-doc wordnet-base espeak-ng flite"
 if [ "${1:-}" = "--test" ]; then
   packages="$packages slurm-wlm munge chromium"
 fi
@@ -37,7 +38,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements/cpu.tx
   echo "setup: installing Python packages into .venv"
   pip_install --upgrade pip
   pip_install -r requirements/cpu.txt
-  pip_install -e ".[onnx,detection,language,test]"
+  pip_install -e ".[onnx,detection,language,speech,test]"
   touch "$stamp"
 fi
 echo "setup: done (.venv/bin/mlbench)"

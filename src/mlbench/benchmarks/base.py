@@ -47,6 +47,7 @@ class Benchmark:
     server_latency_ms: float | None = None
     loadgen_model_name: str = ""  # the model name in LoadGen's mlperf.conf
     notes: str = ""
+    in_suite: bool = True  # mini: part of `mlbench run` (False while its target is not yet set from measured runs)
 
     @property
     def is_reference(self) -> bool:

@@ -35,7 +35,11 @@ def main(args: argparse.Namespace) -> int:
     plan = []
     for name in names:
         registry.get(name, "mini" if args.size == "mini" else args.size) if args.benchmarks else None
-        if args.size in registry.sizes(name):
+        sizes = registry.sizes(name)
+        if args.size in sizes and not args.benchmarks and not sizes[args.size].in_suite:
+            print(f"skipping {name} {args.size}: {sizes[args.size].target_source} (run it with --benchmarks {name})")
+            continue
+        if args.size in sizes:
             plan.append(config.build(config.TrainConfig, {
                 "benchmark": name, "size": args.size, "device": args.device, "precision": args.precision,
                 "runs": args.runs, "output_dir": args.output_dir, "data_dir": args.data_dir}))

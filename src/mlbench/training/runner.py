@@ -81,7 +81,8 @@ def execute(cfg: TrainConfig, say_prefix: str = "") -> dict[str, Any]:
         "size": bench.size, "division": bench.division if cfg.lr is None else "open",
         "ruleset": bench.ruleset, "command": runs.command_line(), "started_at": runs.now_iso(),
         "device": str(device), "precision": cfg.precision, "world_size": dinfo.world_size,
-        "quality": {"metric": bench.metric, "target": bench.target, "source": bench.target_source},
+        "quality": {"metric": bench.metric, "target": bench.target, "source": bench.target_source,
+                    "higher_is_better": bench.higher_is_better},
         "timed": "wall clock from run_start to run_stop (MLPerf time to train), evaluation included",
         "config": cfg.to_dict(), "runs": [],
     }
@@ -94,7 +95,8 @@ def execute(cfg: TrainConfig, say_prefix: str = "") -> dict[str, Any]:
                             "host_processor_model_name": info.get("host_processor_model_name"),
                             "accelerator_model_name": info.get("accelerator_model_name")}
     say(f"mlbench train {bench.name} --size {bench.size}: {bench.description}")
-    say(f"target {bench.metric} >= {bench.target} ({bench.target_source}); run directory {run_dir}")
+    say(f"target {bench.metric} {'>=' if bench.higher_is_better else '<='} {bench.target} ({bench.target_source}); "
+        f"run directory {run_dir}")
     outcomes: list[RunOutcome] = []
     checks: list[dict] = []
     cache_cleared = True
