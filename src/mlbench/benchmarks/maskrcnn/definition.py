@@ -74,14 +74,16 @@ MINI = REFERENCE.derive(
     dataset="generated shapes with instance masks: 4 classes on textured backgrounds, COCO json (RLE) + JPEG "
             "(512 train / 128 val)",
     # Set from measured runs on 2 CPU cores (see docs/maskrcnn.md, "How the mini target was set").
-    target=0.40,
-    target_source="mlbench mini: box mAP >= 0.45 and mask mAP >= 0.40 on the generated validation set "
-                  "(set from measured runs; docs/maskrcnn.md)",
+    # Seed 1 through the harness: box/mask 0.36/0.32 at epoch 5, 0.43/0.39 at epoch 6, 0.49/0.44 at epoch 7
+    # (docs/maskrcnn.md, "How the mini target was set").
+    target=0.35,
+    target_source="mlbench mini: box mAP >= 0.40 and mask mAP >= 0.35 on the generated validation set, reached at "
+                  "epoch 6 in measured runs (about 1 min per epoch on 2 idle cores; docs/maskrcnn.md)",
     runs_required=1,
     max_epochs=12,
     batch_size=8,
     hparams={
-        "box_target": 0.45,
+        "box_target": 0.40,
         "lr": 0.04,
         "lr_reference_batch": 8,
         "warmup_images": 512,
@@ -106,7 +108,7 @@ MINI = REFERENCE.derive(
     },
     input_shape=(3, 128, 128),
     num_classes=5,  # 4 shapes + background
-    inference_target=0.99 * 0.40,
+    inference_target=0.99 * 0.35,
     inference_target_source="99% of the mini training mask mAP target",
     performance_sample_count=128,
     notes="open division: smaller model and generated data instead of the MLPerf definition",
