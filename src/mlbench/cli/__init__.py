@@ -14,7 +14,8 @@ from mlbench import __version__, signals
 from mlbench.errors import MlbenchError
 
 # Sub-command modules, in the order --help lists them. Add a command by adding its module here.
-COMMANDS = ["run", "train", "infer", "list", "sysinfo", "data", "results", "compare", "report", "slurm", "scale"]
+COMMANDS = ["run", "train", "infer", "list", "sysinfo", "data", "results", "compare", "report", "slurm", "scale",
+            "package"]
 
 
 def build_parser() -> argparse.ArgumentParser:
