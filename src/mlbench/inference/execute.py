@@ -115,11 +115,9 @@ def _compute_info(result: dict, s) -> None:
     """FLOPs per sample (torch's counter) and the measured matmul peak of this device and precision."""
     if not s.backend.needs_input:
         return
-    import numpy as np
-
     idx = [0]
     s.store.load(idx)
-    x = np.asarray(s.store.batch(idx))
+    x = s.store.batch(idx)
     s.store.unload(idx)
     flops = peak.model_flops(s.task.model(), x) if s.cfg.weights is None or not str(s.cfg.weights).endswith(".onnx") else None
     dev = str(result["device"]) if str(result["device"]).startswith("cuda") else "cpu"
@@ -155,11 +153,12 @@ def _finish(result: dict, state: dict, run_dir: Path, final: bool) -> None:
                              "reasons": perf["loadgen_reasons"], "settings": perf["settings"]}
     if acc is not None:
         a = acc["accuracy"]
-        result["quality"] = {k: a[k] for k in ("metric", "value", "target", "reached", "source")}
+        result["quality"] = {k: a[k] for k in ("metric", "value", "target", "target_name", "reached", "source")}
         result["accuracy"] = a
         result["metrics"][f"accuracy/{a['metric']}"] = a["value"]
         if not a["reached"]:
-            reasons.append(f"accuracy below target: {a['metric']} {a['value']:.4f} < {a['target']:.4f}")
+            reasons.append(f"accuracy off target: {a['metric']} {a['value']:.4f} "
+                           f"{'<' if a['higher_is_better'] else '>'} {a['target']:.4f}")
     comp = result.get("compliance")
     if comp and not comp.get("passed"):
         reasons.append("a compliance test failed (see compliance)")

@@ -16,7 +16,7 @@ from typing import Any
 
 from mlbench import registry, runs, signals, sysinfo
 from mlbench.errors import RunAborted
-from mlbench.inference import backends, logs, settings
+from mlbench.inference import backends, inputs, logs, settings
 from mlbench.inference import task as task_mod
 from mlbench.inference.config import InferConfig
 from mlbench.inference.sut import QSL, SUT
@@ -57,6 +57,7 @@ def open_session(cfg: InferConfig, say) -> Session:
     """Build the task, load a warm-up batch, prepare the backend and estimate its speed (all untimed)."""
     handle = registry.get(cfg.benchmark, cfg.size)
     bench = handle.definition
+    accuracy_target(bench, cfg.target)  # an unknown --target fails before anything is built
     opts = task_mod.TaskOptions(data_dir=cfg.data_dir, weights=cfg.weights, offline=cfg.offline,
                                 train_if_missing=cfg.train_if_missing, say=say,
                                 max_samples=cfg.max_samples)
@@ -108,9 +109,9 @@ def _estimate(backend, example) -> tuple[float, float, float]:
             backend.predict(x)
             best = min(best, time.perf_counter() - t0)
         return best
-    single = timed(example[:1])
-    multi = timed(example[:8]) if len(example) >= 8 else 8 * single
-    return len(example) / timed(example), single, multi
+    single = timed(inputs.head(example, 1))
+    multi = timed(inputs.head(example, 8)) if inputs.length(example) >= 8 else 8 * single
+    return inputs.length(example) / timed(example), single, multi
 
 
 def plan_for(s: Session, mode: str, cfg: InferConfig | None = None, server_qps: float | None = None
@@ -184,11 +185,32 @@ def accuracy_of(s: Session, outdir: Path) -> dict[str, Any]:
     """Score mlperf_log_accuracy.json with the task's metric and compare it with the definition's target."""
     responses = logs.read_accuracy(outdir / "mlperf_log_accuracy.json")
     scores = s.task.accuracy(responses, s.store)
-    target = s.bench.inference_target
+    name, target = accuracy_target(s.bench, s.cfg.target)
     value = scores.get(s.task.metric)
-    return {"metric": s.task.metric, "value": value, "target": target, "source": s.bench.inference_target_source,
-            "reached": value is not None and target is not None and value >= target, "scores": scores,
+    higher = getattr(s.task, "higher_is_better", True)
+    reached = value is not None and target is not None and (value >= target if higher else value <= target)
+    return {"metric": s.task.metric, "value": value, "target": target, "target_name": name,
+            "higher_is_better": higher, "source": s.bench.inference_target_source, "reached": reached,
+            "scores": scores,
             "samples_logged": len(responses), "dataset_samples": s.store.total_count}
+
+
+def accuracy_target(bench: Any, name: str | None) -> tuple[str | None, float | None]:
+    """(name, value) of the accuracy target: ``name`` among the benchmark's ``inference_targets`` (e.g. "99",
+    "99.9"), or its single ``inference_target`` when it has no named ones."""
+    from mlbench.errors import ConfigError
+
+    named = bench.inference_targets
+    if name is None:
+        if named:
+            first = next(iter(named))
+            return first, named[first]
+        return None, bench.inference_target
+    if name not in named:
+        known = ", ".join(named) if named else "none: it has one target"
+        raise ConfigError(f"{bench.name} {bench.size} has no accuracy target '{name}' (known: {known})",
+                          "drop --target, or pass one of the known names")
+    return name, named[name]
 
 
 def new_run_dir(cfg: InferConfig) -> Path:
