@@ -185,11 +185,14 @@ def result_summarizer(org_dir: Path, ruleset: str, mlperf_name: str, log_dir: Pa
     (log_dir / "result_summarizer.log").write_text(text)
     check = Check("result_summarizer", detail="the official score of the result files (olympic mean)")
     rows: list[dict[str, Any]] = []
-    try:
-        rows = json.loads((log_dir / "summary.json").read_text())
-    except (OSError, ValueError):
+    try:  # the CSV keeps every digit (its summary.json rounds to 10 decimals)
+        import csv as csvmod
+
+        with open(csv, newline="") as f:
+            rows = list(csvmod.DictReader(f))
+    except OSError:
         pass
-    score = next((r.get(mlperf_name) for r in rows if r.get(mlperf_name) is not None), None)
+    score = next((float(r[mlperf_name]) for r in rows if r.get(mlperf_name) not in (None, "")), None)
     if rc != 0:
         check.fail(f"result_summarizer failed (exit code {rc}): {text.strip()[-800:]}")
     for line in text.splitlines():

@@ -245,7 +245,8 @@ def _implementation_readme(runs: list[Run], bench: str, system_name: str) -> str
         *[f"| result_{i}.txt | {r.run_dir.name}/run_{r.index} | {r.record.get('seed')} | {r.record.get('status')} |"
           for i, r in enumerate(runs)],
         "",
-        "The code is mlbench at the commit above (https://github.com/ : clone it and `pip install -e .`).",
+        "The code is mlbench at the commit above: check out that commit of the mlbench repository and",
+        "`pip install -e .`; `mlbench list` shows the benchmark definition (model, data, hyper-parameters).",
         "",
     ]
     return "\n".join(lines)
