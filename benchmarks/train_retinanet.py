@@ -29,22 +29,6 @@ from mlbench.training.batches import DataSpec
 from mlbench.training.recipe import OptimArgs, StepContext
 
 
-class Batches:
-    """A fixed list of batches with the harness's Batches interface (both loops see the same data)."""
-
-    def __init__(self, batches: list):
-        self.batches = batches
-
-    def set_epoch(self, epoch: int) -> None:
-        pass
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self):
-        return iter(self.batches)
-
-
 def plain_loop(model, opt, sched, batches, device, prec: str) -> int:
     """The baseline: torchvision's detection training step, written by hand."""
     model.train()
@@ -64,11 +48,11 @@ def plain_loop(model, opt, sched, batches, device, prec: str) -> int:
     return n
 
 
-def load_batches(handle, bench, args, bs: int, steps: int, ctx: StepContext) -> Batches:
+def load_batches(handle, bench, args, bs: int, steps: int, ctx: StepContext) -> side_by_side.Held:
     """Real decoded batches (mini/tiny: the generated set; reference: synthetic 800x800 images), in memory,
     so that both loops time the model step and not the JPEG decoder."""
     if args.case == "reference":
-        return Batches([handle.workload().synthetic_batch(bs, StepContext(device=torch.device("cpu")))]
+        return side_by_side.Held([handle.workload().synthetic_batch(bs, StepContext(device=torch.device("cpu")))]
                        * steps)
     data = handle.workload().build_data(DataSpec(batch_size=bs, eval_batch_size=bs, workers=0))
     out = []
@@ -76,7 +60,7 @@ def load_batches(handle, bench, args, bs: int, steps: int, ctx: StepContext) -> 
         out.append(b)
         if len(out) == steps:
             break
-    return Batches(out)
+    return side_by_side.Held(out)
 
 
 def main() -> None:
@@ -106,7 +90,7 @@ def main() -> None:
                                                                      steps_per_epoch=args.steps, epochs=1))
         return model, opt, sched
 
-    warm = Batches(batches.batches[:2])
+    warm = side_by_side.Held(batches.batches[:2])
     plain = lambda m, o, s, data: plain_loop(m, o, s, data, device, args.precision)  # noqa: E731
     ratios, h_tp, p_tp = [], [], []
     for trial in side_by_side.trials(fresh, plain, recipe, batches, warm, cfg, ctx, args.trials):

@@ -62,8 +62,10 @@ class StepSchedule(abc.ABC):
 
     def _apply(self) -> None:
         lr = self.lr_at(self.step_num)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        # every optimizer of a workload's ``Optimizers`` (training.workload) follows the schedule
+        for opt in getattr(self.optimizer, "members", [self.optimizer]):
+            for group in opt.param_groups:
+                group["lr"] = lr
 
     def step(self) -> None:
         self.step_num += 1
@@ -75,6 +77,18 @@ class StepSchedule(abc.ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step_num = int(state["step_num"])
         self._apply()
+
+
+class ConstantSchedule(StepSchedule):
+    """A constant learning rate (no warm-up, no decay)."""
+
+    def __init__(self, optimizer, lr: float):
+        super().__init__(optimizer)
+        self.lr = lr
+        self._apply()
+
+    def lr_at(self, step: int) -> float:
+        return self.lr
 
 
 class Recipe(Protocol):

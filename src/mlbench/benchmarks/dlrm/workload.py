@@ -25,27 +25,10 @@ from mlbench.benchmarks.dlrm import sharding
 from mlbench.benchmarks.dlrm.optim import RowWiseAdagrad
 from mlbench.training import distributed
 from mlbench.training.batches import DataBundle, DataSpec
-from mlbench.training.recipe import OptimArgs, StepContext, StepSchedule
+from mlbench.training.recipe import ConstantSchedule, OptimArgs, StepContext
 from mlbench.training.workload import Optimizers, Workload
 
 ADAGRAD_EPS = 1e-8
-
-
-class ConstantLR(StepSchedule):
-    """The reference's schedule under the closed rules: no warm-up, no decay."""
-
-    def __init__(self, optimizer: Optimizers, lr: float):
-        super().__init__(optimizer)
-        self.lr = lr
-        self._apply()
-
-    def lr_at(self, step: int) -> float:
-        return self.lr
-
-    def _apply(self) -> None:
-        for opt in self.optimizer.members:
-            for group in opt.param_groups:
-                group["lr"] = self.lr
 
 
 class DLRMWorkload(Workload):
@@ -109,7 +92,7 @@ class DLRMWorkload(Workload):
             members.append(RowWiseAdagrad(sparse, lr=lr, eps=ADAGRAD_EPS))  # exact Adagrad, sparse rows
         opt = Optimizers(*members)
         args.extra.update(base_lr=lr)
-        return opt, ConstantLR(opt, lr)
+        return opt, ConstantSchedule(opt, lr)  # the closed rules: no warm-up, no decay
 
     def loss(self, model, batch, ctx: StepContext):
         with ctx.amp():

@@ -10,23 +10,8 @@ import torch
 
 from mlbench.training import distributed
 from mlbench.training.batches import DataBundle, DataSpec
-from mlbench.training.recipe import OptimArgs, StepContext, StepSchedule
+from mlbench.training.recipe import ConstantSchedule, OptimArgs, StepContext
 from mlbench.training.workload import Optimizers, Workload
-
-
-class Constant(StepSchedule):
-    def __init__(self, optimizer, lr: float):
-        super().__init__(optimizer)
-        self.lr = lr
-        self._apply()
-
-    def lr_at(self, step: int) -> float:
-        return self.lr
-
-    def _apply(self) -> None:
-        for opt in getattr(self.optimizer, "members", [self.optimizer]):
-            for group in opt.param_groups:
-                group["lr"] = self.lr
 
 
 class Stream:
@@ -102,7 +87,7 @@ class DummyWorkload(Workload):
         net = model.module if hasattr(model, "module") else model
         opt = Optimizers(torch.optim.SGD([net.weight], lr=lr), torch.optim.SGD([net.bias], lr=lr))
         args.extra.update(base_lr=lr)
-        return opt, Constant(opt, lr)
+        return opt, ConstantSchedule(opt, lr)
 
     def loss(self, model, batch, ctx: StepContext):
         err = model(batch["x"]) - batch["y"]
