@@ -78,7 +78,7 @@ MINI = REFERENCE.derive(
     # (docs/maskrcnn.md, "How the mini target was set").
     target=0.35,
     target_source="mlbench mini: box mAP >= 0.40 and mask mAP >= 0.35 on the generated validation set, reached at "
-                  "epoch 6 in measured runs (about 1 min per epoch on 2 idle cores; docs/maskrcnn.md)",
+                  "epoch 5-6 in 4 measured seeds (8.9-10.7 min on the busy 2-core machine; docs/maskrcnn.md)",
     runs_required=1,
     max_epochs=12,
     batch_size=8,
