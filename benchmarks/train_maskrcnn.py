@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
 
 import side_by_side
 import torch
-from train_retinanet import Batches, plain_loop
+from train_retinanet import plain_loop
 
 from mlbench import registry
 from mlbench.config import TrainConfig
@@ -30,19 +29,17 @@ from mlbench.training.batches import DataSpec
 from mlbench.training.recipe import OptimArgs, StepContext
 
 
-def load_batches(handle, args, bs: int, steps: int) -> Batches:
+def load_batches(handle, args, bs: int, steps: int) -> side_by_side.Held:
     """Real decoded batches (mini/tiny: the generated set with masks; reference: synthetic 800x800 images), in
     memory, so that both loops time the model step and not JPEG and mask decoding."""
     if args.case == "reference":
-        return Batches([handle.workload().synthetic_batch(bs, StepContext(device=torch.device("cpu")))] * steps)
+        return side_by_side.Held([handle.workload().synthetic_batch(bs, StepContext(device=torch.device("cpu")))]
+                                 * steps)
     data = handle.workload().build_data(DataSpec(batch_size=bs, eval_batch_size=bs, workers=0))
-    out = []
-    while len(out) < steps:
-        for b in data.train:
-            out.append(b)
-            if len(out) == steps:
-                break
-    return Batches(out)
+    held: list = []
+    while len(held) < steps:  # more steps than one epoch holds: go round again
+        held.extend(side_by_side.Held.first(data.train, steps - len(held)).batches)
+    return side_by_side.Held(held)
 
 
 def main() -> None:
@@ -72,20 +69,11 @@ def main() -> None:
                                                              epochs=1))
         return model, opt, sched
 
-    warm = Batches(batches.batches[:2])
+    warm = side_by_side.Held(batches.batches[:2])
     plain = lambda m, o, s, data: plain_loop(m, o, s, data, device, args.precision)  # noqa: E731
-    ratios, h_tp, p_tp = [], [], []
-    for trial in side_by_side.trials(fresh, plain, recipe, batches, warm, cfg, ctx, args.trials):
-        ratios.append(trial.ratio)
-        h_tp.append(trial.harness_per_s)
-        p_tp.append(trial.plain_per_s)
-        print(f"trial: plain {trial.plain_per_s:7.2f} images/s  mlbench {trial.harness_per_s:7.2f} images/s  "
-              f"ratio {ratios[-1]:.3f}", flush=True)
-    print(f"\nMask R-CNN {args.case} ({args.device}, {args.precision}, batch {bs}, {args.steps} steps/trial, "
-          f"{args.trials} trials)")
-    print(f"median throughput: plain {statistics.median(p_tp):.2f}  mlbench {statistics.median(h_tp):.2f} images/s")
-    print(f"median ratio mlbench/plain: {statistics.median(ratios):.3f}   (goal >= 0.95)")
-
+    side_by_side.run_and_report(
+        f"Mask R-CNN {args.case} ({args.device}, {args.precision}, batch {bs}, {args.steps} steps/trial, "
+        f"{args.trials} trials; samples are images)", fresh, plain, recipe, batches, warm, cfg, ctx, args.trials)
 
 if __name__ == "__main__":
     main()
