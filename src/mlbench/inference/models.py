@@ -1,5 +1,7 @@
 """Models that inference serves for the sizes without published weights (mini, tiny): the checkpoint that
-``mlbench train BENCH --size SIZE`` makes, cached per benchmark and size, trained first when missing.
+``mlbench train BENCH --size SIZE`` makes, cached per benchmark and size, trained first when missing; and the
+weights-file steps every benchmark's ``inference`` module takes alike (find ``--weights`` or the cached model,
+refuse an ONNX file for PyTorch, load a state dict, seed ``--weights random``).
 Any benchmark's ``inference`` module uses it."""
 
 from __future__ import annotations
@@ -7,13 +9,15 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from mlbench.benchmarks.base import Benchmark
 from mlbench.data import download
-from mlbench.errors import MlbenchError
+from mlbench.errors import ConfigError, DataError, MlbenchError
 from mlbench.inference.task import TaskOptions
 
 
@@ -49,3 +53,52 @@ def trained_checkpoint(bench: Benchmark, opts: TaskOptions) -> Path:
     shutil.copyfile(run_dir / "result.json", dest.with_suffix(".result.json"))
     opts.say(f"model cached at {dest} (sha256 {hashlib.sha256(dest.read_bytes()).hexdigest()[:12]})")
     return dest
+
+
+def find_weights(bench: Benchmark, opts: TaskOptions, *, files: str, reference: Callable[[], Path],
+                 trained: Callable[[Benchmark, TaskOptions], Path] | None = None) -> Path:
+    """The weights file of an inference run: ``--weights FILE`` (``files`` names the kinds it may be, for the
+    hint when it is missing), else ``reference()`` for the reference size (a download, or an error that says what
+    to pass), else ``trained(bench, opts)`` (default: the cached model of ``mlbench train``)."""
+    if opts.weights:
+        p = Path(opts.weights)
+        if not p.is_file():
+            raise DataError(f"weights file not found: {p}", f"pass an existing {files} file")
+        return p
+    if bench.is_reference:
+        return reference()
+    return (trained or trained_checkpoint)(bench, opts)
+
+
+def pytorch_weights(path: Path, files: str) -> Path:
+    """``path``, unless it is an ONNX model (the pytorch backend needs a state dict; ``files`` names its kinds)."""
+    if path.suffix == ".onnx":
+        raise ConfigError(f"{path} is an ONNX model; the pytorch backend needs a PyTorch state dict",
+                          f"use --backend onnxruntime with an .onnx file, or pass a {files} file")
+    return path
+
+
+def load_weights(model: nn.Module, path: Path, *, what: str, hint: str, keys: tuple[str, ...] = ("model",)
+                 ) -> nn.Module:
+    """``model`` with the state dict of ``path`` (read as tensors only: a file never runs code). A dict holding
+    the state under one of ``keys`` (a training checkpoint's ``model``) is unwrapped, DDP's ``module.`` prefix
+    dropped; DataError "weights PATH do not fit <what>: ..." with ``hint`` when they do not fit."""
+    from mlbench.training import checkpoint
+
+    state = checkpoint.read(path, what="weights file")
+    try:
+        for key in keys:
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+        model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+    except (RuntimeError, KeyError, EOFError, ValueError, AttributeError, OSError) as exc:
+        raise DataError(f"weights {path} do not fit {what}: {str(exc)[:300]}", hint) from exc
+    return model
+
+
+def seeded_model(build: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """``--weights random``: the model of ``build()`` in eval mode, initialised under ``seed`` without touching
+    the global RNG, so that every call (export, check, FLOPs) builds the same weights."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return build().eval()

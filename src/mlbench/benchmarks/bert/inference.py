@@ -37,7 +37,8 @@ from torch import nn
 from mlbench.benchmarks.base import Benchmark
 from mlbench.benchmarks.bert import qa_data, squad
 from mlbench.data import download
-from mlbench.errors import ConfigError, DataError, MlbenchError
+from mlbench.errors import DataError, MlbenchError
+from mlbench.inference.models import find_weights, pytorch_weights, seeded_model
 from mlbench.inference.task import TaskOptions
 
 RANDOM_WEIGHTS_SEED = 0
@@ -247,14 +248,8 @@ class BertTask:
     # ------------------------------------------------------------------ model
     def model(self) -> nn.Module:
         if self.bench.is_reference and self.opts.weights == "random":
-            with torch.random.fork_rng():  # seeded: every call (export, check, FLOPs) builds the same model
-                torch.manual_seed(RANDOM_WEIGHTS_SEED)
-                return QAModel(self.bench.hparams["model"]).eval()
-        path = self._weights()
-        if path.suffix == ".onnx":
-            raise ConfigError(f"{path} is an ONNX model; the pytorch backend needs a PyTorch state dict",
-                              "use --backend onnxruntime with an .onnx file, or pass a .pt/.pth/.bin file")
-        return load_model(self.bench, path)
+            return seeded_model(lambda: QAModel(self.bench.hparams["model"]), RANDOM_WEIGHTS_SEED)
+        return load_model(self.bench, pytorch_weights(self._weights(), ".pt/.pth/.bin"))
 
     def model_id(self) -> str:
         if self.bench.is_reference and self.opts.weights == "random":
@@ -263,21 +258,15 @@ class BertTask:
 
     def _weights(self) -> Path:
         if self._weights_file is None:
-            self._weights_file = self._find_weights()
+            self._weights_file = find_weights(self.bench, self.opts, files=".pt/.pth/.bin (or .onnx)",
+                                              reference=self._reference_weights, trained=qa_checkpoint)
         return self._weights_file
 
-    def _find_weights(self) -> Path:
-        if self.opts.weights:
-            p = Path(self.opts.weights)
-            if not p.is_file():
-                raise DataError(f"weights file not found: {p}", "pass an existing .pt/.pth/.bin (or .onnx) file")
-            return p
-        if self.bench.is_reference:
-            raise MlbenchError("BERT reference inference needs fine-tuned SQuAD weights",
-                               "pass --weights FILE: a BertForQuestionAnswering state dict (the MLPerf reference "
-                               "PyTorch model, see the MLCommons inference language/bert README) or its .onnx "
-                               "with --backend onnxruntime; --weights random measures throughput only")
-        return qa_checkpoint(self.bench, self.opts)
+    def _reference_weights(self) -> Path:
+        raise MlbenchError("BERT reference inference needs fine-tuned SQuAD weights",
+                           "pass --weights FILE: a BertForQuestionAnswering state dict (the MLPerf reference "
+                           "PyTorch model, see the MLCommons inference language/bert README) or its .onnx "
+                           "with --backend onnxruntime; --weights random measures throughput only")
 
 
 def load_model(bench: Benchmark, path: Path) -> QAModel:

@@ -25,8 +25,8 @@ import torch
 from mlbench.benchmarks.base import Benchmark
 from mlbench.benchmarks.resnet50 import data as rdata
 from mlbench.data import download
-from mlbench.errors import ConfigError, DataError, MlbenchError
-from mlbench.inference.models import trained_checkpoint
+from mlbench.errors import DataError, MlbenchError
+from mlbench.inference.models import find_weights, load_weights, pytorch_weights, seeded_model
 from mlbench.inference.store import ArrayStore
 from mlbench.inference.task import TaskOptions
 
@@ -128,27 +128,12 @@ class ResNetTask:
         from mlbench.benchmarks.resnet50.model import build_model
 
         if self.bench.size == "reference" and self.opts.weights == "random":
-            with torch.random.fork_rng():  # seeded: every call (export, check, FLOPs) builds the same model
-                torch.manual_seed(RANDOM_WEIGHTS_SEED)
-                return build_model(self.bench).eval()
+            return seeded_model(lambda: build_model(self.bench), RANDOM_WEIGHTS_SEED)
         model = build_model(self.bench)
-        path = self._weights()
-        if path.suffix == ".onnx":
-            raise ConfigError(f"{path} is an ONNX model; the pytorch backend needs a PyTorch state dict",
-                              "use --backend onnxruntime with an .onnx file, or pass a .pth file")
-        from mlbench.training import checkpoint
-
-        state = checkpoint.read(path, what="weights file")  # tensors only: a file never runs code
-        try:
-            for key in ("model", "state_dict"):
-                if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-                    state = state[key]
-            model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
-        except (RuntimeError, KeyError, EOFError, ValueError, AttributeError, OSError) as exc:
-            raise DataError(f"weights {path} do not fit ResNet-50 {self.bench.size}: {str(exc)[:300]}",
-                            "pass weights of the same model and size (a state dict, as saved by torch.save)"
-                            ) from exc
-        return model.eval()
+        path = pytorch_weights(self._weights(), ".pth")
+        return load_weights(model, path, what=f"ResNet-50 {self.bench.size}", keys=("model", "state_dict"),
+                            hint="pass weights of the same model and size (a state dict, as saved by torch.save)"
+                            ).eval()
 
     def model_id(self) -> str:
         if self.bench.size == "reference" and self.opts.weights == "random":
@@ -157,18 +142,9 @@ class ResNetTask:
 
     def _weights(self) -> Path:
         if self._weights_file is None:
-            self._weights_file = self._find_weights()
+            self._weights_file = find_weights(self.bench, self.opts, files=".pth/.pt (or .onnx)",
+                                              reference=self._download_reference)
         return self._weights_file
-
-    def _find_weights(self) -> Path:
-        if self.opts.weights:
-            p = Path(self.opts.weights)
-            if not p.is_file():
-                raise DataError(f"weights file not found: {p}", "pass an existing .pth/.pt (or .onnx) file")
-            return p
-        if self.bench.size == "reference":
-            return self._download_reference()
-        return trained_checkpoint(self.bench, self.opts)
 
     def _download_reference(self) -> Path:
         dest = download.cache_dir("models", Path(REFERENCE_WEIGHTS_URL).name)
