@@ -31,8 +31,10 @@ from torch import nn
 from mlbench.benchmarks.base import Benchmark
 from mlbench.benchmarks.maskrcnn import coco_eval
 from mlbench.benchmarks.maskrcnn import data as mdata
+from mlbench.benchmarks.retinanet.inference import WEIGHTS_HINT, image_store, random_weights
 from mlbench.data import download
-from mlbench.errors import DataError, MlbenchError
+from mlbench.errors import MlbenchError
+from mlbench.inference.models import find_weights, load_weights
 from mlbench.inference.store import ArrayStore
 from mlbench.inference.task import TaskOptions
 
@@ -88,22 +90,13 @@ class MaskRCNNTask:
         if self._store is None:
             root = mdata.data_root(self.bench, self.opts.data_dir)
             index = mdata.load_index(self.bench, root, "eval")
-            n = len(index) if self.opts.max_samples is None else min(self.opts.max_samples, len(index))
             ds = mdata.MaskDataset(index)
-            size = self.size
 
-            def preprocess(indices: Sequence[int]) -> np.ndarray:
-                out = np.empty((len(indices), 3, size, size), dtype=np.float32)
-                for k, i in enumerate(indices):
-                    img = mdata.rdata.CocoDetection.__getitem__(ds, i)[0][None]  # the image only, no masks
-                    out[k] = nn.functional.interpolate(img, size=(size, size), mode="bilinear",
-                                                       align_corners=False)[0].numpy()
-                return out
+            def image(i: int) -> torch.Tensor:
+                return mdata.rdata.CocoDetection.__getitem__(ds, i)[0]  # the image only, no masks
 
-            meta = [(im["id"], im["width"], im["height"]) for im in index.images[:n]]
             self._index = index
-            self._store = ArrayStore(total_count=n, performance_count=self.bench.performance_sample_count,
-                                     preprocess=preprocess, labels=meta)
+            self._store = image_store(self.bench, self.opts, index, image, self.size)
         return self._store
 
     # ------------------------------------------------------------------ outputs
@@ -150,38 +143,19 @@ class MaskRCNNTask:
     def model(self) -> nn.Module:
         from mlbench.benchmarks.maskrcnn.model import build_model
 
-        random = self.bench.is_reference and self.opts.weights == "random"
         net = build_model(self.bench, backbone_weights=False)  # the full weights below replace the backbone's
-        if not random:
-            path = self._weights()
-            from mlbench.training import checkpoint
-
-            state = checkpoint.read(path, what="weights file")  # tensors only: a file never runs code
-            try:
-                if isinstance(state, dict) and isinstance(state.get("model"), dict):
-                    state = state["model"]
-                net.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
-            except (RuntimeError, KeyError, EOFError, ValueError, AttributeError, OSError) as exc:
-                raise DataError(f"weights {path} do not fit Mask R-CNN {self.bench.size}: {str(exc)[:300]}",
-                                "pass a state dict of the same model and size (as mlbench train saves)") from exc
+        if not random_weights(self.bench, self.opts):
+            load_weights(net, self._weights(), what=f"Mask R-CNN {self.bench.size}", hint=WEIGHTS_HINT)
         return MaskRCNNCore(net.eval(), self.bench.hparams["detections_per_img"]).eval()
 
     def model_id(self) -> str:
-        if self.bench.is_reference and self.opts.weights == "random":
-            return "random"
-        return download.sha256_file(self._weights())[:12]
+        return "random" if random_weights(self.bench, self.opts) else download.sha256_file(self._weights())[:12]
 
     def _weights(self) -> Path:
-        if self.opts.weights:
-            p = Path(self.opts.weights)
-            if not p.is_file():
-                raise DataError(f"weights file not found: {p}", "pass an existing .pth/.pt file")
-            return p
-        if self.bench.is_reference:
-            raise MlbenchError("Mask R-CNN reference inference needs trained weights",
-                               "pass --weights FILE (a Mask R-CNN ResNet-50 FPN state dict with 81 classes, e.g. the "
-                               "checkpoint.pt of `mlbench train maskrcnn --size reference`), or --weights random "
-                               "for throughput only")
-        from mlbench.inference.models import trained_checkpoint
+        return find_weights(self.bench, self.opts, files=".pth/.pt", reference=self._reference_weights)
 
-        return trained_checkpoint(self.bench, self.opts)
+    def _reference_weights(self) -> Path:
+        raise MlbenchError("Mask R-CNN reference inference needs trained weights",
+                           "pass --weights FILE (a Mask R-CNN ResNet-50 FPN state dict with 81 classes, e.g. the "
+                           "checkpoint.pt of `mlbench train maskrcnn --size reference`), or --weights random "
+                           "for throughput only")

@@ -18,7 +18,7 @@ when missing). Reference needs ``--weights``: a state dict of torchvision's Reti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,8 @@ from mlbench.benchmarks.base import Benchmark
 from mlbench.benchmarks.retinanet import coco_map, decode
 from mlbench.benchmarks.retinanet import data as rdata
 from mlbench.data import download
-from mlbench.errors import DataError, MlbenchError
+from mlbench.errors import MlbenchError
+from mlbench.inference.models import find_weights, load_weights
 from mlbench.inference.store import ArrayStore
 from mlbench.inference.task import TaskOptions
 
@@ -72,22 +73,9 @@ class RetinaNetTask:
             root = rdata.data_root(self.bench, self.opts.data_dir)
             labels, images = rdata.split_paths(root, rdata.SPLITS["eval"], self.bench.hparams["labels_file"])
             index = rdata.CocoIndex(labels, images)
-            n = len(index) if self.opts.max_samples is None else min(self.opts.max_samples, len(index))
             ds = rdata.CocoDetection(index)
-            size = self.size
-
-            def preprocess(indices: Sequence[int]) -> np.ndarray:
-                out = np.empty((len(indices), 3, size, size), dtype=np.float32)
-                for k, i in enumerate(indices):
-                    img = ds[i][0][None]
-                    out[k] = nn.functional.interpolate(img, size=(size, size), mode="bilinear",
-                                                       align_corners=False)[0].numpy()
-                return out
-
-            meta = [(im["id"], im["width"], im["height"]) for im in index.images[:n]]
             self._index = index
-            self._store = ArrayStore(total_count=n, performance_count=self.bench.performance_sample_count,
-                                     preprocess=preprocess, labels=meta)
+            self._store = image_store(self.bench, self.opts, index, lambda i: ds[i][0], self.size)
         return self._store
 
     # ------------------------------------------------------------------ outputs
@@ -161,38 +149,48 @@ class RetinaNetTask:
     def model(self) -> nn.Module:
         from mlbench.benchmarks.retinanet.model import build_model
 
-        random = self.bench.is_reference and self.opts.weights == "random"
         net = build_model(self.bench, backbone_weights=False)  # the full weights below replace the backbone's
-        if not random:
-            path = self._weights()
-            from mlbench.training import checkpoint
-
-            state = checkpoint.read(path, what="weights file")  # tensors only: a file never runs code
-            try:
-                if isinstance(state, dict) and isinstance(state.get("model"), dict):
-                    state = state["model"]
-                net.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
-            except (RuntimeError, KeyError, EOFError, ValueError, AttributeError, OSError) as exc:
-                raise DataError(f"weights {path} do not fit RetinaNet {self.bench.size}: {str(exc)[:300]}",
-                                "pass a state dict of the same model and size (as mlbench train saves)") from exc
+        if not random_weights(self.bench, self.opts):
+            load_weights(net, self._weights(), what=f"RetinaNet {self.bench.size}", hint=WEIGHTS_HINT)
         return DetectorCore(net.eval()).eval()
 
     def model_id(self) -> str:
-        if self.bench.is_reference and self.opts.weights == "random":
-            return "random"
-        return download.sha256_file(self._weights())[:12]
+        return "random" if random_weights(self.bench, self.opts) else download.sha256_file(self._weights())[:12]
 
     def _weights(self) -> Path:
-        if self.opts.weights:
-            p = Path(self.opts.weights)
-            if not p.is_file():
-                raise DataError(f"weights file not found: {p}", "pass an existing .pth/.pt file")
-            return p
-        if self.bench.is_reference:
-            raise MlbenchError("RetinaNet reference inference needs trained weights",
-                               "pass --weights FILE (a RetinaNet ResNeXt50 FPN state dict, e.g. the checkpoint.pt "
-                               "of `mlbench train retinanet --size reference`), or --weights random for "
-                               "throughput only")
-        from mlbench.inference.models import trained_checkpoint
+        return find_weights(self.bench, self.opts, files=".pth/.pt", reference=self._reference_weights)
 
-        return trained_checkpoint(self.bench, self.opts)
+    def _reference_weights(self) -> Path:
+        raise MlbenchError("RetinaNet reference inference needs trained weights",
+                           "pass --weights FILE (a RetinaNet ResNeXt50 FPN state dict, e.g. the checkpoint.pt "
+                           "of `mlbench train retinanet --size reference`), or --weights random for "
+                           "throughput only")
+
+
+# --------------------------------------------------------------------------- shared with Mask R-CNN's task
+WEIGHTS_HINT = "pass a state dict of the same model and size (as mlbench train saves)"
+
+
+def image_store(bench: Benchmark, opts: TaskOptions, index: rdata.CocoIndex, image: Callable[[int], torch.Tensor],
+                size: int) -> ArrayStore:
+    """The evaluation images of ``index`` as samples (the first ``--max-samples``): ``image(i)``, a 0-1
+    ``[3, H, W]`` tensor, resized bilinearly to ``size`` x ``size``, float32; each sample's label is
+    ``(image id, width, height)`` of the original image."""
+    n = len(index) if opts.max_samples is None else min(opts.max_samples, len(index))
+
+    def preprocess(indices: Sequence[int]) -> np.ndarray:
+        out = np.empty((len(indices), 3, size, size), dtype=np.float32)
+        for k, i in enumerate(indices):
+            out[k] = nn.functional.interpolate(image(i)[None], size=(size, size), mode="bilinear",
+                                               align_corners=False)[0].numpy()
+        return out
+
+    meta = [(im["id"], im["width"], im["height"]) for im in index.images[:n]]
+    return ArrayStore(total_count=n, performance_count=bench.performance_sample_count, preprocess=preprocess,
+                      labels=meta)
+
+
+def random_weights(bench: Benchmark, opts: TaskOptions) -> bool:
+    """``--weights random`` on the reference size: throughput only, no weights file."""
+    return bench.is_reference and opts.weights == "random"
+
