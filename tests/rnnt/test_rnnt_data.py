@@ -36,6 +36,21 @@ def test_generated_data_is_in_the_reference_format_and_batches(ds):
     assert sum(len(x["feat_lens"]) for x in ev) == len(utts)
 
 
+
+def test_speed_perturbation_draws_a_new_rate_every_epoch_even_with_the_feature_cache(ds):
+    utts = data.read_manifest(ds / "librispeech-train-wav.json", ds, Tokenizer())[:4]
+    hp = {**TINY.hparams, "speed": True, "cache_features": True}
+    b = data.SpeechBatches(utts, 4, train=True, rank=0, world=1, seed=0, hp=hp, cache=True)
+    lens = []
+    for epoch in range(3):
+        b.set_epoch(epoch)
+        lens.append(sorted(int(n) for x in b for n in x["feat_lens"]))
+    assert lens[0] != lens[1] or lens[1] != lens[2]  # a cached first draw would repeat every epoch
+    assert not b._mel  # training features under speed perturbation are not kept
+    ev = data.SpeechBatches(utts, 4, train=False, rank=0, world=1, seed=0, hp=hp, cache=True)
+    list(ev)
+    assert len(ev._mel) == len(utts)  # evaluation (no perturbation) still caches
+
 def test_mel_filterbank_matches_librosa_slaney_shape():
     fb = features.mel_filterbank(16000, 512, 80)
     assert fb.shape == (80, 257) and (fb >= 0).all() and (fb.sum(1) > 0).all()

@@ -115,8 +115,8 @@ class SpeechBatches:
     """Batches ``{"feats" [B, T, 240], "feat_lens", "tokens" [B, U], "token_lens"}``.
 
     Audio is read and turned into log-mel features the first time it is needed (after ``run_start``) and kept
-    in memory when ``cache`` (mini, tiny); otherwise each epoch reads the WAVs again, speed-perturbed when
-    ``speed`` is set (the reference's 0.85-1.15).
+    in memory when ``cache`` (mini, tiny) unless training speed-perturbs it; otherwise each epoch reads the WAVs
+    again, speed-perturbed when ``speed`` is set (the reference's 0.85-1.15).
     """
 
     def __init__(self, utts: list[Utterance], batch_size: int, *, train: bool, rank: int, world: int, seed: int,
@@ -144,8 +144,10 @@ class SpeechBatches:
         return len(self._plan())
 
     def mel(self, i: int, g: np.random.Generator | None = None) -> torch.Tensor:
-        """Log-mel [n_mels, frames] of utterance ``i`` (speed-perturbed when ``g`` is given)."""
-        if self.cache and i in self._mel:
+        """Log-mel [n_mels, frames] of utterance ``i`` (speed-perturbed when ``g`` is given: never cached, since
+        each epoch draws a new rate)."""
+        cache = self.cache and g is None
+        if cache and i in self._mel:
             return self._mel[i]
         x = audio_io.read_wav(self.utts[i].path)
         if g is not None:
@@ -154,7 +156,7 @@ class SpeechBatches:
             x = audio_io.resample(x, int(round(audio_io.SAMPLE_RATE * rate / 50)) * 50, audio_io.SAMPLE_RATE)
         m, n = self.features(torch.from_numpy(x)[None], torch.tensor([len(x)]))
         m = m[0, :, : int(n[0])]
-        if self.cache:
+        if cache:
             self._mel[i] = m
         return m
 
