@@ -21,13 +21,9 @@ fixed.
 
 from __future__ import annotations
 
-import os
-
-import torch
 from torch import nn
 
 from mlbench.benchmarks.base import Benchmark
-from mlbench.errors import DataError
 
 BACKBONE_ENV = "MLBENCH_MASKRCNN_BACKBONE"
 
@@ -93,23 +89,11 @@ def light_model(bench: Benchmark) -> nn.Module:
 
 def backbone_state() -> dict | None:
     """ImageNet weights of the ResNet-50 backbone: a file, a verified download, or None (``random``)."""
-    source = os.environ.get(BACKBONE_ENV, "")
-    if source == "random":
-        return None
-    if source:
-        if not os.path.isfile(source):
-            raise DataError(f"{BACKBONE_ENV}={source}: no such file",
-                            "point it at torchvision's resnet50-0676ba61.pth, or unset it to download")
-        from mlbench.training import checkpoint
+    from mlbench.benchmarks.retinanet.model import imagenet_state
 
-        return checkpoint.read(source, what=f"{BACKBONE_ENV} file",
-                               hint="point it at torchvision's resnet50-0676ba61.pth")
-    from torchvision.models import ResNet50_Weights
+    def url() -> str:
+        from torchvision.models import ResNet50_Weights
 
-    url = ResNet50_Weights.IMAGENET1K_V1.url
-    try:
-        return torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, progress=False,
-                                                  weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - network and hash errors alike
-        raise DataError(f"cannot get the ResNet-50 backbone weights from {url}: {exc}",
-                        f"download the file elsewhere and set {BACKBONE_ENV}=/path/to/it") from exc
+        return ResNet50_Weights.IMAGENET1K_V1.url
+
+    return imagenet_state(BACKBONE_ENV, "ResNet-50", "resnet50-0676ba61.pth", url)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -77,27 +78,36 @@ def reference_backbone(hp: dict, load_weights: bool = True) -> nn.Module:
 
 def backbone_state() -> dict | None:
     """ImageNet weights of the ResNeXt50 backbone: a file, a verified download, or None (``random``)."""
-    source = os.environ.get(BACKBONE_ENV, "")
+    def url() -> str:
+        from torchvision.models import ResNeXt50_32X4D_Weights
+
+        return ResNeXt50_32X4D_Weights.IMAGENET1K_V1.url
+
+    return imagenet_state(BACKBONE_ENV, "ResNeXt50", "resnext50_32x4d-7cdf4587.pth", url)
+
+
+def imagenet_state(env: str, name: str, file_name: str, url: Callable[[], str]) -> dict | None:
+    """ImageNet weights of a torchvision backbone (``name``, published as ``file_name`` at ``url()``): the file
+    that ``$env`` names, else a download checked against the hash in its file name, or None when ``$env`` is
+    ``random``. Mask R-CNN's ResNet-50 backbone comes the same way."""
+    source = os.environ.get(env, "")
     if source == "random":
         return None
     if source:
         if not os.path.isfile(source):
-            raise DataError(f"{BACKBONE_ENV}={source}: no such file",
-                            "point it at torchvision's resnext50_32x4d-7cdf4587.pth, or unset it to download")
+            raise DataError(f"{env}={source}: no such file",
+                            f"point it at torchvision's {file_name}, or unset it to download")
         from mlbench.training import checkpoint
 
-        return checkpoint.read(source, what=f"{BACKBONE_ENV} file",
-                               hint="point it at torchvision's resnext50_32x4d-7cdf4587.pth")
-    from torchvision.models import ResNeXt50_32X4D_Weights
-
-    url = ResNeXt50_32X4D_Weights.IMAGENET1K_V1.url
+        return checkpoint.read(source, what=f"{env} file", hint=f"point it at torchvision's {file_name}")
+    address = url()
     try:
         # check_hash: the file name carries the first digits of the sha256 (torchvision's convention).
-        return torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, progress=False,
+        return torch.hub.load_state_dict_from_url(address, map_location="cpu", check_hash=True, progress=False,
                                                   weights_only=True)
     except Exception as exc:  # noqa: BLE001 - network and hash errors alike
-        raise DataError(f"cannot get the ResNeXt50 backbone weights from {url}: {exc}",
-                        f"download the file elsewhere and set {BACKBONE_ENV}=/path/to/it") from exc
+        raise DataError(f"cannot get the {name} backbone weights from {address}: {exc}",
+                        f"download the file elsewhere and set {env}=/path/to/it") from exc
 
 
 def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
