@@ -8,8 +8,6 @@ Detections are COCO result records ``{"image_id", "category_id", "bbox": [x, y, 
 
 from __future__ import annotations
 
-import contextlib
-import io
 from typing import Any
 
 import numpy as np
@@ -20,21 +18,7 @@ from mlbench.benchmarks.retinanet import coco_map
 
 def segm_map(gt: Any, detections: list[dict[str, Any]], image_ids: list[int] | None = None) -> dict[str, float]:
     """Mask mAP@[.5:.95], @.5 and @.75 (pycocotools ``segm``); no detections give 0."""
-    from pycocotools.cocoeval import COCOeval
-
-    if not detections:
-        return {"mAP": 0.0, "mAP_50": 0.0, "mAP_75": 0.0}
-    coco = gt if hasattr(gt, "loadRes") else coco_map.coco_from_dict(gt)
-    with contextlib.redirect_stdout(io.StringIO()):
-        res = coco.loadRes([dict(d) for d in detections])  # loadRes changes its records: copy
-        ev = COCOeval(coco, res, iouType="segm")
-        if image_ids is not None:
-            ev.params.imgIds = sorted(image_ids)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return {"mAP": max(0.0, float(ev.stats[0])), "mAP_50": max(0.0, float(ev.stats[1])),
-            "mAP_75": max(0.0, float(ev.stats[2]))}
+    return coco_map.coco_eval_map(gt, detections, "segm", image_ids)
 
 
 def score(gt: dict[str, Any], detections: list[dict[str, Any]], image_ids: list[int]) -> dict[str, float]:
@@ -65,14 +49,8 @@ def to_coco_results(outputs: list[dict[str, torch.Tensor]], image_ids: list[int]
     result records with RLE masks (probability > ``threshold``, the reference's binarisation)."""
     results = []
     for out, image_id in zip(outputs, image_ids):
-        boxes = out["boxes"].detach().float().cpu()
-        if boxes.numel() == 0:
-            continue
-        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).tolist()
-        scores = out["scores"].detach().float().cpu().tolist()
-        labels = out["labels"].detach().cpu().tolist()
-        rles = encode((out["masks"].detach().float().cpu()[:, 0] > threshold).numpy())
-        for box, s, label, rle in zip(xywh, scores, labels, rles):
-            results.append({"image_id": int(image_id), "category_id": int(label_to_cat[label - 1]),
-                            "bbox": [round(v, 3) for v in box], "score": round(float(s), 5), "segmentation": rle})
+        recs = coco_map.records(out, image_id, label_to_cat, first_label=1)
+        if recs:
+            rles = encode((out["masks"].detach().float().cpu()[:, 0] > threshold).numpy())
+            results.extend({**r, "segmentation": rle} for r, rle in zip(recs, rles))
     return results

@@ -31,6 +31,13 @@ def box_map(gt: dict[str, Any], detections: list[dict[str, Any]], image_ids: lis
 
     ``image_ids`` restricts the evaluation (default: every image of ``gt``). No detections at all give 0.
     """
+    return coco_eval_map(gt, detections, "bbox", image_ids, verbose)
+
+
+def coco_eval_map(gt: Any, detections: list[dict[str, Any]], iou_type: str, image_ids: list[int] | None = None,
+                  verbose: bool = False) -> dict[str, float]:
+    """pycocotools' COCOeval of ``iou_type`` (``bbox``; Mask R-CNN's ``segm`` too) over ``image_ids`` (default
+    all): ``mAP`` (@[.5:.95]), ``mAP_50``, ``mAP_75``; 0 without detections. ``gt``: a COCO json or a COCO."""
     from pycocotools.cocoeval import COCOeval
 
     if not detections:
@@ -39,7 +46,7 @@ def box_map(gt: dict[str, Any], detections: list[dict[str, Any]], image_ids: lis
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         res = coco.loadRes([dict(d) for d in detections])  # loadRes adds fields in place: copy
-        ev = COCOeval(coco, res, iouType="bbox")
+        ev = COCOeval(coco, res, iouType=iou_type)
         if image_ids is not None:
             ev.params.imgIds = sorted(image_ids)
         ev.evaluate()
@@ -55,15 +62,19 @@ def box_map(gt: dict[str, Any], detections: list[dict[str, Any]], image_ids: lis
 def to_coco_results(outputs: list[dict[str, torch.Tensor]], image_ids: list[int],
                     label_to_cat: list[int]) -> list[dict[str, Any]]:
     """torchvision detection outputs (xyxy boxes, scores, contiguous labels) as COCO result records."""
-    results = []
-    for out, image_id in zip(outputs, image_ids):
-        boxes = out["boxes"].detach().float().cpu()
-        if boxes.numel() == 0:
-            continue
-        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).tolist()
-        scores = out["scores"].detach().float().cpu().tolist()
-        labels = out["labels"].detach().cpu().tolist()
-        for box, score, label in zip(xywh, scores, labels):
-            results.append({"image_id": int(image_id), "category_id": int(label_to_cat[label]),
-                            "bbox": [round(v, 3) for v in box], "score": round(float(score), 5)})
-    return results
+    return [r for out, image_id in zip(outputs, image_ids) for r in records(out, image_id, label_to_cat)]
+
+
+def records(out: dict[str, torch.Tensor], image_id: int, label_to_cat: list[int], first_label: int = 0
+            ) -> list[dict[str, Any]]:
+    """One image's torchvision detections (xyxy boxes, scores, labels counted from ``first_label``: 0 here, 1
+    for Mask R-CNN's background-first labels) as COCO result records, boxes xywh rounded to 3 places."""
+    boxes = out["boxes"].detach().float().cpu()
+    if boxes.numel() == 0:
+        return []
+    xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).tolist()
+    scores = out["scores"].detach().float().cpu().tolist()
+    labels = out["labels"].detach().cpu().tolist()
+    return [{"image_id": int(image_id), "category_id": int(label_to_cat[label - first_label]),
+             "bbox": [round(v, 3) for v in box], "score": round(float(score), 5)}
+            for box, score, label in zip(xywh, scores, labels)]
