@@ -18,10 +18,9 @@ from typing import Any
 
 import torch
 
+from mlbench.benchmarks.retinanet.workload import DetectionWorkload, score_once
 from mlbench.training.batches import DataBundle, DataSpec
-from mlbench.training.checkpoint import unwrap
 from mlbench.training.recipe import OptimArgs, StepContext, StepSchedule
-from mlbench.training.workload import Workload
 
 
 class WarmupMultiStep(StepSchedule):
@@ -48,7 +47,7 @@ class WarmupMultiStep(StepSchedule):
             group["lr"] = lr * group.get("lr_factor", 1.0)
 
 
-class MaskRCNNWorkload(Workload):
+class MaskRCNNWorkload(DetectionWorkload):
     """Batches are ``(images, targets)`` lists as torchvision's detection models take them."""
 
     # ------------------------------------------------------------------ target
@@ -75,14 +74,6 @@ class MaskRCNNWorkload(Workload):
         from mlbench.benchmarks.maskrcnn.data import build_data
 
         return build_data(self.bench, spec)
-
-    def to_device(self, batch, ctx: StepContext):
-        images, targets = batch
-        dev = ctx.device
-        images = [im.to(dev, non_blocking=True) for im in images]
-        targets = [{k: (v.to(dev, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
-                   for t in targets]
-        return images, targets
 
     def synthetic_batch(self, batch_size: int, ctx: StepContext):
         size = self.bench.input_shape[-1]
@@ -130,49 +121,17 @@ class MaskRCNNWorkload(Workload):
             "max_image_size": hp.get("max_image_size", size),
         }
 
-    def loss(self, model, batch, ctx: StepContext):
-        images, targets = batch
-        with ctx.amp():
-            # loss_classifier, loss_box_reg, loss_mask, loss_objectness, loss_rpn_box_reg (torchvision's names)
-            parts = model(images, targets)
-        parts = {k: v.float() for k, v in parts.items()}
-        return sum(parts.values()), parts
-
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self, model, batches, ctx: StepContext) -> tuple[dict[str, float], int]:
         from mlbench.benchmarks.maskrcnn import coco_eval
 
-        net = unwrap(model)
-        net.eval()
         index = batches.loader.dataset.index
         threshold = self.bench.hparams["mask_threshold"]
-        local: list[dict[str, Any]] = []
-        seen: list[int] = []
-        for batch in batches:
-            images, targets = self.to_device(batch, ctx)
-            with ctx.amp():
-                outputs = net(images)
-            ids = [int(t["image_id"]) for t in targets]
-            local.extend(coco_eval.to_coco_results(outputs, ids, index.label_to_cat, threshold))
-            seen.extend(ids)
+        local, seen = self.detections(
+            model, batches, ctx,
+            lambda outputs, ids: coco_eval.to_coco_results(outputs, ids, index.label_to_cat, threshold))
         return score_once(local, seen, lambda d, i: coco_eval.score(index.raw, d, i), ctx)
-
-
-def score_once(detections: list, image_ids: list[int], scorer, ctx: StepContext) -> tuple[dict[str, float], int]:
-    """``scorer(detections, ids)`` over every rank's detections, once on rank 0, shared: (metrics, images)."""
-    if ctx.world_size == 1:
-        return scorer(detections, image_ids), len(image_ids)
-    import torch.distributed as tdist
-
-    parts: list | None = [None] * ctx.world_size if ctx.rank == 0 else None
-    tdist.gather_object((detections, image_ids), parts, dst=0)
-    result: list = [None]
-    if ctx.rank == 0:
-        ids = [i for _, got in parts for i in got]
-        result = [(scorer([d for dets, _ in parts for d in dets], ids), len(ids))]
-    tdist.broadcast_object_list(result, src=0)
-    return result[0]
 
 
 WORKLOAD = MaskRCNNWorkload

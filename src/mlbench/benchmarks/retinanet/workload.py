@@ -33,7 +33,44 @@ class WarmupConstant(StepSchedule):
         return self.base_lr * (self.factor * (1 - alpha) + alpha)
 
 
-class RetinaNetWorkload(Workload):
+class DetectionWorkload(Workload):
+    """What torchvision's detection models train and evaluate alike (RetinaNet here, Mask R-CNN): batches are
+    ``(images, targets)`` lists, the loss is the sum of the parts the model returns in training mode, and
+    evaluation runs each rank's shard into COCO result records that :func:`score_once` scores once."""
+
+    def to_device(self, batch, ctx: StepContext):
+        images, targets = batch
+        dev = ctx.device
+        images = [im.to(dev, non_blocking=True) for im in images]
+        targets = [{k: (v.to(dev, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
+                   for t in targets]
+        return images, targets
+
+    def loss(self, model, batch, ctx: StepContext):
+        images, targets = batch
+        with ctx.amp():
+            parts = model(images, targets)  # RetinaNet: classification, bbox_regression; Mask R-CNN: loss_*
+        parts = {k: v.float() for k, v in parts.items()}
+        return sum(parts.values()), parts
+
+    def detections(self, model, batches, ctx: StepContext, records) -> tuple[list[dict[str, Any]], list[int]]:
+        """This rank's evaluation shard through the model in eval mode: the COCO result records that
+        ``records(outputs, image_ids)`` makes of each batch, and the image ids seen."""
+        net = unwrap(model)
+        net.eval()
+        local: list[dict[str, Any]] = []
+        seen: list[int] = []
+        for batch in batches:
+            images, targets = self.to_device(batch, ctx)
+            with ctx.amp():
+                outputs = net(images)
+            ids = [int(t["image_id"]) for t in targets]
+            local.extend(records(outputs, ids))
+            seen.extend(ids)
+        return local, seen
+
+
+class RetinaNetWorkload(DetectionWorkload):
     """Batches are ``(images, targets)`` (lists, as torchvision's detection models take them); metric ``mAP``."""
 
     def build_model(self) -> torch.nn.Module:
@@ -66,40 +103,19 @@ class RetinaNetWorkload(Workload):
             "opt_learning_rate_warmup_factor": hp["warmup_factor"],
         }
 
-    def to_device(self, batch, ctx: StepContext):
-        images, targets = batch
-        dev = ctx.device
-        images = [im.to(dev, non_blocking=True) for im in images]
-        targets = [{k: (v.to(dev, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
-                   for t in targets]
-        return images, targets
-
-    def loss(self, model, batch, ctx: StepContext):
-        images, targets = batch
-        with ctx.amp():
-            parts = model(images, targets)  # {"classification", "bbox_regression"}
-        parts = {k: v.float() for k, v in parts.items()}
-        return sum(parts.values()), parts
-
     @torch.no_grad()
     def evaluate(self, model, batches, ctx: StepContext) -> tuple[dict[str, float], int]:
         from mlbench.benchmarks.retinanet import coco_map
 
         # Each rank runs its shard of the validation set; detections meet on rank 0 for one mAP.
-        net = unwrap(model)
-        net.eval()
         index = batches.loader.dataset.index
-        local: list[dict[str, Any]] = []
-        seen: list[int] = []
-        for batch in batches:
-            images, targets = self.to_device(batch, ctx)
-            with ctx.amp():
-                outputs = net(images)
-            ids = [int(t["image_id"]) for t in targets]
-            local.extend(coco_map.to_coco_results(outputs, ids, index.label_to_cat))
-            seen.extend(ids)
-        box_map, count = _score_once(local, seen, index.raw, ctx)
-        return {"mAP": box_map}, count
+        local, seen = self.detections(model, batches, ctx,
+                                      lambda outputs, ids: coco_map.to_coco_results(outputs, ids, index.label_to_cat))
+
+        def score(dets: list, ids: list[int]) -> dict[str, float]:
+            return {"mAP": coco_map.box_map(index.raw, dets, image_ids=ids)["mAP"] if ids else 0.0}
+
+        return score_once(local, seen, score, ctx)
 
     def synthetic_batch(self, batch_size: int, ctx: StepContext):
         bench = self.bench
@@ -112,21 +128,18 @@ class RetinaNetWorkload(Workload):
         return self.to_device((images, targets), ctx)
 
 
-def _score_once(detections: list, image_ids: list[int], gt: dict, ctx: StepContext) -> tuple[float, int]:
-    """mAP over every rank's detections, computed once on rank 0 and shared: (mAP, images evaluated)."""
-    from mlbench.benchmarks.retinanet import coco_map
-
-    def score(dets: list, ids: list[int]) -> tuple[float, int]:
-        return (coco_map.box_map(gt, dets, image_ids=ids)["mAP"] if ids else 0.0), len(ids)
-
+def score_once(detections: list, image_ids: list[int], scorer, ctx: StepContext) -> tuple[dict[str, float], int]:
+    """``scorer(detections, ids)`` over every rank's detections, once on rank 0, shared: (metrics, images)."""
     if ctx.world_size == 1:
-        return score(detections, image_ids)
+        return scorer(detections, image_ids), len(image_ids)
     import torch.distributed as tdist
 
     parts: list | None = [None] * ctx.world_size if ctx.rank == 0 else None
     tdist.gather_object((detections, image_ids), parts, dst=0)
-    result = [score([d for dets, _ in parts for d in dets], [i for _, ids in parts for i in ids])
-              if ctx.rank == 0 else None]
+    result: list = [None]
+    if ctx.rank == 0:
+        ids = [i for _, got in parts for i in got]
+        result = [(scorer([d for dets, _ in parts for d in dets], ids), len(ids))]
     tdist.broadcast_object_list(result, src=0)
     return result[0]
 
