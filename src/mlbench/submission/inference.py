@@ -28,9 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlbench.errors import ConfigError
 from mlbench.submission import checks, system
-from mlbench.submission.training import Refused, check_name
+from mlbench.submission.training import (
+    ask_for_system_fields,
+    check_name,
+    nothing_to_package,
+    refuse_unless_forced,
+)
 
 # mlbench benchmark -> MLPerf Inference's benchmark folder (the 99% target; "-99.9" with --target 99.9).
 MLPERF_NAMES = {"resnet50": "resnet", "retinanet": "retinanet", "bert": "bert", "dlrm": "dlrm-v2", "rnnt": "rnnt",
@@ -331,26 +335,18 @@ def package(run_dirs: list[Path], *, submitter: str, system_name: str, out: Path
     check_name(system_name, "system")
     runs, problems = collect(run_dirs)
     if not runs:
-        raise Refused("nothing to package:\n" + "\n".join(f"  - {p}" for p in problems),
-                      "give the run directories that `mlbench infer --mode submission` printed")
+        nothing_to_package(problems, "give the run directories that `mlbench infer --mode submission` printed")
     division = division or ("closed" if all(r.result.get("size") == "reference" for r in runs) else "open")
     reasons = problems + refusals(runs, division)
-    if reasons and not force:
-        raise Refused(f"these runs cannot make a valid MLPerf submission ({len(reasons)} reason(s)):\n"
-                      + "\n".join(f"  - {p}" for p in reasons),
-                      "fix each reason above (or add --force to write the package anyway and see what the checks "
-                      "say; it is marked not for submission)")
+    refuse_unless_forced(reasons, force, "the checks")
     user = system.read_user_fields(system_json)
     desc = system.describe(runs[0].system, user, submitter=submitter, system_name=system_name, division=division,
                            usage="inference")
     bad = system.problems(desc, "inference")
     if bad:
-        out.mkdir(parents=True, exist_ok=True)
-        tmpl = out / "system-fields-to-fill.json"
-        tmpl.write_text(json.dumps(system.template(desc, "inference"), indent=2) + "\n")
-        raise ConfigError("the system description is incomplete: " + "; ".join(bad),
-                          f"fill in {tmpl} (status: {', '.join(system.INFERENCE_STATUS)}; system_type: "
-                          f"{', '.join(system.SYSTEM_TYPES)}) and pass it with --system-json FILE")
+        ask_for_system_fields(out, bad, system.template(desc, "inference"),
+                              f"status: {', '.join(system.INFERENCE_STATUS)}; system_type: "
+                              f"{', '.join(system.SYSTEM_TYPES)}")
     root = out / division / submitter
     (root / "systems").mkdir(parents=True, exist_ok=True)
     (root / "systems" / f"{system_name}.json").write_bytes(system.dumps(desc))

@@ -18,7 +18,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from mlbench.errors import ConfigError, MlbenchError
 from mlbench.submission import checks, system
@@ -70,6 +70,33 @@ class Package:
     @property
     def passed(self) -> bool:
         return all(c.status != checks.FAIL for c in self.checks) and not self.forced
+
+
+def nothing_to_package(problems: list[str], hint: str) -> NoReturn:
+    raise Refused("nothing to package:\n" + _listed(problems), hint)
+
+
+def refuse_unless_forced(reasons: list[str], force: bool, checkers: str) -> None:
+    """Refused, naming every reason, unless ``force`` (``checkers``: what judges a forced package)."""
+    if reasons and not force:
+        raise Refused(f"these runs cannot make a valid MLPerf submission ({len(reasons)} reason(s)):\n"
+                      + _listed(reasons),
+                      f"fix each reason above (or add --force to write the package anyway and see what {checkers} "
+                      "say; it is marked not for submission)")
+
+
+def ask_for_system_fields(out: Path, bad: list[str], template: dict[str, Any], values: str) -> NoReturn:
+    """ConfigError naming the missing system fields, with ``template`` written into ``out`` for the user to fill
+    (``values``: what the fields may hold)."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmpl = out / "system-fields-to-fill.json"
+    tmpl.write_text(json.dumps(template, indent=2) + "\n")
+    raise ConfigError("the system description is incomplete: " + "; ".join(bad),
+                      f"fill in {tmpl} ({values}) and pass it with --system-json FILE")
+
+
+def _listed(items: list[str]) -> str:
+    return "\n".join(f"  - {p}" for p in items)
 
 
 def check_name(value: str, what: str) -> str:
@@ -268,8 +295,7 @@ def package(run_dirs: list[Path], *, submitter: str, system_name: str, out: Path
     check_name(system_name, "system")
     runs, problems = collect(run_dirs)
     if problems and not runs:
-        raise Refused("nothing to package:\n" + "\n".join(f"  - {p}" for p in problems),
-                      "give the run directories that `mlbench train` printed (runs/<id>/)")
+        nothing_to_package(problems, "give the run directories that `mlbench train` printed (runs/<id>/)")
     divisions = {r.result.get("division") for r in runs}
     division = division or ("closed" if divisions == {"closed"} else "open")
     counts = {}
@@ -278,23 +304,15 @@ def package(run_dirs: list[Path], *, submitter: str, system_name: str, out: Path
         mlperf = _mlperf_name(r)
         counts[name] = get_result_file_counts("training").get(mlperf)
     reasons = problems + refusals(runs, division, counts)
-    if reasons and not force:
-        raise Refused(f"these runs cannot make a valid MLPerf submission ({len(reasons)} reason(s)):\n"
-                      + "\n".join(f"  - {p}" for p in reasons),
-                      "fix each reason above (or add --force to write the package anyway and see what the official "
-                      "checkers say; it is marked not for submission)")
+    refuse_unless_forced(reasons, force, "the official checkers")
     # The system description: recorded by the first run, completed by the user.
     user = system.read_user_fields(system_json)
     desc = system.describe(runs[0].system, user, submitter=submitter, system_name=system_name, division=division)
     bad = system.problems(desc)
     if bad:
-        out.mkdir(parents=True, exist_ok=True)
-        tmpl = out / "system-fields-to-fill.json"
-        tmpl.write_text(json.dumps({**system.template(desc), **({"status": "Available on-premise"}
-                                    if "status" not in desc else {})}, indent=2) + "\n")
-        raise ConfigError("the system description is incomplete: " + "; ".join(bad),
-                          f"fill in {tmpl} (status is one of: {', '.join(system.TRAINING_STATUS)}) and pass it "
-                          "with --system-json FILE")
+        ask_for_system_fields(out, bad, {**system.template(desc), **({"status": "Available on-premise"}
+                                                                     if "status" not in desc else {})},
+                              f"status is one of: {', '.join(system.TRAINING_STATUS)}")
     org = out / submitter
     sys_file = org / "systems" / f"{system_name}.json"
     sys_file.parent.mkdir(parents=True, exist_ok=True)
