@@ -32,6 +32,7 @@ from mlbench.submission import checks, system
 from mlbench.submission.training import (
     ask_for_system_fields,
     check_name,
+    mark_forced,
     nothing_to_package,
     refuse_unless_forced,
 )
@@ -353,12 +354,7 @@ def package(run_dirs: list[Path], *, submitter: str, system_name: str, out: Path
     for r in runs:
         write_run(r, root / "results" / system_name, root / "code")
     pkg = Package(root=root, forced=reasons if force else [])
-    marker = out / "NOT_FOR_SUBMISSION.txt"
-    if force and reasons:
-        marker.write_text("Written with --force despite these reasons; this package is not a valid submission:\n"
-                          + "".join(f"- {p}\n" for p in reasons))
-    elif marker.exists():
-        marker.unlink()
+    mark_forced(out, reasons if force else [])
     if run_checkers:
         pkg.checks = structural_checks(runs, root, system_name)
         if inference_repo:

@@ -95,6 +95,16 @@ def ask_for_system_fields(out: Path, bad: list[str], template: dict[str, Any], v
                       f"fill in {tmpl} ({values}) and pass it with --system-json FILE")
 
 
+def mark_forced(out: Path, forced: list[str]) -> None:
+    """``out/NOT_FOR_SUBMISSION.txt`` listing the refusals that --force overrode; removed when there are none."""
+    marker = out / "NOT_FOR_SUBMISSION.txt"
+    if forced:
+        marker.write_text("Written with --force despite these reasons; this package is not a valid submission:\n"
+                          + "".join(f"- {p}\n" for p in forced))
+    elif marker.exists():
+        marker.unlink()
+
+
 def _listed(items: list[str]) -> str:
     return "\n".join(f"  - {p}" for p in items)
 
@@ -337,12 +347,7 @@ def package(run_dirs: list[Path], *, submitter: str, system_name: str, out: Path
         (impl / "README.md").write_text(_implementation_readme(group, bench, system_name))
         (impl / "run.sh").write_text(_run_sh(group))
     pkg = Package(out=out, org_dir=org, system_file=sys_file, result_files=written, forced=reasons if force else [])
-    marker = out / "NOT_FOR_SUBMISSION.txt"
-    if force and reasons:
-        marker.write_text("Written with --force despite these reasons; this package is not a valid submission:\n"
-                          + "".join(f"- {p}\n" for p in reasons))
-    elif marker.exists():
-        marker.unlink()
+    mark_forced(out, reasons if force else [])
     logged_orgs = {_logged(r.log, "submission_org") for r in runs}
     if logged_orgs != {submitter}:
         pkg.warnings.append(f"the logs name submission_org {', '.join(sorted(map(str, logged_orgs)))}, not "
