@@ -7,12 +7,14 @@ machine; the caller prints the per-trial figures and the medians.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from mlbench.training import distributed, precision
 from mlbench.training.harness import RunOutcome, train_epoch
+from mlbench.training.recipe import OptimArgs
 
 
 @dataclass
@@ -50,6 +52,18 @@ def trials(fresh: Callable, plain: Callable, recipe, batches, warm_batches, cfg,
         t = time.perf_counter()
         harness(m, o, s, batches, out)
         yield Trial(plain_rate, out.samples / (time.perf_counter() - t), out)
+
+
+def fresh_copies(base, workload, batch_size: int, steps: int) -> Callable:
+    """``fresh()`` for :func:`trials`: a deep copy of ``base`` with the workload's optimizer and schedule for one
+    epoch of ``steps`` steps at ``batch_size``."""
+    def fresh():
+        model = copy.deepcopy(base)
+        opt, sched = workload.build_optimizer(model, OptimArgs(global_batch_size=batch_size, steps_per_epoch=steps,
+                                                               epochs=1))
+        return model, opt, sched
+
+    return fresh
 
 
 class Held:
@@ -92,3 +106,11 @@ def run_and_report(title: str, fresh: Callable, plain: Callable, workload, batch
     print(f"median throughput: plain {statistics.median(plain_tp):.1f}  mlbench {statistics.median(harness_tp):.1f} "
           f"samples/s")
     print(f"median ratio mlbench/plain: {statistics.median(ratios):.3f}   (goal >= 0.95)")
+
+
+def compare(title: str, base, plain: Callable, workload, batches: Held, cfg, ctx, batch_size: int, steps: int,
+            n: int) -> None:
+    """The usual A/B: :func:`fresh_copies` of ``base``, both loops warmed up on the first two held batches, then
+    :func:`run_and_report` of ``n`` trials."""
+    run_and_report(title, fresh_copies(base, workload, batch_size, steps), plain, workload, batches,
+                   Held(batches.batches[:2]), cfg, ctx, n)

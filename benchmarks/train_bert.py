@@ -11,7 +11,6 @@ The plain loop is what a user writes by hand: forward, masked-LM + next-sentence
 from __future__ import annotations
 
 import argparse
-import copy
 
 import side_by_side
 import torch
@@ -20,7 +19,7 @@ import torch.nn.functional as F  # noqa: N812
 from mlbench import registry
 from mlbench.config import TrainConfig
 from mlbench.training.batches import DataSpec
-from mlbench.training.recipe import OptimArgs, StepContext
+from mlbench.training.recipe import StepContext
 
 
 def plain_loop(model, opt, sched, batches, ctx: StepContext) -> int:
@@ -56,18 +55,9 @@ def main() -> None:
     torch.manual_seed(0)
     base = workload.build_model()
     cfg = TrainConfig(benchmark="bert", size=args.size, log_every=20)
-
-    def fresh():
-        model = copy.deepcopy(base)
-        opt, sched = workload.build_optimizer(model, OptimArgs(global_batch_size=bs, steps_per_epoch=args.steps,
-                                                               epochs=1))
-        return model, opt, sched
-
-    warm = side_by_side.Held(batches.batches[:2])
     plain = lambda m, o, s, d: plain_loop(m, o, s, d, ctx)  # noqa: E731
-    side_by_side.run_and_report(
-        f"BERT {args.size} (cpu, fp32, batch {bs}, {args.steps} steps/trial, {args.trials} trials)",
-        fresh, plain, workload, batches, warm, cfg, ctx, args.trials)
+    side_by_side.compare(f"BERT {args.size} (cpu, fp32, batch {bs}, {args.steps} steps/trial, {args.trials} trials)",
+                         base, plain, workload, batches, cfg, ctx, bs, args.steps, args.trials)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ the median (see side_by_side.py).
 from __future__ import annotations
 
 import argparse
-import copy
 
 import side_by_side
 import torch
@@ -20,7 +19,7 @@ import torch.nn.functional as F  # noqa: N812
 from mlbench import registry
 from mlbench.config import TrainConfig
 from mlbench.training.batches import DataSpec
-from mlbench.training.recipe import OptimArgs, StepContext
+from mlbench.training.recipe import StepContext
 
 
 def plain_loop(model, opt, sched, batches, ctx: StepContext, prec: str) -> int:
@@ -55,18 +54,10 @@ def main() -> None:
     batches = side_by_side.Held.first(data.train, args.steps)
     base = recipe.build_model()
     cfg = TrainConfig(benchmark="dlrm", size=args.size, log_every=20)
-
-    def fresh():
-        model = copy.deepcopy(base)
-        opt, sched = recipe.build_optimizer(model, OptimArgs(global_batch_size=bs, steps_per_epoch=args.steps,
-                                                                     epochs=1))
-        return model, opt, sched
-
-    warm = side_by_side.Held(batches.batches[:2])
     plain = lambda m, o, s, d: plain_loop(m, o, s, d, ctx, "fp32")  # noqa: E731
-    side_by_side.run_and_report(
+    side_by_side.compare(
         f"DLRM-DCNv2 {args.size} (cpu, fp32, batch {bs}, {args.steps} steps/trial, {args.trials} trials)",
-        fresh, plain, recipe, batches, warm, cfg, ctx, args.trials)
+        base, plain, recipe, batches, cfg, ctx, bs, args.steps, args.trials)
 
 
 if __name__ == "__main__":

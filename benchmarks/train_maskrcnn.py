@@ -15,7 +15,6 @@ side is torchvision's detection reference loop (``loss_dict = model(images, targ
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 
 import side_by_side
@@ -26,7 +25,7 @@ from mlbench import registry
 from mlbench.config import TrainConfig
 from mlbench.training import precision
 from mlbench.training.batches import DataSpec
-from mlbench.training.recipe import OptimArgs, StepContext
+from mlbench.training.recipe import StepContext
 
 
 def load_batches(handle, args, bs: int, steps: int) -> side_by_side.Held:
@@ -62,18 +61,11 @@ def main() -> None:
     batches = load_batches(handle, args, bs, args.steps)
     base = handle.workload().build_model().to(device)
     cfg = TrainConfig(benchmark="maskrcnn", size=args.case, precision=args.precision, log_every=20)
-
-    def fresh():
-        model = copy.deepcopy(base)
-        opt, sched = recipe.build_optimizer(model, OptimArgs(global_batch_size=bs, steps_per_epoch=args.steps,
-                                                             epochs=1))
-        return model, opt, sched
-
-    warm = side_by_side.Held(batches.batches[:2])
     plain = lambda m, o, s, data: plain_loop(m, o, s, data, device, args.precision)  # noqa: E731
-    side_by_side.run_and_report(
+    side_by_side.compare(
         f"Mask R-CNN {args.case} ({args.device}, {args.precision}, batch {bs}, {args.steps} steps/trial, "
-        f"{args.trials} trials; samples are images)", fresh, plain, recipe, batches, warm, cfg, ctx, args.trials)
+        f"{args.trials} trials; samples are images)", base, plain, recipe, batches, cfg, ctx, bs, args.steps,
+        args.trials)
 
 if __name__ == "__main__":
     main()

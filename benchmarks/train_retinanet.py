@@ -15,7 +15,6 @@ reference (``loss_dict = model(images, targets); sum(...).backward(); step``).
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 
@@ -26,7 +25,7 @@ from mlbench import registry
 from mlbench.config import TrainConfig
 from mlbench.training import precision
 from mlbench.training.batches import DataSpec
-from mlbench.training.recipe import OptimArgs, StepContext
+from mlbench.training.recipe import StepContext
 
 
 def plain_loop(model, opt, sched, batches, device, prec: str) -> int:
@@ -83,12 +82,7 @@ def main() -> None:
     batches = load_batches(handle, bench, args, bs, args.steps, ctx)
     base = handle.workload().build_model().to(device)
     cfg = TrainConfig(benchmark="retinanet", size=args.case, precision=args.precision, log_every=20)
-
-    def fresh():
-        model = copy.deepcopy(base)
-        opt, sched = recipe.build_optimizer(model, OptimArgs(global_batch_size=bs,
-                                                                     steps_per_epoch=args.steps, epochs=1))
-        return model, opt, sched
+    fresh = side_by_side.fresh_copies(base, recipe, bs, args.steps)
 
     warm = side_by_side.Held(batches.batches[:2])
     plain = lambda m, o, s, data: plain_loop(m, o, s, data, device, args.precision)  # noqa: E731
