@@ -112,8 +112,8 @@ def _one_test(s, mode: str, outdir: Path, result: dict, state: dict, say) -> Non
 
 
 def _compute_info(result: dict, s) -> None:
-    """FLOPs per sample (torch's counter) and the measured matmul peak of this device and precision."""
-    if not s.backend.needs_input:
+    """FLOPs per sample (torch's counter) and the measured peak of this device at the run's precision."""
+    if not s.backend.runs_model:
         return
     idx = [0]
     s.store.load(idx)
@@ -121,11 +121,11 @@ def _compute_info(result: dict, s) -> None:
     s.store.unload(idx)
     flops = peak.model_flops(s.task.model(), x) if s.cfg.weights is None or not str(s.cfg.weights).endswith(".onnx") else None
     dev = str(result["device"]) if str(result["device"]).startswith("cuda") else "cpu"
-    state = {"flops_per_sample": flops}
+    state: dict[str, Any] = {"flops_per_sample": flops}
     try:
-        state["matmul_peak"] = peak.matmul_peak(dev, s.cfg.precision, s.backend.threads or 1)
+        state["peak"] = peak.peak(dev, s.cfg.precision, s.backend.threads or 1)
     except Exception as exc:  # noqa: BLE001 - the calibration is informative only
-        state["matmul_peak"] = {"error": str(exc)}
+        state["peak"] = {"error": f"{type(exc).__name__}: {exc}", "precision": s.cfg.precision}
     result["compute"] = state
 
 
@@ -139,7 +139,9 @@ def _finish(result: dict, state: dict, run_dir: Path, final: bool) -> None:
                        "with other mlbench runs of the same size")
     reasons += state["plan_reasons"]
     if cfg.backend == "null":
-        reasons.append("the null backend runs no model: this measures the harness only")
+        reasons.append("the null backend runs no model: this measures the harness only, "
+                       + ("without the sample gather (--null-skip-gather: LoadGen and the SUT alone)"
+                          if cfg.null_skip_gather else "with the sample gather a real backend pays"))
     if cfg.weights == "random":
         reasons.append("random weights (--weights random): throughput only, the accuracy is meaningless")
     if perf is None and result["status"] not in ("aborted", "failed"):
@@ -178,17 +180,29 @@ def _finish(result: dict, state: dict, run_dir: Path, final: bool) -> None:
 
 
 def _flops(result: dict) -> None:
+    """Achieved FLOP/s and its fraction of the peak at the run's precision (never above 1: a measured
+    throughput above the microbenchmark becomes the peak, see ``peak.observe``)."""
     c = result.get("compute") or {}
     sps = result["metrics"].get("throughput/samples_per_s")
     f = c.get("flops_per_sample")
-    pk = (c.get("matmul_peak") or {}).get("flops_per_s")
     if f:
         result["metrics"]["model/gflops_per_sample"] = f / 1e9
-    if f and sps:
-        result["metrics"]["compute/achieved_tflops"] = f * sps / 1e12
-        if pk:
-            result["metrics"]["compute/matmul_peak_tflops"] = pk / 1e12
-            result["metrics"]["compute/peak_fraction"] = f * sps / pk
+    if not (f and sps):
+        return
+    achieved = f * sps
+    result["metrics"]["compute/achieved_tflops"] = achieved / 1e12
+    info = c.get("peak") or {}
+    if not info.get("flops_per_s"):
+        return
+    info = c["peak"] = peak.observe(info, achieved, f"{result['config']['backend']} {result['precision']} "
+                                    f"{result['benchmark']} {result['size']} {result['scenario']}, run {result['run_id']}")
+    frac = peak.fraction(achieved, info, result["precision"])
+    result["metrics"]["compute/peak_tflops"] = info["flops_per_s"] / 1e12
+    if frac is not None:
+        result["metrics"]["compute/peak_fraction"] = frac
+    else:
+        c["peak_fraction_note"] = (f"no fraction: the peak was measured at {info.get('precision')}, the run "
+                                   f"ran {result['precision']}")
 
 
 def _fmt(v: Any) -> str:
