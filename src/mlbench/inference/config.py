@@ -42,6 +42,8 @@ class InferConfig:
                               "then overlap the other worker's network)", min=1, max=256)
     threads: int | None = opt(None, "intra-op threads of the backend; default: cores / workers", min=1,
                                max=1024)
+    null_skip_gather: bool = opt(False, "null backend: skip the sample gather, measuring LoadGen and the SUT "
+                                  "alone (by default it gathers each batch, as a real backend receives it)")
     channels_last: bool = opt(True, "pytorch: channels_last memory format for conv nets")
     compile: bool = opt(False, "pytorch: torch.compile the model (before the test starts)")
     weights: str | None = opt(None, "model weights file (reference size: PyTorch .pth/.pt or .onnx)")
@@ -77,6 +79,8 @@ def check(cfg: InferConfig) -> InferConfig:
 
     if cfg.user_conf and not Path(cfg.user_conf).is_file():
         raise ConfigError(f"user.conf not found: {cfg.user_conf}", "pass an existing file in LoadGen's conf format")
+    if cfg.null_skip_gather and cfg.backend != "null":
+        raise ConfigError("--null-skip-gather applies to the null backend only", "add --backend null, or drop it")
     if cfg.find_peak and cfg.scenario != "Server":
         raise ConfigError("--find-peak searches the Server scenario's QPS", "add --scenario Server")
     if cfg.compliance and cfg.mode == "accuracy":

@@ -12,12 +12,14 @@ import numpy as np
 class Backend(abc.ABC):
     """Runs one model. ``prepare`` happens before LoadGen starts (untimed); ``predict`` is the timed work.
 
-    ``needs_input`` False means the backend ignores its input, so the SUT skips gathering batches (the
-    null backend, which measures the harness alone).
+    ``runs_model`` False: no model runs (the null backend, which measures the harness), so there are no FLOPs
+    and no speed estimate. ``needs_input`` False: the SUT skips gathering batches and passes None (the null
+    backend with ``--null-skip-gather``, which measures LoadGen and the SUT alone).
     """
 
     name = "base"
     needs_input = True
+    runs_model = True
 
     def __init__(self, cfg: Any, threads: int):
         self.cfg = cfg
