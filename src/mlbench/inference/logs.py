@@ -67,28 +67,21 @@ def _ms(ns: Any) -> float | None:
     return None if ns is None else float(ns) / 1e6
 
 
-def validity(detail: dict[str, Any], scenario: str) -> tuple[bool, list[str]]:
-    """LoadGen's verdict and, when INVALID, each reason in plain words with its numbers."""
+def validity(detail: dict[str, Any], scenario: str, min_latency_s: float | None = None) -> tuple[bool, list[str]]:
+    """LoadGen's verdict and, when INVALID, each reason in plain words with its numbers and advice that fits
+    the cause. ``min_latency_s``: the shortest single-sample latency measured before the test (the warm-up
+    estimate), which tells whether any target QPS could meet a latency bound."""
     if not detail:
         return False, ["LoadGen wrote no result (the test did not finish)"]
     valid = detail.get("result_validity") == "VALID"
     reasons: list[str] = []
     if detail.get("result_min_duration_met") is False:
-        reasons.append(f"duration too short: the test must run at least "
-                       f"{detail.get('effective_min_duration_ms', 0) / 1000:g} s; raise the expected QPS/lower "
-                       "the expected latency so that LoadGen plans enough queries")
+        reasons.append(_too_short(detail, scenario))
     if detail.get("result_min_queries_met") is False:
         reasons.append(f"too few queries: {detail.get('result_query_count')} ran, at least "
                        f"{detail.get('effective_min_query_count')} are required")
     if detail.get("result_perf_constraints_met") is False:
-        bound = _ms(detail.get("effective_target_latency_ns"))
-        pct = float(detail.get("effective_target_latency_percentile", 0.99)) * 100
-        p = f"{pct:.2f}".rstrip("0").rstrip(".")
-        got = _ms(detail.get(f"result_{pct:.2f}_percentile_latency_ns"))
-        over = detail.get("result_overlatency_query_count")
-        reasons.append(f"latency bound exceeded: p{p} latency {got:.2f} ms > {bound:g} ms bound "
-                       f"({over} of {detail.get('result_query_count')} queries over); lower the target QPS"
-                       if got is not None and bound is not None else "latency bound exceeded")
+        reasons.append(_over_latency(detail, min_latency_s))
     if detail.get("early_stopping_met") is False:
         text = " ".join(str(detail.get("early_stopping_result", "")).replace("*", "").split())
         reasons.append(f"early stopping not met: {text}")
@@ -97,6 +90,63 @@ def validity(detail: dict[str, Any], scenario: str) -> tuple[bool, list[str]]:
     if not valid and not reasons:
         reasons.append(f"LoadGen marked the result {detail.get('result_validity', 'INVALID')}")
     return valid, reasons
+
+
+def measured_duration_s(detail: dict[str, Any], scenario: str) -> float | None:
+    """How long the performance test ran by LoadGen's clock: what it completed over the rate it measured."""
+    if scenario == "Offline":
+        n, rate = detail.get("generated_samples_per_query"), detail.get("result_samples_per_second")
+    elif scenario == "Server":
+        n, rate = detail.get("result_query_count"), detail.get("result_completed_samples_per_sec")
+    else:  # SingleStream, MultiStream: queries per second with LoadGen's overhead
+        n, rate = detail.get("result_query_count"), detail.get("result_qps_with_loadgen_overhead")
+    return float(n) / float(rate) if n and rate else None
+
+
+def _too_short(detail: dict[str, Any], scenario: str) -> str:
+    need = float(detail.get("effective_min_duration_ms") or 0) / 1000
+    ran = measured_duration_s(detail, scenario)
+    text = "duration too short: the test ran " + (f"{ran:.3g} s" if ran is not None else "less")
+    text += f" and must run at least {need:g} s"
+    if scenario == "Offline":
+        rate, asked = detail.get("result_samples_per_second"), detail.get("requested_offline_expected_qps")
+        if rate:  # LoadGen plans expected QPS x minimum duration samples; 10% over the rate for noise
+            text += (f": it completed {float(rate):.4g} samples/s, more than the expected "
+                     f"{float(asked or 0):.4g} that LoadGen planned the samples for; an expected QPS of at least "
+                     f"{float(rate):.4g} would have met it: rerun with --target-qps {float(rate) * 1.1:.4g}")
+        return text
+    if scenario == "Server":
+        qps = detail.get("effective_target_qps")
+        return text + (f": at {float(qps):.4g} QPS it ran out of queries; raise --target-qps" if qps else "")
+    mean = detail.get("result_mean_latency_ns") or detail.get("result_mean_query_latency_ns")
+    if mean:  # SingleStream / MultiStream: LoadGen plans queries from the warm-up's latency estimate
+        text += (f": queries took {float(mean) / 1e6:.3g} ms on average, shorter than the warm-up estimate LoadGen "
+                 f"planned them for; an expected rate of {1e9 / float(mean):.4g} queries/s "
+                 f"({float(mean) / 1e6:.3g} ms a query) would have met it: rerun (the estimate is re-measured), "
+                 "ideally on a quieter machine")
+    return text
+
+
+def _over_latency(detail: dict[str, Any], min_latency_s: float | None) -> str:
+    bound = _ms(detail.get("effective_target_latency_ns"))
+    pct = float(detail.get("effective_target_latency_percentile", 0.99)) * 100
+    p = f"{pct:.2f}".rstrip("0").rstrip(".")
+    got = _ms(detail.get(f"result_{pct:.2f}_percentile_latency_ns"))
+    over = detail.get("result_overlatency_query_count")
+    if got is None or bound is None:
+        return "latency bound exceeded"
+    text = (f"latency bound exceeded: p{p} latency {got:.2f} ms > {bound:g} ms bound "
+            f"({over} of {detail.get('result_query_count')} queries over)")
+    shortest = [v for v in (_ms(detail.get("result_min_latency_ns")),
+                            None if min_latency_s is None else min_latency_s * 1000) if v is not None]
+    if shortest and min(shortest) > bound:
+        return (f"{text}; no target QPS can pass: the shortest single-sample latency is {min(shortest):.3g} ms, "
+                f"above the {bound:g} ms bound even with one sample at a time. What could: a faster precision "
+                "(--precision bf16, or --backend onnxruntime --precision int8), a faster backend or device "
+                "(--device cuda), or more cores on each sample (--threads, with --workers 1); a smaller batch "
+                "or more workers cannot shorten one sample")
+    return (f"{text}; lower the target QPS (--find-peak searches the highest VALID one), or shorten the queue: "
+            "a smaller --batch-size, --max-wait-ms 0, more --workers")
 
 
 def read_accuracy_entries(path: Path) -> list[tuple[int, bytes]]:
