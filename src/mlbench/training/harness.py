@@ -54,6 +54,11 @@ class RunOutcome:
     base_lr: float | None = None
     params_in_sync: bool | None = None  # data-parallel runs: replicas identical at run_stop (checked)
     energy: dict[str, Any] = field(default_factory=dict)  # run_start..run_stop, informative (results.energy)
+    # counted after run_stop (untimed): training FLOPs per sample and the peak of the run's precision/device
+    flops_per_sample: float | None = None
+    peak: dict[str, Any] | None = None
+    world_size: int = 1
+    precision: str = ""
 
     @property
     def throughput(self) -> float | None:
@@ -73,7 +78,35 @@ class RunOutcome:
             "samples": self.samples,
             "dist/params_in_sync": self.params_in_sync,
             **self.energy,
+            **self.compute_metrics(),
         }
+
+    def compute_metrics(self) -> dict[str, Any]:
+        """Achieved TFLOP/s (counted forward+backward FLOPs per sample x throughput) and its fraction of the
+        peak at the run's precision and device (x devices); never above 1 (see ``mlbench.inference.peak``)."""
+        from mlbench.inference import peak as peak_mod
+
+        m: dict[str, Any] = {}
+        thr = self.throughput
+        if not self.flops_per_sample:
+            return m
+        m["model/train_gflops_per_sample"] = self.flops_per_sample / 1e9
+        if not thr:
+            return m
+        achieved = self.flops_per_sample * thr
+        m["compute/achieved_tflops"] = achieved / 1e12
+        if self.peak and self.peak.get("flops_per_s"):
+            m["compute/peak_tflops"] = self.peak["flops_per_s"] * self.world_size / 1e12
+            frac = peak_mod.fraction(achieved, self.peak, self.precision, devices=self.world_size)
+            if frac is not None:
+                m["compute/peak_fraction"] = frac
+        return m
+
+    def compute_record(self) -> dict[str, Any]:
+        """How the efficiency figure was made, for result.json (the peak's method and figures)."""
+        return {"flops_per_sample": self.flops_per_sample, "flops_counted": "forward+backward on one synthetic "
+                "batch after run_stop (torch FlopCounterMode, multiply-add = 2)", "peak": self.peak,
+                "devices": self.world_size, "precision": self.precision}
 
 
 class _NonFinite(Exception):
@@ -177,6 +210,7 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
             out.params_in_sync = distributed.params_in_sync(wl.replicated(model))
             if not out.params_in_sync:
                 say("WARNING: the ranks' parameters differ at run_stop: data parallelism is broken")
+        _efficiency(out, wl, model, local_bs, ctx, device, cfg.precision, dist)  # after run_stop: untimed
     except _NonFinite as exc:
         out.reason = str(exc)
         _stop_aborted(mll, run_started, out)
@@ -398,6 +432,47 @@ def train_epoch(model, optimizer, scheduler, scaler, wl: Workload, batches, epoc
     flush(-1)
     out.train_s += time.perf_counter() - t_start - paused
     return stopped
+
+
+def training_flops_per_sample(wl: Workload, model: torch.nn.Module, batch_size: int, ctx: StepContext
+                              ) -> float | None:
+    """Forward+backward FLOPs of one training sample (multiply-add = 2), by torch's FLOP counter on one
+    synthetic batch. Call it outside the timed part: it runs a step's worth of work (gradients are cleared)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        batch = wl.synthetic_batch(max(1, min(batch_size, 4)), ctx)
+        n = wl.count_samples(batch)
+        model.train()
+        with FlopCounterMode(display=False) as counter:
+            loss, _ = wl.loss(model, batch, ctx)
+            loss.backward()
+        model.zero_grad(set_to_none=True)
+        return float(counter.get_total_flops()) / n if n else None
+    except Exception:  # noqa: BLE001 - informative: a model the counter cannot trace gets no figure
+        return None
+
+
+def _efficiency(out: RunOutcome, wl: Workload, model: torch.nn.Module, batch_size: int, ctx: StepContext,
+                device: torch.device, precision_name: str, dist: distributed.DistInfo) -> None:
+    """Counted FLOPs per sample and the device's peak at the run's precision, after ``run_stop``. The peak is
+    raised to the run's own FLOP/s per device when that is higher (never a fraction above 1)."""
+    from mlbench.inference import peak
+
+    if dist.enabled and not wl.warm_up_restores_weights:
+        return  # sharded models run collectives in their forward: not counted on one rank
+    out.world_size, out.precision = dist.world_size, precision_name
+    out.flops_per_sample = training_flops_per_sample(wl, model, batch_size, ctx)
+    if not (out.flops_per_sample and out.throughput and dist.is_main):
+        return
+    dev = "cuda" if device.type == "cuda" else "cpu"
+    threads = 1 if device.type == "cuda" else torch.get_num_threads()
+    try:
+        info = peak.peak(dev, precision_name, threads)
+        per_device = out.flops_per_sample * out.throughput / max(1, dist.world_size)
+        out.peak = peak.observe(info, per_device, f"training {wl.bench.name} {wl.bench.size} {precision_name}")
+    except Exception as exc:  # noqa: BLE001 - the calibration is informative only
+        out.peak = {"error": f"{type(exc).__name__}: {exc}", "precision": precision_name}
 
 
 def _warm_up(train_model, model, optimizer, wl: Workload, batch_size: int,

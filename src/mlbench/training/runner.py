@@ -219,6 +219,7 @@ def run_record(index: int, o: RunOutcome, check: dict) -> dict[str, Any]:
         "run": index, "seed": o.seed, "status": o.status, "reason": o.reason, "quality": o.quality,
         "reached_target": o.reached_target, "epochs": o.epochs, "samples": o.samples, "base_lr": o.base_lr,
         "evals": o.evals, "resumed_from": o.resumed_from, "metrics": o.metrics(), "compliance": check,
+        "compute": o.compute_record(),
     }
 
 
@@ -254,7 +255,10 @@ def finish_result(result, cfg, bench, outcomes, checks, cache_cleared, run_dir: 
         "quality/last": last.quality if last else None,
         "data/wait_share": last.metrics()["data/wait_share"] if last else None,
         **(last.energy if last else {}),  # the last run's energy (informative), see mlbench.results.energy
+        **(last.compute_metrics() if last else {}),  # the last run's efficiency (see harness.RunOutcome)
     }
+    if last is not None:
+        result["compute"] = last.compute_record()
     result["quality"]["value"] = last.quality if last else None
     result["quality"]["reached"] = bool(converged) and len(converged) == len(outcomes)
     result["valid"] = not reasons
