@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from catalogue import Case, check
 
+from support import FileServer
+
 MARKER = "PWNED"  # what a malicious pickle would create in the test's folder
 
 
@@ -346,34 +348,6 @@ OI_HEADER = ("ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded
              "IsDepiction,IsInside\n")
 
 
-class _Server:
-    """OpenImages' annotation and image store, served from ``root`` on localhost; records the paths asked."""
-
-    def __init__(self, root: Path):
-        import functools
-        import http.server
-        import threading
-
-        self.requests: list[str] = []
-        outer = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):  # noqa: N802 - http.server's naming
-                outer.requests.append(self.path)
-                super().do_GET()
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=root))
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def _jpeg(path: Path, size=(48, 32)) -> None:
     from PIL import Image
 
@@ -403,12 +377,12 @@ def _openimages(www: Path, ids: list[str]) -> None:
 @pytest.fixture
 def oi_server(tmp_path):
     (tmp_path / "www").mkdir()
-    server = _Server(tmp_path / "www")
+    server = FileServer(tmp_path / "www")
     yield server
     server.close()
 
 
-def _prepare_args(server: _Server, root: str) -> tuple[str, ...]:
+def _prepare_args(server: FileServer, root: str) -> tuple[str, ...]:
     return ("data", "prepare", "retinanet", "--root", root, "--split", "validation", "--annotations-url",
             server.base, "--images-url", server.base + "img/", "--classes", "Apple,Cat", "--workers", "2",
             "--retries", "1")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import threading
 from pathlib import Path
 
 import pytest
 
 from mlbench.cli import main as cli_main
+from support import FileServer
 
 CLASSES = "/m/014j1m,Apple\n/m/01yrx,Cat\n/m/0bt9lr,Dog\n"
 HEADER = ("ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,"
@@ -23,28 +21,6 @@ ROWS = [  # image, label, xmin, xmax, ymin, ymax
     ("0004d", "/m/01yrx", 0.1, 0.9, 0.1, 0.9),  # served truncated
     ("0005e", "/m/014j1m", 0.1, 0.9, 0.1, 0.9),  # not on the server (404)
 ]
-
-
-class Server:
-    def __init__(self, root: Path):
-        self.requests: list[str] = []
-        outer = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-            def do_GET(self):  # noqa: N802 - http.server's naming
-                outer.requests.append(self.path)
-                super().do_GET()
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=root))
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def jpeg(path: Path, size: tuple[int, int]) -> None:
@@ -67,12 +43,12 @@ def server(tmp_path):
     jpeg(root / "img" / "validation" / "0004d.jpg", (64, 64))
     full = (root / "img" / "validation" / "0004d.jpg").read_bytes()
     (root / "img" / "validation" / "0004d.jpg").write_bytes(full[: len(full) // 2])
-    s = Server(root)
+    s = FileServer(root)
     yield s
     s.close()
 
 
-def prepare(server: Server, out: Path, *extra: str) -> int:
+def prepare(server: FileServer, out: Path, *extra: str) -> int:
     return cli_main(["data", "prepare", "retinanet", "--root", str(out), "--split", "validation",
                      "--annotations-url", server.base, "--images-url", server.base + "img/",
                      "--classes", "Apple,Cat", "--workers", "4", "--retries", "2", *extra])
