@@ -4,9 +4,12 @@ Both run in this process under the same LoadGen settings (ResNet-50's Server lat
 the same probe duration). The two are measured alternately, so machine noise hits both:
 - Offline: LoadGen's samples/s, with the expected rate set above what either can do (the test runs a bit long).
 - Server: the highest target QPS LoadGen still calls VALID, found by doubling and then bisecting.
-The bare SUT is the few lines a user would write: complete every query at once in the issue callback.
+The bare SUT is the few lines a user would write: complete every query at once in the issue callback
+(LoadGen alone: no sample data). mlbench's null backend gathers (copies) each batch out of the loaded sample
+store as a real backend receives it, so by default the figures include that data path; ``--skip-gather``
+(``--null-skip-gather``) measures the SUT without it. Every report says which (``mlbench_gather``).
 
-    python benchmarks/infer_overhead.py [--seconds 2] [--batch-size 32]
+    python benchmarks/infer_overhead.py [--seconds 2] [--batch-size 32] [--skip-gather]
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def peak(probe, start: float, steps: int = 12) -> tuple[float, list]:
 def measure(scenario: str, a, bench, out: Path) -> dict:
     """One scenario, bare and mlbench alternately on the same settings."""
     cfg = InferConfig(size="tiny", backend="null", scenario=scenario, quick=True, duration_s=a.seconds,
-                      batch_size=a.batch_size, output_dir=str(out))
+                      batch_size=a.batch_size, output_dir=str(out), null_skip_gather=a.skip_gather)
     s = runner.open_session(cfg, lambda m: None)
     n = [0]
 
@@ -132,12 +135,17 @@ def main() -> None:
     ap.add_argument("--ladder", default="", help="Server: fixed target QPS list instead of the search")
     ap.add_argument("--attempts", type=int, default=3, help="--ladder: runs per rate")
     ap.add_argument("--scenarios", default="Offline,Server")
+    ap.add_argument("--skip-gather", action="store_true", help="mlbench without the sample gather (LoadGen alone)")
     a = ap.parse_args()
     out = Path(tempfile.mkdtemp(prefix="infer-overhead-"))
     bench = registry.get("resnet50", "tiny").definition
-    report: dict = {"seconds": a.seconds, "cores": len(os.sched_getaffinity(0))}
+    report: dict = {"seconds": a.seconds, "cores": len(os.sched_getaffinity(0)), "mlbench_gather": not a.skip_gather,
+                    "measured": "mlbench null backend " + ("without the sample gather (LoadGen and the SUT alone)"
+                                                           if a.skip_gather else "with the sample gather (a copy of "
+                                                           "each batch from the sample store)")
+                                + " against a bare LoadGen null SUT (no sample data)"}
     for scenario in a.scenarios.split(","):
-        report[scenario.lower()] = measure(scenario, a, bench, out)
+        report[scenario.lower()] = {"mlbench_gather": not a.skip_gather, **measure(scenario, a, bench, out)}
         print(json.dumps(report[scenario.lower()], indent=1), flush=True)
     print(json.dumps(report, indent=1))
 
