@@ -103,17 +103,24 @@ def measured_duration_s(detail: dict[str, Any], scenario: str) -> float | None:
     return float(n) / float(rate) if n and rate else None
 
 
+def _n(x: Any) -> str:
+    """A rate in plain digits: 54,490 rather than 5.449e+04."""
+    v = float(x)
+    return f"{v:,.0f}" if v >= 1000 else f"{v:.4g}"
+
+
 def _too_short(detail: dict[str, Any], scenario: str) -> str:
     need = float(detail.get("effective_min_duration_ms") or 0) / 1000
     ran = measured_duration_s(detail, scenario)
-    text = "duration too short: the test ran " + (f"{ran:.3g} s" if ran is not None else "less")
+    text = "duration too short: the test ran " + ((f"{ran:.3g} s" if ran >= 0.01 else f"{ran * 1000:.3g} ms")
+                                                  if ran is not None else "less")
     text += f" and must run at least {need:g} s"
     if scenario == "Offline":
         rate, asked = detail.get("result_samples_per_second"), detail.get("requested_offline_expected_qps")
         if rate:  # LoadGen plans expected QPS x minimum duration samples; 10% over the rate for noise
-            text += (f": it completed {float(rate):.4g} samples/s, more than the expected "
-                     f"{float(asked or 0):.4g} that LoadGen planned the samples for; an expected QPS of at least "
-                     f"{float(rate):.4g} would have met it: rerun with --target-qps {float(rate) * 1.1:.4g}")
+            text += (f": it completed {_n(rate)} samples/s, more than the expected {_n(asked or 0)} that LoadGen "
+                     f"planned the samples for; an expected QPS of at least {_n(rate)} would have met it: rerun "
+                     f"with --target-qps {_n(float(rate) * 1.1)}")
         return text
     if scenario == "Server":
         qps = detail.get("effective_target_qps")
