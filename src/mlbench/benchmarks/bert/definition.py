@@ -71,21 +71,31 @@ MINI = REFERENCE.derive(
     division="open",
     description="a 2-layer BERT (hidden 128) on Python's documentation prose (Debian python3.11-doc)",
     dataset="python3.11-doc reStructuredText sources as HDF5 pre-training shards (seq 128, 20 predictions)",
-    target=0.30,  # provisional until measured; see README
-    target_source="mlbench mini: masked-LM accuracy (provisional)",
-    eval_every_samples=40_000,
-    max_samples=400_000,
+    # Measured (lr 0.01, batch 64, eval every 8,000 samples): seeds 0, 1, 2 reached 0.1325, 0.1336, 0.1303 at
+    # 24,000 samples (0.112-0.117 at 16,000); the most frequent token is 5.2% of the masked ones, so the model
+    # predicts from context. 24,000 samples take about 3 CPU-minutes (1 thread); lr 0.03 diverged.
+    target=0.125,
+    target_source="mlbench mini: masked-LM accuracy >= 0.125 on 2,000 held-out examples (2.4x the 0.052 of always "
+                  "guessing the most frequent token); seeds 0-2 reached it at 24,000 samples (0.130-0.134)",
+    eval_every_samples=8_000,
+    max_samples=200_000,
     runs_required=1,
     max_epochs=50,
     batch_size=64,
     hparams={"model": SMALL, "seq_len": 128, "max_predictions": 20, "eval_samples": 2_000,
              "dupe_factor": 5, "train_shards": 4,  # 74,415 training examples from python3.11-doc (12 s to build)
-             "lr": 2e-3, "warmup_steps": 100, "training_steps": 400_000 // 64,
+             "lr": 0.01, "warmup_steps": 100, "training_steps": 200_000 // 64,
              "squad_seq_len": 128, "squad_query_len": 32, "squad_stride": 64},
     input_shape=(128,),
-    inference_target=0.99 * 0.0,  # replaced from measured runs
-    inference_targets={},
-    inference_target_source="provisional",
+    # The mini QA model (fine-tuned 160 steps from the seed-0 masked-LM checkpoint) scored F1 22.14 (EM 3.4) on the
+    # 2,000 dev questions; 1,500 steps gave 24.3-24.9, so the small encoder, not the fine-tuning, limits it. The
+    # lexical baseline scores F1 78.9 on the same questions (qa_data.lexical_baseline): mini measures the serving
+    # stack against its own fp32 model, as MLPerf's 99% targets do, not question answering skill.
+    inference_target=0.99 * 22.14,
+    inference_targets={"99": 0.99 * 22.14, "99.9": 0.999 * 22.14},
+    inference_target_source="mlbench mini: 99% (or 99.9%) of the fp32 mini QA model's measured F1 22.14 "
+                            "(a lexical baseline scores 78.9 on the same questions)",
+    inference_metric="f1",
     performance_sample_count=1024,
     notes="open division: a small BERT on offline prose, not comparable with MLPerf results",
 )
