@@ -147,7 +147,7 @@ def test_a_failed_job_is_a_failed_point_and_the_sweep_fails(tmp_path, monkeypatc
     out = capsys.readouterr().out
     assert code == 1
     assert submitted == [("nproc_1", 1), ("nnodes_2_nproc_1", 2)]
-    (sweep_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    (sweep_dir,) = [p for p in tmp_path.iterdir() if p.is_dir() and p.name != "cache"]
     result = json.loads((sweep_dir / "result.json").read_text())
     assert result["status"] == "failed"
     one, two = result["points"]
@@ -176,7 +176,7 @@ def test_scale_tiny_at_1_and_2_processes(tmp_path):
                           "--seed", "2", "--output-dir", str(tmp_path)], env=env, capture_output=True, text=True,
                          timeout=220)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    (sweep_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    (sweep_dir,) = [p for p in tmp_path.iterdir() if p.is_dir() and p.name != "cache"]
     result = json.loads((sweep_dir / "result.json").read_text())
     assert result["kind"] == "scale" and result["status"] == "success" and result["valid"] is False
     one, two = result["points"]
