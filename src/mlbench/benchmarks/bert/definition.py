@@ -104,14 +104,16 @@ TINY = MINI.derive(
     size="tiny",
     description="a 2-layer BERT (hidden 32) on generated sentences, for tests",
     dataset="generated sentences over a small vocabulary (HDF5 shards, seq 32, 5 predictions)",
-    target=0.20,  # above the 0.169 of always guessing "the"; 3 seeds reached it by 3,072-5,120 samples (lr 0.05)
-    target_source="mlbench tiny: tests only (reached by every measured seed at 3-5k samples, a few seconds)",
+    # above the 0.169 of always guessing "the". lr 0.02: 10 of 10 seeds reached it at 2,048-3,072 samples; lr 0.05
+    # stalled at 0.169 for 2 of 10 seeds.
+    target=0.20,
+    target_source="mlbench tiny: tests only (10 of 10 measured seeds reached it at 2-3k samples, a few seconds)",
     eval_every_samples=1_024,
     max_samples=12_288,  # 2.4x the slowest measured seed's samples to target
     batch_size=32,
     hparams={"model": {**SMALL, "vocab_size": 256, "hidden_size": 32, "intermediate_size": 64,
                        "max_position_embeddings": 32},
-             "seq_len": 32, "max_predictions": 5, "eval_samples": 256, "lr": 0.05, "warmup_steps": 10,
+             "seq_len": 32, "max_predictions": 5, "eval_samples": 256, "lr": 0.02, "warmup_steps": 10,
              "training_steps": 12_288 // 32, "dupe_factor": 5, "train_shards": 4, "tiny_documents": 400, "squad_seq_len": 32, "squad_query_len": 12, "squad_stride": 8},
     input_shape=(32,),
     inference_target=0.0,
