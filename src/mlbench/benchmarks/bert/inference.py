@@ -95,12 +95,12 @@ def qa_state_dict(state: Any, path: Path) -> dict[str, torch.Tensor]:
 
 
 def pretrained_encoder(bench: Benchmark) -> dict[str, torch.Tensor] | None:
-    """HOOK: the masked-LM encoder of ``mlbench train bert --size <size>`` as ``bert.*`` weights, or None.
+    """The masked-LM encoder of ``mlbench train bert --size <size>`` as ``bert.*`` weights, or None.
 
     It reads the model that ``mlbench.inference.models.trained_checkpoint`` caches for the benchmark and size
     (``cache_dir("models", "bert-<size>.pt")``, ``{"model": state dict}``) and keeps its ``bert.*`` tensors;
     it is used only together with the vocabulary of :func:`pretrained_vocab` (the encoder's embeddings index
-    that vocabulary). TODO(bert training): confirm the key layout once ``mlbench train bert`` writes it.
+    that vocabulary). The training workload keeps transformers' names, so only ``qa_outputs.*`` start new.
     """
     path = download.cache_dir("models", f"{bench.name}-{bench.size}.pt")
     if bench.is_reference or not path.is_file() or pretrained_vocab(bench) is None:
@@ -114,8 +114,8 @@ def pretrained_encoder(bench: Benchmark) -> dict[str, torch.Tensor] | None:
 
 
 def pretrained_vocab(bench: Benchmark) -> Path | None:
-    """HOOK: the vocab.txt the pre-trained encoder uses (the pre-training data's), or None when there is none.
-    TODO(bert training): this is where ``pretrain_data`` writes it today (``data_root(bench) / "vocab.txt"``)."""
+    """The vocab.txt the pre-trained encoder uses (``pretrain_data.data_root(bench) / "vocab.txt"``, written with the
+    pre-training shards), or None when there is no pre-trained encoder."""
     if bench.is_reference or not download.cache_dir("models", f"{bench.name}-{bench.size}.pt").is_file():
         return None
     try:
