@@ -151,14 +151,15 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
         mll.event(C.SEED, seed)
 
         wl: Workload = handle.workload()
-        model = wl.build_model().to(device)
-        if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
         local_bs = cfg.batch_size or bench.batch_size
         global_bs = local_bs * dist.world_size * cfg.grad_accum
         spec = DataSpec(batch_size=local_bs, eval_batch_size=max(local_bs, bench.batch_size),
                         rank=dist.rank, world_size=dist.world_size, workers=cfg.workers, seed=seed,
                         data_dir=cfg.data_dir, pin_memory=device.type == "cuda")
+        wl.check_data(spec)  # missing or malformed data fails before a large model is built
+        model = wl.build_model().to(device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         data = wl.build_data(spec)  # indexes the data; reads no samples yet
         budget = Budget.of(bench, cfg, len(data.train), local_bs * dist.world_size)
         steps_per_epoch = max(1, len(data.train) // cfg.grad_accum)

@@ -99,6 +99,11 @@ class Workload(abc.ABC):
         (per rank). Evaluation shards are disjoint across ranks and cover the whole set once.
         """
 
+    def check_data(self, spec: DataSpec) -> None:
+        """Fail early (DataError naming the file and the fix) when the data is missing or malformed, before
+        the model is built; for benchmarks whose model takes long to build (DLRM's tables). Default: nothing."""
+        return None
+
     def count_samples(self, batch: Any) -> int:
         """Samples in one (local) batch: the length of its first tensor (tuple or dict)."""
         if isinstance(batch, dict):

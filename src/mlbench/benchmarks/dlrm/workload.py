@@ -57,6 +57,16 @@ class DLRMWorkload(Workload):
     def replicated(self, model: torch.nn.Module) -> torch.nn.Module:
         return sharding.replicated(model) if distributed.env_info().world_size > 1 else model
 
+    def check_data(self, spec: DataSpec) -> None:
+        """The day files open (headers only, memory-mapped) before tens of millions of table rows are built."""
+        from mlbench.benchmarks.dlrm import data, days
+
+        if spec.data_dir or self.bench.is_reference:  # mini/tiny without --data-dir: generated later
+            hp = self.bench.hparams
+            root = data.data_root(self.bench, spec.data_dir, rank=spec.rank)
+            for d in [*hp["train_days"], hp["eval_day"]]:
+                days.open_day(root, d, hp["table_rows"], hp["multi_hot"])
+
     def build_data(self, spec: DataSpec) -> DataBundle:
         from mlbench.benchmarks.dlrm import data
 
