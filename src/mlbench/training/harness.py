@@ -460,8 +460,8 @@ def _efficiency(out: RunOutcome, wl: Workload, model: torch.nn.Module, batch_siz
     raised to the run's own FLOP/s per device when that is higher (never a fraction above 1)."""
     from mlbench.inference import peak
 
-    if dist.enabled and not wl.warm_up_restores_weights:
-        return  # sharded models run collectives in their forward: not counted on one rank
+    if dist.enabled and wl.sharded_checkpoint:
+        return  # model-parallel (sharded) models run collectives in their forward: not counted on one rank
     out.world_size, out.precision = dist.world_size, precision_name
     out.flops_per_sample = training_flops_per_sample(wl, model, batch_size, ctx)
     if not (out.flops_per_sample and out.throughput and dist.is_main):
