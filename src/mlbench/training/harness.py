@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import math
 import random
 import time
@@ -59,6 +60,7 @@ class RunOutcome:
     peak: dict[str, Any] | None = None
     world_size: int = 1
     precision: str = ""
+    speed: dict[str, Any] = field(default_factory=dict)  # the workload's own speed choices (Workload.speed_record)
 
     @property
     def throughput(self) -> float | None:
@@ -167,16 +169,19 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
                           base_lr=cfg.lr, grad_accum=cfg.grad_accum, world_size=dist.world_size)
         optimizer, scheduler = wl.build_optimizer(model, oargs)
         out.base_lr = oargs.extra.get("base_lr")
-        start_epoch = 0
+        start_epoch = skip_batches = 0
         if cfg.resume:
             resume = checkpoint.rank_path(cfg.resume, dist.rank) if wl.sharded_checkpoint else cfg.resume
             state = checkpoint.load(resume, model=model, optimizer=optimizer, scheduler=scheduler)
             start_epoch, out.resumed_from = state["epoch"], str(cfg.resume)
             out.samples = int(state.get("extra", {}).get("samples", 0))
+            # a checkpoint written mid-epoch (sample cadence) continues with the next batch of that epoch
+            skip_batches = int(state.get("extra", {}).get("epoch_batches", 0))
             say(f"resumed from {cfg.resume} after epoch {start_epoch} (not valid for time to train)")
         train_model = wl.wrap_model(model, device, dist.enabled)
         if cfg.compile:
-            train_model = torch.compile(train_model)
+            train_model = wl.compile_model(train_model)
+        out.speed = wl.speed_record()
         scaler = precision.grad_scaler(device, cfg.precision)
         if (cfg.compile or device.type == "cuda") and wl.warm_up_restores_weights:
             _warm_up(train_model, model, optimizer, wl, local_bs, ctx)
@@ -201,8 +206,9 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
         loop = _Loop(wl, bench, cfg, budget, mll, say, out, dist, ctx, run_dir, t0, data,
                      lambda: checkpoint.save(ckpt, model=model, optimizer=optimizer,
                                              scheduler=scheduler, epoch=out.epochs,
-                                             extra={"seed": seed, "samples": out.samples}))
-        loop.run(train_model, optimizer, scheduler, scaler, start_epoch)
+                                             extra={"seed": seed, "samples": out.samples,
+                                                    "epoch_batches": loop.epoch_batches}))
+        loop.run(train_model, optimizer, scheduler, scaler, start_epoch, skip_batches)
         precision.synchronize(device)
         out.time_to_train_s = time.perf_counter() - t0
         out.energy = meter.stop(samples=out.samples)
@@ -264,9 +270,10 @@ class _Loop:
         self.save = save
         self.next_eval = 0
         self.block_from = 0  # samples at the start of the open block (sample cadence)
+        self.epoch_batches = 0  # batches done in the unfinished epoch (a checkpoint resumes after them)
         self.model: Any = None
 
-    def run(self, model, optimizer, scheduler, scaler, start_epoch: int) -> None:
+    def run(self, model, optimizer, scheduler, scaler, start_epoch: int, skip_batches: int = 0) -> None:
         self.model = model
         b, out, mll = self.budget, self.out, self.mll
         if b.by_samples:
@@ -279,12 +286,15 @@ class _Loop:
                     mll.start(C.BLOCK_START, first_epoch_num=epoch + 1,
                               epoch_count=min(b.eval_every_epochs, b.epochs - epoch))
                 mll.start(C.EPOCH_START, epoch_num=epoch + 1)
+            skip = skip_batches if epoch == start_epoch else 0
+            self.epoch_batches = skip
             stopped = train_epoch(model, optimizer, scheduler, scaler, self.wl, self.data.train, epoch,
                                   self.cfg, self.ctx, self.say, out, self.dist,
-                                  after_step=self._after_step if b.by_samples else None)
+                                  after_step=self._after_step if b.by_samples else None, skip=skip)
             if stopped:
                 return
             out.epochs = epoch + 1
+            self.epoch_batches = 0
             if b.by_samples:
                 continue
             mll.end(C.EPOCH_STOP, epoch_num=epoch + 1)
@@ -298,9 +308,10 @@ class _Loop:
                 return
         self._budget_spent()
 
-    def _after_step(self) -> bool:
+    def _after_step(self, epoch_batches: int) -> bool:
         """Sample cadence: evaluate when due; True stops the run (target reached or budget spent)."""
         out, b = self.out, self.budget
+        self.epoch_batches = epoch_batches
         if out.samples < self.next_eval and (not b.max_samples or out.samples < b.max_samples):
             return False
         if self._evaluate(out.samples, f"{out.samples} samples", block_stop={"samples_count": out.samples}):
@@ -370,9 +381,11 @@ def _platform(device: torch.device, dist: distributed.DistInfo) -> str:
 
 def train_epoch(model, optimizer, scheduler, scaler, wl: Workload, batches, epoch: int, cfg: TrainConfig,
                  ctx: StepContext, say, out: RunOutcome, dist: distributed.DistInfo,
-                 after_step: Callable[[], bool] | None = None) -> bool:
-    """One pass over ``batches``. ``after_step`` (sample cadence) runs after each optimizer step and may
-    evaluate; its time is not training time. Returns True when ``after_step`` stopped the run."""
+                 after_step: Callable[[int], bool] | None = None, skip: int = 0) -> bool:
+    """One pass over ``batches``. ``after_step(batches done in this epoch)`` (sample cadence) runs after each
+    optimizer step and may evaluate; its time is not training time. Returns True when ``after_step`` stopped
+    the run. ``skip``: the first batches of the epoch were trained before a checkpoint (resume); they are
+    read and passed over, so the run continues with the batches an uninterrupted run would see."""
     model.train()
     batches.set_epoch(epoch)
     logger = MetricLogger(print_fn=say, bar=None if dist.is_main else False)
@@ -398,7 +411,10 @@ def train_epoch(model, optimizer, scheduler, scaler, wl: Workload, batches, epoc
     t_prev = t_start
     paused = 0.0  # time spent in after_step (evaluation), not training
     stopped = False
-    for i, batch in enumerate(logger.log_every(batches, cfg.log_every, f"Epoch: [{epoch}]")):
+    source = itertools.islice(iter(batches), skip, None) if skip else batches
+    total = max(0, len(batches) - skip)
+    for i, batch in enumerate(logger.log_every(source, cfg.log_every, f"Epoch: [{epoch}]", total=total),
+                              start=skip):
         now = time.perf_counter()
         out.data_wait_s += now - t_prev
         n = wl.count_samples(batch)
@@ -425,7 +441,7 @@ def train_epoch(model, optimizer, scheduler, scaler, wl: Workload, batches, epoc
         if sync and after_step is not None:
             t_pause = time.perf_counter()
             flush(i)  # the loss is checked before an evaluation trusts the model
-            stopped = after_step()
+            stopped = after_step(i + 1)
             paused += time.perf_counter() - t_pause
             if stopped:
                 break
