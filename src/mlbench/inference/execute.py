@@ -94,7 +94,7 @@ def _one_test(s, mode: str, outdir: Path, result: dict, state: dict, say) -> Non
     say(f"{mode} test: {cfg.scenario}, " + (
         f"{p.values['min_duration_ms'] / 1000:g} s minimum" if mode == "performance" else
         f"all {s.store.total_count} samples"))
-    test = runner.run_test(s, p, outdir)
+    test = runner.run_planned(s, p, outdir)
     test["settings"] = p.values
     if mode == "accuracy":
         test["accuracy"] = runner.accuracy_of(s, outdir)
@@ -104,8 +104,11 @@ def _one_test(s, mode: str, outdir: Path, result: dict, state: dict, say) -> Non
     else:
         m = test["metrics"]
         name = m["scenario_metric"]
+        again = test.get("replanned")
         say(f"performance: {name} = {_fmt(m.get(name))}; LoadGen says "
-            f"{'VALID' if test['loadgen_valid'] else 'INVALID'}")
+            f"{'VALID' if test['loadgen_valid'] else 'INVALID'}"
+            + (f" (repeated {len(again['tries'])}x: the warm-up estimate planned too few samples; LoadGen "
+               f"expected {again['expected_qps']:,.0f} samples/s)" if again else ""))
         for r in test["loadgen_reasons"]:
             say(f"  - {r}")
     state["tests"][mode] = test
@@ -153,6 +156,8 @@ def _finish(result: dict, state: dict, run_dir: Path, final: bool) -> None:
         result["metrics"] = dict(perf["metrics"])
         result["loadgen"] = {"validity": "VALID" if perf["loadgen_valid"] else "INVALID",
                              "reasons": perf["loadgen_reasons"], "settings": perf["settings"]}
+        if perf.get("replanned"):
+            result["loadgen"]["replanned"] = perf["replanned"]
     if acc is not None:
         a = acc["accuracy"]
         result["quality"] = {k: a[k] for k in ("metric", "value", "target", "target_name", "reached", "source")}
