@@ -7,15 +7,15 @@
 - Optimizers: Adagrad on the embeddings (sparse gradients) and Adagrad on the dense part, both at the base
   learning rate, lr decay 0, weight decay 0, initial accumulator 0, epsilon 1e-8, no warm-up or decay (the
   closed rules for dlrm_dcnv2).
-- Evaluation: exact AUC (ties averaged) over the validation half of the evaluation day, gathered from all ranks;
-  also the log loss and the click rate.
+- Evaluation: exact AUC (ties averaged) over the validation half of the evaluation day: every rank's scores
+  and labels are gathered to rank 0 alone, which computes the metrics and broadcasts them; also the log loss
+  and the click rate.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
@@ -120,14 +120,18 @@ class DLRMWorkload(Workload):
                 logits = model(batch["dense"], batch["sparse"])
             scores.append(logits.float().cpu())
             labels.append(batch["labels"].cpu())
-        s = auc_mod.gather(torch.cat(scores) if scores else torch.zeros(0))
-        y = auc_mod.gather(torch.cat(labels) if labels else torch.zeros(0))
-        n = len(y)
-        if n == 0:
-            return {"auc": float("nan"), "logloss": float("nan"), "click_rate": float("nan")}, 0
-        logloss = float(F.binary_cross_entropy_with_logits(s.double(), y.double()))
-        return {"auc": auc_mod.auc(s.numpy(), y.numpy()), "logloss": logloss,
-                "click_rate": float(np.mean(y.numpy()))}, n
+        # rank 0 alone gathers every score and label (an all-gather would hold the whole set on every rank),
+        # computes the exact metrics and broadcasts them: [auc, logloss, click_rate, count]
+        s = auc_mod.gather_to_root(torch.cat(scores) if scores else torch.zeros(0))
+        y = auc_mod.gather_to_root(torch.cat(labels).to(torch.uint8) if labels else torch.zeros(0, dtype=torch.uint8))
+        values = [float("nan")] * 3 + [0.0]
+        if s is not None and len(y):
+            yd = y.double()
+            values = [auc_mod.auc(s.numpy(), y.numpy()),
+                      float(F.binary_cross_entropy_with_logits(s.double(), yd)), float(yd.mean()), float(len(y))]
+        del s, y
+        auc, logloss, click_rate, n = auc_mod.broadcast_floats(values)
+        return {"auc": auc, "logloss": logloss, "click_rate": click_rate}, int(n)
 
     def mllog_hparams(self, args: OptimArgs, optimizer: Any) -> dict[str, Any]:
         return {
