@@ -219,7 +219,7 @@ def run_record(index: int, o: RunOutcome, check: dict) -> dict[str, Any]:
         "run": index, "seed": o.seed, "status": o.status, "reason": o.reason, "quality": o.quality,
         "reached_target": o.reached_target, "epochs": o.epochs, "samples": o.samples, "base_lr": o.base_lr,
         "evals": o.evals, "resumed_from": o.resumed_from, "metrics": o.metrics(), "compliance": check,
-        "compute": o.compute_record(),
+        "compute": o.compute_record(), "speed": o.speed,
     }
 
 
@@ -259,6 +259,7 @@ def finish_result(result, cfg, bench, outcomes, checks, cache_cleared, run_dir: 
     }
     if last is not None:
         result["compute"] = last.compute_record()
+        result["speed"] = last.speed  # the workload's automatic speed choices; the flags are in ``config``
     result["quality"]["value"] = last.quality if last else None
     result["quality"]["reached"] = bool(converged) and len(converged) == len(outcomes)
     result["valid"] = not reasons

@@ -85,6 +85,16 @@ class Workload(abc.ABC):
         return torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
+    def compile_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``--compile``: the module the training loop calls, compiled (all of it by default; a workload may
+        compile only the parts with static shapes)."""
+        return torch.compile(model)
+
+    def speed_record(self) -> dict[str, Any]:
+        """The speed choices this workload made on its own (fused optimizer, batched loss, ...), recorded in
+        result.json as ``speed`` beside the flags of the config; called after ``wrap_model``/``compile_model``."""
+        return {}
+
     def replicated(self, model: torch.nn.Module) -> torch.nn.Module:
         """The part of the model every rank holds identically (checked at ``run_stop``); all of it by default,
         the dense part when tables are sharded."""

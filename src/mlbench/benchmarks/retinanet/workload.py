@@ -57,6 +57,7 @@ class DetectionWorkload(Workload):
         """This rank's evaluation shard through the model in eval mode: the COCO result records that
         ``records(outputs, image_ids)`` makes of each batch, and the image ids seen."""
         net = unwrap(model)
+        net = getattr(net, "detector", net)  # a training wrapper (RetinaNet's DetectorTrainer): its detector
         net.eval()
         local: list[dict[str, Any]] = []
         seen: list[int] = []
@@ -71,7 +72,46 @@ class DetectionWorkload(Workload):
 
 
 class RetinaNetWorkload(DetectionWorkload):
-    """Batches are ``(images, targets)`` (lists, as torchvision's detection models take them); metric ``mAP``."""
+    """Batches are ``(images, targets)`` (lists, as torchvision's detection models take them); metric ``mAP``.
+
+    Training runs through :class:`mlbench.benchmarks.retinanet.fast.DetectorTrainer` (batched matching and
+    loss, folded frozen batch norm, fused Adam on CUDA; the same loss values) unless
+    ``MLBENCH_RETINANET_LEVERS=off``; ``speed_record`` says what was used (result.json ``speed``)."""
+
+    def __init__(self, bench):
+        super().__init__(bench)
+        from mlbench.benchmarks.retinanet import fast
+
+        self.levers = fast.levers_enabled()
+        self.speed: dict[str, Any] = {"levers": "on" if self.levers else f"off ({fast.LEVERS_ENV}=off)"}
+        self._trainer = None
+
+    def wrap_model(self, model: torch.nn.Module, device: torch.device, distributed: bool) -> torch.nn.Module:
+        from mlbench.benchmarks.retinanet import fast
+
+        if not self.levers:
+            return super().wrap_model(model, device, distributed)
+        self._trainer = fast.DetectorTrainer(model)
+        self.speed.update(self._trainer.record())
+        return super().wrap_model(self._trainer, device, distributed)
+
+    def compile_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """With the levers: backbone+head and the loss are compiled (static shapes), not the per-image resize."""
+        if self._trainer is None:
+            return super().compile_model(model)
+        self._trainer.compile()
+        self.speed.update(self._trainer.record())
+        return model
+
+    def speed_record(self) -> dict[str, Any]:
+        return dict(self.speed)
+
+    def to_device(self, batch, ctx: StepContext):
+        if self._trainer is not None:  # the trainer skips torchvision's per-image check on the device
+            from mlbench.benchmarks.retinanet import fast
+
+            fast.check_boxes(batch[1])
+        return super().to_device(batch, ctx)
 
     def build_model(self) -> torch.nn.Module:
         from mlbench.benchmarks.retinanet.model import build_model
@@ -87,7 +127,10 @@ class RetinaNetWorkload(DetectionWorkload):
         hp = self.bench.hparams
         base_lr = args.base_lr if args.base_lr is not None else hp["lr"]
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=base_lr, weight_decay=hp["weight_decay"])
+        from mlbench.benchmarks.retinanet import fast
+
+        opt, kind = fast.adam(params, base_lr, hp["weight_decay"], fast=self.levers)
+        self.speed["adam"] = kind
         warmup = int(round(hp["warmup_epochs"] * args.steps_per_epoch))
         sched = WarmupConstant(opt, base_lr, warmup, hp["warmup_factor"])
         args.extra.update(base_lr=base_lr, warmup_steps=warmup)
