@@ -51,6 +51,34 @@ def test_speed_perturbation_draws_a_new_rate_every_epoch_even_with_the_feature_c
     list(ev)
     assert len(ev._mel) == len(utts)  # evaluation (no perturbation) still caches
 
+def test_worker_processes_make_the_same_batches_and_fill_the_cache_here(ds):
+    utts = data.read_manifest(ds / "librispeech-train-wav.json", ds, Tokenizer())
+    hp = {**TINY.hparams, "time_masks": 2, "time_stretch": 0.1, "freq_warp": 0.1}
+    seen = {}
+    for workers in (0, 2):
+        b = data.SpeechBatches(utts, 8, train=True, rank=0, world=1, seed=3, hp=hp, cache=True, workers=workers)
+        epochs = []
+        for epoch in range(2):
+            b.set_epoch(epoch)
+            epochs.append(list(b))
+            assert len(b._mel) >= 8 * len(epochs[-1])  # the features came back from the workers
+        seen[workers] = epochs
+    for e0, e2 in zip(seen[0], seen[2], strict=True):
+        for x, y in zip(e0, e2, strict=True):
+            assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+    assert not torch.equal(seen[0][0][0]["feats"], seen[0][1][0]["feats"])  # a new draw each epoch
+
+
+def test_warp_stretches_time_and_warps_frequency():
+    g = torch.Generator().manual_seed(0)
+    mel = torch.randn(80, 100)
+    lens = {features.warp(mel, g, time_stretch=0.15).shape[1] for _ in range(20)}
+    assert min(lens) >= 100 / 1.15 - 1 and max(lens) <= 100 / 0.85 + 1 and len(lens) > 3
+    w = features.warp(mel, g, freq_warp=0.1)
+    assert w.shape == mel.shape and not torch.equal(w, mel) and torch.isfinite(w).all()
+    assert torch.equal(features.warp(mel, g), mel)
+
+
 def test_mel_filterbank_matches_librosa_slaney_shape():
     fb = features.mel_filterbank(16000, 512, 80)
     assert fb.shape == (80, 257) and (fb >= 0).all() and (fb.sum(1) > 0).all()

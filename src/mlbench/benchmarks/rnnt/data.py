@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from mlbench.benchmarks.rnnt import audio as audio_io
-from mlbench.benchmarks.rnnt.features import FilterbankFeatures, spec_augment, stack_subsample
+from mlbench.benchmarks.rnnt.features import FilterbankFeatures, spec_augment, stack_subsample, warp
 from mlbench.benchmarks.rnnt.text import Tokenizer
 from mlbench.errors import DataError
 
@@ -115,18 +115,27 @@ class SpeechBatches:
     """Batches ``{"feats" [B, T, 240], "feat_lens", "tokens" [B, U], "token_lens"}``.
 
     Audio is read and turned into log-mel features the first time it is needed (after ``run_start``) and kept
-    in memory when ``cache`` (mini, tiny) unless training speed-perturbs it; otherwise each epoch reads the WAVs
-    again, speed-perturbed when ``speed`` is set (the reference's 0.85-1.15).
+    in memory when ``cache`` (mini, tiny) unless training speed-perturbs the waveform; otherwise each epoch reads
+    the WAVs again, speed-perturbed when ``speed`` is set (the reference's 0.85-1.15).
+
+    With ``workers`` > 0, batches are made (WAVs read, featurised, augmented, collated) in that many DataLoader
+    worker processes, started for each pass and forked from this process, so that they see every feature
+    cached so far; the features they compute come back with the batch and join the cache here. Each batch
+    draws its augmentation from its own generator (seed, epoch, rank, batch index): the batches do not depend
+    on the worker count.
     """
 
     def __init__(self, utts: list[Utterance], batch_size: int, *, train: bool, rank: int, world: int, seed: int,
-                 hp: dict, cache: bool = True):
+                 hp: dict, cache: bool = True, workers: int = 0):
         self.utts, self.batch_size, self.train = utts, batch_size, train
         self.rank, self.world, self.seed, self.hp, self.cache = rank, world, seed, hp, cache
+        self.workers = max(0, int(workers))
         self.epoch = 0
         self.durations = np.array([u.duration for u in utts])
-        self.features = FilterbankFeatures(n_mels=hp.get("n_mels", 80), dither=hp.get("dither", 1e-5))
-        self.features.train(train)
+        # dither (training only) is added here from a generator of the utterance and epoch, not by the features'
+        # global RNG, so that worker processes compute what this process would
+        self.dither = hp.get("dither", 1e-5) if train else 0.0
+        self.features = FilterbankFeatures(n_mels=hp.get("n_mels", 80), dither=0.0)
         self._mel: dict[int, torch.Tensor] = {}
 
     def set_epoch(self, epoch: int) -> None:
@@ -143,42 +152,89 @@ class SpeechBatches:
     def __len__(self) -> int:
         return len(self._plan())
 
+    def _speed(self) -> bool:
+        return self.train and bool(self.hp.get("speed"))
+
     def mel(self, i: int, g: np.random.Generator | None = None) -> torch.Tensor:
         """Log-mel [n_mels, frames] of utterance ``i`` (speed-perturbed when ``g`` is given: never cached, since
         each epoch draws a new rate)."""
         cache = self.cache and g is None
         if cache and i in self._mel:
             return self._mel[i]
+        m = self._compute(i, g)
+        if cache:
+            self._mel[i] = m
+        return m
+
+    def _compute(self, i: int, g: np.random.Generator | None) -> torch.Tensor:
         x = audio_io.read_wav(self.utts[i].path)
         if g is not None:
             lo, hi = self.hp.get("speed_min", 0.85), self.hp.get("speed_max", 1.15)
             rate = float(g.uniform(lo, hi))
             x = audio_io.resample(x, int(round(audio_io.SAMPLE_RATE * rate / 50)) * 50, audio_io.SAMPLE_RATE)
-        m, n = self.features(torch.from_numpy(x)[None], torch.tensor([len(x)]))
-        m = m[0, :, : int(n[0])]
-        if cache:
-            self._mel[i] = m
-        return m
+        x = torch.from_numpy(x)
+        if self.dither:
+            g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0]))
+            x = x + self.dither * torch.randn(x.shape, generator=g)
+        m, n = self.features(x[None], torch.tensor([len(x)]))
+        return m[0, :, : int(n[0])].clone()
+
+    def make_batch(self, key: tuple[int, int, tuple[int, ...]]
+                   ) -> tuple[dict[str, torch.Tensor], dict[int, torch.Tensor]]:
+        """Batch ``b`` of epoch ``epoch`` (``key`` = (epoch, b, utterance indices)) and the features computed
+        for it that the cache lacked (to be kept by the caller when caching)."""
+        epoch, b, sel = key
+        seeds = [self.seed, epoch, self.rank, b]
+        speed = np.random.default_rng(seeds + [1]) if self._speed() else None
+        mels, new = [], {}
+        for i in sel:
+            m = self._mel.get(i) if (self.cache and speed is None) else None
+            if m is None:
+                m = self._compute(i, speed)
+                if self.cache and speed is None:
+                    new[i] = m
+            mels.append(m)
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence(seeds).generate_state(1)[0]))
+        return self.collate(mels, [self.utts[i].tokens for i in sel], g if self.train else None), new
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch * 31 + self.rank)
-        speed = np.random.default_rng(self.seed * 13 + self.epoch) if (self.train and self.hp.get("speed")) else None
-        for sel in self._plan():
-            mels = [self.mel(int(i), speed) for i in sel]
-            yield self.collate(mels, [self.utts[int(i)].tokens for i in sel], g if self.train else None)
+        keys = [(self.epoch, b, tuple(int(i) for i in sel)) for b, sel in enumerate(self._plan())]
+        if self.workers > 0 and keys:
+            from torch.utils.data import DataLoader
+
+            made = DataLoader(_BatchMaker(self), batch_size=None, sampler=keys,
+                              num_workers=min(self.workers, len(keys)), prefetch_factor=4)
+        else:
+            made = map(self.make_batch, keys)
+        for batch, new in made:
+            self._mel.update(new)
+            yield batch
 
     def collate(self, mels: list[torch.Tensor], tokens: list[tuple[int, ...]], g: torch.Generator | None
                 ) -> dict[str, torch.Tensor]:
+        hp = self.hp
+        if g is not None and (hp.get("time_stretch", 0.0) or hp.get("freq_warp", 0.0)):
+            mels = [warp(m, g, hp.get("time_stretch", 0.0), hp.get("freq_warp", 0.0)) for m in mels]
         lens = torch.tensor([m.shape[1] for m in mels])
         x = torch.zeros(len(mels), mels[0].shape[0], int(lens.max()))
         for j, m in enumerate(mels):
             x[j, :, : m.shape[1]] = m
-        if g is not None and self.hp.get("spec_augment", True):
-            x = spec_augment(x, lens, g, self.hp.get("freq_masks", 2), self.hp.get("max_freq", 20),
-                             self.hp.get("time_masks", 10), self.hp.get("max_time", 0.03))
-        x, lens = stack_subsample(x, lens, self.hp.get("stacking", 3), self.hp.get("subsampling", 3))
+        if g is not None and hp.get("spec_augment", True):
+            x = spec_augment(x, lens, g, hp.get("freq_masks", 2), hp.get("max_freq", 20),
+                             hp.get("time_masks", 10), hp.get("max_time", 0.03))
+        x, lens = stack_subsample(x, lens, hp.get("stacking", 3), hp.get("subsampling", 3))
         tl = torch.tensor([len(t) for t in tokens])
         y = torch.zeros(len(tokens), max(1, int(tl.max())), dtype=torch.long)
         for j, t in enumerate(tokens):
             y[j, : len(t)] = torch.tensor(t, dtype=torch.long)
         return {"feats": x.transpose(1, 2).contiguous(), "feat_lens": lens, "tokens": y, "token_lens": tl}
+
+
+class _BatchMaker(torch.utils.data.Dataset):
+    """The map-style view DataLoader workers call: a batch key -> (batch, new features)."""
+
+    def __init__(self, batches: SpeechBatches):
+        self.batches = batches
+
+    def __getitem__(self, key):
+        return self.batches.make_batch(key)

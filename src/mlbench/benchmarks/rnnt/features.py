@@ -110,3 +110,23 @@ def spec_augment(x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator, fre
             t0 = int(torch.randint(0, max(1, T - w), (1,), generator=g))
             mask[b, :, t0:t0 + w] = True
     return x.masked_fill(mask.to(x.device), 0.0)
+
+
+def warp(mel: torch.Tensor, g: torch.Generator, time_stretch: float = 0.0, freq_warp: float = 0.0) -> torch.Tensor:
+    """Augmentation of one cached log-mel [F, T] (mlbench's, not the reference's): the time axis stretched by a
+    factor drawn in 1 +- ``time_stretch`` (tempo, as a feature-level speed perturbation) and the mel axis by one
+    in 1 +- ``freq_warp`` (vocal tract length, a speaker change), both by linear interpolation; 0 leaves an axis
+    as it is."""
+    F, T = mel.shape
+    if freq_warp:
+        a = 1.0 + freq_warp * (2 * float(torch.rand((), generator=g)) - 1)
+        src = (torch.arange(F, dtype=mel.dtype) * a).clamp(max=F - 1)
+        lo = src.floor().long().clamp(max=F - 2) if F > 1 else src.long()
+        w = (src - lo.to(mel.dtype))[:, None]
+        mel = mel[lo] * (1 - w) + mel[(lo + 1).clamp(max=F - 1)] * w
+    if time_stretch:
+        r = 1.0 + time_stretch * (2 * float(torch.rand((), generator=g)) - 1)
+        n = max(1, int(round(T / r)))
+        if n != T:
+            mel = torch.nn.functional.interpolate(mel[None], size=n, mode="linear", align_corners=True)[0]
+    return mel

@@ -16,7 +16,7 @@ from mlbench.benchmarks.rnnt.model import RNNT
 from mlbench.benchmarks.rnnt.text import SENTENCEPIECE_VOCAB, Tokenizer, word_errors
 from mlbench.errors import DataError
 from mlbench.training import distributed
-from mlbench.training.batches import DataBundle, DataSpec
+from mlbench.training.batches import DataBundle, DataSpec, default_workers
 from mlbench.training.recipe import OptimArgs, StepContext, StepSchedule
 from mlbench.training.workload import Workload
 
@@ -133,10 +133,11 @@ class RNNTWorkload(Workload):
         train = [u for f in train_files for u in sdata.read_manifest(f, root, tok, hp["max_duration"])]
         ev = sdata.read_manifest(eval_file, root, tok)
         cache = bool(hp.get("cache_features"))
+        workers = spec.workers if spec.workers is not None else default_workers()
         tb = sdata.SpeechBatches(train, spec.batch_size, train=True, rank=spec.rank, world=spec.world_size,
-                                 seed=spec.seed, hp=hp, cache=cache)
+                                 seed=spec.seed, hp=hp, cache=cache, workers=workers)
         eb = sdata.SpeechBatches(ev, spec.eval_batch_size, train=False, rank=spec.rank, world=spec.world_size,
-                                 seed=0, hp=hp, cache=cache)
+                                 seed=0, hp=hp, cache=cache, workers=workers)
         return DataBundle(train=tb, eval=eb, train_samples=len(train), eval_samples=len(ev))
 
     def to_device(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, torch.Tensor]:
