@@ -16,6 +16,9 @@ MLPERF_MIN_DURATION_S = 600  # mlperf.conf's min_duration for every scenario
 # LoadGen plans every query of a test before it starts: per sample a few hundred bytes of bookkeeping in
 # LoadGen and in the SUT's Python (QuerySample objects, response records, latencies).
 LOADGEN_BYTES_PER_SAMPLE = 256
+# Options that only some benchmarks' tasks read: passed in TaskOptions.extra when given (a task that does not
+# list one in its ``options`` refuses it, see inference.task.build).
+TASK_OPTIONS = ("query_sizes",)
 
 
 @dataclass(kw_only=True)
@@ -61,6 +64,10 @@ class InferConfig:
     user_conf: str | None = opt(None, "a user.conf in LoadGen's format, applied after mlperf.conf; kept")
     max_samples: int | None = opt(None, "accuracy mode: score only the first N samples (invalid)", min=1,
                                   max=10**9)
+    query_sizes: str | None = opt(None, "dlrm: user-item pairs per query (one LoadGen sample), drawn with a "
+                                  "fixed seed: uniform:MIN-MAX, fixed:N, or quantile:FILE (the MLPerf reference's "
+                                  "--samples-to-aggregate-quantile-file format, e.g. its tools/dist_quantile.txt); "
+                                  "default: uniform over the size's range")
     find_peak: bool = opt(False, "Server: search the highest VALID target QPS, then confirm it")
     compliance: bool = opt(False, "also run the audit tests TEST01 and TEST04 and report pass/fail")
     trace: bool = opt(False, "enable LoadGen's trace log (mlperf_log_trace.json)")

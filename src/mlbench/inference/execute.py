@@ -32,6 +32,8 @@ def execute(cfg: InferConfig, run_dir: Path | None = None) -> dict[str, Any]:
         result["backend"] = {**session.backend.info(), "sut_workers": session.sut.n_workers,
                              "batch_size": session.batch_size}
         result["device"] = result["backend"].get("device", cfg.device)
+        if hasattr(session.task, "info"):  # what the task chose that the options do not say (e.g. query sizes)
+            result["task"] = session.task.info()
         _compute_info(result, session)
         if cfg.find_peak:  # probes first; the performance test below at the peak confirms it
             from mlbench.inference import extras

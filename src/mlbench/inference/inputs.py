@@ -6,6 +6,13 @@ single input, exported to ONNX as ``input``) or a dict of named arrays with a co
 ``model(**inputs)`` in PyTorch, the ONNX graph's inputs of the same names in ONNX Runtime. Ragged samples are
 the store's business: it pads a batch to a common shape (and may sort by length) before returning it; a
 store that pads every sample to one fixed shape keeps the ONNX export simple (only the batch is dynamic).
+
+Samples whose rows the model scores each on its own (DLRM: a query of user-item pairs) need no padding: the
+store returns a :class:`Ragged` batch, the samples' rows back to back along the first axis (named arrays
+``[sum of rows, ...]``) with the sample boundaries in ``offsets``; the model sees only rows (a dynamic first
+axis, exported as such), and the task's ``postprocess`` cuts its outputs back into samples by the lengths of
+``indices``. ``length``, ``head`` and ``split`` below count such a batch in samples, not rows, so that the
+harness's estimates, FLOP count and calibration treat it like any other batch.
 """
 
 from __future__ import annotations
@@ -18,18 +25,36 @@ Inputs = Union[np.ndarray, dict[str, np.ndarray]]  # noqa: UP007 - a runtime ali
 SINGLE = "input"  # the name of a single-array input (ONNX)
 
 
+class Ragged(dict):
+    """Named arrays holding several samples' rows back to back: sample ``j`` is rows
+    ``offsets[j]:offsets[j + 1]`` of every array (``offsets``: int64, ``len = samples + 1``, starts at 0)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], offsets: np.ndarray):
+        super().__init__(arrays)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+
+    def rows(self, a: int, b: int) -> Ragged:
+        """Samples ``a:b`` as a Ragged batch of their rows."""
+        lo, hi = int(self.offsets[a]), int(self.offsets[b])
+        return Ragged({k: v[lo:hi] for k, v in self.items()}, self.offsets[a:b + 1] - lo)
+
+
 def named(x: Inputs) -> dict[str, np.ndarray]:
     """``x`` as named arrays (a single array is called ``input``)."""
     return x if isinstance(x, dict) else {SINGLE: x}
 
 
 def length(x: Inputs) -> int:
-    """Samples in a batch."""
+    """Samples in a batch (a Ragged batch: samples, not rows)."""
+    if isinstance(x, Ragged):
+        return len(x.offsets) - 1
     return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
 
 
 def head(x: Inputs, n: int) -> Inputs:
     """The first ``n`` samples."""
+    if isinstance(x, Ragged):
+        return x.rows(0, min(n, length(x)))
     return {k: v[:n] for k, v in x.items()} if isinstance(x, dict) else x[:n]
 
 
@@ -37,6 +62,8 @@ def split(x: Inputs, parts: int) -> list[Inputs]:
     """``x`` cut into ``parts`` consecutive batches (calibration)."""
     n = length(x)
     bounds = np.linspace(0, n, max(1, parts) + 1).astype(int)
+    if isinstance(x, Ragged):
+        return [x.rows(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
     if isinstance(x, dict):
         return [{k: v[a:b] for k, v in x.items()} for a, b in zip(bounds[:-1], bounds[1:])]
     return [x[a:b] for a, b in zip(bounds[:-1], bounds[1:])]

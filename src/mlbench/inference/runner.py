@@ -18,7 +18,7 @@ from mlbench import registry, runs, signals, sysinfo
 from mlbench.errors import RunAborted
 from mlbench.inference import backends, inputs, logs, settings
 from mlbench.inference import task as task_mod
-from mlbench.inference.config import InferConfig
+from mlbench.inference.config import TASK_OPTIONS, InferConfig
 from mlbench.inference.sut import QSL, SUT
 
 DEFAULT_BATCH = {"Offline": 32, "Server": 32, "SingleStream": 1, "MultiStream": 8}
@@ -60,7 +60,8 @@ def open_session(cfg: InferConfig, say) -> Session:
     accuracy_target(bench, cfg.target)  # an unknown --target fails before anything is built
     opts = task_mod.TaskOptions(data_dir=cfg.data_dir, weights=cfg.weights, offline=cfg.offline,
                                 train_if_missing=cfg.train_if_missing, say=say,
-                                max_samples=cfg.max_samples)
+                                max_samples=cfg.max_samples,
+                                extra={k: getattr(cfg, k) for k in TASK_OPTIONS if getattr(cfg, k) is not None})
     task = task_mod.build(handle, opts)
     store = task.dataset()
     bs = cfg.batch_size or DEFAULT_BATCH[cfg.scenario]

@@ -16,7 +16,7 @@ The order of calls in one run::
     store = task.dataset()                     # cheap: counts and file lists, no pre-processing yet
     model = task.model()                       # torch module in eval mode, fp32 weights, on the CPU
     store.load(indices) / store.unload(...)    # when LoadGen asks (pre-processing happens here)
-    x = store.batch(indices)                   # np.ndarray [N, ...]; the backend runs the model on it
+    x = store.batch(indices)                   # np.ndarray [N, ...] or named arrays (inputs.py); the backend runs it
     responses = task.postprocess(outputs, indices)
     metrics = task.accuracy({qsl_index: bytes}, store)   # accuracy mode, from mlperf_log_accuracy.json
 """
@@ -40,7 +40,9 @@ class TaskOptions:
     train_if_missing: bool = True  # mini/tiny: train the model when no checkpoint is cached
     max_samples: int | None = None  # cap the dataset (tests, --quick accuracy); None means all of it
     say: Callable[[str], None] = print  # progress messages (go to the console and console.log)
-    extra: dict[str, Any] = field(default_factory=dict)  # benchmark-specific --set values
+    # benchmark-specific options (e.g. query_sizes from --query-sizes); a task lists those it reads in its
+    # ``options`` attribute, and ``build`` refuses any other (ConfigError) instead of ignoring it
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -61,7 +63,8 @@ class SampleStore(Protocol):
     def unload(self, indices: Sequence[int]) -> None: ...
 
     def batch(self, indices: Sequence[int]) -> np.ndarray:
-        """Loaded samples stacked along a new first axis, in the model's input dtype and layout."""
+        """Loaded samples stacked along a new first axis, in the model's input dtype and layout; or, for
+        samples of independent rows, an ``inputs.Ragged`` batch of their rows back to back (no padding)."""
         ...
 
     def label(self, index: int) -> Any:
@@ -101,7 +104,8 @@ class InferenceTask(Protocol):
     def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> np.ndarray | list[np.ndarray]:
         """Model outputs for ``indices`` -> what LoadGen logs for each sample.
 
-        ``outputs`` are the model's outputs as numpy arrays (leading dimension N). Return either one array
+        ``outputs`` are the model's outputs as numpy arrays (leading dimension N; for an ``inputs.Ragged``
+        batch, the rows of all N samples back to back, cut by the lengths of ``indices``). Return either one array
         whose row ``i`` is sample ``i``'s response (fast path; C-contiguous) or a list of N arrays (for
         variable-size responses such as detections). Responses are logged as raw bytes of
         ``response_dtype`` in mlperf_log_accuracy.json.
@@ -126,4 +130,11 @@ def build(handle: Any, opts: TaskOptions) -> InferenceTask:
     if builder is None:
         raise MlbenchError(f"benchmark '{handle.name}' has no inference task yet",
                            f"add build_task(bench, opts) to {module.__name__} (see mlbench/inference/task.py)")
-    return builder(handle.definition, opts)
+    task = builder(handle.definition, opts)
+    unknown = sorted(set(opts.extra) - set(getattr(task, "options", ())))
+    if unknown:
+        from mlbench.errors import ConfigError
+
+        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
+        raise ConfigError(f"{flags} does not apply to {handle.name}", f"drop {flags}")
+    return task

@@ -1,13 +1,29 @@
 """dlrm-v2 inference (``mlbench infer dlrm``): the task of :mod:`mlbench.inference.task`.
 
-Samples are user queries as the MLPerf reference aggregates them: consecutive rows of the validation half of
-the evaluation day, ``query_min``..``query_max`` rows each (the reference draws sizes from its quantile file,
-100-700 rows; we draw them uniformly from the definition's range with a fixed seed, so every run serves the
-same queries). The store keeps a loaded query's rows ragged (no padding in memory) and pads a batch to
-``query_max`` rows per query inside ``batch``: named inputs ``dense`` float32 [N, R, 13] and ``sparse_0`` ..
-``sparse_25`` int64 [N, R, h_k]. The model returns click probabilities [N, R]; the response LoadGen logs for a
-query is its rows' probabilities (float32, as many as the query has rows); accuracy is the exact AUC over all
-rows of the logged queries against the day's labels.
+Samples are user queries as the MLPerf reference aggregates them: consecutive rows (user-item pairs) of the
+validation half of the evaluation day. The number of rows per query is drawn as the reference draws it
+(``recommendation/dlrm_v2/pytorch/python/multihot_criteo.py``), chosen with ``--query-sizes``:
+
+- ``quantile:FILE``: the reference's ``--samples-to-aggregate-quantile-file`` (its official runs pass
+  ``tools/dist_quantile.txt``, sizes 100-700): the first line of FILE holds integers separated by commas (the
+  inverse CDF of the size distribution, non-decreasing); each query's size is ``q[randint(0, len(q))]``;
+- ``uniform:MIN-MAX``: the reference's ``--samples-to-aggregate-min/max``, sizes uniform in ``MIN..MAX``;
+- ``fixed:N``: the reference's ``--samples-to-aggregate-fix``, every query N rows;
+- default: ``uniform`` over the size's ``query_min..query_max`` (reference 100-700, mini/tiny 20-100).
+
+Draws come from numpy's ``RandomState(123)`` (the reference's ``--numpy-rand-seed`` default and its quantile
+draw, ``np.random.randint(low=0, high=len(q))`` once per query): every run serves the same queries, and with
+the reference's quantile file they are the reference's queries (checked against the first 100 lines of its
+``tools/dist_trace_verification.txt``). The last query takes what rows remain. (The reference draws uniform
+sizes with Python's unseeded ``random``, so there it cannot be matched; ours is seeded.)
+
+No padding: a batch of queries is their rows back to back (an ``inputs.Ragged`` batch, named inputs ``dense``
+float32 [R, 13] and ``sparse_0`` .. ``sparse_25`` int64 [R, h_k], R the rows of all its queries), the model
+scores each row (click probabilities [R]), and ``postprocess`` cuts them back into queries by their lengths.
+The response LoadGen logs for a query is its rows' probabilities (float32, one per row); accuracy is the
+exact AUC over all rows of the logged queries against the day's labels. LoadGen's samples are queries:
+``throughput/samples_per_s`` counts queries; rows/s is that times the mean rows per query (``task`` in
+result.json).
 
 Models: mini/tiny use the checkpoint of ``mlbench train dlrm --size mini|tiny`` (cached; trained first when
 missing). The reference takes ``--weights FILE``: a state dict with TorchRec's DLRM_DCN names (``model.``
@@ -17,6 +33,7 @@ prefix optional); ``--weights random`` serves seeded random weights (throughput 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,62 +43,166 @@ from mlbench.benchmarks.base import Benchmark
 from mlbench.benchmarks.dlrm import auc as auc_mod
 from mlbench.benchmarks.dlrm import days
 from mlbench.errors import ConfigError, DataError, MlbenchError
+from mlbench.inference import inputs
 from mlbench.inference.task import TaskOptions
 
-QUERY_SEED = 0
+QUERY_SEED = 123  # the reference's --numpy-rand-seed default, which seeds its query-size draws
+QUERY_FORMS = "uniform:MIN-MAX, fixed:N or quantile:FILE"
 
 
-def query_bounds(n_rows: int, lo: int, hi: int, seed: int = QUERY_SEED) -> np.ndarray:
-    """Start offsets of consecutive queries covering ``n_rows`` (the last one may be shorter), plus the end."""
-    rng = np.random.default_rng(seed)
-    sizes = rng.integers(lo, hi + 1, n_rows // max(1, lo) + 2)
-    ends = np.cumsum(sizes)
-    k = int(np.searchsorted(ends, n_rows)) + 1
-    bounds = np.concatenate([[0], np.minimum(ends[:k], n_rows)])
-    return bounds.astype(np.int64)
+@dataclass(frozen=True)
+class QuerySizes:
+    """How many rows each query has: ``kind`` uniform (``low..high``), fixed (``low == high``) or quantile
+    (``quantile``, the reference's inverse-CDF table, from ``source``)."""
+
+    kind: str
+    low: int
+    high: int
+    quantile: tuple[int, ...] = ()
+    source: str | None = None
+
+    def draw(self, count: int, rng: np.random.RandomState) -> np.ndarray:
+        """The next ``count`` query sizes from ``rng`` (as the reference draws them, one per query)."""
+        if self.kind == "fixed":
+            return np.full(count, self.low, np.int64)
+        if self.kind == "quantile":
+            return np.asarray(self.quantile, np.int64)[rng.randint(0, len(self.quantile), size=count)]
+        return rng.randint(self.low, self.high + 1, size=count).astype(np.int64)
+
+    def describe(self) -> dict:
+        d = {"kind": self.kind, "min": self.low, "max": self.high, "seed": QUERY_SEED}
+        if self.kind == "quantile":
+            from mlbench.data import download
+
+            d.update(file=self.source, sha256=download.sha256_file(Path(self.source)),
+                     quantile_points=len(self.quantile))
+        return d
+
+
+def _size(text: str, what: str, n_rows: int, spec: str) -> int:
+    try:
+        v = int(text.strip())
+    except ValueError:
+        raise ConfigError(f"invalid value for 'query_sizes' {spec!r}: {what} {text.strip()!r} is not an integer",
+                          f"use {QUERY_FORMS}") from None
+    if not 1 <= v <= n_rows:
+        raise ConfigError(f"invalid value for 'query_sizes' {spec!r}: {what} {v} is outside 1..{n_rows} (the rows "
+                          "of the validation half)", f"give sizes from 1 to {n_rows}")
+    return v
+
+
+def read_quantile_file(path: str | Path, n_rows: int) -> tuple[int, ...]:
+    """The reference's quantile file: integers on its first line, separated by commas (and/or spaces),
+    non-decreasing, each in ``1..n_rows``. Missing: ConfigError; empty or malformed: DataError naming it."""
+    p = Path(path)
+    fix = ("pass the reference's --samples-to-aggregate-quantile-file (e.g. recommendation/dlrm_v2/pytorch/tools/"
+           "dist_quantile.txt): one line of non-decreasing integers separated by commas")
+    if not p.is_file():  # a wrong option value, as for a missing --user-conf: exit code 2
+        raise ConfigError(f"query-size quantile file not found: {p}", fix)
+    try:
+        with open(p, encoding="utf-8") as f:
+            line = f.readline()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read the query-size quantile file {p}: {exc}", fix) from None
+    tokens = [t for t in line.replace(",", " ").split()]
+    if not tokens:
+        raise DataError(f"query-size quantile file {p} has no numbers on its first line", fix)
+    values = []
+    for i, t in enumerate(tokens):
+        try:
+            v = int(t)
+        except ValueError:
+            raise DataError(f"query-size quantile file {p}: entry {i + 1} ({t[:20]!r}) is not an integer", fix) from None
+        if not 1 <= v <= n_rows:
+            raise DataError(f"query-size quantile file {p}: entry {i + 1} ({v}) is outside 1..{n_rows} (the rows of "
+                            "the validation half)", fix)
+        values.append(v)
+    if any(b < a for a, b in zip(values, values[1:])):
+        i = next(i for i, (a, b) in enumerate(zip(values, values[1:])) if b < a)
+        raise DataError(f"query-size quantile file {p}: entry {i + 2} ({values[i + 1]}) is below entry {i + 1} "
+                        f"({values[i]}); a quantile (inverse CDF) never decreases", fix)
+    return tuple(values)
+
+
+def parse_query_sizes(spec: str | None, default: tuple[int, int], n_rows: int) -> QuerySizes:
+    """``--query-sizes`` (None: uniform over ``default``) as a QuerySizes, checked against ``n_rows``."""
+    if spec is None:
+        lo, hi = min(default[0], n_rows), min(default[1], n_rows)
+        return QuerySizes("uniform", lo, hi)
+    kind, sep, arg = spec.partition(":")
+    kind = kind.strip().lower()
+    if not sep or kind not in ("uniform", "fixed", "quantile") or not arg.strip():
+        raise ConfigError(f"invalid value for 'query_sizes': {spec!r}", f"use {QUERY_FORMS}, e.g. uniform:100-700")
+    if kind == "fixed":
+        n = _size(arg, "size", n_rows, spec)
+        return QuerySizes("fixed", n, n)
+    if kind == "uniform":
+        a, dash, b = arg.partition("-")
+        if not dash:
+            raise ConfigError(f"invalid value for 'query_sizes': {spec!r} (uniform needs MIN-MAX)",
+                              "e.g. uniform:100-700")
+        lo, hi = _size(a, "MIN", n_rows, spec), _size(b, "MAX", n_rows, spec)
+        if lo > hi:
+            raise ConfigError(f"invalid value for 'query_sizes': {spec!r} has MIN {lo} above MAX {hi}",
+                              f"e.g. uniform:{hi}-{lo}")
+        return QuerySizes("uniform", lo, hi)
+    q = read_quantile_file(arg.strip(), n_rows)
+    return QuerySizes("quantile", q[0], q[-1], q, str(Path(arg.strip())))
+
+
+def query_bounds(n_rows: int, sizes: QuerySizes, seed: int = QUERY_SEED) -> np.ndarray:
+    """Start offsets of consecutive queries covering ``n_rows`` (the last one takes what remains), plus the end."""
+    rng = np.random.RandomState(seed)
+    parts, total = [], 0
+    while total < n_rows:  # in chunks: the draws are one stream whatever the chunk sizes
+        chunk = sizes.draw(min(1 << 20, (n_rows - total) // max(1, sizes.low) + 1), rng)
+        parts.append(chunk)
+        total += int(chunk.sum())
+    ends = np.cumsum(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+    k = int(np.searchsorted(ends, n_rows)) + 1 if n_rows else 0
+    return np.concatenate([[0], np.minimum(ends[:k], n_rows)]).astype(np.int64)
 
 
 class QueryStore:
-    """Queries of consecutive rows; ragged in memory, padded to ``max_rows`` per query in ``batch``."""
+    """Queries of consecutive rows, kept ragged in memory; ``batch`` puts the queries' rows back to back (an
+    ``inputs.Ragged`` batch: no padding)."""
 
-    def __init__(self, rows: days.Rows, bounds: np.ndarray, max_rows: int, performance_count: int,
-                 count: int | None = None):
-        self.rows, self.bounds, self.max_rows = rows, bounds, max_rows
+    def __init__(self, rows: days.Rows, bounds: np.ndarray, performance_count: int, count: int | None = None):
+        self.rows, self.bounds = rows, bounds
+        self.lengths = np.diff(bounds)
         n = len(bounds) - 1
         self.total_count = n if count is None else min(count, n)
         self.performance_count = min(performance_count, self.total_count)
-        self.loaded: dict[int, dict[str, np.ndarray]] = {}
+        self.loaded: dict[int, list[np.ndarray]] = {}  # index -> [dense, sparse_0, ..., sparse_25]
         self._labels: dict[int, np.ndarray] = {}
+        self.names: list[str] = ["dense", *(f"sparse_{k}" for k in range(days.SPARSE_FEATURES))]
 
     def length(self, index: int) -> int:
-        return int(self.bounds[index + 1] - self.bounds[index])
+        return int(self.lengths[index])
 
     def load(self, indices: Sequence[int]) -> None:
         for i in indices:
             i = int(i)
             if i not in self.loaded:
                 q = self.rows.read(int(self.bounds[i]), int(self.bounds[i + 1]))
-                self.loaded[i] = q
+                self.loaded[i] = [np.ascontiguousarray(q["dense"], np.float32),
+                                  *(np.ascontiguousarray(s, np.int64) for s in q["sparse"])]
                 self._labels[i] = q["labels"]
 
     def unload(self, indices: Sequence[int]) -> None:
         for i in indices:
             self.loaded.pop(int(i), None)
 
-    def batch(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
-        n, r = len(indices), self.max_rows
-        first = self.loaded[int(indices[0])] if len(indices) else None
-        if first is None:
+    def batch(self, indices: Sequence[int]) -> inputs.Ragged:
+        if not len(indices):
             raise KeyError("batch() needs at least one loaded sample")
-        dense = np.zeros((n, r, days.DENSE_FEATURES), np.float32)
-        sparse = [np.zeros((n, r, s.shape[1]), np.int64) for s in first["sparse"]]
-        for j, i in enumerate(indices):
-            q = self.loaded[int(i)]  # KeyError for a sample that was not loaded
-            m = len(q["labels"])
-            dense[j, :m] = q["dense"]
-            for k, s in enumerate(q["sparse"]):
-                sparse[k][j, :m] = s
-        return {"dense": dense, **{f"sparse_{k}": s for k, s in enumerate(sparse)}}
+        qs = [self.loaded[int(i)] for i in indices]  # KeyError for a sample that was not loaded
+        offsets = np.zeros(len(qs) + 1, np.int64)
+        np.cumsum(self.lengths[np.asarray(indices, np.int64)], out=offsets[1:])
+        if len(qs) == 1:
+            return inputs.Ragged(dict(zip(self.names, qs[0], strict=True)), offsets)
+        return inputs.Ragged({name: np.concatenate([q[k] for q in qs]) for k, name in enumerate(self.names)},
+                             offsets)
 
     def label(self, index: int) -> np.ndarray:
         if index not in self._labels:
@@ -89,28 +210,53 @@ class QueryStore:
         return self._labels[index]
 
 
+class SumBag(torch.nn.Module):
+    """An ``nn.EmbeddingBag`` (mode sum, fixed-size bags: 2-D ids) with the same weight, that exports to ONNX as
+    Gather + ReduceSum. torch.onnx lowers ``embedding_bag`` to a Loop over the bags, which ONNX Runtime runs
+    ~100x slower than PyTorch; eager PyTorch keeps ``embedding_bag`` (no [rows, h, D] intermediate)."""
+
+    def __init__(self, bag: torch.nn.EmbeddingBag):
+        super().__init__()
+        self.weight = bag.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():
+            return torch.nn.functional.embedding(ids, self.weight).sum(1)
+        return torch.nn.functional.embedding_bag(ids, self.weight, mode="sum")
+
+
+def _sum_bags(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` with each sum EmbeddingBag replaced by a SumBag on the same weight (parameter names unchanged)."""
+    for module in list(net.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.EmbeddingBag) and child.mode == "sum" and child.padding_idx is None:
+                setattr(module, child_name, SumBag(child))
+    return net
+
+
 class QueryModel(torch.nn.Module):
-    """DLRM over padded queries: named inputs -> click probabilities [N, R]."""
+    """DLRM over the rows of a batch of queries: named inputs -> click probabilities [R]."""
 
     def __init__(self, net: torch.nn.Module, fields: int = days.SPARSE_FEATURES):
         super().__init__()
-        self.net, self.fields = net, fields
+        self.net, self.fields = _sum_bags(net), fields
 
     def forward(self, dense: torch.Tensor, **sparse: torch.Tensor) -> torch.Tensor:
-        n, r = dense.shape[0], dense.shape[1]
-        ids = [sparse[f"sparse_{k}"].reshape(n * r, -1) for k in range(self.fields)]
-        return torch.sigmoid(self.net(dense.reshape(n * r, -1), ids)).reshape(n, r)
+        ids = [sparse[f"sparse_{k}"] for k in range(self.fields)]
+        return torch.sigmoid(self.net(dense, ids)).reshape(-1)
 
 
 class DLRMTask:
     metric = "auc"
     higher_is_better = True
     response_dtype = "float32"
+    options = ("query_sizes",)  # --query-sizes (see the module docstring)
 
     def __init__(self, bench: Benchmark, opts: TaskOptions):
         self.bench, self.opts = bench, opts
         self._store: QueryStore | None = None
         self._weights: Path | None = None
+        self.sizes: QuerySizes | None = None
 
     def dataset(self) -> QueryStore:
         if self._store is None:
@@ -120,10 +266,23 @@ class DLRMTask:
             root = data_root(self.bench, self.opts.data_dir, self.opts.say)
             day = days.open_day(root, hp["eval_day"], hp["table_rows"], hp["multi_hot"])
             rows = days.eval_rows(day, hp["table_rows"], "val")
-            bounds = query_bounds(len(rows), hp["query_min"], hp["query_max"])
-            self._store = QueryStore(rows, bounds, hp["query_max"], self.bench.performance_sample_count,
-                                     self.opts.max_samples)
+            self.sizes = parse_query_sizes(self.opts.extra.get("query_sizes"), (hp["query_min"], hp["query_max"]),
+                                           len(rows))
+            bounds = query_bounds(len(rows), self.sizes)
+            self._store = QueryStore(rows, bounds, self.bench.performance_sample_count, self.opts.max_samples)
         return self._store
+
+    def info(self) -> dict:
+        """For result.json: how queries were made (LoadGen's samples are queries; rows are user-item pairs)."""
+        store = self.dataset()
+        lengths = store.lengths[:store.total_count]
+        return {"query_sizes": self.sizes.describe() if self.sizes else None,
+                "queries": int(store.total_count), "rows": int(lengths.sum()),
+                "rows_per_query_mean": float(lengths.mean()) if len(lengths) else 0.0,
+                "rows_per_query_min": int(lengths.min()) if len(lengths) else 0,
+                "rows_per_query_max": int(lengths.max()) if len(lengths) else 0,
+                "batch_layout": "the rows of a batch's queries back to back, no padding",
+                "sample": "one LoadGen sample is one query (throughput/samples_per_s counts queries)"}
 
     def model(self) -> torch.nn.Module:
         from mlbench.benchmarks.dlrm.model import DLRMTrain
@@ -151,11 +310,12 @@ class DLRMTask:
         return QueryModel(net).eval()
 
     def model_id(self) -> str:
+        # "-rows": the model takes rows (no query axis); keeps ONNX files exported for padded queries unused
         if self.opts.weights == "random":
-            return "random0"
+            return "random0-rows"
         from mlbench.data import download
 
-        return download.sha256_file(self._weights_path())[:12]
+        return download.sha256_file(self._weights_path())[:12] + "-rows"  # (no padding, no embedding Loop)
 
     def _weights_path(self) -> Path:
         if self._weights is None:
@@ -178,9 +338,12 @@ class DLRMTask:
         return self._weights
 
     def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> list[np.ndarray]:
-        probs = np.asarray(outputs[0], dtype=np.float32)
-        store = self.dataset()
-        return [np.ascontiguousarray(probs[j, :store.length(int(i))]) for j, i in enumerate(indices)]
+        """The batch's row probabilities cut back into its queries, in order."""
+        probs = np.ascontiguousarray(outputs[0], dtype=np.float32).reshape(-1)
+        ends = np.cumsum(self.dataset().lengths[np.asarray(indices, np.int64)])
+        if len(ends) and ends[-1] != len(probs):
+            raise ValueError(f"the model returned {len(probs)} probabilities for {int(ends[-1])} rows")
+        return np.split(probs, ends[:-1])
 
     def accuracy(self, responses: dict[int, bytes], store: QueryStore) -> dict[str, float]:
         scores, labels, short = [], [], 0
