@@ -1,5 +1,5 @@
 """The plain-PyTorch DLRM-DCNv2 (shapes, TorchRec names), the row-wise Adagrad (= torch's Adagrad), and table-wise
-sharding on two gloo processes (= one process on the global batch)."""
+sharding on two gloo processes (= one process on the global batch; its collective timers)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,9 @@ def _worker(rank: int, world: int, init: str, out: str) -> None:
     model = sharding.ShardedDLRM(net, torch.device("cpu"))
     dense_opt = torch.optim.Adagrad(M.dense_parameters(net), lr=0.1, eps=1e-8)
     sparse_opt = RowWiseAdagrad(M.sparse_parameters(net), lr=0.1)
+    timer = sharding.CollectiveTimer()
     for step in range(3):
+        model.timer = timer if step == 1 else None  # timing one step changes nothing in the result
         b = _batch(16, step)
         lo, hi = rank * 8, (rank + 1) * 8
         logits = model(b["dense"][lo:hi], [s[lo:hi] for s in b["sparse"]])
@@ -87,7 +89,8 @@ def _worker(rank: int, world: int, init: str, out: str) -> None:
         n = 5 if rank == 0 else 0
         b = _batch(5, 99)
         ev = model(b["dense"][:n], [s[:n] for s in b["sparse"]])
-    torch.save({"state": net.state_dict(), "eval": ev}, f"{out}.{rank}")
+    torch.save({"state": net.state_dict(), "eval": ev, "calls": dict(timer.calls),
+                "seconds": dict(timer.seconds)}, f"{out}.{rank}")
     torch.distributed.destroy_process_group()
 
 
@@ -120,4 +123,7 @@ def test_two_process_table_wise_sharding_equals_one_process(tmp_path):
         b = _batch(5, 99)
         assert torch.allclose(parts[0]["eval"], net(b["dense"], b["sparse"]), atol=1e-5)
     assert parts[1]["eval"].shape == (0,)
+    for part in parts:  # the timed step: one of each collective, each timed once
+        assert part["calls"] == {"ids_all_gather": 1, "all_to_all_forward": 1, "all_to_all_backward": 1}
+        assert all(s > 0 for s in part["seconds"].values())
 

@@ -12,10 +12,17 @@ dense part (bottom MLP, cross net, top MLP) is replicated and trained data-paral
 
 The result equals one process training on the global batch (tested). The ids exchanged are small (multi-hot
 ints); the embeddings themselves never move.
+
+``ShardedDLRM.timer`` (off: None) times the collectives of the step by kind (``ids_all_gather``,
+``all_to_all_forward``, ``all_to_all_backward``) for ``benchmarks/scaling_dlrm.py``; a collective's time includes
+waiting for the slowest rank to reach it. DDP's gradient all-reduce is not among them (it overlaps backward).
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections import defaultdict
 from collections.abc import Sequence
 
 import torch
@@ -38,21 +45,57 @@ def owned_tables(table_rows: Sequence[int], rank: int, world: int) -> list[int]:
     return [t for t, r in enumerate(plan(table_rows, world)) if r == rank]
 
 
+class CollectiveTimer:
+    """Wall seconds and calls per kind of collective, summed until :meth:`reset` (CUDA: synchronised)."""
+
+    def __init__(self, device: torch.device | None = None):
+        self.cuda = device is not None and device.type == "cuda"
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def reset(self) -> None:
+        self.seconds.clear()
+        self.calls.clear()
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        if self.cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.cuda:
+                torch.cuda.synchronize()
+            self.seconds[name] += time.perf_counter() - t
+            self.calls[name] += 1
+
+
+_UNTIMED = contextlib.nullcontext()
+
+
+def _timed(timer: CollectiveTimer | None, name: str):
+    return _UNTIMED if timer is None else timer(name)
+
+
 class _AllToAll(torch.autograd.Function):
     """1-D all-to-all with split sizes; its backward is the reverse all-to-all, scaled."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, send: list[int], recv: list[int], grad_scale: float) -> torch.Tensor:
-        ctx.send, ctx.recv, ctx.grad_scale = send, recv, grad_scale
+    def forward(ctx, x: torch.Tensor, send: list[int], recv: list[int], grad_scale: float,
+                timer: CollectiveTimer | None = None) -> torch.Tensor:
+        ctx.send, ctx.recv, ctx.grad_scale, ctx.timer = send, recv, grad_scale, timer
         out = x.new_empty(sum(recv))
-        dist.all_to_all_single(out, x.contiguous(), recv, send)
+        with _timed(timer, "all_to_all_forward"):
+            dist.all_to_all_single(out, x.contiguous(), recv, send)
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         back = grad.new_empty(sum(ctx.send))
-        dist.all_to_all_single(back, grad.contiguous(), ctx.send, ctx.recv)
-        return back * ctx.grad_scale, None, None, None
+        with _timed(ctx.timer, "all_to_all_backward"):
+            dist.all_to_all_single(back, grad.contiguous(), ctx.send, ctx.recv)
+        return back * ctx.grad_scale, None, None, None, None
 
 
 class _DenseStack(nn.Module):
@@ -84,6 +127,7 @@ class ShardedDLRM(nn.Module):
         self.by_rank = [[t for t, r in enumerate(self.owner) if r == q] for q in range(self.world)]
         self.dense = nn.parallel.DistributedDataParallel(
             _DenseStack(net), device_ids=[device.index] if device.type == "cuda" else None)
+        self.timer: CollectiveTimer | None = None  # set one to time the collectives (benchmarks only)
 
     def no_sync(self):
         return self.dense.no_sync()
@@ -93,13 +137,14 @@ class ShardedDLRM(nn.Module):
         b = len(sparse[0])
         widths = [s.shape[1] for s in sparse]
         ids = torch.cat(list(sparse), dim=1)  # [B, H]
-        m = torch.tensor([b], device=ids.device)
-        dist.all_reduce(m, op=dist.ReduceOp.MAX)
-        m = int(m.item())
-        if b < m:  # pad with id 0 (a valid row of every table); the padded rows are dropped below
-            ids = torch.cat([ids, ids.new_zeros(m - b, ids.shape[1])])
-        gathered = [torch.empty_like(ids) for _ in range(self.world)]
-        dist.all_gather(gathered, ids.contiguous())
+        with _timed(self.timer, "ids_all_gather"):
+            m = torch.tensor([b], device=ids.device)
+            dist.all_reduce(m, op=dist.ReduceOp.MAX)
+            m = int(m.item())
+            if b < m:  # pad with id 0 (a valid row of every table); the padded rows are dropped below
+                ids = torch.cat([ids, ids.new_zeros(m - b, ids.shape[1])])
+            gathered = [torch.empty_like(ids) for _ in range(self.world)]
+            dist.all_gather(gathered, ids.contiguous())
         every = torch.cat(gathered)  # [world*M, H]
         starts = [0]
         for w in widths:
@@ -113,7 +158,7 @@ class ShardedDLRM(nn.Module):
         send_buf = local.reshape(self.world, m * len(self.owned) * d).reshape(-1)
         send = [m * len(self.owned) * d] * self.world
         recv = [m * len(self.by_rank[q]) * d for q in range(self.world)]
-        got = _AllToAll.apply(send_buf, send, recv, 1.0 / self.world)
+        got = _AllToAll.apply(send_buf, send, recv, 1.0 / self.world, self.timer)
         parts, at = [None] * len(self.rows), 0
         for q in range(self.world):
             n = len(self.by_rank[q])
