@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 
 import pytest
 import torch
@@ -137,3 +138,22 @@ def test_speech_synthesis_with_espeak_and_flite(tmp_path):
     assert len(utts) == 6 and all(set(u.transcript.split()) <= set(synth.VOCABULARY) for u in utts)
     assert all(0.3 < len(audio.read_wav(u.path)) / 16000 < 6 for u in utts)
     shutil.rmtree(root)
+
+
+def test_held_out_voices_are_never_used_for_training():
+    assert not set(synth.ESPEAK_TEST) & set(synth.ESPEAK_TRAIN)
+    assert not set(synth.ESPEAK_TEST_VARIANTS) & set(synth.ESPEAK_TRAIN_VARIANTS)
+    assert not set(synth.FLITE_TEST) & set(synth.FLITE_TRAIN)
+
+
+@pytest.mark.skipif(bool(synth.speech_tools_missing()), reason="espeak-ng/flite not installed")
+def test_every_espeak_variant_exists(tmp_path):
+    """espeak-ng falls back to its default voice, silently, for a variant it does not know."""
+    def speak(voice: str) -> bytes:
+        out = tmp_path / "v.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-w", str(out), "stop"], check=True, capture_output=True)
+        return out.read_bytes()
+
+    default = speak("en-us")
+    for v in [v for v in synth.ESPEAK_TRAIN_VARIANTS + synth.ESPEAK_TEST_VARIANTS if v]:
+        assert speak(f"en-us+{v}") != default, v

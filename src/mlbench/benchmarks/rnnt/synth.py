@@ -36,11 +36,21 @@ COMMANDS = ("yes no up down left right on off stop go forward back follow open c
 VOCABULARY = DIGITS + LETTERS + COMMANDS
 
 ESPEAK_TRAIN = ["en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan"]
-ESPEAK_TRAIN_VARIANTS = ["m1", "m3", "m5", "m7", "f1", "f3", "f5", ""]
+# Training speakers: espeak-ng's numbered variants except the held-out ones, plus its named variants (each a
+# different voice: formants, breathiness, tone), and no variant; pitch and speed drawn over wide ranges.
+ESPEAK_TRAIN_VARIANTS = ["", "m1", "m3", "m5", "m6", "m7", "m8", "f1", "f3", "f5", "adam", "Alex", "Andy", "Annie",
+                         "antonio", "aunty", "belinda", "benjamin", "boris", "caleb", "david", "ed", "edward",
+                         "Gene", "gustave", "Henrique", "Hugo", "iven", "iven2", "iven3", "Jacky", "john",
+                         "kaukovalta", "Lee", "linda", "marcelo", "Marco", "max", "Michael", "michel", "miguel",
+                         "Mike", "Nguyen", "pablo", "paul", "pedro", "quincy", "rob", "robert", "steph", "steph2",
+                         "zac", "anika", "grandpa", "grandma", "norbert", "sandro", "shelby", "travis", "victor",
+                         "klatt", "klatt2", "klatt3"]
 ESPEAK_TEST = ["en-us-nyc", "en-gb-x-gbcwmd"]
-ESPEAK_TEST_VARIANTS = ["m2", "m4", "f2", "f4"]
-FLITE_TRAIN = ["awb", "rms", "kal16"]
+ESPEAK_TEST_VARIANTS = ["m2", "m4", "f2", "f4"]  # never used for training
+FLITE_TRAIN = ["awb", "rms", "kal16", "kal"]
 FLITE_TEST = ["slt"]
+# the generator's version: part of the cache marker, so that data written by an older generator is regenerated
+SPEECH_VERSION = 2
 
 TINY_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 TINY_LETTERS = 4  # tiny's words use the first four letters
@@ -95,16 +105,24 @@ def _speech_job(i: int, split: str, seed: int, tmp: Path) -> tuple[np.ndarray, s
     words = [VOCABULARY[k] for k in rng.integers(0, len(VOCABULARY), rng.integers(1, 4))]
     text = " ".join(words)
     out = tmp / f"{split}-{i}.wav"
-    test = split != "train"
-    if rng.random() < 0.75:  # espeak-ng
-        voices, variants = (ESPEAK_TEST, ESPEAK_TEST_VARIANTS) if test else (ESPEAK_TRAIN, ESPEAK_TRAIN_VARIANTS)
-        x = _espeak(text, str(rng.choice(voices)), str(rng.choice(variants)), int(rng.integers(120, 200)),
-                    int(rng.integers(25, 80)), out)
-    else:
-        x = _flite(text, str(rng.choice(FLITE_TEST if test else FLITE_TRAIN)), float(rng.uniform(0.8, 1.3)),
-                   int(rng.integers(85, 180)), out)
+    if split != "train":  # held-out voices and variants (the same draws as version 1: the same test set)
+        if rng.random() < 0.75:  # espeak-ng
+            x = _espeak(text, str(rng.choice(ESPEAK_TEST)), str(rng.choice(ESPEAK_TEST_VARIANTS)),
+                        int(rng.integers(120, 200)), int(rng.integers(25, 80)), out)
+        else:
+            x = _flite(text, str(rng.choice(FLITE_TEST)), float(rng.uniform(0.8, 1.3)), int(rng.integers(85, 180)),
+                       out)
+        snr = (15.0, 35.0)
+    else:  # many training speakers, wider pitch and speed ranges, more noise
+        if rng.random() < 0.75:
+            x = _espeak(text, str(rng.choice(ESPEAK_TRAIN)), str(rng.choice(ESPEAK_TRAIN_VARIANTS)),
+                        int(rng.integers(100, 230)), int(rng.integers(0, 100)), out)
+        else:
+            x = _flite(text, str(rng.choice(FLITE_TRAIN)), float(rng.uniform(0.75, 1.4)), int(rng.integers(70, 220)),
+                       out)
+        snr = (8.0, 35.0)
     out.unlink(missing_ok=True)
-    return _finish(x, rng, (15.0, 35.0)), text
+    return _finish(x, rng, snr), text
 
 
 def _tone_job(i: int, split: str, seed: int) -> tuple[np.ndarray, str]:
@@ -132,7 +150,8 @@ def generate(root: str | Path, kind: str, train: int, eval_: int, seed: int = 0,
     """Write ``root/{train,dev}-wav/*.wav`` and ``root/librispeech-{train,dev}-wav.json``; a directory that
     already holds both manifests (the ``complete`` marker) is reused."""
     root = Path(root)
-    marker = root / f".complete-{kind}-{train}-{eval_}-{seed}"
+    version = f"-v{SPEECH_VERSION}" if kind == "speech" else ""
+    marker = root / f".complete-{kind}{version}-{train}-{eval_}-{seed}"
     if marker.is_file():
         return root
     if kind == "speech":
