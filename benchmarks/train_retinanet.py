@@ -1,34 +1,50 @@
-"""RetinaNet training throughput: mlbench's harness against a plain torchvision detection loop, side by side.
+"""RetinaNet training throughput: mlbench (harness epoch, speed levers) against a plain torchvision loop.
 
-Both loops train fresh copies of one initial model with the same batches, batch size, precision, optimizer
-(Adam with the recipe's warm-up) and data, alternating A/B in one process so that machine noise hits both;
-the ratio of their throughputs (mlbench / plain, images/s) is reported per trial and as the median.
-mlbench's side runs the real harness epoch (``mlbench.training.harness.train_epoch``: progress line,
-loss read-back, scheduler, data-wait timing); the plain side is the loop of torchvision's detection
-reference (``loss_dict = model(images, targets); sum(...).backward(); step``).
+Both sides train one initial model (reset to the same weights before every trial) on the same held batches,
+at the same batch size and precision, with Adam and the recipe's warm-up; trials alternate plain, mlbench,
+plain, mlbench, ... in one process, so that machine noise hits both, and the medians are reported.
+
+- plain: the loop of torchvision's detection reference (``loss_dict = model(images, targets)``,
+  ``sum(...).backward()``, ``torch.optim.Adam`` with torch's default implementation), NCHW.
+- mlbench: the real harness epoch (``mlbench.training.harness.train_epoch``: progress line, loss read-back,
+  scheduler, data-wait timing) through the RetinaNet workload, with its speed levers
+  (``mlbench.benchmarks.retinanet.fast``: batched matching and loss, cached anchors, folded frozen batch norm,
+  fused Adam on CUDA) plus ``--channels-last`` and ``--compile`` when given; ``--no-levers`` measures the
+  harness alone on the plain model (its overhead).
+
+Before the trials, ``--check-steps`` steps of each side from the same weights on the same batches compare the
+loss values (the levers must not change them beyond rounding). ``--data-dir`` also measures the share of a
+step spent waiting for data: the harness epoch on the real loader (JPEG decoding in ``--workers`` processes).
 
     python benchmarks/train_retinanet.py --case mini                 # generated shapes, the mini model
     python benchmarks/train_retinanet.py --case tiny --steps 8
-    python benchmarks/train_retinanet.py --case reference --device cuda --precision bf16 --batch-size 16
+    python benchmarks/train_retinanet.py --case reference --batch-size 2 --image-size 256 --steps 4
+    python benchmarks/train_retinanet.py --case reference --device cuda --precision bf16 --batch-size 32 \\
+        --channels-last --compile --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import os
 import statistics
+import time
+from dataclasses import dataclass
 
 import side_by_side
 import torch
 
 from mlbench import registry
 from mlbench.config import TrainConfig
-from mlbench.training import precision
+from mlbench.training import distributed, precision
 from mlbench.training.batches import DataSpec
-from mlbench.training.recipe import StepContext
+from mlbench.training.harness import RunOutcome, train_epoch
+from mlbench.training.recipe import OptimArgs, StepContext
 
 
-def plain_loop(model, opt, sched, batches, device, prec: str) -> int:
+def plain_loop(model, opt, sched, batches, device, prec: str, losses: list | None = None) -> int:
     """The baseline: torchvision's detection training step, written by hand."""
     model.train()
     n = 0
@@ -43,23 +59,102 @@ def plain_loop(model, opt, sched, batches, device, prec: str) -> int:
         opt.zero_grad(set_to_none=True)
         sched.step()
         n += len(images)
+        if losses is not None:
+            losses.append(float(loss.detach()))
     precision.synchronize(device)
     return n
 
 
-def load_batches(handle, bench, args, bs: int, steps: int, ctx: StepContext) -> side_by_side.Held:
-    """Real decoded batches (mini/tiny: the generated set; reference: synthetic 800x800 images), in memory,
-    so that both loops time the model step and not the JPEG decoder."""
+@dataclass
+class Side:
+    """One side of the comparison: its workload, the model, the module the loop calls, the initial weights."""
+
+    wl: object
+    model: torch.nn.Module
+    train: torch.nn.Module
+    init: dict
+
+    def fresh(self, bs: int, steps: int):
+        """The initial weights back, a new optimizer and schedule (one epoch of ``steps``)."""
+        self.model.load_state_dict(self.init)
+        opt, sched = self.wl.build_optimizer(self.model, OptimArgs(global_batch_size=bs, steps_per_epoch=steps,
+                                                                   epochs=1))
+        return self.train, opt, sched
+
+
+def make_side(handle, base, device, levers: bool, channels_last: bool, compile_: bool) -> Side:
+    wl = handle.workload()
+    if hasattr(wl, "levers"):
+        wl.levers = levers
+    model = copy.deepcopy(base)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train = wl.wrap_model(model, device, False)
+    if compile_:
+        train = wl.compile_model(train)
+    return Side(wl, model, train, copy.deepcopy(model.state_dict()))
+
+
+def harness_epoch(side: Side, batches, cfg, ctx, bs: int, steps: int, losses: list | None = None) -> RunOutcome:
+    """mlbench's side: the harness epoch (or, with ``losses``, the workload's step with each loss read)."""
+    train, opt, sched = side.fresh(bs, steps)
+    out = RunOutcome(seed=0)
+    if losses is None:
+        train_epoch(train, opt, sched, None, side.wl, batches, 0, cfg, ctx, lambda msg: None, out,
+                    distributed.DistInfo())
+    else:
+        train.train()
+        for batch in batches:
+            loss, _ = side.wl.loss(train, side.wl.to_device(batch, ctx), ctx)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+            losses.append(float(loss.detach()))
+    precision.synchronize(ctx.device)
+    return out
+
+
+def load_batches(handle, args, bs: int, steps: int) -> side_by_side.Held:
+    """Decoded batches held in memory (mini/tiny: the generated set; reference: synthetic images at the
+    model's input size), so that both loops time the model step and not the JPEG decoder."""
+    wl = handle.workload()
     if args.case == "reference":
-        return side_by_side.Held([handle.workload().synthetic_batch(bs, StepContext(device=torch.device("cpu")))]
-                       * steps)
-    data = handle.workload().build_data(DataSpec(batch_size=bs, eval_batch_size=bs, workers=0))
-    out = []
-    for b in data.train:
-        out.append(b)
-        if len(out) == steps:
-            break
-    return side_by_side.Held(out)
+        return side_by_side.Held([wl.synthetic_batch(bs, StepContext(device=torch.device("cpu")))] * steps)
+    data = wl.build_data(DataSpec(batch_size=bs, eval_batch_size=bs, workers=0))
+    return side_by_side.Held.first(data.train, steps)
+
+
+class First:
+    """The first ``n`` batches of a loader, streamed (Batches interface)."""
+
+    def __init__(self, batches, n: int):
+        self.batches, self.n = batches, n
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return min(self.n, len(self.batches))
+
+    def __iter__(self):
+        for i, b in enumerate(self.batches):
+            if i >= self.n:
+                break
+            yield b
+
+
+def data_share(side: Side, args, cfg, ctx, bs: int) -> dict:
+    """The harness epoch on the real loader: images/s and the share of the step spent waiting for data."""
+    spec = DataSpec(batch_size=bs, eval_batch_size=bs, workers=args.workers, data_dir=args.data_dir,
+                    pin_memory=ctx.device.type == "cuda")
+    data = side.wl.build_data(spec)
+    batches = First(data.train, args.data_steps)
+    harness_epoch(side, First(data.train, 2), cfg, ctx, bs, 2)  # starts the workers
+    out = harness_epoch(side, batches, cfg, ctx, bs, args.data_steps)
+    return {"images_per_s": out.samples / out.train_s, "data_wait_share": out.data_wait_s / out.train_s,
+            "steps": len(batches), "workers": data.train.loader.num_workers
+            if hasattr(data.train, "loader") else args.workers}
 
 
 def main() -> None:
@@ -68,36 +163,102 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     ap.add_argument("--batch-size", type=int, default=None, help="default: the size's batch (reference: 2)")
+    ap.add_argument("--image-size", type=int, default=None,
+                    help="reference only: a smaller input than 800 (for CPU figures; same network)")
     ap.add_argument("--steps", type=int, default=16, help="steps per trial")
     ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--channels-last", action="store_true", help="mlbench side: channels_last weights and input")
+    ap.add_argument("--compile", action="store_true", help="mlbench side: torch.compile backbone+head and loss")
+    ap.add_argument("--no-levers", action="store_true", help="mlbench side without the automatic levers "
+                                                                "(MLBENCH_RETINANET_LEVERS=off): harness overhead")
+    ap.add_argument("--check-steps", type=int, default=3, help="steps of the loss comparison (0: none)")
+    ap.add_argument("--data-dir", default=None, help="also measure the data share on this set's real loader")
+    ap.add_argument("--data-steps", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=None, help="loader workers for --data-dir (default: auto)")
+    ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args()
     os.environ.setdefault("MLBENCH_RETINANET_BACKBONE", "random")  # throughput only: no download
+    fp16_scaler = args.precision == "fp16"
+    if fp16_scaler:
+        ap.error("fp16 needs gradient scaling, which this comparison leaves out: use --precision bf16")
 
     handle = registry.get("retinanet", args.case)
-    bench = handle.definition
+    if args.image_size:
+        if args.case != "reference":
+            ap.error("--image-size is for --case reference")
+        from mlbench.benchmarks.retinanet import definition
+
+        bench = definition.REFERENCE.derive(hparams={**definition.REFERENCE.hparams, "image_size": args.image_size},
+                                            input_shape=(3, args.image_size, args.image_size))
+        definition.SIZES["reference"] = bench
+        handle = registry.get("retinanet", args.case)
     device = precision.resolve_device(args.device)
-    bs = args.batch_size or (2 if args.case == "reference" else bench.batch_size)
-    recipe = handle.workload()
-    ctx = StepContext(device=device, autocast=lambda: precision.autocast(device, args.precision))
-    batches = load_batches(handle, bench, args, bs, args.steps, ctx)
+    bs = args.batch_size or (2 if args.case == "reference" else handle.definition.batch_size)
+    ctx = StepContext(device=device, channels_last=args.channels_last,
+                      autocast=lambda: precision.autocast(device, args.precision))
+    batches = load_batches(handle, args, bs, args.steps)
+    torch.manual_seed(0)
     base = handle.workload().build_model().to(device)
     cfg = TrainConfig(benchmark="retinanet", size=args.case, precision=args.precision, log_every=20)
-    fresh = side_by_side.fresh_copies(base, recipe, bs, args.steps)
 
+    plain = make_side(handle, base, device, False, False, False)
+    mine = make_side(handle, base, device, not args.no_levers, args.channels_last, args.compile)
+    del base
+    report: dict = {"case": args.case, "device": str(device), "precision": args.precision, "batch_size": bs,
+                    "image_size": handle.definition.hparams["image_size"], "steps": args.steps,
+                    "trials": args.trials, "torch": torch.__version__,
+                    "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                    "mlbench_side": {"levers": not args.no_levers, "channels_last": args.channels_last,
+                                     "compile": args.compile}}
+
+    t = time.perf_counter()
     warm = side_by_side.Held(batches.batches[:2])
-    plain = lambda m, o, s, data: plain_loop(m, o, s, data, device, args.precision)  # noqa: E731
+    plain_loop(*plain.fresh(bs, 2), warm, device, args.precision)
+    harness_epoch(mine, warm, cfg, ctx, bs, 2)  # compiles with --compile
+    report["warm_up_s"] = time.perf_counter() - t
+    report["speed"] = mine.wl.speed_record()
+    print(f"warm-up {report['warm_up_s']:.1f} s; mlbench speed choices: {json.dumps(report['speed'])}", flush=True)
+
+    if args.check_steps:
+        first = side_by_side.Held(batches.batches[:args.check_steps])
+        a: list[float] = []
+        b: list[float] = []
+        plain_loop(*plain.fresh(bs, args.check_steps), first, device, args.precision, losses=a)
+        harness_epoch(mine, first, cfg, ctx, bs, args.check_steps, losses=b)
+        rel = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
+        report["loss_check"] = {"plain": a, "mlbench": b, "max_rel_diff": rel}
+        print(f"losses over the first {len(a)} steps: plain {[round(x, 5) for x in a]}  "
+              f"mlbench {[round(x, 5) for x in b]}  max relative difference {rel:.2e}", flush=True)
+
     ratios, h_tp, p_tp = [], [], []
-    for trial in side_by_side.trials(fresh, plain, recipe, batches, warm, cfg, ctx, args.trials):
-        tp_plain, tp_h = trial.plain_per_s, trial.harness_per_s
-        ratios.append(trial.ratio)
-        h_tp.append(tp_h)
-        p_tp.append(tp_plain)
-        print(f"trial: plain {tp_plain:7.2f} images/s  mlbench {tp_h:7.2f} images/s  ratio {ratios[-1]:.3f}",
+    for _ in range(args.trials):
+        t = time.perf_counter()
+        n = plain_loop(*plain.fresh(bs, args.steps), batches, device, args.precision)
+        p_tp.append(n / (time.perf_counter() - t))
+        t = time.perf_counter()
+        out = harness_epoch(mine, batches, cfg, ctx, bs, args.steps)
+        h_tp.append(out.samples / (time.perf_counter() - t))
+        ratios.append(h_tp[-1] / p_tp[-1])
+        print(f"trial: plain {p_tp[-1]:7.2f} images/s  mlbench {h_tp[-1]:7.2f} images/s  ratio {ratios[-1]:.3f}",
               flush=True)
-    print(f"\nRetinaNet {args.case} ({args.device}, {args.precision}, batch {bs}, {args.steps} steps/trial, "
-          f"{args.trials} trials)")
-    print(f"median throughput: plain {statistics.median(p_tp):.2f}  mlbench {statistics.median(h_tp):.2f} images/s")
-    print(f"median ratio mlbench/plain: {statistics.median(ratios):.3f}   (goal >= 0.95)")
+    report.update(plain_images_per_s=p_tp, mlbench_images_per_s=h_tp, ratios=ratios,
+                  median_plain=statistics.median(p_tp), median_mlbench=statistics.median(h_tp),
+                  median_ratio=statistics.median(ratios))
+    side = ", ".join(k for k, v in report["mlbench_side"].items() if v) or "no levers"
+    print(f"\nRetinaNet {args.case} ({device}, {args.precision}, batch {bs}, {report['image_size']}x"
+          f"{report['image_size']}, {args.steps} steps/trial, {args.trials} trials; mlbench with {side})")
+    print(f"median throughput: plain {report['median_plain']:.2f}  mlbench {report['median_mlbench']:.2f} images/s")
+    print(f"median ratio mlbench/plain: {report['median_ratio']:.3f} (range {min(ratios):.3f}-{max(ratios):.3f})")
+    if device.type == "cuda":
+        report["max_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    if args.data_dir:
+        report["data"] = data_share(mine, args, cfg, ctx, bs)
+        d = report["data"]
+        print(f"real loader ({d['workers']} workers, {d['steps']} steps): {d['images_per_s']:.2f} images/s, "
+              f"data wait {100 * d['data_wait_share']:.1f}% of the step time")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
 
 
 if __name__ == "__main__":
