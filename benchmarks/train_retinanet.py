@@ -144,6 +144,29 @@ class First:
             yield b
 
 
+def make_data(root: str, images: int, size: int, distinct: int = 16) -> None:
+    """An OpenImages-MLPerf-layout set for the data-share figure when no real set is at hand: ``distinct``
+    generated ``size`` x ``size`` JPEGs (shapes on textured backgrounds) named ``images`` times in the train
+    json (decoding them costs what decoding distinct files costs), and 8 validation images."""
+    from pathlib import Path
+
+    from mlbench.benchmarks.retinanet import generate
+
+    labels = "openimages-mlperf.json"
+    path = Path(root) / "train" / "labels" / labels
+    if path.is_file() and len(json.loads(path.read_text())["images"]) >= images:
+        return
+    generate.write_split(Path(root), "validation", 8, size, seed=2, labels_file=labels)
+    generate.write_split(Path(root), "train", distinct, size, seed=1, labels_file=labels)
+    coco = json.loads(path.read_text())
+    ims, anns = [], []
+    for k in range(images):
+        im = coco["images"][k % distinct]
+        ims.append({**im, "id": k + 1})
+        anns += [{**a, "id": len(anns) + 1, "image_id": k + 1} for a in coco["annotations"] if a["image_id"] == im["id"]]
+    path.write_text(json.dumps({**coco, "images": ims, "annotations": anns}))
+
+
 def data_share(side: Side, args, cfg, ctx, bs: int) -> dict:
     """The harness epoch on the real loader: images/s and the share of the step spent waiting for data."""
     spec = DataSpec(batch_size=bs, eval_batch_size=bs, workers=args.workers, data_dir=args.data_dir,
@@ -153,7 +176,7 @@ def data_share(side: Side, args, cfg, ctx, bs: int) -> dict:
     harness_epoch(side, First(data.train, 2), cfg, ctx, bs, 2)  # starts the workers
     out = harness_epoch(side, batches, cfg, ctx, bs, args.data_steps)
     return {"images_per_s": out.samples / out.train_s, "data_wait_share": out.data_wait_s / out.train_s,
-            "steps": len(batches), "workers": data.train.loader.num_workers
+            "steps": len(batches), "generated": bool(args.make_data), "workers": data.train.loader.num_workers
             if hasattr(data.train, "loader") else args.workers}
 
 
@@ -174,6 +197,8 @@ def main() -> None:
     ap.add_argument("--check-steps", type=int, default=3, help="steps of the loss comparison (0: none)")
     ap.add_argument("--data-dir", default=None, help="also measure the data share on this set's real loader")
     ap.add_argument("--data-steps", type=int, default=20)
+    ap.add_argument("--make-data", type=int, default=0, metavar="SIZE",
+                    help="first generate an OpenImages-layout set of SIZExSIZE JPEGs in --data-dir (when missing)")
     ap.add_argument("--workers", type=int, default=None, help="loader workers for --data-dir (default: auto)")
     ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args()
@@ -201,8 +226,11 @@ def main() -> None:
     base = handle.workload().build_model().to(device)
     cfg = TrainConfig(benchmark="retinanet", size=args.case, precision=args.precision, log_every=20)
 
+    # cudnn.benchmark is global: the plain side runs with torch's default, mlbench's with what it chose
+    cudnn_plain = torch.backends.cudnn.benchmark
     plain = make_side(handle, base, device, False, False, False)
     mine = make_side(handle, base, device, not args.no_levers, args.channels_last, args.compile)
+    cudnn_mine = torch.backends.cudnn.benchmark
     del base
     report: dict = {"case": args.case, "device": str(device), "precision": args.precision, "batch_size": bs,
                     "image_size": handle.definition.hparams["image_size"], "steps": args.steps,
@@ -213,7 +241,9 @@ def main() -> None:
 
     t = time.perf_counter()
     warm = side_by_side.Held(batches.batches[:2])
+    torch.backends.cudnn.benchmark = cudnn_plain
     plain_loop(*plain.fresh(bs, 2), warm, device, args.precision)
+    torch.backends.cudnn.benchmark = cudnn_mine
     harness_epoch(mine, warm, cfg, ctx, bs, 2)  # compiles with --compile
     report["warm_up_s"] = time.perf_counter() - t
     report["speed"] = mine.wl.speed_record()
@@ -223,7 +253,9 @@ def main() -> None:
         first = side_by_side.Held(batches.batches[:args.check_steps])
         a: list[float] = []
         b: list[float] = []
+        torch.backends.cudnn.benchmark = cudnn_plain
         plain_loop(*plain.fresh(bs, args.check_steps), first, device, args.precision, losses=a)
+        torch.backends.cudnn.benchmark = cudnn_mine
         harness_epoch(mine, first, cfg, ctx, bs, args.check_steps, losses=b)
         rel = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
         report["loss_check"] = {"plain": a, "mlbench": b, "max_rel_diff": rel}
@@ -232,9 +264,11 @@ def main() -> None:
 
     ratios, h_tp, p_tp = [], [], []
     for _ in range(args.trials):
+        torch.backends.cudnn.benchmark = cudnn_plain
         t = time.perf_counter()
         n = plain_loop(*plain.fresh(bs, args.steps), batches, device, args.precision)
         p_tp.append(n / (time.perf_counter() - t))
+        torch.backends.cudnn.benchmark = cudnn_mine
         t = time.perf_counter()
         out = harness_epoch(mine, batches, cfg, ctx, bs, args.steps)
         h_tp.append(out.samples / (time.perf_counter() - t))
@@ -252,6 +286,8 @@ def main() -> None:
     if device.type == "cuda":
         report["max_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     if args.data_dir:
+        if args.make_data:
+            make_data(args.data_dir, bs * (args.data_steps + 2), args.make_data)
         report["data"] = data_share(mine, args, cfg, ctx, bs)
         d = report["data"]
         print(f"real loader ({d['workers']} workers, {d['steps']} steps): {d['images_per_s']:.2f} images/s, "

@@ -10,7 +10,8 @@ computed faster:
 - the anchors are made once per input shape (every image has the model's fixed size) instead of per step;
 - frozen batch norm is folded: into the preceding convolution where that one is frozen too (exact up to
   rounding), else into a precomputed per-channel affine (the same arithmetic as ``FrozenBatchNorm2d``);
-- channels_last input when the model's weights are channels_last (``--channels-last``);
+- channels_last input when the model's weights are channels_last (``--channels-last``); on CUDA cuDNN picks
+  its fastest convolution algorithms for the static input size (``cudnn.benchmark``);
 - ``--compile`` compiles backbone+head (static input: the fixed 800x800 size) and the loss (boxes padded to
   a few bucket sizes) instead of the whole model, whose per-image resize would recompile.
 
@@ -140,7 +141,8 @@ def losses(cls_logits: torch.Tensor, bbox_regression: torch.Tensor, anchors: tor
 
 # ---------------------------------------------------------------------------------------------- frozen BN
 class FrozenAffine(nn.Module):
-    """``x * scale + bias`` with the scale and bias a ``FrozenBatchNorm2d`` computes on every call, made once."""
+    """``x * scale + bias`` with the scale and bias a ``FrozenBatchNorm2d`` computes on every call, made once
+    (in fp32 as there: under autocast the result is fp32, as torchvision's)."""
 
     def __init__(self, bn: nn.Module):
         super().__init__()
@@ -149,7 +151,7 @@ class FrozenAffine(nn.Module):
         self.register_buffer("bias", (bn.bias - bn.running_mean * scale).reshape(1, -1, 1, 1).detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale + self.bias
+        return torch.addcmul(self.bias, x, self.scale)  # one pass over the activations instead of two
 
 
 def _folded_conv(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
@@ -252,9 +254,9 @@ class DetectorTrainer(nn.Module):
         self._loss = losses
         self.compiled = False
 
-    def compile(self, **kwargs) -> None:  # noqa: A003 - nn.Module.compile compiles forward; this its parts
-        """torch.compile backbone+head and the loss (matching stays eager: data-dependent control-free but
-        cheap); the per-image resize of the model's transform stays eager."""
+    def compile_parts(self, **kwargs) -> None:
+        """torch.compile backbone+head (static input) and the loss (boxes padded to buckets); the per-image
+        resize of the model's transform and the matching stay eager."""
         if not hasattr(torch, "compile"):
             from mlbench.errors import ConfigError
 
