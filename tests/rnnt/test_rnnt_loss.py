@@ -1,10 +1,12 @@
 """The pure-PyTorch RNN-T loss against a direct (cell by cell) recursion and a brute-force sum over every
-alignment: values and gradients; against torchaudio's where it loads."""
+alignment: values and gradients; against torchaudio's values and gradients frozen in a fixture (always), and
+against torchaudio live where it loads."""
 
 from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -87,6 +89,32 @@ def test_reductions_and_long_lattices_stay_finite():
     per = rnnt_loss(x, y, torch.tensor([120, 90]), torch.tensor([40, 25]), blank=28, reduction="none",
                     impl="pytorch")
     assert per.shape == (2,) and math.isclose(float(per.mean()), float(loss), rel_tol=1e-6)
+
+
+TORCHAUDIO_REFERENCE = Path(__file__).with_name("torchaudio_rnnt_reference.pt")  # make_torchaudio_reference.py
+
+
+def torchaudio_cases() -> list[dict]:
+    ref = torch.load(TORCHAUDIO_REFERENCE, weights_only=True)
+    assert ref["torchaudio"].startswith("2.") and len(ref["cases"]) >= 5
+    return ref["cases"]
+
+
+@pytest.mark.parametrize("case_no", range(6))
+def test_matches_torchaudio_frozen_values_and_gradients(case_no):
+    """torchaudio.functional.rnnt_loss (reduction none) and the gradient of the summed loss w.r.t. the logits,
+    written by tests/rnnt/make_torchaudio_reference.py where torchaudio loads: blank first, last and in the
+    middle, padded lengths, no labels, one frame, peaky logits."""
+    c = torchaudio_cases()[case_no]
+    x = c["logits"].clone().requires_grad_()
+    ours = rnnt_loss(x, c["targets"], c["logit_lengths"], c["target_lengths"], int(c["blank"]), reduction="none",
+                     impl="pytorch")
+    torch.testing.assert_close(ours, c["loss"], atol=1e-5, rtol=1e-5)
+    grad, = torch.autograd.grad(ours.sum(), x)
+    torch.testing.assert_close(grad, c["grad"], atol=2e-5, rtol=1e-4)  # measured max difference 9e-6
+    mean = rnnt_loss(c["logits"], c["targets"], c["logit_lengths"], c["target_lengths"], int(c["blank"]),
+                     impl="pytorch")
+    torch.testing.assert_close(mean, c["loss"].mean(), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.skipif(implementation() != "torchaudio", reason="torchaudio's rnnt_loss does not load beside this torch")
