@@ -11,6 +11,7 @@ by ``weights_init_scale`` (0.5), as in the reference.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from mlbench.benchmarks.rnnt.features import FilterbankFeatures, stack_subsample
@@ -95,38 +96,106 @@ class RNNT(nn.Module):
     def greedy(self, feats: torch.Tensor, feat_lens: torch.Tensor, max_symbols_per_step: int = 30,
                max_symbols: int = 300) -> tuple[torch.Tensor, torch.Tensor]:
         """Batched greedy decoding: at each encoder step emit the joint's best label until it is the blank
-        (or ``max_symbols_per_step``), feeding each emitted label to the prediction network. Returns the
-        labels ``[B, max_symbols]`` (padded with -1) and their counts."""
+        (or ``max_symbols_per_step``), feeding each emitted label to the prediction network; an utterance
+        stops emitting after ``max_symbols``. Returns the labels ``[B, max_symbols]`` (padded with -1) and
+        their counts. Each utterance's labels are those of decoding it alone (the reference's decoder).
+
+        The loop is what costs at small sizes (a few small tensor ops per symbol step), so it does little:
+        the batch is sorted longest first, so that the utterances still running at step ``t`` are a prefix
+        (a view: finished ones drop out of every op); the prediction network's joint projection is kept
+        and recomputed only when a label is emitted; the prediction LSTM runs as cells (no module
+        dispatch); each step's best labels and emit mask are only recorded, and the label matrix is built
+        once at the end."""
         f, f_lens = self.encode(feats, feat_lens)
         B, T, _ = f.shape
-        fe = self.joint_enc(f)
-        out = torch.full((B, max_symbols), -1, dtype=torch.long, device=f.device)
-        count = torch.zeros(B, dtype=torch.long, device=f.device)
-        start = torch.ones(B, dtype=torch.bool, device=f.device)
-        g, state = self._pred_step(torch.zeros(B, 1, dtype=torch.long, device=f.device), None, start)
-        not_start = torch.zeros_like(start)
-        for t in range(T):
-            active_t = f_lens > t
+        device = f.device
+        lens = f_lens.clamp(0, T)
+        order = torch.argsort(lens, descending=True, stable=True)
+        sorted_lens = lens[order].tolist()  # one host sync per batch
+        fe = self.joint_enc(f[order])  # [B, T, J], longest utterance first
+        out = torch.full((B, max_symbols), -1, dtype=torch.long, device=device)
+        count = torch.zeros(B, dtype=torch.long, device=device)
+        if B == 0 or sorted_lens[0] <= 0 or max_symbols <= 0:
+            return out, count
+        lin = self.joint_net[-1]
+        jw, jb = lin.weight, lin.bias
+        pw, pb = self.joint_pred.weight, self.joint_pred.bias
+        cells = [(getattr(self.dec_rnn, f"weight_ih_l{i}"), getattr(self.dec_rnn, f"weight_hh_l{i}"),
+                  getattr(self.dec_rnn, f"bias_ih_l{i}"), getattr(self.dec_rnn, f"bias_hh_l{i}"))
+                 for i in range(self.dec_rnn.num_layers)]
+        # the prediction network's first output (zero "start" input, zero state) is the same for every row
+        y0 = fe.new_zeros(1, self.pred_n_hid, dtype=self.embed.weight.dtype)
+        hs, cs = [], []
+        x = y0
+        for w_ih, w_hh, b_ih, b_hh in cells:
+            z = x.new_zeros(1, w_hh.shape[1])
+            h, c = torch.lstm_cell(x, (z, z), w_ih, w_hh, b_ih, b_hh)
+            hs.append(h.expand(B, -1).contiguous())
+            cs.append(c.expand(B, -1).contiguous())
+            x = h
+        pg = F.linear(hs[-1], pw, pb)  # [B, J]
+        blank = self.blank
+        emb = self.embed.weight
+        steps: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (rows, best labels, emit mask) per step
+        n = B
+        capped = False
+        for t in range(sorted_lens[0]):
+            while sorted_lens[n - 1] <= t:  # utterances shorter than t leave the batch (a prefix view)
+                n -= 1
+            if n < pg.shape[0]:
+                pg, count = pg[:n], count[:n]
+                hs, cs = [h[:n] for h in hs], [c[:n] for c in cs]
+            fe_t = fe[:n, t]
             for _ in range(max_symbols_per_step):
-                logits = self.joint_net(fe[:, t] + self.joint_pred(g[:, 0]))
-                k = logits.argmax(-1)
-                emit = active_t & (k != self.blank) & (count < max_symbols)
+                k = F.linear(torch.relu(fe_t + pg), jw, jb).argmax(-1)
+                emit = k != blank
+                if capped or len(steps) >= max_symbols:  # only then can an utterance reach the cap
+                    capped = True
+                    emit &= count < max_symbols
                 if not bool(emit.any()):
                     break
-                out[emit, count[emit]] = k[emit]
-                count += emit.long()
-                g_new, state_new = self._pred_step(k[:, None], state, not_start)
+                steps.append((n, k, emit))
+                count = count + emit
+                x = F.embedding(torch.where(emit, k, 0), emb)
+                new_h, new_c = [], []
+                for (w_ih, w_hh, b_ih, b_hh), h, c in zip(cells, hs, cs, strict=True):
+                    h, c = torch.lstm_cell(x, (h, c), w_ih, w_hh, b_ih, b_hh)
+                    new_h.append(h)
+                    new_c.append(c)
+                    x = h
                 m = emit[:, None]
-                g = torch.where(m[:, :, None], g_new, g)
-                state = (torch.where(m[None], state_new[0], state[0]), torch.where(m[None], state_new[1], state[1]))
+                pg = torch.where(m, F.linear(x, pw, pb), pg)
+                hs = [torch.where(m, a, b) for a, b in zip(new_h, hs, strict=True)]
+                cs = [torch.where(m, a, b) for a, b in zip(new_c, cs, strict=True)]
+        return self._gather_labels(steps, order, B, max_symbols, device)
+
+    @staticmethod
+    def _gather_labels(steps, order: torch.Tensor, B: int, max_symbols: int, device) -> tuple[torch.Tensor,
+                                                                                               torch.Tensor]:
+        """The recorded steps -> labels ``[B, max_symbols]`` (-1 padded) and counts, in the caller's order."""
+        out = torch.full((B, max_symbols), -1, dtype=torch.long, device=device)
+        if not steps:
+            return out, torch.zeros(B, dtype=torch.long, device=device)
+        S = len(steps)
+        K = torch.zeros(S, B, dtype=torch.long, device=device)
+        E = torch.zeros(S, B, dtype=torch.bool, device=device)
+        i = 0
+        while i < S:  # runs of steps over the same rows: one copy each
+            j = i
+            while j < S and steps[j][0] == steps[i][0]:
+                j += 1
+            n = steps[i][0]
+            K[i:j, :n] = torch.stack([s[1] for s in steps[i:j]])
+            E[i:j, :n] = torch.stack([s[2] for s in steps[i:j]])
+            i = j
+        pos = E.long().cumsum(0) - 1  # [S, B]: each emitted label's place in its utterance
+        s_idx, b_idx = E.nonzero(as_tuple=True)
+        sorted_out = torch.full((B, max_symbols), -1, dtype=torch.long, device=device)
+        sorted_out[b_idx, pos[s_idx, b_idx]] = K[s_idx, b_idx]
+        out[order] = sorted_out
+        count = torch.zeros(B, dtype=torch.long, device=device)
+        count[order] = E.sum(0)
         return out, count
-
-    def _pred_step(self, label: torch.Tensor, state, is_start: torch.Tensor):
-        y = self.embed(label.clamp(0, self.num_classes - 2))
-        y = torch.where(is_start[:, None, None], torch.zeros_like(y), y)
-        g, state = self.dec_rnn(y.transpose(0, 1), state)
-        return g.transpose(0, 1), state
-
 
 class RNNTInference(nn.Module):
     """Raw audio to labels in one module (what inference serves): features, splicing, greedy decoding.
