@@ -3,7 +3,7 @@
 Run A trains without interruption; every checkpoint it writes is copied aside. Run B resumes from A's
 checkpoint written mid-epoch (after 8 of an epoch's 16 steps) on the same world size. B's next losses equal
 A's, and B ends with every shard (each rank's tables, the dense part) and every optimizer state bitwise equal
-to A's.
+to A's. Under both engines (plain PyTorch; TorchRec with its fused optimizer state, when installed).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import torch
 import torch.multiprocessing as mp
 from dlrm_support import write_days
 
+from mlbench.benchmarks.dlrm import torchrec_engine
+
 WORLD = 2
 
 
@@ -28,9 +30,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, port: int, data: str, run_dir: str, resume: str | None, out: str) -> None:
+def _worker(rank: int, port: int, data: str, run_dir: str, resume: str | None, out: str, engine: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+                      MASTER_PORT=str(port), MLBENCH_DLRM_ENGINE=engine)
     torch.set_num_threads(1)
     from mlbench import registry
     from mlbench.benchmarks.dlrm.workload import DLRMWorkload
@@ -71,12 +73,12 @@ def _worker(rank: int, port: int, data: str, run_dir: str, resume: str | None, o
         "resumed_from": outcome.resumed_from}))
 
 
-def _run(tmp: Path, name: str, data: Path, resume: Path | None = None) -> tuple[Path, list[dict]]:
+def _run(tmp: Path, name: str, data: Path, engine: str, resume: Path | None = None) -> tuple[Path, list[dict]]:
     run_dir = tmp / name
     run_dir.mkdir()
     out = str(tmp / f"{name}.json")
-    mp.start_processes(_worker, args=(_free_port(), str(data), str(run_dir), str(resume) if resume else None, out),
-                       nprocs=WORLD, join=True, start_method="fork")
+    mp.start_processes(_worker, args=(_free_port(), str(data), str(run_dir), str(resume) if resume else None, out,
+                                      engine), nprocs=WORLD, join=True, start_method="fork")
     return run_dir, [json.loads(Path(f"{out}.{r}").read_text()) for r in range(WORLD)]
 
 
@@ -100,11 +102,13 @@ def _assert_equal(a, b, where: str) -> None:
 
 
 @pytest.mark.slow
-def test_two_process_resume_mid_epoch_restores_every_shard_exactly(tmp_path):
+@pytest.mark.parametrize("engine", ["plain", pytest.param("torchrec", marks=pytest.mark.skipif(
+    not torchrec_engine.available(), reason="torchrec (with fbgemm_gpu) not installed"))])
+def test_two_process_resume_mid_epoch_restores_every_shard_exactly(tmp_path, engine):
     # 2 training days of 4,096 rows: 16 steps of 2 x 256 per epoch, an evaluation (and checkpoint) every
     # 4,096 samples = 8 steps, the 16,384-sample budget = 2 epochs, 32 steps
     data = write_days(tmp_path / "days", rows_per_day=4096)
-    a_dir, a = _run(tmp_path, "a", data)
+    a_dir, a = _run(tmp_path, "a", data, engine)
     assert all(len(r["losses"]) == 32 and r["samples"] == 16384 for r in a)
     assert sorted(p.name for p in a_dir.glob("at*")) == ["at12288", "at16384", "at4096", "at8192"]
     parts = [_state(a_dir / "at4096" / n) for n in ("checkpoint.pt", "checkpoint.rank1.pt")]
@@ -113,7 +117,7 @@ def test_two_process_resume_mid_epoch_restores_every_shard_exactly(tmp_path):
     assert tables[0] and tables[1] and not tables[0] & tables[1]  # each rank's checkpoint holds its own shard
     assert len(tables[0] | tables[1]) == 26
 
-    b_dir, b = _run(tmp_path, "b", data, resume=a_dir / "at4096" / "checkpoint.pt")
+    b_dir, b = _run(tmp_path, "b", data, engine, resume=a_dir / "at4096" / "checkpoint.pt")
     for r in range(WORLD):
         assert b[r]["resumed_from"]
         assert b[r]["losses"] == a[r]["losses"][8:], f"rank {r}: the losses after the resume differ"

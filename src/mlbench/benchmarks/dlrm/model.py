@@ -12,7 +12,8 @@ Initialisation follows TorchRec too: tables uniform(+-sqrt(1/rows)), cross kerne
 linear layers PyTorch's default.
 
 A table that another process owns (table-wise sharding, see ``sharding.py``) is an :class:`Absent`
-placeholder: no parameters, no memory; only the owner holds and trains it.
+placeholder: no parameters, no memory; only the owner holds and trains it. ``engine="torchrec"`` builds the
+sparse arch on TorchRec's EmbeddingBagCollection instead (``torchrec_engine.py``), with the same names and values.
 """
 
 from __future__ import annotations
@@ -67,6 +68,15 @@ class Absent(nn.Module):
         raise RuntimeError("this table is held by another process")
 
 
+def table_init(rows: int, dim: int, seed: int, t: int) -> torch.Tensor:
+    """Table ``t``'s initial values, uniform(+-sqrt(1/rows)). Its own generator: the same table on any number of
+    processes and under either engine, and the global RNG (which initialises the dense part) is not touched,
+    so the dense part is the same whoever owns what."""
+    bound = (1.0 / rows) ** 0.5
+    g = torch.Generator().manual_seed((seed % 2**40) * 1009 + t)
+    return torch.rand(rows, dim, generator=g).mul_(2 * bound).sub_(bound)
+
+
 class EmbeddingBagCollection(nn.Module):
     def __init__(self, rows: Sequence[int], dim: int, owned: Sequence[int] | None = None, seed: int = 0):
         super().__init__()
@@ -76,12 +86,7 @@ class EmbeddingBagCollection(nn.Module):
             if t not in owned_set:
                 bags[f"t_cat_{t}"] = Absent(n, dim)
                 continue
-            bound = (1.0 / n) ** 0.5
-            # its own generator: the same table on any number of processes, and the global RNG (which
-            # initialises the dense part) is not touched, so the dense part is the same whoever owns what
-            g = torch.Generator().manual_seed((seed % 2**40) * 1009 + t)
-            weight = torch.rand(n, dim, generator=g).mul_(2 * bound).sub_(bound)
-            bags[f"t_cat_{t}"] = nn.EmbeddingBag(n, dim, mode="sum", sparse=True, _weight=weight)
+            bags[f"t_cat_{t}"] = nn.EmbeddingBag(n, dim, mode="sum", sparse=True, _weight=table_init(n, dim, seed, t))
         self.embedding_bags = nn.ModuleDict(bags)
         self.owned = sorted(owned_set)
 
@@ -141,13 +146,18 @@ class OverArch(nn.Module):
 
 
 class DLRM_DCN(nn.Module):  # noqa: N801 - TorchRec's name
-    def __init__(self, hp: dict, owned: Sequence[int] | None = None, seed: int = 0):
+    def __init__(self, hp: dict, owned: Sequence[int] | None = None, seed: int = 0, engine: str = "plain"):
         super().__init__()
         rows, dim = list(hp["table_rows"]), int(hp["embedding_dim"])
         if hp["bottom_mlp"][-1] != dim:
             raise ValueError("the bottom MLP must end in the embedding dimension")
         n_inter = dim * (len(rows) + 1)
-        self.sparse_arch = SparseArch(rows, dim, owned, seed)
+        if engine == "torchrec":  # TorchRec's collection; sharded ones start on the meta device (torchrec_engine)
+            from mlbench.benchmarks.dlrm.torchrec_engine import TorchRecSparseArch
+
+            self.sparse_arch = TorchRecSparseArch(rows, dim, seed, meta=owned is not None)
+        else:
+            self.sparse_arch = SparseArch(rows, dim, owned, seed)
         self.dense_arch = DenseArch(int(hp.get("dense_features", 13)), hp["bottom_mlp"])
         self.inter_arch = InteractionDCNArch(n_inter, int(hp["dcn_layers"]), int(hp["dcn_low_rank"]))
         self.over_arch = OverArch(n_inter, hp["top_mlp"])
@@ -164,27 +174,31 @@ class DLRM_DCN(nn.Module):  # noqa: N801 - TorchRec's name
 class DLRMTrain(nn.Module):
     """TorchRec's training wrapper layout (``model.`` prefix); the loss lives in the workload."""
 
-    def __init__(self, hp: dict, owned: Sequence[int] | None = None, seed: int = 0):
+    def __init__(self, hp: dict, owned: Sequence[int] | None = None, seed: int = 0, engine: str = "plain"):
         super().__init__()
-        self.model = DLRM_DCN(hp, owned, seed)
+        self.model = DLRM_DCN(hp, owned, seed, engine)
 
     def forward(self, dense: torch.Tensor, sparse: Sequence[torch.Tensor]) -> torch.Tensor:
         return self.model(dense, sparse)
 
 
+def fused_tables(net: DLRMTrain) -> bool:
+    """True when the tables are TorchRec-sharded with an optimizer fused into their backward."""
+    return hasattr(net.model.sparse_arch.embedding_bag_collection, "fused_optimizer")
+
+
 def sparse_parameters(net: DLRMTrain) -> list[nn.Parameter]:
-    return list(net.model.sparse_arch.parameters())
+    """The tables' parameters for a separate optimizer (none when a fused optimizer updates them)."""
+    return [] if fused_tables(net) else list(net.model.sparse_arch.parameters())
 
 
 def dense_parameters(net: DLRMTrain) -> list[nn.Parameter]:
-    sparse = {id(p) for p in sparse_parameters(net)}
-    return [p for p in net.parameters() if id(p) not in sparse]
+    m = net.model
+    return [p for part in (m.dense_arch, m.inter_arch, m.over_arch) for p in part.parameters()]
 
 
 def torchrec_available() -> bool:
     """TorchRec (and FBGEMM) importable: the optional engine for sharded training at scale."""
-    try:
-        import torchrec  # noqa: F401
-    except Exception:  # noqa: BLE001 - a broken fbgemm install raises many types
-        return False
-    return True
+    from mlbench.benchmarks.dlrm import torchrec_engine
+
+    return torchrec_engine.available()

@@ -2,7 +2,10 @@
 
 - Model: ``model.DLRMTrain`` (plain PyTorch, TorchRec's names). On several processes the tables are sharded
   table-wise (each process builds only the tables it owns) and the dense part is data-parallel
-  (``sharding.ShardedDLRM``); the checkpoint is one file per rank (``sharded_checkpoint``).
+  (``sharding.ShardedDLRM``); the checkpoint is one file per rank (``sharded_checkpoint``). With
+  ``MLBENCH_DLRM_ENGINE=torchrec`` (or ``auto`` and TorchRec installed) the tables are TorchRec's instead
+  (``torchrec_engine.py``; sharded by TorchRec on several processes), under the same names; result.json
+  records the engine (``speed.dlrm_engine``).
 - Loss: binary cross-entropy with logits, mean over the batch.
 - Optimizers: Adagrad on the embeddings (sparse gradients) and Adagrad on the dense part, both at the base
   learning rate, lr decay 0, weight decay 0, initial accumulator 0, epsilon 1e-8, no warm-up or decay (the
@@ -21,7 +24,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from mlbench.benchmarks.dlrm import auc as auc_mod
 from mlbench.benchmarks.dlrm import model as dlrm_model
-from mlbench.benchmarks.dlrm import sharding
+from mlbench.benchmarks.dlrm import sharding, torchrec_engine
 from mlbench.benchmarks.dlrm.optim import RowWiseAdagrad
 from mlbench.training import distributed
 from mlbench.training.batches import DataBundle, DataSpec
@@ -39,20 +42,39 @@ class DLRMWorkload(Workload):
         """DLRM's logs and RCPs count evaluations in fractions of the one-epoch budget."""
         return samples / train_samples if train_samples else float(samples)
 
+    def __init__(self, bench):
+        super().__init__(bench)
+        self.engine = torchrec_engine.engine()  # MLBENCH_DLRM_ENGINE: plain (default), torchrec or auto
+
     def build_model(self) -> torch.nn.Module:
         info = distributed.env_info()
+        hp = self.bench.hparams
         owned = None
         if info.world_size > 1:
-            owned = sharding.owned_tables(self.bench.hparams["table_rows"], info.rank, info.world_size)
+            owned = sharding.owned_tables(hp["table_rows"], info.rank, info.world_size)
         # the harness seeded torch with seed + rank; the tables use seed alone, so that a table is the same on
         # any number of processes (the dense part is broadcast from rank 0 by DDP)
         seed = torch.initial_seed() - info.rank
-        return dlrm_model.DLRMTrain(self.bench.hparams, owned=owned, seed=seed)
+        net = dlrm_model.DLRMTrain(hp, owned=owned, seed=seed, engine=self.engine)
+        if self.engine == "torchrec" and info.world_size > 1:  # the process group is up: shard the tables now
+            device = torch.device("cuda", torch.cuda.current_device()) if torch.distributed.get_backend() == "nccl" \
+                else torch.device("cpu")
+            torchrec_engine.shard_tables(net.model.sparse_arch, hp["lr"], hp.get("adagrad_eps", ADAGRAD_EPS), device)
+        return net
 
     def wrap_model(self, model: torch.nn.Module, device: torch.device, distributed_: bool) -> torch.nn.Module:
         if not distributed_:
             return model
+        if self.engine == "torchrec":
+            return torchrec_engine.TorchRecDLRM(model, device)
         return sharding.ShardedDLRM(model, device)
+
+    def speed_record(self) -> dict[str, Any]:
+        world = distributed.env_info().world_size
+        how = ("table-wise sharded (TorchRec, fused exact Adagrad in backward)" if world > 1 else "unsharded")
+        return {"dlrm_engine": self.engine,
+                "dlrm_tables": how if self.engine == "torchrec" else
+                ("table-wise sharded (plain PyTorch all-to-all)" if world > 1 else "one process")}
 
     def replicated(self, model: torch.nn.Module) -> torch.nn.Module:
         return sharding.replicated(model) if distributed.env_info().world_size > 1 else model
@@ -98,7 +120,9 @@ class DLRMWorkload(Workload):
         sparse = dlrm_model.sparse_parameters(model)
         dense = dlrm_model.dense_parameters(model)
         members = [torch.optim.Adagrad(dense, **kw)]
-        if sparse:  # a rank may own no table when there are more ranks than tables
+        if dlrm_model.fused_tables(model):  # torchrec engine, sharded: FBGEMM updates the tables in backward
+            members.append(torchrec_engine.FusedTableOptimizer(model.model.sparse_arch.embedding_bag_collection, lr))
+        elif sparse:  # a rank may own no table when there are more ranks than tables
             members.append(RowWiseAdagrad(sparse, lr=lr, eps=ADAGRAD_EPS))  # exact Adagrad, sparse rows
         opt = Optimizers(*members)
         args.extra.update(base_lr=lr)
