@@ -6,6 +6,8 @@ halves, one per process. The 2-process model is the one ``mlbench train dlrm --n
 all-to-all, the dense part data-parallel under DDP); the 1-process model is the plain one. Both train with the
 workload's optimizers (row-wise Adagrad on the tables, Adagrad on the dense part) on the same batches, read from
 the size's day files before timing (data loading is excluded). Every process runs 1 intra-op thread.
+``--engine torchrec`` measures the TorchRec engine instead (tables sharded by TorchRec, FBGEMM's fused
+Adagrad; its collectives are not timed).
 
 Each trial starts fresh processes for 1, then for 2 processes (interleaved, so that both see the same machine),
 warms up, then times ``--steps`` steps. Reported per configuration: samples/s (median and range over trials),
@@ -19,7 +21,7 @@ with synchronisation minus the same steps under ``no_sync()``. "cores used" is C
 What this measures on a small machine: 2 processes on 2 cores that other work may share; the all-to-all goes
 through gloo over loopback TCP. It is the cost of the sharded path on one host, not a multi-node figure.
 
-    OMP_NUM_THREADS=1 python benchmarks/scaling_dlrm.py --size mini --steps 40 --trials 5 [--json OUT]
+    OMP_NUM_THREADS=1 python benchmarks/scaling_dlrm.py --size mini --steps 40 --trials 5 [--engine torchrec]
 """
 
 from __future__ import annotations
@@ -45,13 +47,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, size: str, batches: list[dict], warmup: int, queue) -> None:
+def _worker(rank: int, world: int, port: int, size: str, batches: list[dict], warmup: int, engine: str,
+            queue) -> None:
     import torch.distributed as dist
     import torch.nn.functional as F  # noqa: N812
 
     from mlbench import registry
     from mlbench.benchmarks.dlrm import model as M
-    from mlbench.benchmarks.dlrm import sharding
+    from mlbench.benchmarks.dlrm import sharding, torchrec_engine
     from mlbench.training.recipe import OptimArgs
 
     torch.set_num_threads(1)
@@ -62,8 +65,12 @@ def _worker(rank: int, world: int, port: int, size: str, batches: list[dict], wa
     wl = handle.workload()
     torch.manual_seed(0)  # the dense part (DDP broadcasts rank 0's); tables from their own seed
     owned = sharding.owned_tables(hp["table_rows"], rank, world) if world > 1 else None
-    net = M.DLRMTrain(hp, owned=owned, seed=1)
-    model = sharding.ShardedDLRM(net, torch.device("cpu")) if world > 1 else net
+    net = M.DLRMTrain(hp, owned=owned, seed=1, engine=engine)
+    if engine == "torchrec" and world > 1:
+        torchrec_engine.shard_tables(net.model.sparse_arch, hp["lr"], 1e-8, torch.device("cpu"))
+        model = torchrec_engine.TorchRecDLRM(net, torch.device("cpu"))
+    else:
+        model = sharding.ShardedDLRM(net, torch.device("cpu")) if world > 1 else net
     global_bs = len(batches[0]["labels"])
     opt, _ = wl.build_optimizer(net, OptimArgs(global_batch_size=global_bs, steps_per_epoch=len(batches), epochs=1))
     local = global_bs // world
@@ -86,8 +93,8 @@ def _worker(rank: int, world: int, port: int, size: str, batches: list[dict], wa
     run(mine[:warmup])
     timed = mine[warmup:]
     timer = sharding.CollectiveTimer()
-    if world > 1:
-        model.timer = timer
+    if world > 1 and engine == "plain":
+        model.timer = timer  # TorchRec's collectives are not timed (their shares read 0)
     wall, cpu = run(timed)
     out = {"step_s": wall / len(timed), "cores_used": cpu / wall}
     if world > 1:
@@ -108,11 +115,12 @@ def _worker(rank: int, world: int, port: int, size: str, batches: list[dict], wa
         queue.put(out)
 
 
-def measure(world: int, size: str, batches: list[dict], warmup: int) -> dict:
+def measure(world: int, size: str, batches: list[dict], warmup: int, engine: str) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, world, port, size, batches, warmup, queue)) for r in range(world)]
+    procs = [ctx.Process(target=_worker, args=(r, world, port, size, batches, warmup, engine, queue))
+             for r in range(world)]
     for p in procs:
         p.start()
     out = queue.get(timeout=900)
@@ -152,9 +160,15 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=40, help="timed steps per trial")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--trials", type=int, default=5)
+    ap.add_argument("--engine", choices=("plain", "torchrec"), default="plain",
+                    help="the tables' engine (torchrec: no collective timers; needs torchrec installed)")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
     from mlbench import registry
+    from mlbench.benchmarks.dlrm import torchrec_engine
+
+    if args.engine == "torchrec" and not torchrec_engine.available():
+        raise SystemExit(f"--engine torchrec: torchrec does not import ({torchrec_engine.INSTALL_HINT})")
 
     bench = registry.get("dlrm", args.size).definition
     batch = args.batch_size or bench.batch_size
@@ -164,8 +178,8 @@ def main() -> int:
     cores, load = os.cpu_count() or 1, os.getloadavg()[0]
     ones, twos = [], []
     for trial in range(args.trials):
-        one = measure(1, args.size, batches, args.warmup)
-        two = measure(2, args.size, batches, args.warmup)
+        one = measure(1, args.size, batches, args.warmup, args.engine)
+        two = measure(2, args.size, batches, args.warmup, args.engine)
         ones.append(one)
         twos.append(two)
         comm = sum(two[f"share/{k}"] for k in KINDS)
@@ -181,7 +195,7 @@ def main() -> int:
     shares = {k: [t[f"share/{k}"] for t in twos] for k in KINDS}
     total = [sum(t[f"share/{k}"] for k in KINDS) for t in twos]
     exposed = [max(0.0, t["step_s"] - t["step_no_sync_s"]) / t["step_s"] for t in twos]
-    print(f"\nDLRM-DCNv2 {args.size}, CPU, gloo, 1 thread per process; global batch {batch} ({batch // 2} per "
+    print(f"\nDLRM-DCNv2 {args.size}, {args.engine} engine, CPU, gloo, 1 thread per process; global batch {batch} ({batch // 2} per "
           f"process on 2); {args.steps} steps after {args.warmup} warm-up, {args.trials} trials; {cores} cores, load "
           f"average {load:.1f} at start")
     print(f"  1 process       : {_median_range([o['samples_per_s'] for o in ones], '.0f')} samples/s")
@@ -189,14 +203,18 @@ def main() -> int:
     print(f"  speed-up        : {_median_range(speed, '.2f')}x; scaling efficiency {_median_range(eff, '.2f')}")
     print(f"  per CPU-second  : efficiency {_median_range(eff_cpu, '.2f')} (2 processes' work per CPU-second they "
           "received against 1 process's)")
-    print("  2-process step  : " + "; ".join(f"{k.replace('_', ' ')} {_median_range(v, '.1%')}"
-                                             for k, v in shares.items()))
-    print(f"                    collectives in the step {_median_range(total, '.1%')}; DDP dense all-reduce "
-          f"exposed {_median_range(exposed, '.1%')}")
+    if args.engine == "plain":
+        print("  2-process step  : " + "; ".join(f"{k.replace('_', ' ')} {_median_range(v, '.1%')}"
+                                                 for k, v in shares.items()))
+        print(f"                    collectives in the step {_median_range(total, '.1%')}; DDP dense all-reduce "
+              f"exposed {_median_range(exposed, '.1%')}")
+    else:
+        print(f"  2-process step  : TorchRec's collectives not timed; DDP dense all-reduce exposed "
+              f"{_median_range(exposed, '.1%')}")
     print(f"  (2 processes on {cores} cores shared with other work: waits for the other process count in a "
           "collective's time)")
     if args.json:
-        figures = {"benchmark": f"dlrm {args.size}", "cores": cores, "load_average_1m_at_start": load,
+        figures = {"benchmark": f"dlrm {args.size}", "engine": args.engine, "cores": cores, "load_average_1m_at_start": load,
                    "global_batch": batch, "steps": args.steps, "warmup": args.warmup, "trials": args.trials,
                    "one_process": ones, "two_processes": twos, "scaling_efficiency": eff, "speedup": speed,
                    "scaling_efficiency_cpu_normalized": eff_cpu, "collectives_share": total,
