@@ -1,0 +1,162 @@
+"""RNN-T inference: ``mlbench infer rnnt`` Offline under LoadGen against the raw model, side by side.
+
+Raw: the very module the PyTorch backend serves (features, frame splicing, encoder, batched greedy decoding) called
+in a plain loop on the same performance samples, in the same batch size, padded the same way (to the batch's
+longest utterance rounded up to 0.1 s), with the padded tensors built before the clock starts and nothing done
+with the labels. It runs on a worker thread with the backend's thread count, as the SUT's worker does (each
+thread has its own OpenMP pool). Raw and LoadGen runs alternate (raw, test, raw, test, ...) so that both see the
+same machine; reported are the per-pair ratios, their median and range, the same per CPU-second of the process
+(steadier than wall time on a shared machine; the mlbench side counts all of ``run_test``: LoadGen, its logs and
+their parsing), and where the harness spends its time (the share of the test inside the model's forward).
+
+Raw takes the samples in dataset order, LoadGen in its own random order: both mix lengths alike in a batch (the
+synthetic sets are not sorted by length), so the padding each pays is the same in expectation. ``--by-length``
+measures both sides batching longest utterances first instead (raw sorts its samples; the SUT is patched, in this
+script only, to reorder Offline's one big query by the store's ``order()``), which cuts the padding.
+
+    python benchmarks/infer_rnnt.py --size mini [--seconds 5] [--repeats 5] [--batch-size 32]
+        [--weights FILE] [--data-dir DIR] [--configs pytorch:fp32] [--by-length]
+
+mini/tiny use the model ``mlbench train rnnt --size mini|tiny`` caches (trained first when missing) unless
+``--weights`` names one; ``--threads 1`` pins the intra-op threads (default: the harness's choice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from mlbench.inference import runner
+from mlbench.inference.config import InferConfig
+
+
+def raw_batches(s, bs: int, by_length: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The loaded performance samples in dataset order (``by_length``: longest first), in batches of ``bs``,
+    padded before the clock starts."""
+    idx = list(range(s.store.performance_count))
+    s.store.load(idx)
+    if by_length:
+        idx = [idx[p] for p in s.store.order(idx)]
+    out = []
+    for a in range(0, len(idx) - bs + 1, bs):
+        x = s.store.batch(idx[a:a + bs])
+        out.append((torch.from_numpy(x["audio"]), torch.from_numpy(x["audio_len"])))
+    return out
+
+
+def raw_rate(model, batches, seconds: float, threads: int) -> tuple[float, float]:
+    """Samples/s of ``model(audio, audio_len)`` over ``batches`` in a loop for ``seconds``, on a fresh thread;
+    and samples per CPU-second of the process."""
+    box: dict = {}
+
+    def loop() -> None:
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            model(*batches[0])
+            n, k, t0, c0 = 0, 0, time.perf_counter(), time.process_time()
+            while time.perf_counter() - t0 < seconds:
+                audio, lens = batches[k % len(batches)]
+                model(audio, lens)
+                n += len(lens)
+                k += 1
+            box["rate"] = n / (time.perf_counter() - t0), n / (time.process_time() - c0)
+
+    t = threading.Thread(target=loop)
+    t.start()
+    t.join()
+    return box["rate"]
+
+
+def sort_offline_queries() -> None:
+    """Preview of a harness hook (not in the SUT yet): a query larger than a batch (Offline's one query) is
+    reordered by the store's ``order`` before the workers cut it into batches."""
+    from mlbench.inference import sut
+
+    issue = sut.SUT.issue
+
+    def sorted_issue(self, ids, indices):
+        order = getattr(self.store, "order", None)
+        if order is not None and not self.inline and len(ids) > self.batch_size:
+            perm = order(indices)
+            ids, indices = [ids[p] for p in perm], [indices[p] for p in perm]
+        issue(self, ids, indices)
+
+    sut.SUT.issue = sorted_issue
+
+
+def side_by_side(cfg: InferConfig, seconds: float, repeats: int, out: Path, by_length: bool = False) -> dict:
+    s = runner.open_session(cfg, lambda m: None)
+    try:
+        model = getattr(s.backend, "model", None) or s.task.model()  # PyTorch's: the module the backend runs
+        batches = raw_batches(s, s.batch_size, by_length)
+        raws, ours, raw_cpu, our_cpu, busy, valid = [], [], [], [], [], []
+        for i in range(repeats):
+            wall, cpu = raw_rate(model, batches, seconds, s.backend.threads)
+            raws.append(wall)
+            raw_cpu.append(cpu)
+            s.estimate_qps = wall  # LoadGen plans the Offline sample count from the measured rate
+            c0 = time.process_time()
+            t = runner.run_test(s, runner.plan_for(s, "performance"), out / f"run{i}")
+            our_cpu.append(s.sut.samples / (time.process_time() - c0))  # the whole test: LoadGen, logs, parsing
+            ours.append(t["metrics"]["throughput/samples_per_s"])
+            busy.append(t["metrics"].get("sut/backend_busy_share"))
+            valid.append(t["loadgen_valid"])
+            print(f"pair {i}: raw {raws[-1]:8.1f}  mlbench {ours[-1]:8.1f} samples/s  ratio {ours[-1] / raws[-1]:.3f}"
+                  f"  | per CPU-second: raw {raw_cpu[-1]:8.1f}  mlbench {our_cpu[-1]:8.1f}  ratio "
+                  f"{our_cpu[-1] / raw_cpu[-1]:.3f}  | model busy {busy[-1]:.3f}", flush=True)
+        ratios = [o / r for r, o in zip(raws, ours, strict=True)]
+        cpu_ratios = [o / r for r, o in zip(raw_cpu, our_cpu, strict=True)]
+        return {"raw_samples_per_s": statistics.median(raws), "mlbench_samples_per_s": statistics.median(ours),
+                "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+                "ratio_note": "median of per-pair ratios (raw then LoadGen, side by side)",
+                "raw_samples_per_cpu_s": statistics.median(raw_cpu),
+                "mlbench_samples_per_cpu_s": statistics.median(our_cpu),
+                "cpu_ratio": statistics.median(cpu_ratios), "cpu_ratio_min": min(cpu_ratios),
+                "cpu_ratio_max": max(cpu_ratios),
+                "cpu_ratio_note": "samples per CPU-second of the process; mlbench's counts the whole test (LoadGen, "
+                                  "log writing and parsing), so it is the conservative one on a busy machine",
+                "backend_busy_share": statistics.median(b for b in busy if b is not None),
+                "pairs": list(zip(raws, ours, strict=True)), "loadgen_valid": valid, "batch": s.batch_size,
+                "threads": s.backend.threads, "workers": s.sut.n_workers, "samples": s.store.performance_count,
+                "raw_batches": len(batches), "by_length": by_length}
+    finally:
+        s.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="mini", choices=("mini", "tiny", "reference"))
+    ap.add_argument("--seconds", type=float, default=5.0, help="raw loop and LoadGen minimum duration per pair")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--weights", default=None, help="a state dict of the model (default: the cached trained one)")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--configs", default="pytorch:fp32", help="backend:precision list (the raw side is PyTorch's)")
+    ap.add_argument("--by-length", action="store_true",
+                    help="both sides batch longest utterances first: raw sorts its samples, and the SUT reorders "
+                         "the Offline query by the store's order() (a preview: the harness does not do it yet)")
+    a = ap.parse_args()
+    if a.by_length:
+        sort_offline_queries()
+    out = Path(tempfile.mkdtemp(prefix=f"infer-rnnt-{a.size}-"))
+    report = {}
+    for item in a.configs.split(","):
+        backend, precision = item.split(":")
+        cfg = InferConfig(benchmark="rnnt", size=a.size, backend=backend, precision=precision, scenario="Offline",
+                          batch_size=a.batch_size, threads=a.threads, weights=a.weights, data_dir=a.data_dir,
+                          quick=True, duration_s=a.seconds, output_dir=str(out))
+        report[item] = side_by_side(cfg, a.seconds, a.repeats, out / item.replace(":", "-"), a.by_length)
+        print(item, json.dumps(report[item]), flush=True)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
