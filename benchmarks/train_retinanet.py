@@ -176,7 +176,7 @@ def data_share(side: Side, args, cfg, ctx, bs: int) -> dict:
     harness_epoch(side, First(data.train, 2), cfg, ctx, bs, 2)  # starts the workers
     out = harness_epoch(side, batches, cfg, ctx, bs, args.data_steps)
     return {"images_per_s": out.samples / out.train_s, "data_wait_share": out.data_wait_s / out.train_s,
-            "steps": len(batches), "generated": bool(args.make_data), "workers": data.train.loader.num_workers
+            "steps": len(batches), "generated_size": args.make_data or None, "workers": data.train.loader.num_workers
             if hasattr(data.train, "loader") else args.workers}
 
 

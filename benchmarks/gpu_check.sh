@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Every GPU check of issue 16 in one run (about 6-8 minutes on one H100/H200), figures written under a folder:
+#   1. RetinaNet reference training (ResNeXt50 FPN, 800x800, random backbone, synthetic batches), batch 32,
+#      bf16: the plain torchvision loop (the MLPerf reference's step) against mlbench with its speed levers
+#      (batched matching and loss, folded frozen BN, fused Adam, channels_last), first-steps loss check, and
+#      the share of a step spent waiting for data on the real loader (generated 1024x1024 JPEGs)
+#   2. ResNet-50 Offline inference under LoadGen, pytorch backend, bf16, batch 256, with the peak fraction
+#   3. the same RetinaNet comparison with --compile (backbone+head and loss), in the time that is left
+#
+#   bash benchmarks/gpu_check.sh [OUT_DIR]       (default: $OUT, else /tmp/mlbench-gpu-check)
+#   bash benchmarks/gpu_check.sh --dry-run DIR   (CPU, tiny sizes: checks that every step parses and starts)
+#
+# Without a CUDA device it stops at once (exit 1) and says so. It uses the machine's own python3 and torch
+# (PYTHON=... to choose another); LoadGen and mlperf-logging wheels are installed from .devwheels when there.
+# Budget: BUDGET_S (default 450) seconds for all steps; each step has its own timeout, the compile step gets
+# what is left. STEPS="levers infer compile" (the default) picks steps. Results: summary.txt (one line per
+# figure), *.json and *.log per step; the exit status is 1 when a step failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DRY=0
+if [ "${1:-}" = "--dry-run" ]; then DRY=1; shift; fi
+OUT_DIR=${1:-${OUT:-/tmp/mlbench-gpu-check}}
+mkdir -p "$OUT_DIR" || { echo "gpu_check: cannot create $OUT_DIR" >&2; exit 1; }
+OUT_DIR=$(cd "$OUT_DIR" && pwd)
+PY=${PYTHON:-python3}
+[ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && [ "$DRY" = 1 ] && PY=$PWD/.venv/bin/python
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MLBENCH_SKIP_CACHE_CLEAR=1
+export MLBENCH_RETINANET_BACKBONE=random MLBENCH_CACHE=${MLBENCH_CACHE:-$OUT_DIR/cache}
+START=$(date +%s)
+BUDGET_S=${BUDGET_S:-450}
+SUMMARY=$OUT_DIR/summary.txt
+: > "$SUMMARY"
+say() { echo "$*" | tee -a "$SUMMARY"; }
+FAILED=0
+fail() { FAILED=$((FAILED + 1)); say "$*"; }
+left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
+
+# one interpreter start (torch imports slowly): 3 = no torch, 4 = no CUDA device
+VERSION=$("$PY" -c "
+import sys
+try:
+    import torch
+except Exception:
+    sys.exit(3)
+print(torch.__version__)
+sys.exit(0 if torch.cuda.is_available() else 4)" 2>/dev/null)
+RC=$?
+if [ $RC = 3 ] || { [ $RC != 0 ] && [ $RC != 4 ]; }; then
+  echo "gpu_check: $PY cannot import torch; set PYTHON=/path/to/python with torch installed" >&2; exit 1
+fi
+if [ "$DRY" = 0 ]; then
+  if [ $RC = 4 ]; then
+    echo "gpu_check: no CUDA device is visible to torch $VERSION: run it on a GPU machine, or use --dry-run" \
+         "to check the script on CPU" >&2
+    exit 1
+  fi
+  DEV=cuda; BS=32; IMG=""; NSTEPS=10; TRIALS=3; CHECK=3; DSTEPS=10; MAKE=1024
+  INFER=(--batch-size 256 --duration-s 10 --workers 2 --threads 4); INFER_IMAGES=1024; INFER_DEV=cuda
+else
+  DEV=cpu; BS=2; IMG="--image-size 64"; NSTEPS=1; TRIALS=1; CHECK=1; DSTEPS=2; MAKE=96
+  INFER=(--batch-size 2 --duration-s 0.5 --workers 1 --threads 1); INFER_IMAGES=8; INFER_DEV=cpu
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+fi
+if [ -d .devwheels ]; then
+  "$PY" -m pip install -q --no-index --find-links .devwheels mlcommons-loadgen mlperf-logging 2>&1 | tail -2
+fi
+"$PY" -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" \
+  | tee -a "$SUMMARY"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
+  | tee -a "$SUMMARY"
+
+retina() {  # retina NAME TIMEOUT extra args...: one train_retinanet.py comparison, its JSON and log
+  local name=$1 limit=$2; shift 2
+  say "== RetinaNet reference training, $name ($(date +%T), timeout ${limit}s)"
+  (cd benchmarks && timeout "$limit" "$PY" train_retinanet.py --case reference --device $DEV --precision bf16 \
+     --batch-size $BS $IMG --steps $NSTEPS --trials $TRIALS --check-steps $CHECK --json "$OUT_DIR/retinanet_$name.json" \
+     "$@") > "$OUT_DIR/retinanet_$name.log" 2>&1
+  local rc=$?
+  tail -6 "$OUT_DIR/retinanet_$name.log"
+  [ $rc = 0 ] || fail "retinanet $name: exit $rc$([ $rc = 124 ] && echo ' (timed out)'); see retinanet_$name.log"
+}
+
+CHECKS=" ${STEPS:-levers infer compile} "
+want() { case "$CHECKS" in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+# 1. levers without compile, with the data share on generated 1024x1024 JPEGs
+want levers && retina levers $([ "$DRY" = 1 ] && echo 300 || echo 170) --channels-last \
+  --data-dir "$OUT_DIR/openimages-like" --make-data $MAKE --data-steps $DSTEPS
+
+# 2. ResNet-50 Offline inference, bf16, through LoadGen
+if want infer; then
+  say "== ResNet-50 Offline bf16 ($(date +%T))"
+  "$PY" benchmarks/infer_data.py "$OUT_DIR/imagenet-like" --images $INFER_IMAGES > "$OUT_DIR/infer_data.log" 2>&1 \
+    || fail "infer data: failed, see infer_data.log"
+  timeout $([ "$DRY" = 1 ] && echo 300 || echo 130) "$PY" -m mlbench infer resnet50 --size reference \
+    --weights random --data-dir "$OUT_DIR/imagenet-like" --device $INFER_DEV --precision bf16 --backend pytorch \
+    --scenario Offline --quick "${INFER[@]}" --output-dir "$OUT_DIR/infer_runs" > "$OUT_DIR/infer_resnet50.log" 2>&1 \
+    || fail "resnet50 offline: exit $?; see infer_resnet50.log"
+  tail -4 "$OUT_DIR/infer_resnet50.log"
+fi
+
+# 3. compile, in what is left of the budget (the dry run skips it: compiling on CPU takes many minutes)
+if [ "$DRY" = 0 ] && want compile; then
+  T=$(left)
+  if [ "$T" -gt 60 ]; then retina compile "$T" --channels-last --compile
+  else say "retinanet compile: skipped, $T s left of the ${BUDGET_S}s budget"; fi
+fi
+
+"$PY" - "$OUT_DIR" <<'PY' | tee -a "$SUMMARY"
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+for name in ("levers", "compile"):
+    f = out / f"retinanet_{name}.json"
+    if not f.is_file():
+        continue
+    r = json.loads(f.read_text())
+    lc = r.get("loss_check", {})
+    print(f"RetinaNet reference train ({r['device_name']}, {r['precision']}, batch {r['batch_size']}, "
+          f"{r['image_size']}px) {name}: plain torchvision {r['median_plain']:.1f} images/s, mlbench "
+          f"{r['median_mlbench']:.1f} images/s, ratio {r['median_ratio']:.2f} (trials "
+          f"{', '.join(f'{x:.2f}' for x in r['ratios'])}); first-steps loss max rel diff "
+          f"{lc.get('max_rel_diff', float('nan')):.1e}; warm-up {r['warm_up_s']:.0f} s; speed {json.dumps(r['speed'])}")
+    d = r.get("data")
+    if d:
+        print(f"  real loader ({d['workers']} workers, generated {d.get('generated_size')}px JPEGs): {d['images_per_s']:.1f} images/s, "
+              f"data wait {100 * d['data_wait_share']:.1f}% of the step")
+for f in sorted((out / "infer_runs").glob("*/result.json")):
+    r = json.loads(f.read_text())
+    m = r.get("metrics", {})
+    print(f"ResNet-50 Offline {r['config'].get('precision')} batch {r['config'].get('batch_size')} on "
+          f"{r['config'].get('device')}: {m.get('throughput/samples_per_s') or 0:.1f} samples/s, LoadGen "
+          f"{r.get('loadgen', {}).get('validity')}, peak fraction {m.get('compute/peak_fraction')}, "
+          f"status {r.get('status')}")
+PY
+say "gpu_check finished in $(( $(date +%s) - START )) s ($FAILED step(s) failed); figures in $OUT_DIR"
+[ "$FAILED" = 0 ]

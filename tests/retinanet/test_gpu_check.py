@@ -1,0 +1,51 @@
+"""benchmarks/gpu_check.sh (issue 16's GPU checks): it stops at once without a CUDA device, and its dry run on
+CPU (tiny sizes) runs the RetinaNet comparison end to end and writes the figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
+
+
+def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                          env={**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **env})
+
+
+def test_script_parses():
+    assert subprocess.run(["bash", "-n", str(SCRIPT)]).returncode == 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible")
+def test_stops_at_once_without_cuda(tmp_path):
+    t = time.perf_counter()
+    proc = run([str(tmp_path / "out")])
+    assert proc.returncode == 1
+    assert "no CUDA device" in proc.stderr and "--dry-run" in proc.stderr
+    assert time.perf_counter() - t < 60
+    assert not list((tmp_path / "out").glob("*.json"))
+
+
+@pytest.mark.slow
+def test_dry_run_writes_the_retinanet_figures(tmp_path):
+    out = tmp_path / "out"
+    proc = run(["--dry-run", str(out)], STEPS="levers")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((out / "retinanet_levers.json").read_text())
+    assert report["precision"] == "bf16" and report["mlbench_side"]["channels_last"]
+    assert report["median_plain"] > 0 and report["median_mlbench"] > 0
+    assert report["loss_check"]["max_rel_diff"] < 2e-2
+    assert report["speed"]["batched_matching_and_loss"] and report["speed"]["frozen_bn_folded_into_conv"] == 11
+    assert 0.0 <= report["data"]["data_wait_share"] < 1.0
+    summary = (out / "summary.txt").read_text()
+    assert "RetinaNet reference train" in summary and "data wait" in summary and "0 step(s) failed" in summary
