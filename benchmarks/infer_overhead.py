@@ -9,6 +9,11 @@ The bare SUT is the few lines a user would write: complete every query at once i
 store as a real backend receives it, so by default the figures include that data path; ``--skip-gather``
 (``--null-skip-gather``) measures the SUT without it. Every report says which (``mlbench_gather``).
 
+Offline also reports the CPU time per sample of the thread that completes the samples (the bare SUT's issue
+callback; mlbench's SUT worker, whose next batch is gathered ahead on a helper thread): the critical path,
+which, unlike LoadGen's wall-clock rate, hardly moves when other processes load the machine.
+``--no-gather-ahead`` measures mlbench with the gather on the worker thread (as before gather-ahead).
+
     python benchmarks/infer_overhead.py [--seconds 2] [--batch-size 32] [--skip-gather]
 """
 
@@ -18,6 +23,7 @@ import argparse
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import mlperf_loadgen as lg
@@ -29,8 +35,13 @@ from mlbench.inference.config import InferConfig
 
 def bare_test(scenario: str, values: dict, outdir: Path) -> dict:
     """A bare null SUT: QuerySamplesComplete for the whole query, inline."""
+    cpu = [0.0, 0]
+
     def issue(ids, indices):
+        t0 = time.thread_time()
         lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])
+        cpu[0] += time.thread_time() - t0
+        cpu[1] += len(ids)
 
     sut = lg.ConstructFastSUT(issue, lambda: None)
     qsl = lg.ConstructQSL(256, 256, lambda s: None, lambda s: None)
@@ -44,12 +55,31 @@ def bare_test(scenario: str, values: dict, outdir: Path) -> dict:
     lg.DestroyQSL(qsl)
     lg.DestroyFastSUT(sut)
     d = logs.read_detail(outdir / "mlperf_log_detail.txt")
-    return {"valid": logs.validity(d, scenario)[0], **logs.metrics(d, scenario)}
+    return {"valid": logs.validity(d, scenario)[0], **logs.metrics(d, scenario),
+            "cpu_us_per_sample": 1e6 * cpu[0] / max(1, cpu[1])}
 
 
 def harness_test(session, p: settings.Plan, outdir: Path) -> dict:
-    t = runner.run_test(session, p, outdir)
-    return {"valid": t["loadgen_valid"], **t["metrics"]}
+    sut, cpu = session.sut, [0.0, 0]
+    run = type(sut)._run
+
+    def timed(ids, indices, ahead=None):  # the worker's CPU time per batch, waits for the gather excluded
+        t0 = time.thread_time()
+        run(sut, ids, indices, ahead)
+        cpu[0] += time.thread_time() - t0
+        cpu[1] += len(ids)
+
+    sut._run = timed
+    try:
+        t = runner.run_test(session, p, outdir)
+    finally:
+        del sut._run
+    return {"valid": t["loadgen_valid"], **t["metrics"], "cpu_us_per_sample": 1e6 * cpu[0] / max(1, cpu[1])}
+
+
+def spread(values: list[float]) -> dict:
+    v = sorted(values)
+    return {"median": v[len(v) // 2], "min": v[0], "max": v[-1]}
 
 
 def peak(probe, start: float, steps: int = 12) -> tuple[float, list]:
@@ -74,6 +104,7 @@ def measure(scenario: str, a, bench, out: Path) -> dict:
     cfg = InferConfig(size="tiny", backend="null", scenario=scenario, quick=True, duration_s=a.seconds,
                       batch_size=a.batch_size, output_dir=str(out), null_skip_gather=a.skip_gather)
     s = runner.open_session(cfg, lambda m: None)
+    s.sut.gather_ahead = s.sut.gather_ahead and not a.no_gather_ahead
     n = [0]
 
     def plan(qps: float) -> settings.Plan:
@@ -90,11 +121,23 @@ def measure(scenario: str, a, bench, out: Path) -> dict:
 
     try:
         if scenario == "Offline":
-            rows = [both(runner.NULL_OFFLINE_QPS) for _ in range(a.repeats)]
-            bare = sorted(r[0]["throughput/samples_per_s"] for r in rows)[len(rows) // 2]
-            ours = sorted(r[1]["throughput/samples_per_s"] for r in rows)[len(rows) // 2]
-            return {"bare_samples_per_s": bare, "mlbench_samples_per_s": ours, "ratio": ours / bare,
-                    "mlbench_batch": s.batch_size, "runs": a.repeats, "statistic": "median",
+            rows = []
+            for i in range(a.repeats):
+                rows.append(both(runner.NULL_OFFLINE_QPS))
+                b, h = rows[-1]
+                print(f"run {i + 1}: bare {b['throughput/samples_per_s']:,.0f} samples/s "
+                      f"({b['cpu_us_per_sample']:.3f} us CPU a sample), mlbench {h['throughput/samples_per_s']:,.0f} "
+                      f"({h['cpu_us_per_sample']:.3f} us): ratio {h['throughput/samples_per_s'] / b['throughput/samples_per_s']:.3f}, "
+                      f"CPU ratio {b['cpu_us_per_sample'] / h['cpu_us_per_sample']:.3f}", flush=True)
+            rate = [r[1]["throughput/samples_per_s"] / r[0]["throughput/samples_per_s"] for r in rows]
+            cpu = [r[0]["cpu_us_per_sample"] / r[1]["cpu_us_per_sample"] for r in rows]
+            return {"bare_samples_per_s": spread([r[0]["throughput/samples_per_s"] for r in rows]),
+                    "mlbench_samples_per_s": spread([r[1]["throughput/samples_per_s"] for r in rows]),
+                    "ratio": spread(rate), "runs_at_least_0.9": sum(x >= 0.9 for x in rate),
+                    "bare_cpu_us_per_sample": spread([r[0]["cpu_us_per_sample"] for r in rows]),
+                    "mlbench_cpu_us_per_sample": spread([r[1]["cpu_us_per_sample"] for r in rows]),
+                    "cpu_ratio": spread(cpu), "gather_ahead": s.sut.gather_ahead,
+                    "mlbench_batch": s.batch_size, "runs": a.repeats, "statistic": "median, min, max of the runs",
                     "all": [(r[0]["throughput/samples_per_s"], r[1]["throughput/samples_per_s"]) for r in rows]}
         if a.ladder:  # fixed rates, each tried `attempts` times, bare and mlbench alternating
             rows = []
@@ -136,6 +179,8 @@ def main() -> None:
     ap.add_argument("--attempts", type=int, default=3, help="--ladder: runs per rate")
     ap.add_argument("--scenarios", default="Offline,Server")
     ap.add_argument("--skip-gather", action="store_true", help="mlbench without the sample gather (LoadGen alone)")
+    ap.add_argument("--no-gather-ahead", action="store_true",
+                    help="Offline: gather each batch on the worker thread (no helper thread gathering ahead)")
     a = ap.parse_args()
     out = Path(tempfile.mkdtemp(prefix="infer-overhead-"))
     bench = registry.get("resnet50", "tiny").definition
@@ -144,9 +189,11 @@ def main() -> None:
                                                            if a.skip_gather else "with the sample gather (a copy of "
                                                            "each batch from the sample store)")
                                 + " against a bare LoadGen null SUT (no sample data)"}
+    report["load_average_1min_before"] = os.getloadavg()[0]
     for scenario in a.scenarios.split(","):
         report[scenario.lower()] = {"mlbench_gather": not a.skip_gather, **measure(scenario, a, bench, out)}
         print(json.dumps(report[scenario.lower()], indent=1), flush=True)
+    report["load_average_1min_after"] = os.getloadavg()[0]
     print(json.dumps(report, indent=1))
 
 

@@ -1,0 +1,67 @@
+"""Offline gathers the next batch on a helper thread while the current one runs: every sample still gets
+its own response, and a failing gather fails the run instead of hanging it."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from mlbench.errors import RunAborted
+from mlbench.inference.store import ArrayStore
+
+
+def _spy(monkeypatch, fail_after: int | None = None) -> list[str]:
+    threads: list[str] = []
+    real = ArrayStore.batch
+
+    def batch(self, indices):
+        threads.append(threading.current_thread().name)
+        if fail_after is not None and len(threads) > fail_after:
+            raise OSError("sample store unreadable")
+        return real(self, indices)
+
+    monkeypatch.setattr(ArrayStore, "batch", batch)
+    return threads
+
+
+def test_offline_accuracy_with_gather_ahead(infer, monkeypatch):
+    threads = _spy(monkeypatch)
+    code, r, out = infer("--size", "tiny", "--quick", "--threads", "1", "--scenario", "Offline", "--mode",
+                         "accuracy", "--batch-size", "16")
+    assert code == 0, out
+    assert r["accuracy"]["samples_logged"] == r["accuracy"]["dataset_samples"]
+    assert r["accuracy"]["reached"], r["accuracy"]  # responses belong to their samples
+    assert any(name.endswith("-gather_0") for name in threads)  # batches were gathered ahead
+
+
+def test_offline_without_gather_ahead_same_responses(infer, monkeypatch):
+    code, a, _ = infer("--size", "tiny", "--quick", "--threads", "1", "--scenario", "Offline", "--mode",
+                       "accuracy", "--batch-size", "16")
+    from mlbench.inference import sut
+
+    init = sut.SUT.__init__
+
+    def no_ahead(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.gather_ahead = False
+
+    monkeypatch.setattr(sut.SUT, "__init__", no_ahead)
+    code, b, _ = infer("--size", "tiny", "--quick", "--threads", "1", "--scenario", "Offline", "--mode",
+                       "accuracy", "--batch-size", "16")
+    assert a["accuracy"]["value"] == b["accuracy"]["value"]
+
+
+def test_failing_gather_fails_the_run(tmp_path, monkeypatch):
+    from mlbench.inference.config import InferConfig
+    from mlbench.inference.execute import execute
+
+    _spy(monkeypatch, fail_after=30)
+    cfg = InferConfig(size="tiny", backend="null", scenario="Offline", quick=True, duration_s=0.5,
+                      output_dir=str(tmp_path / "runs"), batch_size=4)
+    with pytest.raises(RunAborted, match="sample store unreadable"):
+        execute(cfg)
+    run_dir = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "failed" and "sample store unreadable" in result["error"]
