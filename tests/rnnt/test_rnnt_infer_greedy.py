@@ -135,3 +135,19 @@ def test_all_blank_and_single_utterance_batches():
     net = model(5, 2, x, lens)
     out, count = net.greedy(x, lens)
     assert as_lists(out, count) == alone(net, x, lens)
+
+
+def test_onnx_export_is_refused_with_a_clear_error():
+    """A trace would freeze one batch's step and label counts into the graph: the export stops with an error
+    that names the fix (the onnxruntime backend turns it into a failed run, exit 1)."""
+    from mlbench.benchmarks.rnnt.model import RNNTInference
+    from mlbench.errors import MlbenchError
+
+    torch.manual_seed(0)
+    net = RNNTInference(RNNT(6, in_feats=240, enc_n_hid=8, enc_pre_rnn_layers=1, enc_post_rnn_layers=1,
+                             pred_n_hid=4, pred_rnn_layers=1, joint_n_hid=8)).eval()
+    audio, lens = torch.zeros(2, 3200), torch.tensor([3200, 1600])
+    assert net(audio, lens)[0].shape == (2, 300)  # eager: fine
+    with pytest.raises(MlbenchError, match="no ONNX export") as err:
+        torch.jit.trace(net, (audio, lens))
+    assert "--backend pytorch" in err.value.hint

@@ -209,6 +209,12 @@ class RNNTInference(nn.Module):
         self.stacking, self.subsampling, self.max_symbols = stacking, subsampling, max_symbols
 
     def forward(self, audio: torch.Tensor, audio_len: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
+            from mlbench.errors import MlbenchError
+
+            # a trace would freeze one batch's decoding path (its step and label counts) into the graph
+            raise MlbenchError("RNN-T inference has no ONNX export: greedy decoding is a loop whose length "
+                               "depends on the audio", "use --backend pytorch for rnnt")
         mel, flen = self.features(audio, audio_len)
         x, xl = stack_subsample(mel, flen, self.stacking, self.subsampling)
         labels, counts = self.rnnt.greedy(x.transpose(1, 2), xl, max_symbols=self.max_symbols)
