@@ -113,6 +113,28 @@ def test_trainer_equals_the_torchvision_model_on_the_light_model():
     assert trainer.record()["frozen_bn_folded_into_conv"] == 0  # the light model has trainable batch norm
 
 
+def test_prepare_equals_the_torchvision_transform_and_keeps_the_random_stream():
+    from mlbench import registry
+
+    net = registry.get("retinanet", "tiny").workload().build_model()
+    net.train()
+    trainer = fast.DetectorTrainer(net)
+    g = torch.Generator().manual_seed(2)
+    images = [torch.rand(3, 96, 96, generator=g), torch.rand(3, 131, 77, generator=g)]  # one needs no resize
+    targets = random_targets(g, (2, 3), 70, 4)
+    torch.manual_seed(7)
+    want_list, want_targets = net.transform(images, copy.deepcopy(targets))
+    after_torchvision = torch.rand(1)
+    torch.manual_seed(7)
+    x, image_list, boxes, labels = trainer.prepare(images, copy.deepcopy(targets))
+    assert torch.equal(torch.rand(1), after_torchvision)  # one draw per image, as torchvision's resize makes
+    assert torch.equal(x, want_list.tensors) and image_list.image_sizes == want_list.image_sizes
+    for i, t in enumerate(want_targets):
+        n = len(t["boxes"])
+        assert torch.equal(boxes[i, :n], t["boxes"]) and torch.equal(labels[i, :n], t["labels"])
+        assert (labels[i, n:] == -1).all()
+
+
 def test_frozen_batch_norm_folds_into_the_frozen_stem_and_stays_shared(monkeypatch):
     bench = small_reference(monkeypatch)
     net = model.build_model(bench)

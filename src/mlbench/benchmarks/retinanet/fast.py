@@ -8,6 +8,8 @@ computed faster:
   (:func:`match` and :func:`losses`; torchvision loops over the images in Python, with a device sync per
   image in its degenerate-box check);
 - the anchors are made once per input shape (every image has the model's fixed size) instead of per step;
+- the model's transform (normalise, resize to the fixed size, scale the boxes) without torchvision's four
+  waits for the device per image;
 - frozen batch norm is folded: into the preceding convolution where that one is frozen too (exact up to
   rounding), else into a precomputed per-channel affine (the same arithmetic as ``FrozenBatchNorm2d``);
 - channels_last input when the model's weights are channels_last (``--channels-last``); on CUDA cuDNN picks
@@ -95,17 +97,16 @@ def pad_targets(targets: list[dict[str, torch.Tensor]], minimum: int = 8
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Boxes ``[B, M, 4]``, labels ``[B, M]`` and a validity mask ``[B, M]``, M the next power of two at or
     above the most boxes in one image (at least ``minimum``): a few shapes, so that a compiled loss is reused.
-    Padding boxes are ``[0, 0, 1, 1]`` (finite box-coder targets; they never match)."""
+    Padding boxes are ``[0, 0, 1, 1]`` (finite box-coder targets; they never match), padding labels -1. Nothing
+    here waits for the device (no host-to-device copy of Python values)."""
     counts = [int(t["boxes"].shape[0]) for t in targets]
     m = max(minimum, 1 << max(0, max(counts, default=0) - 1).bit_length())
     device = targets[0]["boxes"].device
-    pad_box = torch.tensor([0.0, 0.0, 1.0, 1.0], device=device)
-    boxes, labels = [], []
-    for t, n in zip(targets, counts):
-        boxes.append(torch.cat([t["boxes"].float(), pad_box.expand(m - n, 4)]))
-        labels.append(F.pad(t["labels"].to(torch.int64), (0, m - n)))
-    valid = torch.arange(m, device=device)[None] < torch.tensor(counts, device=device)[:, None]
-    return torch.stack(boxes), torch.stack(labels), valid
+    pad_box = torch.zeros(m, 4, device=device)
+    pad_box[:, 2:] = 1.0
+    boxes = torch.stack([torch.cat([t["boxes"].float(), pad_box[:m - n]]) for t, n in zip(targets, counts)])
+    labels = torch.stack([F.pad(t["labels"].to(torch.int64), (0, m - n), value=-1) for t, n in zip(targets, counts)])
+    return boxes, labels, labels >= 0
 
 
 # ---------------------------------------------------------------------------------------------- losses
@@ -121,7 +122,7 @@ def losses(cls_logits: torch.Tensor, bbox_regression: torch.Tensor, anchors: tor
     fg = matched >= 0
     per_image_fg = fg.sum(dim=1).clamp(min=1)
     idx = matched.clamp(min=0)
-    gt_labels = labels.gather(1, idx)
+    gt_labels = labels.gather(1, idx).clamp(min=0)  # background anchors may point at padding (-1)
     target = torch.zeros_like(cls_logits).scatter_(2, gt_labels[..., None], fg[..., None].to(cls_logits.dtype))
     focal = sigmoid_focal_loss(cls_logits, target, reduction="none").sum(dim=2)  # [B, A]
     focal = torch.where(matched != -2, focal, torch.zeros_like(focal))
@@ -250,6 +251,7 @@ class DetectorTrainer(nn.Module):
         head = detector.head.regression_head
         self.loss_type = getattr(head, "_loss_type", "l1")
         self._anchors: dict[Any, torch.Tensor] = {}
+        self._norm: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}
         self._run_core = self.core
         self._loss = losses
         self.compiled = False
@@ -275,23 +277,65 @@ class DetectorTrainer(nn.Module):
             got = self._anchors[key] = self.detector.anchor_generator(image_list, features)[0]
         return got
 
+    def prepare(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]):
+        """The model's transform (normalise, resize to the fixed size, batch; boxes scaled alike) with the same
+        arithmetic as torchvision's ``GeneralizedRCNNTransform``, without its four waits for the device per
+        image (it copies the mean, the std and two size ratios from Python values each time). Returns the
+        image batch, its ``ImageList`` and the padded boxes and labels (see :func:`pad_targets`)."""
+        from torchvision.models.detection.image_list import ImageList
+        from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+        t = self.detector.transform
+        fixed = getattr(t, "fixed_size", None)
+        if (type(t) is not GeneralizedRCNNTransform or fixed is None or getattr(t, "_skip_resize", False)
+                or fixed[0] % t.size_divisible or fixed[1] % t.size_divisible):  # the general path
+            image_list, targets = t(images, targets)
+            return (image_list.tensors, image_list, *pad_targets(targets)[:2])
+        h, w = fixed[1], fixed[0]
+        first = images[0]
+        key = (first.dtype, first.device)
+        if key not in self._norm:
+            self._norm[key] = (torch.as_tensor(t.image_mean, dtype=first.dtype, device=first.device)[:, None, None],
+                               torch.as_tensor(t.image_std, dtype=first.dtype, device=first.device)[:, None, None])
+        mean, std = self._norm[key]
+        x = first.new_empty((len(images), first.shape[0], h, w))
+        ratios = []
+        for i, image in enumerate(images):
+            if image.dim() != 3 or not image.is_floating_point():
+                raise ValueError(f"images must be float tensors [C, H, W] in 0-1, got {image.dtype} {tuple(image.shape)}")
+            t.torch_choice(t.min_size)  # torchvision draws one number per image here: the same random stream
+            image = (image - mean) / std
+            if tuple(image.shape[-2:]) != (h, w):
+                image = F.interpolate(image[None], size=[h, w], mode="bilinear", align_corners=False)[0]
+            x[i].copy_(image)
+            # torchvision's ratios: float32 new size / float32 old size
+            rh = float(torch.tensor(h, dtype=torch.float32) / torch.tensor(images[i].shape[-2], dtype=torch.float32))
+            rw = float(torch.tensor(w, dtype=torch.float32) / torch.tensor(images[i].shape[-1], dtype=torch.float32))
+            ratios.append((rw, rh, rw, rh))
+        boxes, labels, _ = pad_targets(targets)
+        scale = torch.tensor(ratios, dtype=torch.float32)
+        if boxes.is_cuda:
+            scale = scale.pin_memory().to(boxes.device, non_blocking=True)
+        boxes = boxes * scale.to(boxes.device)[:, None, :]
+        return x, ImageList(x, [(h, w)] * len(images)), boxes, labels
+
     def forward(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]):
         det = self.detector
         if not self.training:
             return det(images, targets)
-        image_list, targets = det.transform(images, targets)
-        x = image_list.tensors
+        x, image_list, boxes, labels = self.prepare(images, targets)
+        valid = labels >= 0
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         cls_logits, bbox_regression, features = self._run_core(x)
         anchors = self.anchors(image_list, features)
-        boxes, labels, valid = pad_targets(targets)
         matcher = det.proposal_matcher
         matched = match(anchors, boxes, valid, matcher.high_threshold, matcher.low_threshold,
                         matcher.allow_low_quality_matches)
         if self.loss_type not in ("l1", "smooth_l1"):  # IoU losses: torchvision's per-image code, our matching
-            return det.head.compute_loss(targets, {"cls_logits": cls_logits, "bbox_regression": bbox_regression},
-                                         [anchors] * len(targets), list(matched))
+            per_image = [{"boxes": b[v], "labels": lab[v]} for b, lab, v in zip(boxes, labels, valid)]
+            return det.head.compute_loss(per_image, {"cls_logits": cls_logits, "bbox_regression": bbox_regression},
+                                         [anchors] * len(images), list(matched))
         return self._loss(cls_logits, bbox_regression, anchors, boxes, labels, matched, det.box_coder,
                           self.loss_type)
 
