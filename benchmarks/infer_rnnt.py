@@ -16,6 +16,7 @@ script only, to reorder Offline's one big query by the store's ``order()``), whi
 
     python benchmarks/infer_rnnt.py --size mini [--seconds 5] [--repeats 5] [--batch-size 32]
         [--weights FILE] [--data-dir DIR] [--configs pytorch:fp32] [--by-length]
+    python benchmarks/infer_rnnt.py --size mini --decoders 5 --threads 1   # greedy decoding: new vs previous
 
 mini/tiny use the model ``mlbench train rnnt --size mini|tiny`` caches (trained first when missing) unless
 ``--weights`` names one; ``--threads 1`` pins the intra-op threads (default: the harness's choice).
@@ -130,6 +131,52 @@ def side_by_side(cfg: InferConfig, seconds: float, repeats: int, out: Path, by_l
         s.close()
 
 
+def decoders(cfg: InferConfig, rounds: int) -> dict:
+    """The greedy decoder against the one it replaced (``greedy_before`` in tests/rnnt/test_rnnt_infer_greedy.py):
+    CPU time of decoding every performance batch (encoder included, features computed beforehand), the two
+    taking turns for ``rounds`` rounds; the labels must be equal."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "rnnt"))
+    from test_rnnt_infer_greedy import greedy_before
+
+    from mlbench.benchmarks.rnnt.features import stack_subsample
+
+    s = runner.open_session(cfg, lambda m: None)
+    try:
+        m = getattr(s.backend, "model", None) or s.task.model()
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        feats = []
+        with torch.inference_mode():
+            for audio, lens in raw_batches(s, s.batch_size, False):
+                mel, flen = m.features(audio, lens)
+                x, xl = stack_subsample(mel, flen, m.stacking, m.subsampling)
+                feats.append((x.transpose(1, 2), xl))
+            times: dict[str, list[float]] = {"new": [], "before": []}
+            outs: dict[str, list] = {}
+            for _ in range(rounds):
+                for name, fn in (("new", m.rnnt.greedy), ("before", lambda x, xl: greedy_before(m.rnnt, x, xl))):
+                    c0 = time.process_time()
+                    outs[name] = [fn(x, xl) for x, xl in feats]
+                    times[name].append(time.process_time() - c0)
+                c0 = time.process_time()
+                for x, xl in feats:
+                    m.rnnt.encode(x, xl)
+                times.setdefault("encoder_only", []).append(time.process_time() - c0)
+        equal = all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(outs["new"], outs["before"]))
+        labels = float(torch.cat([c for _, c in outs["new"]]).float().mean())
+        med = {k: statistics.median(v) for k, v in times.items()}
+        loop_new, loop_before = med["new"] - med["encoder_only"], med["before"] - med["encoder_only"]
+        return {"cpu_s_new": med["new"], "cpu_s_before": med["before"], "cpu_s_encoder_only": med["encoder_only"],
+                "speedup_with_encoder": med["before"] / med["new"],
+                "speedup_decoding_loop": loop_before / loop_new if loop_new > 0 else None,
+                "ranges": {k: [min(v), max(v)] for k, v in times.items()}, "labels_equal": equal,
+                "labels_per_utterance": labels, "batches": len(feats), "batch": s.batch_size, "rounds": rounds}
+    finally:
+        s.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="mini", choices=("mini", "tiny", "reference"))
@@ -143,7 +190,14 @@ def main() -> None:
     ap.add_argument("--by-length", action="store_true",
                     help="both sides batch longest utterances first: raw sorts its samples, and the SUT reorders "
                          "the Offline query by the store's order() (a preview: the harness does not do it yet)")
+    ap.add_argument("--decoders", type=int, default=0, metavar="ROUNDS",
+                    help="only time the greedy decoder against the previous one (CPU time, ROUNDS interleaved)")
     a = ap.parse_args()
+    if a.decoders:
+        cfg = InferConfig(benchmark="rnnt", size=a.size, scenario="Offline", batch_size=a.batch_size,
+                          threads=a.threads, weights=a.weights, data_dir=a.data_dir, quick=True)
+        print(json.dumps(decoders(cfg, a.decoders), indent=1))
+        return
     if a.by_length:
         sort_offline_queries()
     out = Path(tempfile.mkdtemp(prefix=f"infer-rnnt-{a.size}-"))
