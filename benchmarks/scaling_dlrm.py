@@ -109,10 +109,12 @@ def _worker(rank: int, world: int, port: int, size: str, batches: list[dict], wa
         out.update({f"share/{k}": v / world for k, v in zip(KINDS, s.tolist())})
         out["cores_used"] = s[-1].item()
         out["calls_per_step"] = {k: timer.calls[k] / len(timed) for k in KINDS}
-        dist.destroy_process_group()
     out["samples_per_s"] = global_bs / out["step_s"]
     if rank == 0:
         queue.put(out)
+    if world > 1:
+        dist.barrier()  # both done before either tears gloo down
+        dist.destroy_process_group()
 
 
 def measure(world: int, size: str, batches: list[dict], warmup: int, engine: str) -> dict:
@@ -123,11 +125,11 @@ def measure(world: int, size: str, batches: list[dict], warmup: int, engine: str
              for r in range(world)]
     for p in procs:
         p.start()
-    out = queue.get(timeout=900)
+    out = queue.get(timeout=900)  # the figures, reduced over the processes before rank 0 sent them
     for p in procs:
         p.join(timeout=60)
-        if p.exitcode != 0:
-            raise RuntimeError(f"worker {p.pid} exited with {p.exitcode}")
+        if p.exitcode != 0:  # after the figures: a crash in teardown, said but not fatal
+            print(f"  (worker {p.pid} exited with {p.exitcode} after the measurement)", flush=True)
     return out
 
 
