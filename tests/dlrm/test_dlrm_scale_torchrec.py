@@ -41,7 +41,7 @@ def _plain_steps(net, steps: int, lr: float = 0.1) -> list[float]:
         sparse_opt.step()
         dense_opt.zero_grad()
         sparse_opt.zero_grad()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses
 
 
@@ -102,7 +102,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         dense_opt.step()
         fused.step()
         dense_opt.zero_grad()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     with torch.no_grad():  # evaluation with unequal local batches (5 and 0 rows) stays in step
         n = 5 if rank == 0 else 0
         b = _batch(5, 99)
