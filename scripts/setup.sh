@@ -34,11 +34,14 @@ fi
 # pip's quiet mode still warns about this machine's absent local index folders; keep real errors only.
 pip_install() { .venv/bin/python -m pip install -q "$@" 2>&1 | { grep -v "is ignored: it is neither" || true; }; }
 stamp=.venv/.mlbench-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements/cpu.txt -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements/cpu.txt -nt "$stamp" ] || [ requirements/recsys-cpu.txt -nt "$stamp" ]; then
   echo "setup: installing Python packages into .venv"
   pip_install --upgrade pip
   pip_install -r requirements/cpu.txt
   pip_install -e ".[onnx,detection,language,speech,test]"
+  # DLRM's optional TorchRec engine (its tests skip without it); see requirements/recsys-cpu.txt.
+  pip_install -r requirements/recsys-cpu.txt
+  pip_install --no-deps "torchrec==1.9.2"
   touch "$stamp"
 fi
 echo "setup: done (.venv/bin/mlbench)"
