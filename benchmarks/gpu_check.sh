@@ -102,7 +102,7 @@ fi
 # 3. compile, in what is left of the budget (the dry run skips it: compiling on CPU takes many minutes)
 if [ "$DRY" = 0 ] && want compile; then
   T=$(left)
-  if [ "$T" -gt 60 ]; then retina compile "$T" --channels-last --compile
+  if [ "$T" -gt 60 ]; then retina compile "$T" --channels-last --compile --trials 2
   else say "retinanet compile: skipped, $T s left of the ${BUDGET_S}s budget"; fi
 fi
 

@@ -82,8 +82,8 @@ class RetinaNetWorkload(DetectionWorkload):
         super().__init__(bench)
         from mlbench.benchmarks.retinanet import fast
 
-        self.levers = fast.levers_enabled()
-        self.speed: dict[str, Any] = {"levers": "on" if self.levers else f"off ({fast.LEVERS_ENV}=off)"}
+        self.levers = fast.levers_enabled()  # benchmarks may set it after construction
+        self.speed: dict[str, Any] = {}
         self._trainer = None
 
     def wrap_model(self, model: torch.nn.Module, device: torch.device, distributed: bool) -> torch.nn.Module:
@@ -107,7 +107,10 @@ class RetinaNetWorkload(DetectionWorkload):
         return model
 
     def speed_record(self) -> dict[str, Any]:
-        return dict(self.speed)
+        from mlbench.benchmarks.retinanet import fast
+
+        off = "off" if fast.levers_enabled() else f"off ({fast.LEVERS_ENV}=off)"
+        return {"levers": "on" if self.levers else off, **self.speed}
 
     def to_device(self, batch, ctx: StepContext):
         if self._trainer is not None:  # the trainer skips torchvision's per-image check on the device
