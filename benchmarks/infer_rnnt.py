@@ -1,18 +1,18 @@
 """RNN-T inference: ``mlbench infer rnnt`` Offline under LoadGen against the raw model, side by side.
 
 Raw: the very module the PyTorch backend serves (features, frame splicing, encoder, batched greedy decoding) called
-in a plain loop on the same performance samples, in the same batch size, padded the same way (to the batch's
-longest utterance rounded up to 0.1 s), with the padded tensors built before the clock starts and nothing done
-with the labels. It runs on a worker thread with the backend's thread count, as the SUT's worker does (each
+in a plain loop on the same samples in the same batches: the previous LoadGen test's query (Offline's one query,
+samples repeated as LoadGen repeats them, in the order the SUT batched it) cut in the SUT's batch size and padded
+the same way (the batch's longest utterance rounded up to 0.1 s), the padded tensors built before the clock
+starts, nothing done with the labels. It runs on a worker thread with the backend's thread count, as the SUT's worker does (each
 thread has its own OpenMP pool). Raw and LoadGen runs alternate (raw, test, raw, test, ...) so that both see the
 same machine; reported are the per-pair ratios, their median and range, the same per CPU-second of the process
 (steadier than wall time on a shared machine; the mlbench side counts all of ``run_test``: LoadGen, its logs and
 their parsing), and where the harness spends its time (the share of the test inside the model's forward).
 
-Raw takes the samples in dataset order, LoadGen in its own random order: both mix lengths alike in a batch (the
-synthetic sets are not sorted by length), so the padding each pays is the same in expectation. ``--by-length``
-measures both sides batching longest utterances first instead (raw sorts its samples; the SUT is patched, in this
-script only, to reorder Offline's one big query by the store's ``order()``), which cuts the padding.
+An untimed LoadGen test first gives pair 0 its query. ``--by-length`` measures both sides batching longest
+utterances first: the SUT is patched, in this script only, to reorder Offline's one query by the store's
+``order()`` (a hook the harness does not have yet), and raw replays that sorted query; padding shrinks.
 
     python benchmarks/infer_rnnt.py --size mini [--seconds 5] [--repeats 5] [--batch-size 32]
         [--weights FILE] [--data-dir DIR] [--configs pytorch:fp32] [--by-length]
@@ -38,16 +38,13 @@ from mlbench.inference import runner
 from mlbench.inference.config import InferConfig
 
 
-def raw_batches(s, bs: int, by_length: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The loaded performance samples in dataset order (``by_length``: longest first), in batches of ``bs``,
-    padded before the clock starts."""
-    idx = list(range(s.store.performance_count))
-    s.store.load(idx)
-    if by_length:
-        idx = [idx[p] for p in s.store.order(idx)]
+def raw_batches(s, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``indices`` cut into batches of the SUT's size, padded as the store pads, before the clock starts."""
+    bs = s.batch_size
+    s.store.load(sorted(set(indices)))
     out = []
-    for a in range(0, len(idx) - bs + 1, bs):
-        x = s.store.batch(idx[a:a + bs])
+    for a in range(0, len(indices) - bs + 1, bs):
+        x = s.store.batch(indices[a:a + bs])
         out.append((torch.from_numpy(x["audio"]), torch.from_numpy(x["audio_len"])))
     return out
 
@@ -75,30 +72,36 @@ def raw_rate(model, batches, seconds: float, threads: int) -> tuple[float, float
     return box["rate"]
 
 
-def sort_offline_queries() -> None:
-    """Preview of a harness hook (not in the SUT yet): a query larger than a batch (Offline's one query) is
-    reordered by the store's ``order`` before the workers cut it into batches."""
+def record_queries(by_length: bool) -> None:
+    """Patch the SUT class (this script only) so that each SUT keeps the sample indices of its last large query
+    (Offline's one query) in the order its workers batch them; ``by_length`` also reorders such a query by the
+    store's ``order`` first: a preview of a harness hook the SUT does not have yet."""
     from mlbench.inference import sut
 
     issue = sut.SUT.issue
 
-    def sorted_issue(self, ids, indices):
-        order = getattr(self.store, "order", None)
-        if order is not None and not self.inline and len(ids) > self.batch_size:
-            perm = order(indices)
-            ids, indices = [ids[p] for p in perm], [indices[p] for p in perm]
+    def recording_issue(self, ids, indices):
+        if not self.inline and len(ids) > self.batch_size:
+            order = getattr(self.store, "order", None)
+            if by_length and order is not None:
+                perm = order(indices)
+                ids, indices = [ids[p] for p in perm], [indices[p] for p in perm]
+            self.last_query = list(indices)
         issue(self, ids, indices)
 
-    sut.SUT.issue = sorted_issue
+    sut.SUT.issue = recording_issue
 
 
 def side_by_side(cfg: InferConfig, seconds: float, repeats: int, out: Path, by_length: bool = False) -> dict:
     s = runner.open_session(cfg, lambda m: None)
     try:
         model = getattr(s.backend, "model", None) or s.task.model()  # PyTorch's: the module the backend runs
-        batches = raw_batches(s, s.batch_size, by_length)
+        s.estimate_qps = raw_rate(model, raw_batches(s, list(range(s.store.performance_count))), 1.0,
+                                  s.backend.threads)[0]
+        runner.run_test(s, runner.plan_for(s, "performance"), out / "warm")  # untimed: its query feeds pair 0
         raws, ours, raw_cpu, our_cpu, busy, valid = [], [], [], [], [], []
         for i in range(repeats):
+            batches = raw_batches(s, s.sut.last_query)  # the previous test's query, batched as the SUT did
             wall, cpu = raw_rate(model, batches, seconds, s.backend.threads)
             raws.append(wall)
             raw_cpu.append(cpu)
@@ -126,7 +129,7 @@ def side_by_side(cfg: InferConfig, seconds: float, repeats: int, out: Path, by_l
                 "backend_busy_share": statistics.median(b for b in busy if b is not None),
                 "pairs": list(zip(raws, ours, strict=True)), "loadgen_valid": valid, "batch": s.batch_size,
                 "threads": s.backend.threads, "workers": s.sut.n_workers, "samples": s.store.performance_count,
-                "raw_batches": len(batches), "by_length": by_length}
+                "raw_batches": len(batches), "query_samples": len(s.sut.last_query), "by_length": by_length}
     finally:
         s.close()
 
@@ -149,7 +152,7 @@ def decoders(cfg: InferConfig, rounds: int) -> dict:
             torch.set_num_threads(cfg.threads)
         feats = []
         with torch.inference_mode():
-            for audio, lens in raw_batches(s, s.batch_size, False):
+            for audio, lens in raw_batches(s, list(range(s.store.performance_count))):
                 mel, flen = m.features(audio, lens)
                 x, xl = stack_subsample(mel, flen, m.stacking, m.subsampling)
                 feats.append((x.transpose(1, 2), xl))
@@ -198,8 +201,7 @@ def main() -> None:
                           threads=a.threads, weights=a.weights, data_dir=a.data_dir, quick=True)
         print(json.dumps(decoders(cfg, a.decoders), indent=1))
         return
-    if a.by_length:
-        sort_offline_queries()
+    record_queries(a.by_length)
     out = Path(tempfile.mkdtemp(prefix=f"infer-rnnt-{a.size}-"))
     report = {}
     for item in a.configs.split(","):
