@@ -46,6 +46,7 @@ REFERENCE = Benchmark(
         "max_duration": 16.7, "num_buckets": 6, "speed": True, "speed_min": 0.85, "speed_max": 1.15,
         "spec_augment": True, "freq_masks": 2, "min_freq": 0, "max_freq": 20, "time_masks": 10, "min_time": 0,
         "max_time": 0.03, "max_symbols": 300, "cache_features": False,
+        "time_stretch": 0.0, "freq_warp": 0.0,  # mlbench's feature-level augmentation (features.warp); off
     },
     input_shape=(240,),
     inference_target=INFERENCE_WER_99,
@@ -62,28 +63,33 @@ MINI = REFERENCE.derive(
     size="mini",
     division="open",
     description="a small RNN-T on speech synthesised with espeak-ng and flite (closed vocabulary)",
-    dataset="generated: 1-3 words of digits, letters and commands, espeak-ng + flite voices with noise; "
-            "evaluation on held-out voices (WAV + manifests, the reference format)",
-    # The recipe sits ~10-14 epochs on the transcript prior (loss ~9 nats = log 3 + 2 x log 56: it ignores the
-    # audio) before the encoder is used; the LR therefore holds 14 epochs (the old 6-epoch hold decayed it first),
-    # and LSTM weights keep PyTorch's init scale (1.0, not the reference's 0.5: left the prior ~3 epochs sooner).
-    target=0.65,
-    target_source="mlbench mini: WER <= 0.65 on held-out voices; measured (OMP_NUM_THREADS=1, seeds 1/2/3): "
-                  "reached at epochs 17/19/21 of 30, WER 0.505/0.529/0.586 at epoch 30 (training voices: ~0.03 in a side run)",
+    dataset="generated (synth.py, data v2): 1-3 words of digits, letters and commands; 6,000 training utterances "
+            "from espeak-ng (6 accents x 63 voice variants, pitch 0-99, 100-230 words/min) and flite (awb, rms, "
+            "kal16, kal) with noise at 8-35 dB SNR; 300 evaluation utterances from held-out voices only "
+            "(WAV + manifests, the reference format)",
+    # The recipe first sits on the transcript prior (WER ~0.97: it ignores the audio) for ~20-25k samples before
+    # the encoder is used; the LR therefore holds ~29k samples (0.3 + 4.5 epochs of 6,000) before decaying.
+    target=0.62,
+    target_source="mlbench mini: WER <= 0.62 on held-out voices: espeak-ng's en-us-nyc and en-gb-x-gbcwmd accents "
+                  "with variants m2/m4/f2/f4 and flite's slt, none of which trains. Measured (data v2, "
+                  "OMP_NUM_THREADS=1, shared machine): seeds 1/2/3 WER 0.537/0.579/0.588 at epoch 10 (reach 0.62 at "
+                  "epochs 7/9/10); training voices (seed 1): 0.32. Before (data v1: 2,000 utterances of ~20 voices, "
+                  "30 epochs): 0.505-0.586 held out, ~0.03 on training voices. Feature time stretch and mel warp of "
+                  "+-10% (seed 1) slowed learning: 0.659 at epoch 10, so they stay off",
     runs_required=1,
-    max_epochs=30,
+    max_epochs=10,
     batch_size=32,
     hparams={
-        "sentencepiece": False, "train_samples": 2000, "eval_samples": 300, "synth": "speech",
+        "sentencepiece": False, "train_samples": 6000, "eval_samples": 300, "synth": "speech",
         "enc_n_hid": 192, "enc_pre_rnn_layers": 1, "enc_post_rnn_layers": 1, "enc_dropout": 0.1,
         "pred_n_hid": 96, "pred_rnn_layers": 1, "pred_dropout": 0.1, "joint_n_hid": 160, "joint_dropout": 0.1,
-        "weights_init_scale": 1.0, "lr": 0.01, "warmup_epochs": 1, "hold_epochs": 14, "lr_exp_gamma": 0.85,
+        "weights_init_scale": 1.0, "lr": 0.01, "warmup_epochs": 0.3, "hold_epochs": 4.5, "lr_exp_gamma": 0.6,
         "ema": 0.0,
         "speed": False, "time_masks": 2, "max_freq": 10, "cache_features": True, "num_buckets": 4,
     },
-    inference_target=1 - 0.99 * (1 - 0.65),  # 99% of the mini target's accuracy (1 - WER), as MLPerf forms it
-    inference_targets={"99": 1 - 0.99 * (1 - 0.65)},
-    inference_target_source="mlbench mini: 99% of the training target's accuracy (1 - WER), WER <= 0.6535",
+    inference_target=1 - 0.99 * (1 - 0.62),  # 99% of the mini target's accuracy (1 - WER), as MLPerf forms it
+    inference_targets={"99": 1 - 0.99 * (1 - 0.62)},
+    inference_target_source="mlbench mini: 99% of the training target's accuracy (1 - WER), WER <= 0.6238",
     performance_sample_count=300,
     notes="open division: smaller model and synthetic data",
 )
