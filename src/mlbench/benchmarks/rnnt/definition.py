@@ -77,7 +77,9 @@ MINI = REFERENCE.derive(
                   "30 epochs): 0.505-0.586 held out, ~0.03 on training voices. Feature time stretch and mel warp of "
                   "+-10% (seed 1) slowed learning: 0.659 at epoch 10, so they stay off",
     runs_required=1,
-    max_epochs=10,
+    # The measured seeds reached the target at epochs 7-10; two more epochs (at the decayed LR, which does not
+    # depend on the budget) leave room for a slower seed instead of failing it at the last evaluation.
+    max_epochs=12,
     batch_size=32,
     hparams={
         "sentencepiece": False, "train_samples": 6000, "eval_samples": 300, "synth": "speech",
