@@ -157,3 +157,29 @@ def test_every_espeak_variant_exists(tmp_path):
     default = speak("en-us")
     for v in [v for v in synth.ESPEAK_TRAIN_VARIANTS + synth.ESPEAK_TEST_VARIANTS if v]:
         assert speak(f"en-us+{v}") != default, v
+
+
+def test_concurrent_generation_into_one_cache_writes_once(tmp_path):
+    """Two runs generating the same data at once: the second waits for the first and reuses its files."""
+    import threading
+
+    calls, said = [], []
+    real = synth._write
+
+    def counted(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    synth._write = counted
+    try:
+        ts = [threading.Thread(target=synth.generate, args=(tmp_path / "d", "tone", 24, 8),
+                               kwargs=dict(seed=0, say=said.append)) for _ in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    finally:
+        synth._write = real
+    assert len(calls) == 1
+    entries = json.loads((tmp_path / "d" / "librispeech-train-wav.json").read_text())
+    assert len(entries) == 24 and all((tmp_path / "d" / e["files"][0]["fname"]).is_file() for e in entries)

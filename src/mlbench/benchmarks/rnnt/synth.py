@@ -15,6 +15,7 @@ back by the same loader as LibriSpeech.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -160,6 +161,21 @@ def generate(root: str | Path, kind: str, train: int, eval_: int, seed: int = 0,
             raise MlbenchError(f"the mini speech data is synthesised with espeak-ng and flite; missing: "
                                f"{', '.join(missing)}", "apt-get install espeak-ng flite (make setup does)")
     root.mkdir(parents=True, exist_ok=True)
+    # One writer at a time: two runs generating into the same cache at once would interleave their files.
+    with open(root / ".generate.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another process that is generating {root}")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.is_file():  # the other process finished it
+            return root
+        _write(root, kind, train, eval_, seed, workers, say)
+        marker.write_text("ok\n")
+    return root
+
+
+def _write(root: Path, kind: str, train: int, eval_: int, seed: int, workers: int, say) -> None:
     say(f"generating {kind} data: {train} training and {eval_} evaluation utterances in {root}")
     with tempfile.TemporaryDirectory(prefix="mlbench-rnnt-") as tmp:
         for split, n in (("train", train), ("dev", eval_)):
@@ -177,5 +193,3 @@ def generate(root: str | Path, kind: str, train: int, eval_: int, seed: int = 0,
             tmp_manifest = root / f".librispeech-{split}-wav.json.{os.getpid()}"
             tmp_manifest.write_text(json.dumps(entries, indent=1))
             os.replace(tmp_manifest, root / f"librispeech-{split}-wav.json")
-    marker.write_text("ok\n")
-    return root
