@@ -183,3 +183,14 @@ def test_concurrent_generation_into_one_cache_writes_once(tmp_path):
     assert len(calls) == 1
     entries = json.loads((tmp_path / "d" / "librispeech-train-wav.json").read_text())
     assert len(entries) == 24 and all((tmp_path / "d" / e["files"][0]["fname"]).is_file() for e in entries)
+
+
+def test_cache_regenerates_when_another_setting_rewrote_it(tmp_path):
+    """One cache directory, two settings one after the other: the first one's marker must not vouch for the
+    second one's files."""
+    root = tmp_path / "d"
+    synth.generate(root, "tone", 24, 8, seed=0, say=lambda m: None)
+    synth.generate(root, "tone", 12, 8, seed=0, say=lambda m: None)
+    synth.generate(root, "tone", 24, 8, seed=0, say=lambda m: None)
+    assert len(json.loads((root / "librispeech-train-wav.json").read_text())) == 24
+    assert [p.name for p in root.glob(".complete-*")] == [".complete-tone-24-8-0"]

@@ -153,7 +153,7 @@ def generate(root: str | Path, kind: str, train: int, eval_: int, seed: int = 0,
     root = Path(root)
     version = f"-v{SPEECH_VERSION}" if kind == "speech" else ""
     marker = root / f".complete-{kind}{version}-{train}-{eval_}-{seed}"
-    if marker.is_file():
+    if _complete(root, marker, train, eval_):
         return root
     if kind == "speech":
         missing = speech_tools_missing()
@@ -168,11 +168,25 @@ def generate(root: str | Path, kind: str, train: int, eval_: int, seed: int = 0,
         except BlockingIOError:
             say(f"waiting for another process that is generating {root}")
             fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.is_file():  # the other process finished it
+        if _complete(root, marker, train, eval_):  # the other process finished it
             return root
+        for other in root.glob(".complete-*"):  # the files below replace whatever another setting wrote
+            other.unlink()
         _write(root, kind, train, eval_, seed, workers, say)
         marker.write_text("ok\n")
     return root
+
+
+def _complete(root: Path, marker: Path, train: int, eval_: int) -> bool:
+    """The marker is there and the manifests hold as many utterances as it says (one directory serves one
+    setting at a time: another setting's generation rewrites the manifests)."""
+    if not marker.is_file():
+        return False
+    try:
+        return all(len(json.loads((root / f"librispeech-{split}-wav.json").read_text())) == n
+                   for split, n in (("train", train), ("dev", eval_)))
+    except (OSError, ValueError):
+        return False
 
 
 def _write(root: Path, kind: str, train: int, eval_: int, seed: int, workers: int, say) -> None:
