@@ -8,6 +8,7 @@ machine; the caller prints the per-trial figures and the medians.
 from __future__ import annotations
 
 import copy
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -89,6 +90,22 @@ class Held:
                 break
             held.append(b)
         return cls(held)
+
+
+class Streamed:
+    """The first ``n`` batches of live ``batches``, made as they are read (the rest of the epoch is not made)."""
+
+    def __init__(self, batches, n: int):
+        self.batches, self.n = batches, n
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return min(self.n, len(self.batches))
+
+    def __iter__(self):
+        return itertools.islice(iter(self.batches), self.n)
 
 
 def run_and_report(title: str, fresh: Callable, plain: Callable, workload, batches, warm, cfg, ctx, n: int) -> None:

@@ -43,25 +43,6 @@ class Repeat:
         return iter([self.batch] * self.n)
 
 
-class Take:
-    """The first ``n`` batches of a Batches object."""
-
-    def __init__(self, inner, n: int):
-        self.inner, self.n = inner, n
-
-    def set_epoch(self, epoch: int) -> None:
-        self.inner.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return min(self.n, len(self.inner))
-
-    def __iter__(self):
-        for i, b in enumerate(self.inner):
-            if i >= self.n:
-                return
-            yield b
-
-
 def plain_loop(model, opt, sched, batches, ctx: StepContext, prec: str) -> int:
     """The baseline: the loop a user would write by hand."""
     model.train()
@@ -105,7 +86,7 @@ def main() -> None:
     if args.case == "mini":
         data = handle.workload().build_data(DataSpec(batch_size=bs, eval_batch_size=bs,
                                                                       data_dir=args.data_dir))
-        batches = Take(data.train, steps)
+        batches = side_by_side.Streamed(data.train, steps)
     else:
         batches = Repeat((torch.randn(bs, *bench.input_shape), torch.randint(0, 1000, (bs,))), steps)
     base = handle.workload().build_model().to(device)
@@ -119,7 +100,7 @@ def main() -> None:
                                                                      epochs=bench.max_epochs))
         return model, opt, sched
 
-    warm = Take(batches, 2) if args.case == "mini" else Repeat(batches.batch, 2)
+    warm = side_by_side.Streamed(batches, 2) if args.case == "mini" else Repeat(batches.batch, 2)
     plain = lambda m, o, s, data: plain_loop(m, o, s, data, ctx, args.precision)  # noqa: E731
     ratios, harness_tp, plain_tp, data_share = [], [], [], []
     for trial in side_by_side.trials(fresh, plain, recipe, batches, warm, cfg, ctx, args.trials):

@@ -125,25 +125,6 @@ def load_batches(handle, args, bs: int, steps: int) -> side_by_side.Held:
     return side_by_side.Held.first(data.train, steps)
 
 
-class First:
-    """The first ``n`` batches of a loader, streamed (Batches interface)."""
-
-    def __init__(self, batches, n: int):
-        self.batches, self.n = batches, n
-
-    def set_epoch(self, epoch: int) -> None:
-        self.batches.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return min(self.n, len(self.batches))
-
-    def __iter__(self):
-        for i, b in enumerate(self.batches):
-            if i >= self.n:
-                break
-            yield b
-
-
 def make_data(root: str, images: int, size: int, distinct: int = 16) -> None:
     """An OpenImages-MLPerf-layout set for the data-share figure when no real set is at hand: ``distinct``
     generated ``size`` x ``size`` JPEGs (shapes on textured backgrounds) named ``images`` times in the train
@@ -172,8 +153,8 @@ def data_share(side: Side, args, cfg, ctx, bs: int) -> dict:
     spec = DataSpec(batch_size=bs, eval_batch_size=bs, workers=args.workers, data_dir=args.data_dir,
                     pin_memory=ctx.device.type == "cuda")
     data = side.wl.build_data(spec)
-    batches = First(data.train, args.data_steps)
-    harness_epoch(side, First(data.train, 2), cfg, ctx, bs, 2)  # starts the workers
+    batches = side_by_side.Streamed(data.train, args.data_steps)
+    harness_epoch(side, side_by_side.Streamed(data.train, 2), cfg, ctx, bs, 2)  # starts the workers
     out = harness_epoch(side, batches, cfg, ctx, bs, args.data_steps)
     return {"images_per_s": out.samples / out.train_s, "data_wait_share": out.data_wait_s / out.train_s,
             "steps": len(batches), "generated_size": args.make_data or None, "workers": data.train.loader.num_workers

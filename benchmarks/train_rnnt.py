@@ -19,7 +19,6 @@ phases of a plain step (the loss's share); the data share of a harness step with
 from __future__ import annotations
 
 import argparse
-import itertools
 import statistics
 import time
 
@@ -112,22 +111,6 @@ def phase_shares(fresh, batches, repeats: int) -> None:
               f"(range {min(shares):.3f}-{max(shares):.3f})")
 
 
-class First:
-    """The first ``n`` batches of live ``batches`` (the rest of the epoch is not made)."""
-
-    def __init__(self, batches, n: int):
-        self.batches, self.n = batches, n
-
-    def set_epoch(self, epoch: int) -> None:
-        self.batches.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return min(self.n, len(self.batches))
-
-    def __iter__(self):
-        return itertools.islice(iter(self.batches), self.n)
-
-
 def data_shares(handle, fresh, bs: int, steps: int, workers_list: list[int], cfg, ctx, data_dir: str | None
                 ) -> None:
     quiet = lambda msg: None  # noqa: E731
@@ -142,7 +125,7 @@ def data_shares(handle, fresh, bs: int, steps: int, workers_list: list[int], cfg
                 for i in range(len(data.train.utts)):
                     data.train.mel(i)
             out = RunOutcome(seed=0)
-            train_epoch(m, o, s, None, wl, First(data.train, steps), epoch, cfg, ctx, quiet, out, dinfo)
+            train_epoch(m, o, s, None, wl, side_by_side.Streamed(data.train, steps), epoch, cfg, ctx, quiet, out, dinfo)
             print(f"  workers {workers}: {label:30s} data wait {out.data_wait_s:6.2f} s of {out.train_s:6.2f} s "
                   f"= {out.data_wait_s / out.train_s:.3f}", flush=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 import torch.multiprocessing as mp
+from dlrm_support import plain_step, random_batch
 
 from mlbench.benchmarks.dlrm import model as M
 from mlbench.benchmarks.dlrm import sharding
@@ -14,16 +15,9 @@ from mlbench.benchmarks.dlrm.optim import RowWiseAdagrad
 HP = TINY.hparams
 
 
-def _batch(n: int, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {"dense": torch.rand(n, 13, generator=g),
-            "sparse": [torch.randint(0, r, (n, h), generator=g) for r, h in zip(HP["table_rows"], HP["multi_hot"])],
-            "labels": torch.randint(0, 2, (n,), generator=g).float()}
-
-
 def test_model_shapes_and_torchrec_names():
     net = M.DLRMTrain(HP, seed=1)
-    b = _batch(5)
+    b = random_batch(5)
     assert net(b["dense"], b["sparse"]).shape == (5,)
     names = set(dict(net.named_parameters()))
     assert "model.sparse_arch.embedding_bag_collection.embedding_bags.t_cat_0.weight" in names
@@ -76,7 +70,7 @@ def _worker(rank: int, world: int, init: str, out: str) -> None:
     timer = sharding.CollectiveTimer()
     for step in range(3):
         model.timer = timer if step == 1 else None  # timing one step changes nothing in the result
-        b = _batch(16, step)
+        b = random_batch(16, step)
         lo, hi = rank * 8, (rank + 1) * 8
         logits = model(b["dense"][lo:hi], [s[lo:hi] for s in b["sparse"]])
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, b["labels"][lo:hi])
@@ -87,7 +81,7 @@ def _worker(rank: int, world: int, init: str, out: str) -> None:
         sparse_opt.zero_grad()
     with torch.no_grad():  # evaluation with unequal local batches (5 and 0 rows) stays in step
         n = 5 if rank == 0 else 0
-        b = _batch(5, 99)
+        b = random_batch(5, 99)
         ev = model(b["dense"][:n], [s[:n] for s in b["sparse"]])
     torch.save({"state": net.state_dict(), "eval": ev, "calls": dict(timer.calls),
                 "seconds": dict(timer.seconds)}, f"{out}.{rank}")
@@ -103,13 +97,8 @@ def test_two_process_table_wise_sharding_equals_one_process(tmp_path):
     dense_opt = torch.optim.Adagrad(M.dense_parameters(net), lr=0.1, eps=1e-8)
     sparse_opt = RowWiseAdagrad(M.sparse_parameters(net), lr=0.1)
     for step in range(3):
-        b = _batch(16, step)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(b["dense"], b["sparse"]), b["labels"])
-        loss.backward()
-        dense_opt.step()
-        sparse_opt.step()
-        dense_opt.zero_grad()
-        sparse_opt.zero_grad()
+        b = random_batch(16, step)
+        plain_step(net, dense_opt, sparse_opt, b)
     ref = net.state_dict()
     parts = [torch.load(f"{out}.{r}", weights_only=True) for r in range(2)]
     seen = set()
@@ -120,7 +109,7 @@ def test_two_process_table_wise_sharding_equals_one_process(tmp_path):
             seen.add(k)
     assert seen == set(ref)  # every table on some rank, the dense part on both
     with torch.no_grad():
-        b = _batch(5, 99)
+        b = random_batch(5, 99)
         assert torch.allclose(parts[0]["eval"], net(b["dense"], b["sparse"]), atol=1e-5)
     assert parts[1]["eval"].shape == (0,)
     for part in parts:  # the timed step: one of each collective, each timed once

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F  # noqa: N812
+from dlrm_support import plain_step, random_batch
 
 from mlbench.benchmarks.dlrm import model as M
 from mlbench.benchmarks.dlrm import sharding, torchrec_engine
@@ -22,26 +23,13 @@ pytestmark = pytest.mark.skipif(not torchrec_engine.available(), reason="torchre
 HP = TINY.hparams
 
 
-def _batch(n: int, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {"dense": torch.rand(n, 13, generator=g),
-            "sparse": [torch.randint(0, r, (n, h), generator=g) for r, h in zip(HP["table_rows"], HP["multi_hot"])],
-            "labels": torch.randint(0, 2, (n,), generator=g).float()}
-
-
 def _plain_steps(net, steps: int, lr: float = 0.1) -> list[float]:
     dense_opt = torch.optim.Adagrad(M.dense_parameters(net), lr=lr, eps=1e-8)
     sparse_opt = RowWiseAdagrad(M.sparse_parameters(net), lr=lr)
     losses = []
     for step in range(steps):
-        b = _batch(16, step)
-        loss = F.binary_cross_entropy_with_logits(net(b["dense"], b["sparse"]), b["labels"])
-        loss.backward()
-        dense_opt.step()
-        sparse_opt.step()
-        dense_opt.zero_grad()
-        sparse_opt.zero_grad()
-        losses.append(float(loss.detach()))
+        b = random_batch(16, step)
+        losses.append(plain_step(net, dense_opt, sparse_opt, b))
     return losses
 
 
@@ -65,7 +53,7 @@ def test_one_process_engines_agree_from_the_same_weights():
     assert all(torch.equal(a[k], b[k]) for k in a)  # and the same initial values
     rec.load_state_dict(a)  # plain weights load into the torchrec engine (and back)
     plain.load_state_dict(rec.state_dict())
-    batch = _batch(9, 5)
+    batch = random_batch(9, 5)
     with torch.no_grad():
         assert torch.equal(plain(batch["dense"], batch["sparse"]), rec(batch["dense"], batch["sparse"]))
     assert _plain_steps(plain, 3) == _plain_steps(rec, 3)  # the same losses, the same sparse Adagrad updates
@@ -94,7 +82,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     fused = torchrec_engine.FusedTableOptimizer(net.model.sparse_arch.embedding_bag_collection, lr=0.1)
     losses = []
     for step in range(3):
-        b = _batch(16, step)
+        b = random_batch(16, step)
         lo, hi = rank * 8, (rank + 1) * 8
         logits = model(b["dense"][lo:hi], [s[lo:hi] for s in b["sparse"]])
         loss = F.binary_cross_entropy_with_logits(logits, b["labels"][lo:hi])
@@ -105,7 +93,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         losses.append(float(loss.detach()))
     with torch.no_grad():  # evaluation with unequal local batches (5 and 0 rows) stays in step
         n = 5 if rank == 0 else 0
-        b = _batch(5, 99)
+        b = random_batch(5, 99)
         ev = model(b["dense"][:n], [s[:n] for s in b["sparse"]])
     state, opt_state = {k: v.clone() for k, v in net.state_dict().items()}, fused.state_dict()
     # a checkpoint round trip: the initial weights back in, then the trained ones and their optimizer state
@@ -135,19 +123,14 @@ def test_two_process_torchrec_sharding_equals_one_plain_process(tmp_path):
     dense_opt = torch.optim.Adagrad(M.dense_parameters(net), lr=0.1, eps=1e-8)
     sparse_opt = RowWiseAdagrad(M.sparse_parameters(net), lr=0.1)
     for step in range(3):
-        b = _batch(16, step)
+        b = random_batch(16, step)
         halves = []
         for lo, hi in ((0, 8), (8, 16)):  # each rank's loss, as the ranks see it
             with torch.no_grad():
                 halves.append(float(F.binary_cross_entropy_with_logits(
                     net(b["dense"][lo:hi], [s[lo:hi] for s in b["sparse"]]), b["labels"][lo:hi])))
         ref_losses.append(halves)
-        loss = F.binary_cross_entropy_with_logits(net(b["dense"], b["sparse"]), b["labels"])
-        loss.backward()
-        dense_opt.step()
-        sparse_opt.step()
-        dense_opt.zero_grad()
-        sparse_opt.zero_grad()
+        plain_step(net, dense_opt, sparse_opt, b)
     ref = net.state_dict()
     parts = [torch.load(f"{out}.{r}", weights_only=True) for r in range(2)]
     seen = set()
@@ -166,6 +149,6 @@ def test_two_process_torchrec_sharding_equals_one_plain_process(tmp_path):
         assert mine == {f"model.sparse_arch.embedding_bag_collection.embedding_bags.t_cat_{t}.weight"
                         for t in sharding.owned_tables(HP["table_rows"], r, 2)}
     with torch.no_grad():
-        b = _batch(5, 99)
+        b = random_batch(5, 99)
         assert torch.allclose(parts[0]["eval"], net(b["dense"], b["sparse"]), atol=1e-5)
     assert parts[1]["eval"].shape == (0,)
