@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import wave
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -101,29 +102,42 @@ def _flite(text: str, voice: str, stretch: float, f0: int, out: Path) -> np.ndar
     return _read_any_wav(out)
 
 
+@dataclass(frozen=True)
+class _Voices:
+    """Who speaks a split, and the ranges each utterance's voice is drawn from."""
+    espeak: tuple[str, ...]
+    variants: tuple[str, ...]
+    speed: tuple[int, int]  # espeak-ng words per minute
+    pitch: tuple[int, int]  # espeak-ng 0-99
+    flite: tuple[str, ...]
+    stretch: tuple[float, float]  # flite duration stretch
+    f0: tuple[int, int]  # flite mean pitch (Hz)
+    snr_db: tuple[float, float]
+
+
+# held-out voices and variants (the same draws as version 1: the same test set); many training speakers with
+# wider pitch and speed ranges and more noise
+_SPLIT_VOICES = {
+    "dev": _Voices(tuple(ESPEAK_TEST), tuple(ESPEAK_TEST_VARIANTS), (120, 200), (25, 80), tuple(FLITE_TEST),
+                   (0.8, 1.3), (85, 180), (15.0, 35.0)),
+    "train": _Voices(tuple(ESPEAK_TRAIN), tuple(ESPEAK_TRAIN_VARIANTS), (100, 230), (0, 100), tuple(FLITE_TRAIN),
+                     (0.75, 1.4), (70, 220), (8.0, 35.0)),
+}
+
+
 def _speech_job(i: int, split: str, seed: int, tmp: Path) -> tuple[np.ndarray, str]:
     rng = np.random.default_rng([seed, i, 0 if split == "train" else 1])
     words = [VOCABULARY[k] for k in rng.integers(0, len(VOCABULARY), rng.integers(1, 4))]
     text = " ".join(words)
     out = tmp / f"{split}-{i}.wav"
-    if split != "train":  # held-out voices and variants (the same draws as version 1: the same test set)
-        if rng.random() < 0.75:  # espeak-ng
-            x = _espeak(text, str(rng.choice(ESPEAK_TEST)), str(rng.choice(ESPEAK_TEST_VARIANTS)),
-                        int(rng.integers(120, 200)), int(rng.integers(25, 80)), out)
-        else:
-            x = _flite(text, str(rng.choice(FLITE_TEST)), float(rng.uniform(0.8, 1.3)), int(rng.integers(85, 180)),
-                       out)
-        snr = (15.0, 35.0)
-    else:  # many training speakers, wider pitch and speed ranges, more noise
-        if rng.random() < 0.75:
-            x = _espeak(text, str(rng.choice(ESPEAK_TRAIN)), str(rng.choice(ESPEAK_TRAIN_VARIANTS)),
-                        int(rng.integers(100, 230)), int(rng.integers(0, 100)), out)
-        else:
-            x = _flite(text, str(rng.choice(FLITE_TRAIN)), float(rng.uniform(0.75, 1.4)), int(rng.integers(70, 220)),
-                       out)
-        snr = (8.0, 35.0)
+    v = _SPLIT_VOICES["train" if split == "train" else "dev"]
+    if rng.random() < 0.75:  # espeak-ng
+        x = _espeak(text, str(rng.choice(v.espeak)), str(rng.choice(v.variants)), int(rng.integers(*v.speed)),
+                    int(rng.integers(*v.pitch)), out)
+    else:
+        x = _flite(text, str(rng.choice(v.flite)), float(rng.uniform(*v.stretch)), int(rng.integers(*v.f0)), out)
     out.unlink(missing_ok=True)
-    return _finish(x, rng, snr), text
+    return _finish(x, rng, v.snr_db), text
 
 
 def _tone_job(i: int, split: str, seed: int) -> tuple[np.ndarray, str]:
