@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +143,16 @@ def test_flat_batch_scores_each_query_as_alone(tmp_path):
 
 
 def test_onnx_export_has_no_embedding_loop_and_agrees(tmp_path):
+    """Run in a child process: torch.onnx's export leaves autograd threads behind, after which the fork-based
+    multi-process tests of this folder cannot fork in the same pytest process."""
+    here = Path(__file__).parent
+    code = (f"import sys; sys.path[:0] = [{str(here)!r}, {str(here.parent)!r}]; import test_dlrm_inference as t; "
+            f"t._onnx_check(__import__('pathlib').Path({str(tmp_path)!r}))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def _onnx_check(tmp_path: Path) -> None:
     import onnx
 
     from mlbench.inference.backends import onnxrt
