@@ -15,8 +15,9 @@ from mlbench.results.store import record
 
 def execute(cfg: InferConfig, run_dir: Path | None = None) -> dict[str, Any]:
     """Run ``cfg`` and return the result (also written to ``<run_dir>/result.json`` after each test)."""
-    from mlbench import registry
+    from mlbench import allocator, registry
 
+    allocator.configure()  # an unknown MLBENCH_MALLOC fails here, before a run directory is made
     bench = registry.get(cfg.benchmark, cfg.size).definition
     run_dir = run_dir or runner.new_run_dir(cfg)
     console = runs.Console(run_dir / "console.log")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlbench import registry, runs, signals, sysinfo
+from mlbench import allocator, registry, runs, signals, sysinfo
 from mlbench.errors import RunAborted
 from mlbench.inference import backends, inputs, logs, settings
 from mlbench.inference import task as task_mod
@@ -55,6 +55,7 @@ class Session:
 
 def open_session(cfg: InferConfig, say) -> Session:
     """Build the task, load a warm-up batch, prepare the backend and estimate its speed (all untimed)."""
+    allocator.configure()  # freed host memory kept for reuse (MLBENCH_MALLOC), before anything is allocated
     handle = registry.get(cfg.benchmark, cfg.size)
     bench = handle.definition
     accuracy_target(bench, cfg.target)  # an unknown --target fails before anything is built
@@ -293,6 +294,7 @@ def base_result(cfg: InferConfig, bench: Any, run_dir: Path) -> dict[str, Any]:
         "backend": {"name": cfg.backend}, "status": "running", "valid": False, "validity_reasons": [],
         "started_at": runs.now_iso(), "finished_at": None, "command": runs.command_line(), "device": cfg.device,
         "precision": cfg.precision, "metrics": {}, "quality": None, "config": cfg.to_dict(),
+        "allocator": allocator.configure(),
         "system": {"fingerprint": info["system_fingerprint"],
                    "host_processor_model_name": info.get("host_processor_model_name"),
                    "accelerator_model_name": info.get("accelerator_model_name")},

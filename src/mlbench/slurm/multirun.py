@@ -115,7 +115,7 @@ def combine(run_dir: str | Path, config_file: str | Path, final: bool = False) -
         "world_size": first.get("world_size", cfg.nproc * cfg.nnodes),
         "quality": {"metric": bench.metric, "target": bench.target, "source": bench.target_source,
                     "higher_is_better": bench.higher_is_better},
-        "timed": first.get("timed"), "config": cfg.to_dict(), "runs": [],
+        "timed": first.get("timed"), "config": cfg.to_dict(), "allocator": first.get("allocator"), "runs": [],
         "run_dirs": [str(run_dir / f"run_{k}") for k in range(1, len(outcomes) + 1)],
     }
     if "system" in first:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlbench import registry, runs, signals, sysinfo
+from mlbench import allocator, registry, runs, signals, sysinfo
 from mlbench.config import TrainConfig
 from mlbench.errors import ConfigError
 from mlbench.training import distributed, precision
@@ -59,6 +59,8 @@ def validity(cfg: TrainConfig, bench, outcomes: list[RunOutcome], checks: list[d
 
 def execute(cfg: TrainConfig, say_prefix: str = "") -> dict[str, Any]:
     """Run ``cfg.runs`` runs of ``cfg.benchmark`` in this process (one rank of a job) and return the result."""
+    host_allocator = allocator.configure()  # freed host memory kept for reuse (MLBENCH_MALLOC); first, so that
+    # an unknown setting fails before anything is made
     handle = registry.get(cfg.benchmark, cfg.size)
     bench = handle.definition
     dinfo = distributed.env_info()
@@ -84,7 +86,7 @@ def execute(cfg: TrainConfig, say_prefix: str = "") -> dict[str, Any]:
         "quality": {"metric": bench.metric, "target": bench.target, "source": bench.target_source,
                     "higher_is_better": bench.higher_is_better},
         "timed": "wall clock from run_start to run_stop (MLPerf time to train), evaluation included",
-        "config": cfg.to_dict(), "runs": [],
+        "config": cfg.to_dict(), "allocator": host_allocator, "runs": [],
     }
     if dinfo.is_main:
         info = sysinfo.describe()
