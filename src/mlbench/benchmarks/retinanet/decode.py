@@ -19,6 +19,9 @@ from typing import Any
 
 import torch
 
+# torchvision's batched_nms: above this many coordinates (CPU, GPU) it runs NMS class by class, without shifts
+SHIFT_LIMIT = {"cpu": 4000, "cuda": 100_000}
+
 
 @dataclass(frozen=True)
 class DecodeSettings:
@@ -44,7 +47,7 @@ def batch_detections(cls_logits: torch.Tensor, box_regression: torch.Tensor, anc
     same size, ``anchors`` [A, 4] the anchors of one image, ``per_level`` how many of them each pyramid level
     has, ``box_coder`` the network's (torchvision's ``BoxCoder`` decodes any number of boxes at once).
     The rows of image i are the i-th block of ``counts`` rows, in decreasing score."""
-    from torchvision.ops import batched_nms
+    from torchvision.ops import batched_nms, nms
 
     n, _, classes = cls_logits.shape
     # A logit above this has a score above the threshold (less a margin: the exact test is on the scores).
@@ -63,14 +66,25 @@ def batch_detections(cls_logits: torch.Tensor, box_regression: torch.Tensor, anc
     label = flat % classes
     box = box_coder.decode_single(box_regression[image, anchor], anchors[anchor]).clamp(min=0, max=s.image_size)
     # NMS image by image (one call over the whole batch costs quadratically more: the CPU kernel compares
-    # every pair of kept boxes, whatever their image).
+    # every pair of kept boxes, whatever their image), class-wise as torchvision's batched_nms does it: an
+    # image's boxes shifted by label x (the image's largest coordinate + 1) so that no two labels overlap, the
+    # shifts made for the whole batch at once; an image with more boxes than batched_nms shifts (CPU: 1,000)
+    # goes through batched_nms itself, which then runs NMS class by class.
+    counts = torch.bincount(image, minlength=n)
+    top = torch.zeros(n, dtype=box.dtype, device=box.device).scatter_reduce(0, image, box.amax(1), "amax", include_self=False)
+    shifted = box + (label.to(box) * (top + 1)[image])[:, None]
+    limit = SHIFT_LIMIT.get(box.device.type, SHIFT_LIMIT["cuda"])
     keep, per_image, begin = [], [], 0
-    for count in torch.bincount(image, minlength=n).tolist():
-        k = batched_nms(box[begin:begin + count], score[begin:begin + count], label[begin:begin + count],
-                        s.nms_thresh)[:s.detections_per_img]
+    for count in counts.tolist():
+        end = begin + count
+        if count * 4 > limit:
+            k = batched_nms(box[begin:end], score[begin:end], label[begin:end], s.nms_thresh)
+        else:
+            k = nms(shifted[begin:end], score[begin:end], s.nms_thresh)
+        k = k[:s.detections_per_img]
         keep.append(k + begin)
         per_image.append(len(k))
-        begin += count
+        begin = end
     keep = torch.cat(keep)
     return box[keep], score[keep], label[keep], per_image
 
