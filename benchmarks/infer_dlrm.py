@@ -13,7 +13,7 @@ does not time either). Pass ``--threads 1`` there, so that no thread pool spins 
 
 Raw: the prepared backend's ``predict`` (the same PyTorch module or ONNX Runtime session the SUT runs) in a
 plain loop over batches built beforehand from the day file (the queries' rows read and concatenated outside
-the harness's store, untimed), on a worker thread as the SUT's (each thread has its own OpenMP pool). Raw and
+the harness's store, untimed, in the model's input layout: dense [R, 13], the 26 sparse fields side by side), on a worker thread as the SUT's (each thread has its own OpenMP pool). Raw and
 LoadGen alternate (raw, test, raw, test, ...) so that both see the same machine; medians and per-pair ratios.
 
     python benchmarks/infer_dlrm.py [--size mini] [--configs pytorch:fp32,onnxruntime:fp32] [--seconds 8]
@@ -45,9 +45,8 @@ def raw_batches(s, count: int, bs: int) -> list[tuple[int, int, dict]]:
     out = []
     for a in range(0, count - bs + 1, bs):
         parts = [store.rows.read(int(store.bounds[i]), int(store.bounds[i + 1])) for i in range(a, a + bs)]
-        x = {"dense": np.concatenate([p["dense"] for p in parts]).astype(np.float32)}
-        for k in range(len(parts[0]["sparse"])):
-            x[f"sparse_{k}"] = np.concatenate([p["sparse"][k] for p in parts]).astype(np.int64)
+        x = {"dense": np.concatenate([p["dense"] for p in parts]).astype(np.float32),
+             "sparse": np.concatenate([np.concatenate(p["sparse"], axis=1) for p in parts]).astype(np.int64)}
         out.append((bs, len(x["dense"]), x))
     return out
 

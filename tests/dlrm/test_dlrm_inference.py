@@ -117,15 +117,20 @@ def test_flat_batch_scores_each_query_as_alone(tmp_path):
     lengths = [store.length(i) for i in idx]
     assert isinstance(x, inputs.Ragged) and inputs.length(x) == 4 and x.offsets.tolist() == np.cumsum([0, *lengths]).tolist()
     assert x["dense"].shape == (sum(lengths), 13) and x["dense"].dtype == np.float32
-    assert x["sparse_0"].dtype == np.int64 and x["sparse_20"].shape == (sum(lengths), HP["multi_hot"][20])
-    q7 = rows.read(int(store.bounds[7]), int(store.bounds[8]))
-    lo = x.offsets[2]
-    assert np.array_equal(x["dense"][lo:lo + lengths[2]], q7["dense"])
-    assert np.array_equal(x["sparse_5"][lo:lo + lengths[2]], q7["sparse"][5])
+    assert set(x) == {"dense", "sparse"} and x["sparse"].dtype == np.int64
+    assert x["sparse"].shape == (sum(lengths), sum(HP["multi_hot"]))  # the 26 fields side by side
+    col = np.concatenate([[0], np.cumsum(HP["multi_hot"])])
+    for j, i in enumerate(idx):
+        q = rows.read(int(store.bounds[i]), int(store.bounds[i + 1]))
+        lo, hi = x.offsets[j], x.offsets[j + 1]
+        assert np.array_equal(x["dense"][lo:hi], q["dense"])
+        for k in range(days.SPARSE_FEATURES):
+            assert np.array_equal(x["sparse"][lo:hi, col[k]:col[k + 1]], q["sparse"][k])
+        assert np.array_equal(store.label(i), q["labels"])
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = inf.QueryModel(DLRMTrain(HP)).eval()
+        model = inf.QueryModel(DLRMTrain(HP), HP["multi_hot"]).eval()
     task = inf.DLRMTask(TINY, inf.TaskOptions())
     task._store = store
     with torch.inference_mode():
@@ -140,6 +145,35 @@ def test_flat_batch_scores_each_query_as_alone(tmp_path):
     store.unload(idx)
     with pytest.raises(KeyError):
         store.batch(idx)
+
+
+def test_pool_loads_unloads_and_compacts(tmp_path):
+    """Loads in several calls (any order, repeats), partial unloads (the pool is compacted when mostly holes):
+    every batch holds exactly its queries' rows, as read from the day file."""
+    store, rows = _store(tmp_path)
+    n = store.total_count
+
+    def check(idx):
+        x = store.batch(idx)
+        want = [rows.read(int(store.bounds[i]), int(store.bounds[i + 1])) for i in idx]
+        assert np.array_equal(x["dense"], np.concatenate([q["dense"] for q in want]))
+        packed = [np.concatenate([np.asarray(s, np.int64) for s in q["sparse"]], axis=1) for q in want]
+        assert np.array_equal(x["sparse"], np.concatenate(packed))
+
+    store.load([5, 3, 4, 3])
+    store.load([0, n - 1, 4])
+    assert store.loaded == [0, 3, 4, 5, n - 1]
+    check([n - 1, 0, 4, 4, 5])
+    check([3])
+    store.unload([3, 4, 5])  # 2 of 5 queries left: compacted
+    assert store.loaded == [0, n - 1]
+    check([0, n - 1])
+    with pytest.raises(KeyError, match="query 3 was not loaded"):
+        store.batch([0, 3])
+    store.load(range(n))
+    check(list(range(n))[::-1])
+    store.unload(range(n))
+    assert store.loaded == [] and len(store._dense) == 0
 
 
 def test_onnx_export_has_no_embedding_loop_and_agrees(tmp_path):
@@ -162,7 +196,7 @@ def _onnx_check(tmp_path: Path) -> None:
     x = store.batch(list(range(6)))
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = inf.QueryModel(DLRMTrain(HP)).eval()
+        model = inf.QueryModel(DLRMTrain(HP), HP["multi_hot"]).eval()
     path = onnxrt.export(model, x, tmp_path / "m.onnx")
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert "Loop" not in ops and "ReduceSum" in ops  # sum bags as Gather + ReduceSum, not a Loop per bag
