@@ -7,6 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 from dlrm_support import rewrite_sparse, write_days
 
 from mlbench.benchmarks.dlrm import auc, days, synthetic
@@ -101,6 +102,22 @@ def test_train_shards_are_disjoint_equal_and_global_batches_fixed(tmp_path, worl
         assert rows_of_step == list(range(step * bs * world, (step + 1) * bs * world))
     batch = next(iter(streams[-1]))  # crosses no day boundary issue: reads real rows
     assert batch["dense"].shape == (bs, 13) and len(batch["sparse"]) == 26
+
+
+def test_train_stream_resumes_mid_epoch_without_reading_the_skipped_batches(tmp_path):
+    root = write_days(tmp_path / "d", rows_per_day=60)
+    rows = days.Rows([_open(root, d) for d in (0, 1)], ROWS)
+    stream = days.TrainStream(rows, 8, 1, 2)
+    every = list(stream)
+    reads = []
+    real = rows.read
+    rows.read = lambda a, b: reads.append((a, b)) or real(a, b)
+    rest = list(stream.iter_from(3))
+    assert reads == stream.slices()[3:]  # nothing before batch 3 is read
+    assert len(rest) == len(every) - 3
+    for got, want in zip(rest, every[3:], strict=True):
+        assert torch.equal(got["dense"], want["dense"]) and torch.equal(got["labels"], want["labels"])
+        assert all(torch.equal(a, b) for a, b in zip(got["sparse"], want["sparse"], strict=True))
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])

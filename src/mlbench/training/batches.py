@@ -16,6 +16,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class Batches(Protocol):
+    """One epoch's batches for this rank. A loader may also offer ``iter_from(k)``: the epoch's batches from
+    the k-th on, without reading the ones before (a run resumed mid-epoch; see ``harness.train_epoch``)."""
+
     def __iter__(self) -> Iterator[Any]: ...
     def __len__(self) -> int: ...
     def set_epoch(self, epoch: int) -> None: ...

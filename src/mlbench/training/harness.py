@@ -384,8 +384,9 @@ def train_epoch(model, optimizer, scheduler, scaler, wl: Workload, batches, epoc
                  after_step: Callable[[int], bool] | None = None, skip: int = 0) -> bool:
     """One pass over ``batches``. ``after_step(batches done in this epoch)`` (sample cadence) runs after each
     optimizer step and may evaluate; its time is not training time. Returns True when ``after_step`` stopped
-    the run. ``skip``: the first batches of the epoch were trained before a checkpoint (resume); they are
-    read and passed over, so the run continues with the batches an uninterrupted run would see."""
+    the run. ``skip``: the first batches of the epoch were trained before a checkpoint (resume); the run
+    continues with the batches an uninterrupted run would see: from ``batches.iter_from(skip)`` when the
+    loader has it (a stream that can start anywhere, e.g. DLRM's days), else read and passed over."""
     model.train()
     batches.set_epoch(epoch)
     logger = MetricLogger(print_fn=say, bar=None if dist.is_main else False)
@@ -411,7 +412,10 @@ def train_epoch(model, optimizer, scheduler, scaler, wl: Workload, batches, epoc
     t_prev = t_start
     paused = 0.0  # time spent in after_step (evaluation), not training
     stopped = False
-    source = itertools.islice(iter(batches), skip, None) if skip else batches
+    if skip:
+        source = batches.iter_from(skip) if hasattr(batches, "iter_from") else itertools.islice(iter(batches), skip, None)
+    else:
+        source = batches
     total = max(0, len(batches) - skip)
     for i, batch in enumerate(logger.log_every(source, cfg.log_every, f"Epoch: [{epoch}]", total=total),
                               start=skip):

@@ -218,7 +218,11 @@ class TrainStream:
         return [(b * g + self.rank * self.bs, b * g + (self.rank + 1) * self.bs) for b in range(len(self))]
 
     def __iter__(self) -> Iterator[dict[str, object]]:
-        return _prefetched(self.rows, self.slices())
+        return self.iter_from(0)
+
+    def iter_from(self, skip: int) -> Iterator[dict[str, object]]:
+        """The epoch's batches from batch ``skip`` on, without reading the ones before (a resumed run)."""
+        return _prefetched(self.rows, self.slices()[skip:])
 
 
 class EvalStream:
