@@ -258,3 +258,7 @@ def test_cli_quantile_queries_onnxruntime_submission(tmp_path):
     assert scores["rows"] == 256 and scores["samples"] == task["queries"] and scores["malformed_responses"] == 0
     assert result["config"]["query_sizes"] == f"quantile:{q}"
     assert result["metrics"]["throughput/samples_per_s"] > 0
+    assert result["allocator"]["setting"] in ("keep", "system")
+    # FLOPs per query: per row times the mean rows per query (query 0 alone would say 2, 3, 5 or 8 rows' worth)
+    mean_rows = task["rows"] / task["queries"]
+    assert f"({mean_rows:.1f})" in result["compute"]["flops_basis"]

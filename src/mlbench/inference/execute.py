@@ -8,7 +8,7 @@ from typing import Any
 
 from mlbench import runs, signals
 from mlbench.errors import MlbenchError, RunAborted
-from mlbench.inference import peak, runner
+from mlbench.inference import inputs, peak, runner
 from mlbench.inference.config import InferConfig
 from mlbench.results.store import record
 
@@ -126,8 +126,14 @@ def _compute_info(result: dict, s) -> None:
     x = s.store.batch(idx)
     s.store.unload(idx)
     flops = peak.model_flops(s.task.model(), x) if s.cfg.weights is None or not str(s.cfg.weights).endswith(".onnx") else None
-    dev = str(result["device"]) if str(result["device"]).startswith("cuda") else "cpu"
     state: dict[str, Any] = {"flops_per_sample": flops}
+    if flops and isinstance(x, inputs.Ragged) and hasattr(s.store, "length"):
+        # rows scored each on its own (the Ragged contract): FLOPs are per row; a sample costs its rows
+        n = s.store.total_count
+        mean_rows = sum(s.store.length(i) for i in range(n)) / n
+        state["flops_per_sample"] = flops / int(x.offsets[-1]) * mean_rows
+        state["flops_basis"] = f"per row, times the mean rows per sample ({mean_rows:.1f})"
+    dev = str(result["device"]) if str(result["device"]).startswith("cuda") else "cpu"
     try:
         state["peak"] = peak.peak(dev, s.cfg.precision, s.backend.threads or 1)
     except Exception as exc:  # noqa: BLE001 - the calibration is informative only

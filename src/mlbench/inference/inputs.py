@@ -12,7 +12,8 @@ store returns a :class:`Ragged` batch, the samples' rows back to back along the 
 ``[sum of rows, ...]``) with the sample boundaries in ``offsets``; the model sees only rows (a dynamic first
 axis, exported as such), and the task's ``postprocess`` cuts its outputs back into samples by the lengths of
 ``indices``. ``length``, ``head`` and ``split`` below count such a batch in samples, not rows, so that the
-harness's estimates, FLOP count and calibration treat it like any other batch.
+harness's estimates and calibration treat it like any other batch. Such a store also says how many rows each
+sample has (``store.length(i)``): the FLOPs per sample in result.json are the FLOPs per row times the mean.
 """
 
 from __future__ import annotations
