@@ -46,10 +46,11 @@ def choice() -> str:
 
 
 def configure() -> dict[str, Any]:
-    """Apply the setting once per process and return what was done (result.json ``allocator``)."""
+    """Apply the setting once per process and return what was done (result.json ``allocator``). Later calls
+    return that first record: thresholds once set stay set for the life of the process."""
     global _record
     wanted = choice()
-    if _record is not None and _record["setting"] == wanted:
+    if _record is not None:
         return _record
     if wanted == "system":
         _record = {"setting": "system", "note": f"{ENV}=system: the C library's default thresholds"}

@@ -178,7 +178,6 @@ class QueryStore:
         self._start = np.full(n, -1, np.int64)  # each loaded query's first row in the pool; -1: not loaded
         self._dense = np.zeros((0, days.DENSE_FEATURES), np.float32)
         self._sparse: np.ndarray | None = None
-        self._live_rows = 0
         self._labels: dict[int, np.ndarray] = {}
 
     def length(self, index: int) -> int:
@@ -190,7 +189,7 @@ class QueryStore:
         return np.flatnonzero(self._start >= 0).tolist()
 
     def load(self, indices: Sequence[int]) -> None:
-        new = np.unique(np.asarray([int(i) for i in indices], np.int64))
+        new = np.unique(np.fromiter(indices, np.int64))
         new = new[self._start[new] < 0]
         if not len(new):
             return
@@ -207,18 +206,17 @@ class QueryStore:
         self._dense = np.concatenate([self._dense, *dense])
         self._sparse = np.concatenate(([] if self._sparse is None else [self._sparse]) + sparse)
         self._start[new] = base + np.cumsum(self.lengths[new]) - self.lengths[new]
-        self._live_rows += int(self.lengths[new].sum())
 
     def unload(self, indices: Sequence[int]) -> None:
-        gone = np.unique(np.asarray([int(i) for i in indices], np.int64))
+        gone = np.unique(np.fromiter(indices, np.int64))
         gone = gone[self._start[gone] >= 0]
         self._start[gone] = -1
-        self._live_rows -= int(self.lengths[gone].sum())
         for i in gone.tolist():
             self._labels.pop(i, None)
-        if self._live_rows == 0:  # LoadGen unloads what it loaded: the pool empties
+        live = int(self.lengths[self._start >= 0].sum())
+        if live == 0:  # LoadGen unloads what it loaded: the pool empties
             self._dense, self._sparse = self._dense[:0], None
-        elif self._live_rows < len(self._dense) // 2:  # mostly holes: keep only the loaded queries' rows
+        elif live < len(self._dense) // 2:  # mostly holes: keep only the loaded queries' rows
             keep = np.flatnonzero(self._start >= 0)
             rows = self._rows(keep)
             self._dense, self._sparse = self._dense.take(rows, 0), self._sparse.take(rows, 0)
