@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
@@ -82,6 +83,28 @@ def child(case: str, seconds: float, threads: int | None) -> dict:
         s.close()
 
 
+def check_cases(ap: argparse.ArgumentParser, text: str) -> list[str]:
+    """``--cases`` as BENCHMARK:SIZE:BACKEND items of known names (argparse error, exit 2, otherwise)."""
+    from mlbench import registry
+    from mlbench.errors import MlbenchError
+    from mlbench.inference import backends
+
+    cases = [c.strip() for c in text.split(",") if c.strip()]
+    if not cases:
+        ap.error("--cases is empty; give BENCHMARK:SIZE:BACKEND items, e.g. dlrm:mini:pytorch")
+    for case in cases:
+        parts = case.split(":")
+        if len(parts) != 3:
+            ap.error(f"--cases item {case!r} is not BENCHMARK:SIZE:BACKEND (e.g. dlrm:mini:pytorch)")
+        try:
+            registry.get(parts[0], parts[1])
+        except MlbenchError as exc:
+            ap.error(f"--cases item {case!r}: {exc.message}")
+        if parts[2] not in backends.BACKENDS:
+            ap.error(f"--cases item {case!r}: unknown backend {parts[2]!r} (known: {', '.join(backends.BACKENDS)})")
+    return cases
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default=DEFAULT_CASES)
@@ -90,12 +113,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if not math.isfinite(a.seconds) or not 0 < a.seconds <= 3600:
+        ap.error(f"--seconds must be a number of seconds in (0, 3600], not {a.seconds}")
+    if a.repeats < 1 or (a.threads is not None and a.threads < 1):
+        ap.error("--repeats and --threads must be at least 1")
     if a.child:
         print("RESULT " + json.dumps(child(a.child, a.seconds, a.threads)), flush=True)
         return
     med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
     report = {}
-    for case in a.cases.split(","):
+    for case in check_cases(ap, a.cases):
         runs: dict[str, list] = {"system": [], "keep": []}
         for _ in range(a.repeats):
             for setting in ("system", "keep"):

@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,18 @@ def test_choice_defaults_to_keep(monkeypatch) -> None:
     assert allocator.choice() == "keep"
     monkeypatch.setenv(allocator.ENV, " System ")
     assert allocator.choice() == "system"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cases", "dlrm:mini"], "is not BENCHMARK:SIZE:BACKEND"),
+    (["--cases", "nosuch:mini:pytorch"], "nosuch"),
+    (["--cases", "dlrm:mini:tensorrt"], "unknown backend 'tensorrt'"),
+    (["--cases", " , "], "--cases is empty"),
+    (["--seconds", "nan"], "--seconds must be a number"),
+    (["--seconds", "-1"], "--seconds must be a number"),
+    (["--repeats", "0"], "must be at least 1"),
+])
+def test_benchmark_script_refuses_bad_options(args, message) -> None:
+    script = Path(__file__).parents[1] / "benchmarks" / "allocator.py"
+    p = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
