@@ -16,6 +16,8 @@ import pytest
 
 from mlbench.slurm import launcher
 
+pytestmark = pytest.mark.serial  # each test bounds how long a failure takes to surface
+
 ROOT_CAUSE = """\
 torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
 ============================================================

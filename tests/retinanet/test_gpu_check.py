@@ -42,7 +42,7 @@ def test_dry_run_writes_the_retinanet_figures(tmp_path):
     proc = run(["--dry-run", str(out)], STEPS="levers")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((out / "retinanet_levers.json").read_text())
-    assert report["precision"] == "bf16" and report["mlbench_side"]["channels_last"]
+    assert report["precision"] == "fp32" and report["mlbench_side"]["channels_last"]  # bf16 on the GPU
     assert report["median_plain"] > 0 and report["median_mlbench"] > 0
     assert report["loss_check"]["max_rel_diff"] < 2e-2
     assert report["speed"]["batched_matching_and_loss"] and report["speed"]["frozen_bn_folded_into_conv"] == 11

@@ -181,11 +181,11 @@ def test_first_steps_losses_equal_the_plain_loop_on_the_reference_network(monkey
     net = model.build_model(bench)
     g = torch.Generator().manual_seed(5)
     batches = [([torch.rand(3, 64, 64, generator=g) for _ in range(2)], random_targets(g, (2, 0), 56, 264))
-               for _ in range(3)]
-    plain = _steps(copy.deepcopy(net), batches, False, prec, 3)
-    levers = _steps(copy.deepcopy(net), batches, True, prec, 3)
+               for _ in range(2)]
+    plain = _steps(copy.deepcopy(net), batches, False, prec, 2)
+    levers = _steps(copy.deepcopy(net), batches, True, prec, 2)
     assert all(abs(a - b) <= tol * max(1.0, abs(a)) for a, b in zip(plain, levers)), (plain, levers)
-    assert plain[0] != plain[2]  # the steps trained (the comparison is over changing weights)
+    assert plain[0] != plain[1]  # the step trained (the second loss is over changed weights)
 
 
 def test_levers_env_switch(monkeypatch):

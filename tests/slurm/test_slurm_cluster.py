@@ -12,7 +12,7 @@ import pytest
 
 from mlbench.slurm import multirun
 
-pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+pytestmark = [pytest.mark.slow, pytest.mark.slurm, pytest.mark.serial]
 
 
 def _mlbench(cluster, *args: str, timeout: float = 200) -> subprocess.CompletedProcess:
