@@ -14,7 +14,14 @@ callback; mlbench's SUT worker, whose next batch is gathered ahead on a helper t
 which, unlike LoadGen's wall-clock rate, hardly moves when other processes load the machine.
 ``--no-gather-ahead`` measures mlbench with the gather on the worker thread (as before gather-ahead).
 
-    python benchmarks/infer_overhead.py [--seconds 2] [--batch-size 32] [--skip-gather]
+The bare SUT completes each query in one call by default. LoadGen stamps every sample of that call with the
+call's start time, so the bare SUT's timed window leaves out LoadGen's own per-sample completion work (queued
+for its logging thread), which any SUT completing batch by batch pays inside the window; ``--bare-batched``
+makes the bare SUT complete in mlbench's batch size instead. ``--bare-twice`` puts a second bare run where
+mlbench's would be (an A/A test): the spread of those ratios is what the machine's noise alone does.
+
+    python benchmarks/infer_overhead.py [--seconds 2] [--batch-size 32] [--skip-gather] [--bare-batched]
+        [--bare-twice]
 """
 
 from __future__ import annotations
@@ -33,13 +40,16 @@ from mlbench.inference import logs, runner, settings
 from mlbench.inference.config import InferConfig
 
 
-def bare_test(scenario: str, values: dict, outdir: Path) -> dict:
-    """A bare null SUT: QuerySamplesComplete for the whole query, inline."""
+def bare_test(scenario: str, values: dict, outdir: Path, batch: int = 0) -> dict:
+    """A bare null SUT, inline in LoadGen's issue callback: QuerySamplesComplete for the whole query at once
+    (``batch`` 0), or one call per ``batch`` samples, as a SUT that runs batches completes them."""
     cpu = [0.0, 0]
 
     def issue(ids, indices):
         t0 = time.thread_time()
-        lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])
+        step = batch or len(ids)
+        for s in range(0, len(ids), step):
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids[s:s + step]])
         cpu[0] += time.thread_time() - t0
         cpu[1] += len(ids)
 
@@ -115,7 +125,10 @@ def measure(scenario: str, a, bench, out: Path) -> dict:
     def both(qps: float) -> tuple[dict, dict]:
         n[0] += 1
         p = plan(qps)
-        b = bare_test(scenario, p.values, out / f"{scenario}-bare-{n[0]}")
+        batch = s.batch_size if a.bare_batched else 0
+        b = bare_test(scenario, p.values, out / f"{scenario}-bare-{n[0]}", batch)
+        if a.bare_twice:  # the same bare SUT in mlbench's place: the ratio the machine's noise alone gives
+            return b, bare_test(scenario, p.values, out / f"{scenario}-bare-again-{n[0]}", batch)
         h = harness_test(s, p, out / f"{scenario}-mlbench-{n[0]}")
         return b, h
 
@@ -126,7 +139,8 @@ def measure(scenario: str, a, bench, out: Path) -> dict:
                 rows.append(both(runner.NULL_OFFLINE_QPS))
                 b, h = rows[-1]
                 print(f"run {i + 1}: bare {b['throughput/samples_per_s']:,.0f} samples/s "
-                      f"({b['cpu_us_per_sample']:.3f} us CPU a sample), mlbench {h['throughput/samples_per_s']:,.0f} "
+                      f"({b['cpu_us_per_sample']:.3f} us CPU a sample), {'bare again' if a.bare_twice else 'mlbench'} "
+                      f"{h['throughput/samples_per_s']:,.0f} "
                       f"({h['cpu_us_per_sample']:.3f} us): ratio {h['throughput/samples_per_s'] / b['throughput/samples_per_s']:.3f}, "
                       f"CPU ratio {b['cpu_us_per_sample'] / h['cpu_us_per_sample']:.3f}", flush=True)
             rate = [r[1]["throughput/samples_per_s"] / r[0]["throughput/samples_per_s"] for r in rows]
@@ -179,6 +193,12 @@ def main() -> None:
     ap.add_argument("--attempts", type=int, default=3, help="--ladder: runs per rate")
     ap.add_argument("--scenarios", default="Offline,Server")
     ap.add_argument("--skip-gather", action="store_true", help="mlbench without the sample gather (LoadGen alone)")
+    ap.add_argument("--bare-batched", action="store_true",
+                    help="the bare SUT completes the samples in batches of mlbench's batch size (one "
+                         "QuerySamplesComplete each), not the whole query in one call")
+    ap.add_argument("--bare-twice", action="store_true",
+                    help="measure the bare SUT against itself in mlbench's place (an A/A test: how far the "
+                         "machine's noise alone moves the ratio)")
     ap.add_argument("--no-gather-ahead", action="store_true",
                     help="Offline: gather each batch on the worker thread (no helper thread gathering ahead)")
     a = ap.parse_args()
@@ -189,6 +209,10 @@ def main() -> None:
                                                            if a.skip_gather else "with the sample gather (a copy of "
                                                            "each batch from the sample store)")
                                 + " against a bare LoadGen null SUT (no sample data)"}
+    if a.bare_twice:
+        report["measured"] = "the bare LoadGen null SUT against itself (A/A: the 'mlbench' figures are a second bare run)"
+    report["bare_completes"] = ("in batches of mlbench's batch size, one QuerySamplesComplete each" if a.bare_batched
+                                else "each query in one QuerySamplesComplete call")
     report["load_average_1min_before"] = os.getloadavg()[0]
     for scenario in a.scenarios.split(","):
         report[scenario.lower()] = {"mlbench_gather": not a.skip_gather, **measure(scenario, a, bench, out)}
