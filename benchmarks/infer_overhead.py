@@ -204,13 +204,14 @@ def main() -> None:
     a = ap.parse_args()
     out = Path(tempfile.mkdtemp(prefix="infer-overhead-"))
     bench = registry.get("resnet50", "tiny").definition
-    report: dict = {"seconds": a.seconds, "cores": len(os.sched_getaffinity(0)), "mlbench_gather": not a.skip_gather,
-                    "measured": "mlbench null backend " + ("without the sample gather (LoadGen and the SUT alone)"
-                                                           if a.skip_gather else "with the sample gather (a copy of "
-                                                           "each batch from the sample store)")
-                                + " against a bare LoadGen null SUT (no sample data)"}
     if a.bare_twice:
-        report["measured"] = "the bare LoadGen null SUT against itself (A/A: the 'mlbench' figures are a second bare run)"
+        measured = "the bare LoadGen null SUT against itself (A/A: the 'mlbench' figures are a second bare run)"
+    else:
+        measured = ("mlbench null backend " + ("without the sample gather (LoadGen and the SUT alone)" if a.skip_gather
+                                               else "with the sample gather (a copy of each batch from the sample store)")
+                    + " against a bare LoadGen null SUT (no sample data)")
+    report: dict = {"seconds": a.seconds, "cores": len(os.sched_getaffinity(0)), "mlbench_gather": not a.skip_gather,
+                    "measured": measured}
     report["bare_completes"] = ("in batches of mlbench's batch size, one QuerySamplesComplete each" if a.bare_batched
                                 else "each query in one QuerySamplesComplete call")
     report["load_average_1min_before"] = os.getloadavg()[0]
