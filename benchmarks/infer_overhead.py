@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 import time
@@ -184,6 +185,26 @@ def measure(scenario: str, a, bench, out: Path) -> dict:
         s.close()
 
 
+def check_options(ap: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Bad options end here with one line and exit 2 (argparse's error), before anything runs."""
+    if not math.isfinite(a.seconds) or not 0 < a.seconds <= 3600:
+        ap.error(f"--seconds must be a number of seconds in (0, 3600], not {a.seconds}")
+    for name in ("repeats", "attempts", "batch_size"):
+        value = getattr(a, name)
+        if value is not None and not 1 <= value <= 100_000:
+            ap.error(f"--{name.replace('_', '-')} must be between 1 and 100000, not {value}")
+    scenarios = a.scenarios.split(",")
+    if not all(x in ("Offline", "Server") for x in scenarios):
+        ap.error(f"--scenarios takes Offline and/or Server (comma-separated), not {a.scenarios!r}")
+    if a.ladder:
+        try:
+            rates = [float(x) for x in a.ladder.split(",")]
+        except ValueError:
+            rates = []
+        if not rates or not all(math.isfinite(q) and 0 < q <= 1e9 for q in rates):
+            ap.error(f"--ladder takes target QPS values above 0 (comma-separated), not {a.ladder!r}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=2.0)
@@ -202,6 +223,7 @@ def main() -> None:
     ap.add_argument("--no-gather-ahead", action="store_true",
                     help="Offline: gather each batch on the worker thread (no helper thread gathering ahead)")
     a = ap.parse_args()
+    check_options(ap, a)
     out = Path(tempfile.mkdtemp(prefix="infer-overhead-"))
     bench = registry.get("resnet50", "tiny").definition
     if a.bare_twice:
