@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlbench.inference import runner
+from mlbench.inference import inputs, runner
 from mlbench.inference.config import InferConfig
 
 
@@ -74,7 +74,7 @@ def raw_rate(s, batches, seconds: float) -> tuple[float, float, float]:
 
 
 class RowCounter:
-    """Wraps ``task.postprocess`` to count the rows and queries it cuts into responses (a few ns per batch)."""
+    """Wraps ``task.postprocess`` to count the rows and queries it cuts into responses (a few µs per batch)."""
 
     def __init__(self, task):
         self.task, self.inner = task, task.postprocess
@@ -83,7 +83,7 @@ class RowCounter:
 
     def __call__(self, outputs, indices):
         out = self.inner(outputs, indices)
-        self.rows += sum(len(o) for o in out)
+        self.rows += int(out.offsets[-1]) if isinstance(out, inputs.RaggedArray) else sum(len(o) for o in out)
         self.queries += len(indices)
         return out
 

@@ -1,5 +1,6 @@
-"""Offline gathers the next batch on a helper thread while the current one runs: every sample still gets
-its own response, and a failing gather fails the run instead of hanging it."""
+"""Offline gathers the next batch on a helper thread while the current one runs, and finishes (post-processes and
+completes) each batch there while the next one runs: every sample still gets its own response, and a failing
+gather or post-processing fails the run instead of hanging it."""
 
 from __future__ import annotations
 
@@ -26,14 +27,30 @@ def _spy(monkeypatch, fail_after: int | None = None) -> list[str]:
     return threads
 
 
+def _finish_threads(monkeypatch) -> list[str]:
+    from mlbench.benchmarks.resnet50.inference import ResNetTask
+
+    threads: list[str] = []
+    real = ResNetTask.postprocess
+
+    def postprocess(self, outputs, indices):
+        threads.append(threading.current_thread().name)
+        return real(self, outputs, indices)
+
+    monkeypatch.setattr(ResNetTask, "postprocess", postprocess)
+    return threads
+
+
 def test_offline_accuracy_with_gather_ahead(infer, monkeypatch):
     threads = _spy(monkeypatch)
+    finished = _finish_threads(monkeypatch)
     code, r, out = infer("--size", "tiny", "--quick", "--threads", "1", "--scenario", "Offline", "--mode",
                          "accuracy", "--batch-size", "16")
     assert code == 0, out
     assert r["accuracy"]["samples_logged"] == r["accuracy"]["dataset_samples"]
     assert r["accuracy"]["reached"], r["accuracy"]  # responses belong to their samples
     assert any(name.endswith("-gather_0") for name in threads)  # batches were gathered ahead
+    assert finished and all(name.endswith("-gather_0") for name in finished)  # and finished behind
 
 
 def test_offline_without_gather_ahead_same_responses(infer, monkeypatch):
@@ -65,3 +82,34 @@ def test_failing_gather_fails_the_run(tmp_path, monkeypatch):
     run_dir = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "failed" and "sample store unreadable" in result["error"]
+
+
+@pytest.mark.parametrize("fault", ["raises", "wrong count"])
+def test_failing_postprocess_fails_the_run(tmp_path, monkeypatch, fault):
+    """A post-processing that raises, or returns the wrong number of responses, on the helper thread: the run
+    ends as failed with that error (LoadGen still gets every sample completed, so nothing hangs)."""
+    import numpy as np
+
+    from mlbench.benchmarks.resnet50.inference import ResNetTask
+    from mlbench.inference.config import InferConfig
+    from mlbench.inference.execute import execute
+
+    real, calls = ResNetTask.postprocess, []
+
+    def postprocess(self, outputs, indices):
+        calls.append(1)
+        if len(calls) > 3:
+            if fault == "raises":
+                raise RuntimeError("decoder exploded")
+            return np.zeros(len(indices) + 1, np.int64)
+        return real(self, outputs, indices)
+
+    monkeypatch.setattr(ResNetTask, "postprocess", postprocess)
+    cfg = InferConfig(size="tiny", scenario="Offline", quick=True, duration_s=0.5, threads=1,
+                      output_dir=str(tmp_path / "runs"), batch_size=4)
+    message = "decoder exploded" if fault == "raises" else "postprocess returned 5 responses for 4 samples"
+    with pytest.raises(RunAborted, match=message):
+        execute(cfg)
+    run_dir = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "failed" and message in result["error"]

@@ -40,6 +40,39 @@ class Ragged(dict):
         return Ragged({k: v[lo:hi] for k, v in self.items()}, self.offsets[a:b + 1] - lo)
 
 
+class RaggedArray:
+    """N variable-size responses back to back in one array: response ``i`` is rows ``offsets[i]:offsets[i + 1]``
+    of ``data`` (C-contiguous). What a task with Ragged batches returns from ``postprocess``: the SUT hands
+    LoadGen one pointer and size per response, computed for the whole batch at once, where a list of N arrays
+    costs a numpy view and a Python call per sample. Indexing and iterating give the responses as arrays."""
+
+    __slots__ = ("data", "offsets")
+
+    def __init__(self, data: np.ndarray, offsets: np.ndarray):
+        self.data = np.ascontiguousarray(data)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        if self.offsets.ndim != 1 or len(self.offsets) < 1 or self.offsets[0] != 0 or (
+                len(self.offsets) > 1 and (np.diff(self.offsets) < 0).any()):
+            raise ValueError("RaggedArray offsets must start at 0 and never decrease")
+        if self.offsets[-1] != len(self.data):
+            raise ValueError(f"RaggedArray offsets end at {int(self.offsets[-1])} for {len(self.data)} rows")
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.data[self.offsets[i]:self.offsets[i + 1]]
+
+    def __iter__(self):
+        return iter(np.split(self.data, self.offsets[1:-1]))
+
+    def pointers(self) -> tuple[list[int], list[int]]:
+        """(address, size in bytes) of every response, as Python ints (what LoadGen's responses take)."""
+        row = self.data.itemsize * (int(np.prod(self.data.shape[1:])) if self.data.ndim > 1 else 1)
+        start = self.offsets * row
+        return (start[:-1] + self.data.ctypes.data).tolist(), np.diff(start).tolist()
+
+
 def named(x: Inputs) -> dict[str, np.ndarray]:
     """``x`` as named arrays (a single array is called ``input``)."""
     return x if isinstance(x, dict) else {SINGLE: x}

@@ -6,9 +6,9 @@
   ``batch_size`` samples (Server waits at most ``max_wait`` to fill a batch; Offline's one big query fills
   them at once), run the backend, and complete the whole batch in one ``QuerySamplesComplete`` call. Threads
   x backend threads are sized to the cores together (see ``backends.base.default_threads``).
-- Offline gathers ahead: while a worker runs batch k and completes it, a helper thread gathers batch k+1 out
-  of the sample store (the rest of the one big query is already queued). numpy copies without the GIL, so the
-  copy overlaps the backend and LoadGen's completion instead of adding to them.
+- Offline gathers ahead and finishes behind: while a worker runs batch k, a helper thread gathers batch k+1
+  out of the sample store (the rest of the one big query is already queued), then post-processes and completes
+  batch k-1. numpy copies without the GIL, so both overlap the backend instead of adding to it.
 
 A failing backend or Ctrl-C sets ``abort``: every sample still pending is completed at once with an empty
 response, so LoadGen finishes its logs quickly and nothing it wrote is lost; the runner then records the run
@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from mlbench.inference import inputs
 
 INLINE_SCENARIOS = ("SingleStream", "MultiStream")
 SERVER_SPIN_S = 100e-6  # how long an idle Server worker polls before sleeping (see SUT.__init__)
@@ -234,18 +236,22 @@ class SUT:
 
     def _run_ahead(self, work: tuple[list, list], lock: Any, pool: Any) -> bool:
         """Run ``work`` and every batch queued behind it, each next batch gathered on ``pool`` while the one
-        before runs; returns False when it met the stop sign."""
+        before runs, and each batch finished (post-processed, completed) on ``pool`` while the next one runs;
+        returns False when it met the stop sign."""
         ahead = pool.submit(self._gather, work[1])
         while True:
             nxt = self._take(lock, wait=False)  # Offline: the rest of the big query, if any
             nxt_ahead = pool.submit(self._gather, nxt[1]) if nxt and not self.abort else None
-            self._run(*work, ahead=ahead)
+            self._run(*work, ahead=ahead, finish_on=pool)
             if not nxt:  # (): nothing queued now, wait for the next query; None: the stop sign
                 return nxt is not None
             work, ahead = nxt, nxt_ahead
 
-    def _run(self, ids: Sequence[int], indices: Sequence[int], ahead: Any = None) -> None:
-        """Run one batch and complete it; ``ahead``: the future of its input when it was gathered ahead."""
+    def _run(self, ids: Sequence[int], indices: Sequence[int], ahead: Any = None, finish_on: Any = None) -> None:
+        """Run one batch and finish it; ``ahead``: the future of its input when it was gathered ahead;
+        ``finish_on``: an executor to finish it on (the gather-ahead thread), so that this thread starts the
+        next batch at once. Measured (DLRM mini, ONNX Runtime): the post-processing and completion of a batch
+        took 0.25 ms against 0.02 ms in a loop, because the network's run before leaves them cold caches."""
         if self.abort:
             self._complete(ids, None)
             return
@@ -257,14 +263,28 @@ class SUT:
             t0 = time.perf_counter()
             out = self.backend.predict(x)
             self.busy_s += time.perf_counter() - t0
-            responses = None if out is None else self.task.postprocess(out, indices)
         except BaseException as exc:  # noqa: BLE001 - a crashing backend must still let LoadGen finish
-            self.error = self.error or exc
-            self.drain()
-            responses = None
+            self._fail(exc)
+            out = None
         self.batches += 1
         self.samples += len(ids)
-        self._complete(ids, responses)
+        if finish_on is not None and out is not None:
+            finish_on.submit(self._finish, ids, indices, out)
+        else:
+            self._finish(ids, indices, out)
+
+    def _finish(self, ids: Sequence[int], indices: Sequence[int], out: Any) -> None:
+        """Post-process a batch's outputs and complete its samples (empty responses after a failure)."""
+        try:
+            responses = None if out is None or self.abort else self.task.postprocess(out, indices)
+            self._complete(ids, responses)
+        except BaseException as exc:  # noqa: BLE001 - e.g. a task returning the wrong number of responses
+            self._fail(exc)
+            self._complete(ids, None)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = self.error or exc
+        self.drain()
 
     def _gather(self, indices: Sequence[int]) -> Any:
         x = self._device_gather(indices) if self._device_gather is not None else None
@@ -275,6 +295,11 @@ class SUT:
         qsr, n = self.lg.QuerySampleResponse, len(ids)
         if responses is None:
             self.lg.QuerySamplesComplete(list(map(qsr, ids, itertools.repeat(0, n), itertools.repeat(0, n))))
+        elif isinstance(responses, inputs.RaggedArray):
+            if len(responses) != n:
+                raise ValueError(f"postprocess returned {len(responses)} responses for {n} samples")
+            addresses, sizes = responses.pointers()  # one vectorised pass, no array per sample
+            self.lg.QuerySamplesComplete(list(map(qsr, ids, addresses, sizes)))
         elif isinstance(responses, np.ndarray):
             arr = np.ascontiguousarray(responses)
             if len(arr) != n:

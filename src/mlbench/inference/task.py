@@ -29,6 +29,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from mlbench.inference import inputs
+
 
 @dataclass(kw_only=True)
 class TaskOptions:
@@ -101,12 +103,13 @@ class InferenceTask(Protocol):
         """A short string that changes when the weights change (keys the ONNX export cache)."""
         ...
 
-    def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> np.ndarray | list[np.ndarray]:
+    def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> np.ndarray | inputs.RaggedArray | list[np.ndarray]:
         """Model outputs for ``indices`` -> what LoadGen logs for each sample.
 
         ``outputs`` are the model's outputs as numpy arrays (leading dimension N; for an ``inputs.Ragged``
         batch, the rows of all N samples back to back, cut by the lengths of ``indices``). Return either one array
-        whose row ``i`` is sample ``i``'s response (fast path; C-contiguous) or a list of N arrays (for
+        whose row ``i`` is sample ``i``'s response (fast path; C-contiguous), an ``inputs.RaggedArray`` (variable-size
+        responses back to back in one array, with their offsets: as fast), or a list of N arrays (for
         variable-size responses such as detections). Responses are logged as raw bytes of
         ``response_dtype`` in mlperf_log_accuracy.json.
         """

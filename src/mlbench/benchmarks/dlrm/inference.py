@@ -379,13 +379,15 @@ class DLRMTask:
                 self._weights = trained_checkpoint(self.bench, self.opts)
         return self._weights
 
-    def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> list[np.ndarray]:
-        """The batch's row probabilities cut back into its queries, in order."""
+    def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> inputs.RaggedArray:
+        """The batch's row probabilities cut back into its queries, in order (one array and the queries' offsets:
+        the SUT passes LoadGen a pointer per query without making an array per query)."""
         probs = np.ascontiguousarray(outputs[0], dtype=np.float32).reshape(-1)
-        ends = np.cumsum(self.dataset().lengths[np.asarray(indices, np.int64)])
-        if len(ends) and ends[-1] != len(probs):
-            raise ValueError(f"the model returned {len(probs)} probabilities for {int(ends[-1])} rows")
-        return np.split(probs, ends[:-1])
+        offsets = np.zeros(len(indices) + 1, np.int64)
+        np.cumsum(self.dataset().lengths[np.asarray(indices, np.int64)], out=offsets[1:])
+        if offsets[-1] != len(probs):
+            raise ValueError(f"the model returned {len(probs)} probabilities for {int(offsets[-1])} rows")
+        return inputs.RaggedArray(probs, offsets)
 
     def accuracy(self, responses: dict[int, bytes], store: QueryStore) -> dict[str, float]:
         scores, labels, short = [], [], 0
