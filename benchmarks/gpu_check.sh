@@ -5,7 +5,8 @@
 #      (batched matching and loss, folded frozen BN, fused Adam, channels_last), first-steps loss check, and
 #      the share of a step spent waiting for data on the real loader (generated 1024x1024 JPEGs)
 #   2. ResNet-50 Offline inference under LoadGen, pytorch backend, bf16, batch 256, with the peak fraction
-#   3. the same RetinaNet comparison with --compile (backbone+head and loss), in the time that is left
+#   3. the same with --cuda-graphs (the model replayed from CUDA graphs captured before the test)
+#   4. the same RetinaNet comparison with --compile (backbone+head and loss), in the time that is left
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR]       (default: $OUT, else /tmp/mlbench-gpu-check)
 #   bash benchmarks/gpu_check.sh --dry-run DIR   (CPU, tiny sizes, fp32: checks that every step parses and starts)
@@ -13,7 +14,7 @@
 # Without a CUDA device it stops at once (exit 1) and says so. It uses the machine's own python3 and torch
 # (PYTHON=... to choose another); LoadGen and mlperf-logging wheels are installed from .devwheels when there.
 # Budget: BUDGET_S (default 450) seconds for all steps; each step has its own timeout, the compile step gets
-# what is left. STEPS="levers infer compile" (the default) picks steps. Results: summary.txt (one line per
+# what is left. STEPS="levers infer graphs compile" (the default) picks steps. Results: summary.txt (one line per
 # figure), *.json and *.log per step; the exit status is 1 when a step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -82,26 +83,35 @@ retina() {  # retina NAME TIMEOUT extra args...: one train_retinanet.py comparis
   [ $rc = 0 ] || fail "retinanet $name: exit $rc$([ $rc = 124 ] && echo ' (timed out)'); see retinanet_$name.log"
 }
 
-CHECKS=" ${STEPS:-levers infer compile} "
+CHECKS=" ${STEPS:-levers infer graphs compile} "
 want() { case "$CHECKS" in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 # 1. levers without compile, with the data share on generated 1024x1024 JPEGs
 want levers && retina levers $([ "$DRY" = 1 ] && echo 300 || echo 170) --channels-last \
   --data-dir "$OUT_DIR/openimages-like" --make-data $MAKE --data-steps $DSTEPS
 
-# 2. ResNet-50 Offline inference, bf16, through LoadGen
-if want infer; then
-  say "== ResNet-50 Offline bf16 ($(date +%T))"
-  "$PY" benchmarks/infer_data.py "$OUT_DIR/imagenet-like" --images $INFER_IMAGES > "$OUT_DIR/infer_data.log" 2>&1 \
-    || fail "infer data: failed, see infer_data.log"
+# 2. ResNet-50 Offline inference, bf16, through LoadGen (3. the same replayed from CUDA graphs)
+resnet50() {  # resnet50 NAME extra args...: one Offline run into infer_runs, its log as infer_NAME.log
+  local name=$1; shift
+  say "== ResNet-50 Offline bf16, $name ($(date +%T))"
   timeout $([ "$DRY" = 1 ] && echo 300 || echo 130) "$PY" -m mlbench infer resnet50 --size reference \
     --weights random --data-dir "$OUT_DIR/imagenet-like" --device $INFER_DEV --precision bf16 --backend pytorch \
-    --scenario Offline --quick "${INFER[@]}" --output-dir "$OUT_DIR/infer_runs" > "$OUT_DIR/infer_resnet50.log" 2>&1 \
-    || fail "resnet50 offline: exit $?; see infer_resnet50.log"
-  tail -4 "$OUT_DIR/infer_resnet50.log"
+    --scenario Offline --quick "${INFER[@]}" --output-dir "$OUT_DIR/infer_runs" "$@" > "$OUT_DIR/infer_$name.log" 2>&1 \
+    || fail "resnet50 offline $name: exit $?; see infer_$name.log"
+  tail -4 "$OUT_DIR/infer_$name.log"
+}
+if want infer || want graphs; then
+  "$PY" benchmarks/infer_data.py "$OUT_DIR/imagenet-like" --images $INFER_IMAGES > "$OUT_DIR/infer_data.log" 2>&1 \
+    || fail "infer data: failed, see infer_data.log"
+fi
+want infer && resnet50 eager
+# CUDA graphs are captured on a GPU only: the dry run skips them
+if want graphs; then
+  if [ "$DRY" = 0 ]; then resnet50 graphs --cuda-graphs
+  else say "resnet50 cuda graphs: skipped in the dry run (CUDA only)"; fi
 fi
 
-# 3. compile, in what is left of the budget (the dry run skips it: compiling on CPU takes many minutes)
+# 4. compile, in what is left of the budget (the dry run skips it: compiling on CPU takes many minutes)
 if [ "$DRY" = 0 ] && want compile; then
   T=$(left)
   if [ "$T" -gt 60 ]; then retina compile "$T" --channels-last --compile --trials 2
@@ -129,7 +139,9 @@ for name in ("levers", "compile"):
 for f in sorted((out / "infer_runs").glob("*/result.json")):
     r = json.loads(f.read_text())
     m = r.get("metrics", {})
-    print(f"ResNet-50 Offline {r['config'].get('precision')} batch {r['config'].get('batch_size')} on "
+    graphs = r.get("backend", {}).get("cuda_graphs")
+    print(f"ResNet-50 Offline {r['config'].get('precision')} batch {r['config'].get('batch_size')}"
+          f"{' CUDA graphs ' + json.dumps(graphs) if graphs else ''} on "
           f"{r['config'].get('device')}: {m.get('throughput/samples_per_s') or 0:.1f} samples/s, LoadGen "
           f"{r.get('loadgen', {}).get('validity')}, peak fraction {m.get('compute/peak_fraction')}, "
           f"status {r.get('status')}")

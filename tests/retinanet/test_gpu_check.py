@@ -49,3 +49,14 @@ def test_dry_run_writes_the_retinanet_figures(tmp_path):
     assert 0.0 <= report["data"]["data_wait_share"] < 1.0
     summary = (out / "summary.txt").read_text()
     assert "RetinaNet reference train" in summary and "data wait" in summary and "0 step(s) failed" in summary
+
+
+def test_dry_run_inference_steps(tmp_path):
+    """The ResNet-50 Offline step runs on the CPU; the CUDA graphs step says it is skipped there."""
+    out = tmp_path / "out"
+    proc = run(["--dry-run", str(out)], STEPS="infer graphs")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = (out / "summary.txt").read_text()
+    assert "ResNet-50 Offline bf16 batch 2 on cpu" in summary and "status success" in summary
+    assert "cuda graphs: skipped in the dry run" in summary and "0 step(s) failed" in summary
+    assert (out / "infer_eager.log").is_file()

@@ -49,6 +49,9 @@ class InferConfig:
                                   "alone (by default it gathers each batch, as a real backend receives it)")
     channels_last: bool = opt(True, "pytorch: channels_last memory format for conv nets")
     compile: bool = opt(False, "pytorch: torch.compile the model (before the test starts)")
+    cuda_graphs: bool = opt(False, "pytorch on a CUDA device: replay the model from CUDA graphs captured before "
+                            "the test, one per power-of-two batch size up to --batch-size (a batch runs in the "
+                            "smallest that holds it); inputs of a fixed shape per sample only")
     weights: str | None = opt(None, "model weights file (reference size: PyTorch .pth/.pt or .onnx)")
     data_dir: str | None = opt(None, "dataset root; default: the size's built-in or standard location")
     output_dir: str = opt("runs", "where run directories are created")
@@ -88,6 +91,11 @@ def check(cfg: InferConfig) -> InferConfig:
         raise ConfigError(f"user.conf not found: {cfg.user_conf}", "pass an existing file in LoadGen's conf format")
     if cfg.null_skip_gather and cfg.backend != "null":
         raise ConfigError("--null-skip-gather applies to the null backend only", "add --backend null, or drop it")
+    if cfg.cuda_graphs and cfg.backend != "pytorch":
+        raise ConfigError("--cuda-graphs applies to the pytorch backend only", "add --backend pytorch, or drop it")
+    if cfg.cuda_graphs and cfg.compile:
+        raise ConfigError("--cuda-graphs and --compile together are not supported",
+                          "use one of them (torch.compile's own CUDA graphs are not offered)")
     if cfg.find_peak and cfg.scenario != "Server":
         raise ConfigError("--find-peak searches the Server scenario's QPS", "add --scenario Server")
     if cfg.compliance and cfg.mode == "accuracy":

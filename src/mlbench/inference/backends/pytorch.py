@@ -1,4 +1,4 @@
-"""The PyTorch backend: eager (or torch.compile), channels_last, autocast for bf16/fp16."""
+"""The PyTorch backend: eager (or torch.compile, or CUDA graphs), channels_last, autocast for bf16/fp16."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 
 from mlbench.errors import ConfigError
 from mlbench.inference import inputs
+from mlbench.inference.backends import graphs
 from mlbench.inference.backends.base import Backend
 
 
@@ -24,6 +25,12 @@ class PyTorchBackend(Backend):
             raise ConfigError("int8 is offered through the onnxruntime backend (static quantization)",
                               "use --backend onnxruntime --precision int8, or bf16 with pytorch")
         self.device = resolve_device(self.cfg.device)
+        self._graphs = None
+        if self.cfg.cuda_graphs:
+            if self.device.type != "cuda":
+                raise ConfigError(f"--cuda-graphs needs a CUDA device, and this run is on {self.device}",
+                                  "add --device cuda on a machine with a GPU, or drop --cuda-graphs")
+            graphs.check_inputs(example)
         if self.device.type == "cpu":
             torch.set_num_threads(self.threads)
         model = task.model().to(self.device).eval()
@@ -38,6 +45,32 @@ class PyTorchBackend(Backend):
                           lambda: torch.autocast(device_type=self.device.type, dtype=DTYPES[p]))
         for _ in range(3 if self.cfg.compile else 2):  # compile and oneDNN primitive creation: untimed
             self.predict(example)
+        if self.cfg.cuda_graphs:  # captured after the eager warm-up (cuDNN's choices made), before the test
+            self._graphs = self._capture(example)
+
+    def _capture(self, example: inputs.Inputs) -> graphs.GraphRunner:
+        import torch
+
+        from mlbench.training.precision import DTYPES
+
+        p = self.cfg.precision
+        # autocast's cache of cast weights would be freed after capture while the graph still reads it
+        cast = (contextlib.nullcontext if p == "fp32" else
+                lambda: torch.autocast(device_type="cuda", dtype=DTYPES[p], cache_enabled=False))
+
+        def run(t: Any) -> Any:
+            with cast():
+                return inputs.call(self.model, t)
+
+        with torch.inference_mode():
+            t = self._tensors(example)
+            return graphs.GraphRunner(run, t, graphs.batch_sizes(inputs.length(example)))
+
+    def _tensors(self, x: Any) -> Any:
+        import torch
+
+        t = x if isinstance(x, torch.Tensor) else inputs.to_torch(x, self.device)
+        return t.contiguous(memory_format=torch.channels_last) if self.channels_last else t
 
     def on_load(self, store: Any) -> None:
         """On a GPU, keep the loaded samples in device memory (loading is untimed in MLPerf), so that a
@@ -64,12 +97,14 @@ class PyTorchBackend(Backend):
     def predict(self, x: Any) -> list[np.ndarray]:
         import torch
 
-        with torch.inference_mode(), self._autocast():
-            t = x if isinstance(x, torch.Tensor) else inputs.to_torch(x, self.device)
-            if self.channels_last:
-                t = t.contiguous(memory_format=torch.channels_last)
-            out = inputs.call(self.model, t)
-            outs = out if isinstance(out, (tuple, list)) else (out,)
+        with torch.inference_mode():
+            t = self._tensors(x)
+            if self._graphs is not None:
+                outs = self._graphs(t)
+            else:
+                with self._autocast():
+                    out = inputs.call(self.model, t)
+                outs = out if isinstance(out, (tuple, list)) else (out,)
             return [o.float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy() for o in outs]
 
     def info(self) -> dict[str, Any]:
@@ -77,4 +112,5 @@ class PyTorchBackend(Backend):
 
         return {"backend": "pytorch", "version": torch.__version__, "threads": self.threads,
                 "device": str(self.device), "precision": self.cfg.precision,
-                "channels_last": self.channels_last, "compile": self.cfg.compile}
+                "channels_last": self.channels_last, "compile": self.cfg.compile,
+                "cuda_graphs": self._graphs.info() if getattr(self, "_graphs", None) is not None else False}

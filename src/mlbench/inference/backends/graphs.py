@@ -1,0 +1,126 @@
+"""CUDA graphs for the PyTorch backend (``--cuda-graphs``): the model's kernels recorded once per batch size
+before the test, then replayed with one launch per batch.
+
+A graph replays fixed shapes at fixed addresses, so the runner keeps one static input per captured batch size
+(powers of two up to the SUT's largest batch, and that batch itself): a batch of ``n`` samples is copied into
+the smallest captured size that holds it (the rows past ``n`` keep whatever the previous batch left there: each
+sample's outputs depend only on its own inputs, and only the first ``n`` rows of the outputs are read), the
+graph is replayed, and the first ``n`` rows of its outputs are cloned out before anyone replays it again.
+Copy-in, replay and clone are queued on the current stream under one lock, so that SUT workers sharing the
+graphs never interleave them; the copy to the host runs after the lock is released.
+
+Capture happens in ``prepare`` (untimed, like the rest of the warm-up): nothing is captured while the test runs.
+A batch whose per-sample shape differs from the captured one, or that is larger than every graph, runs eagerly
+and is counted (``eager_batches`` in result.json). Inputs must have a fixed per-sample shape: a Ragged batch
+(rows of several samples back to back, DLRM) changes shape every batch and is refused.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from mlbench.errors import ConfigError
+from mlbench.inference import inputs
+
+
+def batch_sizes(largest: int) -> list[int]:
+    """Captured batch sizes: 1, 2, 4, ... below ``largest``, and ``largest``."""
+    sizes, b = [], 1
+    while b < largest:
+        sizes.append(b)
+        b *= 2
+    return sizes + [largest]
+
+
+def check_inputs(example: Any) -> None:
+    """ConfigError unless ``example`` is what a graph can replay: one array or named arrays of fixed shape."""
+    if isinstance(example, inputs.Ragged):
+        raise ConfigError("--cuda-graphs needs inputs of a fixed shape per sample, and this benchmark's batches "
+                          "are ragged (each batch has a different number of rows)", "drop --cuda-graphs")
+
+
+def cuda_capture(fn: Callable[[Any], Any], static: Any, warmup: int = 3) -> tuple[Any, Any]:
+    """Capture ``fn(static)`` in a CUDA graph (after ``warmup`` runs on a side stream, as torch asks); returns
+    (graph, static outputs)."""
+    import torch
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            fn(static)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn(static)
+    return graph, out
+
+
+class GraphRunner:
+    """``fn`` (tensors in, a tensor or a tuple of tensors out) replayed from graphs captured with ``capture``
+    (``cuda_capture``; tests pass a stand-in) for each of ``sizes``, from ``example`` (device tensors: one,
+    or a dict by name) whose per-sample shape and dtype every captured input has."""
+
+    def __init__(self, fn: Callable[[Any], Any], example: Any, sizes: list[int],
+                 capture: Callable[[Callable[[Any], Any], Any], tuple[Any, Any]] = cuda_capture):
+        import torch
+
+        self.fn = fn
+        self.lock = threading.Lock()
+        self.eager_batches = 0
+        first = example if isinstance(example, torch.Tensor) else next(iter(example.values()))
+        if not len(first):
+            raise ValueError("cannot capture a CUDA graph from an empty example batch")
+        self.sample_shapes = self._sample_shapes(example)
+        self.graphs: dict[int, tuple[Any, Any, Any]] = {}  # size -> (graph, static input, static outputs)
+        for size in sorted(set(sizes)):
+            static = self._map(example, lambda t, n=size: self._filled(t, n))
+            graph, out = capture(fn, static)
+            self.graphs[size] = (graph, static, out)
+        self.sizes = sorted(self.graphs)
+
+    @staticmethod
+    def _map(x: Any, f: Callable[[Any], Any]) -> Any:
+        return {k: f(v) for k, v in x.items()} if isinstance(x, dict) else f(x)
+
+    @staticmethod
+    def _filled(t: Any, n: int) -> Any:
+        """A new tensor of ``n`` rows shaped like ``t``'s and in its memory format (channels_last stays so),
+        filled by repeating ``t``'s rows (valid samples)."""
+        import torch
+
+        out = t.new_empty((n, *t.shape[1:]))
+        if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+            out = out.contiguous(memory_format=torch.channels_last)
+        reps = -(-n // len(t))
+        out.copy_(t.repeat(reps, *([1] * (t.dim() - 1)))[:n])
+        return out
+
+    def _sample_shapes(self, x: Any) -> Any:
+        return self._map(x, lambda t: (tuple(t.shape[1:]), t.dtype))
+
+    def __call__(self, x: Any) -> tuple[Any, ...]:
+        import torch
+
+        first = x if isinstance(x, torch.Tensor) else next(iter(x.values()))
+        n = len(first)
+        size = next((s for s in self.sizes if s >= n), None)
+        if size is None or self._sample_shapes(x) != self.sample_shapes:
+            self.eager_batches += 1
+            out = self.fn(x)
+            return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+        graph, static, out = self.graphs[size]
+        with self.lock:  # copy in, replay, clone out: queued in order on the stream before another worker's
+            if isinstance(x, torch.Tensor):
+                static[:n].copy_(x, non_blocking=True)
+            else:
+                for k, v in x.items():
+                    static[k][:n].copy_(v, non_blocking=True)
+            graph.replay()
+            outs = out if isinstance(out, (tuple, list)) else (out,)
+            return tuple(o[:n].clone() for o in outs)
+
+    def info(self) -> dict[str, Any]:
+        return {"batch_sizes": self.sizes, "eager_batches": self.eager_batches}
