@@ -111,7 +111,12 @@ def single_stream(cfg: InferConfig, out: Path) -> dict:
 
 def single_stream_interleaved(configs: list[InferConfig], rounds: int, out: Path) -> dict:
     """SingleStream p90 per config, all sessions open and the configs taking turns each round (medians), so
-    that machine noise hits each config alike."""
+    that machine noise hits each config alike. Each config also gets the ratio of its p90 to the first
+    config's and, beside it, the bound the hardware sets: the first config's peak FLOP/s over this one's
+    (``mlbench.inference.peak``'s microbenchmark at the same threads; a latency ratio below it would need
+    more than the whole speed-up of the units, in every part of the latency)."""
+    from mlbench.inference import peak
+
     sessions = {f"{c.backend}:{c.precision}": runner.open_session(c, lambda m: None) for c in configs}
     p90: dict[str, list[float]] = {k: [] for k in sessions}
     try:
@@ -119,10 +124,24 @@ def single_stream_interleaved(configs: list[InferConfig], rounds: int, out: Path
             for k, s in sessions.items():
                 t = runner.run_test(s, runner.plan_for(s, "performance"), out / f"ss-{k}-{r}")
                 p90[k].append(t["metrics"]["latency/p90_early_stopping_ms"])
+        peaks = {}
+        for k, s in sessions.items():
+            try:
+                peaks[k] = peak.peak(str(s.backend.info().get("device", "cpu")), s.cfg.precision,
+                                     s.backend.threads)["flops_per_s"]
+            except Exception:  # noqa: BLE001 - no microbenchmark for this backend/precision: no bound
+                peaks[k] = None
     finally:
         for s in sessions.values():
             s.close()
-    return {k: {"p90_ms_median": sorted(v)[len(v) // 2], "p90_ms": v} for k, v in p90.items()}
+    report = {k: {"p90_ms_median": sorted(v)[len(v) // 2], "p90_ms": v, "peak_flops_per_s": peaks[k]}
+              for k, v in p90.items()}
+    first = next(iter(report.values()))
+    for r in report.values():
+        r["p90_ratio_vs_first"] = r["p90_ms_median"] / first["p90_ms_median"]
+        if r["peak_flops_per_s"] and first["peak_flops_per_s"]:
+            r["hardware_bound_ratio"] = first["peak_flops_per_s"] / r["peak_flops_per_s"]
+    return report
 
 
 def main() -> None:
