@@ -113,3 +113,40 @@ def test_failing_postprocess_fails_the_run(tmp_path, monkeypatch, fault):
     run_dir = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "failed" and message in result["error"]
+
+
+def test_finishing_behind_is_bounded(tmp_path, monkeypatch):
+    """A post-processing slower than the network: the worker waits instead of piling up outputs (the helper
+    runs in submission order, so the next gather waits behind the finishing before it: at most 2 batches run
+    and not yet finished)."""
+    import time
+
+    from mlbench.benchmarks.resnet50.inference import ResNetTask
+    from mlbench.inference.backends.pytorch import PyTorchBackend
+    from mlbench.inference.config import InferConfig
+    from mlbench.inference.execute import execute
+
+    counts = {"run": 0, "finished": 0, "most": 0}
+    real_predict, real_post = PyTorchBackend.predict, ResNetTask.postprocess
+
+    def predict(self, x):
+        out = real_predict(self, x)
+        if threading.current_thread().name.startswith("mlbench-sut"):
+            counts["run"] += 1
+            counts["most"] = max(counts["most"], counts["run"] - counts["finished"])
+        return out
+
+    def postprocess(self, outputs, indices):
+        time.sleep(0.01)
+        out = real_post(self, outputs, indices)
+        if threading.current_thread().name.startswith("mlbench-sut"):
+            counts["finished"] += 1
+        return out
+
+    monkeypatch.setattr(PyTorchBackend, "predict", predict)
+    monkeypatch.setattr(ResNetTask, "postprocess", postprocess)
+    cfg = InferConfig(size="tiny", scenario="Offline", quick=True, duration_s=0.3, threads=1,
+                      output_dir=str(tmp_path / "runs"), batch_size=2, target_qps=2000)
+    execute(cfg)
+    assert counts["run"] > 20  # many batches, each finished slower than it ran
+    assert counts["most"] <= 2

@@ -8,7 +8,7 @@
   x backend threads are sized to the cores together (see ``backends.base.default_threads``).
 - Offline gathers ahead and finishes behind: while a worker runs batch k, a helper thread gathers batch k+1
   out of the sample store (the rest of the one big query is already queued), then post-processes and completes
-  batch k-1. numpy copies without the GIL, so both overlap the backend instead of adding to it.
+  batch k-1. The backend runs without the GIL, so both overlap it instead of adding to it.
 
 A failing backend or Ctrl-C sets ``abort``: every sample still pending is completed at once with an empty
 response, so LoadGen finishes its logs quickly and nothing it wrote is lost; the runner then records the run
@@ -237,7 +237,9 @@ class SUT:
     def _run_ahead(self, work: tuple[list, list], lock: Any, pool: Any) -> bool:
         """Run ``work`` and every batch queued behind it, each next batch gathered on ``pool`` while the one
         before runs, and each batch finished (post-processed, completed) on ``pool`` while the next one runs;
-        returns False when it met the stop sign."""
+        returns False when it met the stop sign. The pool's one thread runs in submission order, so the gather
+        of batch k+2 waits behind the finishing of batch k: a worker is never more than two batches ahead of
+        its finishing, even when the network is much faster than the post-processing (outputs do not pile up)."""
         ahead = pool.submit(self._gather, work[1])
         while True:
             nxt = self._take(lock, wait=False)  # Offline: the rest of the big query, if any
