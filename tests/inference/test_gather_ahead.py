@@ -51,6 +51,7 @@ def test_offline_accuracy_with_gather_ahead(infer, monkeypatch):
     assert r["accuracy"]["reached"], r["accuracy"]  # responses belong to their samples
     assert any(name.endswith("-gather_0") for name in threads)  # batches were gathered ahead
     assert finished and all(name.endswith("-gather_0") for name in finished)  # and finished behind
+    assert r["backend"]["sut_pipeline"].startswith("gather ahead, finish behind")
 
 
 def test_offline_without_gather_ahead_same_responses(infer, monkeypatch):
@@ -68,6 +69,7 @@ def test_offline_without_gather_ahead_same_responses(infer, monkeypatch):
     code, b, _ = infer("--size", "tiny", "--quick", "--threads", "1", "--scenario", "Offline", "--mode",
                        "accuracy", "--batch-size", "16")
     assert a["accuracy"]["value"] == b["accuracy"]["value"]
+    assert b["backend"]["sut_pipeline"] == "one batch at a time per worker"
 
 
 def test_failing_gather_fails_the_run(tmp_path, monkeypatch):

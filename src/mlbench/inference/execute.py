@@ -31,7 +31,7 @@ def execute(cfg: InferConfig, run_dir: Path | None = None) -> dict[str, Any]:
     try:
         session = runner.open_session(cfg, console)
         result["backend"] = {**session.backend.info(), "sut_workers": session.sut.n_workers,
-                             "batch_size": session.batch_size}
+                             "batch_size": session.batch_size, "sut_pipeline": session.sut.pipeline}
         result["device"] = result["backend"].get("device", cfg.device)
         if hasattr(session.task, "info"):  # what the task chose that the options do not say (e.g. query sizes)
             result["task"] = session.task.info()

@@ -79,6 +79,15 @@ class SUT:
         # queued on the same stream). Measured with the null backend on 2 cores: see benchmarks/infer_overhead.py.
         self.gather_ahead = scenario == "Offline" and backend.needs_input
 
+    @property
+    def pipeline(self) -> str:
+        """How a worker's batches overlap, in words (result.json ``backend.sut_pipeline``)."""
+        if self.inline:
+            return "inline on LoadGen's thread"
+        if self.gather_ahead:
+            return "gather ahead, finish behind (a helper thread per worker)"
+        return "one batch at a time per worker"
+
     # ------------------------------------------------------------------ LoadGen callbacks
     def issue(self, ids: Sequence[int], indices: Sequence[int]) -> None:
         if self.inline and not self.abort:
