@@ -133,3 +133,11 @@ def test_cli_refuses_cuda_graphs_where_they_cannot_run(infer, args, message):
     assert code == 2, out
     assert message in out and "Traceback" not in out
     assert result is None or (result["status"] == "failed" and not result["valid"])
+
+
+def test_graphs_larger_than_the_example():
+    """The SUT's batch can exceed the example (a dataset smaller than the batch): static inputs repeat its rows."""
+    runner = graphs.GraphRunner(model, torch.randn(3, 2), graphs.batch_sizes(8), capture=fake_capture)
+    assert runner.sizes == [1, 2, 4, 8]
+    x = torch.randn(7, 2)
+    assert torch.allclose(runner(x)[0], model(x)[0]) and runner.eager_batches == 0

@@ -64,7 +64,10 @@ class PyTorchBackend(Backend):
 
         with torch.inference_mode():
             t = self._tensors(example)
-            return graphs.GraphRunner(run, t, graphs.batch_sizes(inputs.length(example)))
+            # up to the SUT's largest batch even when the example is smaller (a dataset of fewer samples: LoadGen
+            # repeats them); the static inputs are filled by repeating the example's rows
+            largest = max(inputs.length(example), self.cfg.batch_size or 0)
+            return graphs.GraphRunner(run, t, graphs.batch_sizes(largest))
 
     def _tensors(self, x: Any) -> Any:
         import torch
