@@ -103,7 +103,8 @@ class InferenceTask(Protocol):
         """A short string that changes when the weights change (keys the ONNX export cache)."""
         ...
 
-    def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> np.ndarray | inputs.RaggedArray | list[np.ndarray]:
+    def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]
+                    ) -> np.ndarray | inputs.RaggedArray | list[np.ndarray]:
         """Model outputs for ``indices`` -> what LoadGen logs for each sample.
 
         ``outputs`` are the model's outputs as numpy arrays (leading dimension N; for an ``inputs.Ragged``

@@ -34,6 +34,16 @@ def batch_sizes(largest: int) -> list[int]:
     return sizes + [largest]
 
 
+def as_tuple(out: Any) -> tuple[Any, ...]:
+    """A model's output(s) as a tuple."""
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def _rows(x: Any) -> int:
+    """Samples in a batch of tensors (one, or a dict by name)."""
+    return len(x if not isinstance(x, dict) else next(iter(x.values())))
+
+
 def check_inputs(example: Any) -> None:
     """ConfigError unless ``example`` is what a graph can replay: one array or named arrays of fixed shape."""
     if isinstance(example, inputs.Ragged):
@@ -65,13 +75,10 @@ class GraphRunner:
 
     def __init__(self, fn: Callable[[Any], Any], example: Any, sizes: list[int],
                  capture: Callable[[Callable[[Any], Any], Any], tuple[Any, Any]] = cuda_capture):
-        import torch
-
         self.fn = fn
         self.lock = threading.Lock()
         self.eager_batches = 0
-        first = example if isinstance(example, torch.Tensor) else next(iter(example.values()))
-        if not len(first):
+        if not _rows(example):
             raise ValueError("cannot capture a CUDA graph from an empty example batch")
         self.sample_shapes = self._sample_shapes(example)
         self.graphs: dict[int, tuple[Any, Any, Any]] = {}  # size -> (graph, static input, static outputs)
@@ -102,25 +109,18 @@ class GraphRunner:
         return self._map(x, lambda t: (tuple(t.shape[1:]), t.dtype))
 
     def __call__(self, x: Any) -> tuple[Any, ...]:
-        import torch
-
-        first = x if isinstance(x, torch.Tensor) else next(iter(x.values()))
-        n = len(first)
+        n = _rows(x)
         size = next((s for s in self.sizes if s >= n), None)
         if size is None or self._sample_shapes(x) != self.sample_shapes:
             self.eager_batches += 1
-            out = self.fn(x)
-            return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+            return as_tuple(self.fn(x))
         graph, static, out = self.graphs[size]
+        pairs = [(static[k], v) for k, v in x.items()] if isinstance(x, dict) else [(static, x)]
         with self.lock:  # copy in, replay, clone out: queued in order on the stream before another worker's
-            if isinstance(x, torch.Tensor):
-                static[:n].copy_(x, non_blocking=True)
-            else:
-                for k, v in x.items():
-                    static[k][:n].copy_(v, non_blocking=True)
+            for dst, src in pairs:
+                dst[:n].copy_(src, non_blocking=True)
             graph.replay()
-            outs = out if isinstance(out, (tuple, list)) else (out,)
-            return tuple(o[:n].clone() for o in outs)
+            return tuple(o[:n].clone() for o in as_tuple(out))
 
     def info(self) -> dict[str, Any]:
         return {"batch_sizes": self.sizes, "eager_batches": self.eager_batches}

@@ -15,6 +15,7 @@ from mlbench.inference.backends.base import Backend
 
 class PyTorchBackend(Backend):
     name = "pytorch"
+    _graphs: graphs.GraphRunner | None = None  # --cuda-graphs, captured at the end of prepare
 
     def prepare(self, task: Any, example: inputs.Inputs) -> None:
         import torch
@@ -25,7 +26,6 @@ class PyTorchBackend(Backend):
             raise ConfigError("int8 is offered through the onnxruntime backend (static quantization)",
                               "use --backend onnxruntime --precision int8, or bf16 with pytorch")
         self.device = resolve_device(self.cfg.device)
-        self._graphs = None
         if self.cfg.cuda_graphs:
             if self.device.type != "cuda":
                 raise ConfigError(f"--cuda-graphs needs a CUDA device, and this run is on {self.device}",
@@ -106,8 +106,7 @@ class PyTorchBackend(Backend):
                 outs = self._graphs(t)
             else:
                 with self._autocast():
-                    out = inputs.call(self.model, t)
-                outs = out if isinstance(out, (tuple, list)) else (out,)
+                    outs = graphs.as_tuple(inputs.call(self.model, t))
             return [o.float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy() for o in outs]
 
     def info(self) -> dict[str, Any]:
@@ -116,4 +115,4 @@ class PyTorchBackend(Backend):
         return {"backend": "pytorch", "version": torch.__version__, "threads": self.threads,
                 "device": str(self.device), "precision": self.cfg.precision,
                 "channels_last": self.channels_last, "compile": self.cfg.compile,
-                "cuda_graphs": self._graphs.info() if getattr(self, "_graphs", None) is not None else False}
+                "cuda_graphs": self._graphs.info() if self._graphs is not None else False}
