@@ -44,6 +44,15 @@ def test_read_failure_names_rank_and_node():
     assert "Timed out" in f.message and "another rank hung or died" in f.message
 
 
+def test_read_failure_names_the_signal_older_torchrun_leaves_out():
+    # older torchrun (2.11, as on our GPU machines) prints the negated signal number alone: "exitcode  : -9 (pid: 8291)"
+    lines = ROOT_CAUSE.replace("(pid: 8291)  (SIGKILL)", "(pid: 8291)").splitlines()
+    f = launcher.read_failure(1, lines)
+    assert f.rank_exit == "-9" and "killed by SIGKILL" in f.message
+    f = launcher.read_failure(1, ROOT_CAUSE.replace("-9 (pid: 8291)  (SIGKILL)", "3 (pid: 8291)").splitlines())
+    assert "exit code 3" in f.message
+
+
 def test_read_failure_without_root_cause_names_this_node():
     f = launcher.read_failure(2, ["torch.distributed.DistNetworkError: connection refused"])
     assert f.rank is None

@@ -68,6 +68,11 @@ def _exit_words(rank_exit: str | None) -> str:
     if sig:
         return f"killed by {sig.group(1)}"
     code = rank_exit.split()[0]
+    if re.fullmatch(r"-\d+", code):  # older torchrun prints the bare negated signal number
+        try:
+            return f"killed by {signal.Signals(-int(code)).name}"
+        except ValueError:
+            pass
     return f"exit code {code}"
 
 
