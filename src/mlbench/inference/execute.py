@@ -44,6 +44,7 @@ def execute(cfg: InferConfig, run_dir: Path | None = None) -> dict[str, Any]:
         for mode in modes:
             outdir = run_dir / mode if len(modes) > 1 else run_dir
             _one_test(session, mode, outdir, result, state, console)
+            _backend_counters(result, session)
             _finish(result, state, run_dir, final=False)
         if result.get("find_peak") and "performance" in state["tests"]:
             ok = state["tests"]["performance"]["loadgen_valid"]
@@ -55,6 +56,7 @@ def execute(cfg: InferConfig, run_dir: Path | None = None) -> dict[str, Any]:
             from mlbench.inference import extras
 
             extras.compliance(session, run_dir, result, state, console)
+        _backend_counters(result, session)
         result["status"] = "success"
     except BaseException as exc:
         if not signals.stopped(exc) and not isinstance(exc, Exception):
@@ -68,6 +70,11 @@ def execute(cfg: InferConfig, run_dir: Path | None = None) -> dict[str, Any]:
                 import traceback
 
                 (run_dir / "error.log").write_text("".join(traceback.format_exception(exc)))
+        if session is not None and "backend" in result:
+            try:
+                _backend_counters(result, session)
+            except Exception:  # noqa: BLE001 - the run's own error is the one to report
+                pass
         _finish(result, state, run_dir, final=True)
         if signals.stopped(exc) and session is not None and session.loadgen_running:
             # LoadGen's threads still run its schedule; tearing them down crashes the process. The result
@@ -88,6 +95,11 @@ def execute(cfg: InferConfig, run_dir: Path | None = None) -> dict[str, Any]:
     _finish(result, state, run_dir, final=True)
     console.close()
     return result
+
+
+def _backend_counters(result: dict, s) -> None:
+    """The backend's info again after a test: its counters (e.g. batches run outside the CUDA graphs) grew."""
+    result["backend"].update(s.backend.info())
 
 
 def _one_test(s, mode: str, outdir: Path, result: dict, state: dict, say) -> None:

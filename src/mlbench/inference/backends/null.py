@@ -42,7 +42,7 @@ class NullBackend(Backend):
         return None
 
     def info(self) -> dict[str, Any]:
-        return {"backend": "null", "threads": 0, "gather": self.needs_input,
+        return {"backend": "null", "threads": 0, "gather": self.needs_input, "bytes_received": self.touched,
                 "note": "no model: responses are empty; "
                         + ("each batch is gathered from the sample store as a real backend receives it"
                            if self.needs_input else "no sample gather (--null-skip-gather): LoadGen and the SUT alone")}
