@@ -12,10 +12,14 @@
 #   bash benchmarks/gpu_check.sh --dry-run DIR   (CPU, tiny sizes, fp32: checks that every step parses and starts)
 #
 # Without a CUDA device it stops at once (exit 1) and says so. It uses the machine's own python3 and torch
-# (PYTHON=... to choose another); LoadGen and mlperf-logging wheels are installed from .devwheels when there.
+# (PYTHON=... to choose another). LoadGen, mlperf-logging and pycocotools are installed from .devwheels when
+# there: a GPU machine without a package registry gets them from `bash benchmarks/gpu_wheels.sh`, run first on a
+# machine with one (then carry .devwheels); the script stops at once if they are still missing.
 # Budget: BUDGET_S (default 450) seconds for all steps; each step has its own timeout, the compile step gets
-# what is left. STEPS="levers infer graphs compile" (the default) picks steps. Results: summary.txt (one line per
-# figure), *.json and *.log per step; the exit status is 1 when a step failed.
+# what is left. STEPS="levers infer graphs compile" (the default) picks steps; BS (default 32) is RetinaNet's
+# batch on the GPU. OUT_DIR receives two files: summary.txt (one line per figure) and details.tgz (each step's
+# log and JSON, each inference run's result.json and LoadGen summary); the generated data, caches and run
+# folders stay in WORK (default: a new folder under /tmp). The exit status is 1 when a step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -26,7 +30,7 @@ OUT_DIR=$(cd "$OUT_DIR" && pwd)
 PY=${PYTHON:-python3}
 [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && [ "$DRY" = 1 ] && PY=$PWD/.venv/bin/python
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MLBENCH_SKIP_CACHE_CLEAR=1
-export MLBENCH_RETINANET_BACKBONE=random MLBENCH_CACHE=${MLBENCH_CACHE:-$OUT_DIR/cache}
+export MLBENCH_RETINANET_BACKBONE=random
 START=$(date +%s)
 BUDGET_S=${BUDGET_S:-450}
 SUMMARY=$OUT_DIR/summary.txt
@@ -55,7 +59,7 @@ if [ "$DRY" = 0 ]; then
          "to check the script on CPU" >&2
     exit 1
   fi
-  DEV=cuda; PREC=bf16; BS=32; IMG=""; NSTEPS=10; TRIALS=3; CHECK=3; DSTEPS=10; MAKE=1024
+  DEV=cuda; PREC=bf16; BS=${BS:-32}; IMG=""; NSTEPS=10; TRIALS=3; CHECK=3; DSTEPS=10; MAKE=1024
   INFER=(--batch-size 256 --duration-s 10 --workers 2 --threads 4); INFER_IMAGES=1024; INFER_DEV=cuda
 else
   # fp32: bf16 ResNeXt convolutions crawl on a CPU without AMX (tests/retinanet/test_retinanet_levers.py
@@ -64,11 +68,23 @@ else
   INFER=(--batch-size 2 --duration-s 0.5 --workers 1 --threads 1); INFER_IMAGES=8; INFER_DEV=cpu
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 fi
+WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/mlbench-gpu-check.XXXXXX")}
+mkdir -p "$WORK" || { echo "gpu_check: cannot create $WORK" >&2; exit 1; }
+WORK=$(cd "$WORK" && pwd)
+export MLBENCH_CACHE=${MLBENCH_CACHE:-$WORK/cache}
 if [ -d .devwheels ]; then
-  "$PY" -m pip install -q --no-index --find-links .devwheels mlcommons-loadgen mlperf-logging 2>&1 | tail -2
+  "$PY" -m pip install -q --no-index --find-links .devwheels mlcommons-loadgen mlperf-logging pycocotools 2>&1 | tail -2
 fi
+if ! "$PY" -c "import mlperf_loadgen, mlperf_logging" 2>/dev/null; then
+  echo "gpu_check: $PY lacks LoadGen or mlperf-logging: on a machine with pip's registry run" \
+       "'bash benchmarks/gpu_wheels.sh' (wheels for this machine's Python into .devwheels), then carry .devwheels" >&2
+  exit 1
+fi
+# fewer out-of-memory failures from fragmentation at batch 32 and 800x800 (both sides of a comparison share it)
+[ "$DRY" = 0 ] && export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 "$PY" -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" \
   | tee -a "$SUMMARY"
+say "work folder $WORK${PYTORCH_CUDA_ALLOC_CONF:+; PYTORCH_CUDA_ALLOC_CONF=$PYTORCH_CUDA_ALLOC_CONF}"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
   | tee -a "$SUMMARY"
 
@@ -76,10 +92,10 @@ retina() {  # retina NAME TIMEOUT extra args...: one train_retinanet.py comparis
   local name=$1 limit=$2; shift 2
   say "== RetinaNet reference training, $name ($(date +%T), timeout ${limit}s)"
   (cd benchmarks && timeout "$limit" "$PY" train_retinanet.py --case reference --device $DEV --precision $PREC \
-     --batch-size $BS $IMG --steps $NSTEPS --trials $TRIALS --check-steps $CHECK --json "$OUT_DIR/retinanet_$name.json" \
-     "$@") > "$OUT_DIR/retinanet_$name.log" 2>&1
+     --batch-size $BS $IMG --steps $NSTEPS --trials $TRIALS --check-steps $CHECK --json "$WORK/retinanet_$name.json" \
+     "$@") > "$WORK/retinanet_$name.log" 2>&1
   local rc=$?
-  tail -6 "$OUT_DIR/retinanet_$name.log"
+  tail -6 "$WORK/retinanet_$name.log"
   [ $rc = 0 ] || fail "retinanet $name: exit $rc$([ $rc = 124 ] && echo ' (timed out)'); see retinanet_$name.log"
 }
 
@@ -88,20 +104,20 @@ want() { case "$CHECKS" in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 # 1. levers without compile, with the data share on generated 1024x1024 JPEGs
 want levers && retina levers $([ "$DRY" = 1 ] && echo 300 || echo 170) --channels-last \
-  --data-dir "$OUT_DIR/openimages-like" --make-data $MAKE --data-steps $DSTEPS
+  --data-dir "$WORK/openimages-like" --make-data $MAKE --data-steps $DSTEPS
 
 # 2. ResNet-50 Offline inference, bf16, through LoadGen (3. the same replayed from CUDA graphs)
 resnet50() {  # resnet50 NAME extra args...: one Offline run into infer_runs, its log as infer_NAME.log
   local name=$1; shift
   say "== ResNet-50 Offline bf16, $name ($(date +%T))"
   timeout $([ "$DRY" = 1 ] && echo 300 || echo 130) "$PY" -m mlbench infer resnet50 --size reference \
-    --weights random --data-dir "$OUT_DIR/imagenet-like" --device $INFER_DEV --precision bf16 --backend pytorch \
-    --scenario Offline --quick "${INFER[@]}" --output-dir "$OUT_DIR/infer_runs" "$@" > "$OUT_DIR/infer_$name.log" 2>&1 \
+    --weights random --data-dir "$WORK/imagenet-like" --device $INFER_DEV --precision bf16 --backend pytorch \
+    --scenario Offline --quick "${INFER[@]}" --output-dir "$WORK/infer_runs" "$@" > "$WORK/infer_$name.log" 2>&1 \
     || fail "resnet50 offline $name: exit $?; see infer_$name.log"
-  tail -4 "$OUT_DIR/infer_$name.log"
+  tail -4 "$WORK/infer_$name.log"
 }
 if want infer || want graphs; then
-  "$PY" benchmarks/infer_data.py "$OUT_DIR/imagenet-like" --images $INFER_IMAGES > "$OUT_DIR/infer_data.log" 2>&1 \
+  "$PY" benchmarks/infer_data.py "$WORK/imagenet-like" --images $INFER_IMAGES > "$WORK/infer_data.log" 2>&1 \
     || fail "infer data: failed, see infer_data.log"
 fi
 want infer && resnet50 eager
@@ -114,11 +130,12 @@ fi
 # 4. compile, in what is left of the budget (the dry run skips it: compiling on CPU takes many minutes)
 if [ "$DRY" = 0 ] && want compile; then
   T=$(left)
-  if [ "$T" -gt 60 ]; then retina compile "$T" --channels-last --compile --trials 2
+  # compiling ResNeXt-FPN forward and backward alone takes a minute or more
+  if [ "$T" -gt 120 ]; then retina compile "$T" --channels-last --compile --trials 2
   else say "retinanet compile: skipped, $T s left of the ${BUDGET_S}s budget"; fi
 fi
 
-"$PY" - "$OUT_DIR" <<'PY' | tee -a "$SUMMARY"
+"$PY" - "$WORK" <<'PY' | tee -a "$SUMMARY"
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
 for name in ("levers", "compile"):
@@ -146,5 +163,9 @@ for f in sorted((out / "infer_runs").glob("*/result.json")):
           f"{r.get('loadgen', {}).get('validity')}, peak fraction {m.get('compute/peak_fraction')}, "
           f"status {r.get('status')}")
 PY
+# two files back, whatever the number of runs: the summary, and the small outputs of every step in one archive
+(cd "$WORK" && find . -maxdepth 1 \( -name '*.log' -o -name '*.json' \) -print; \
+  if [ -d infer_runs ]; then find infer_runs -name result.json -o -name mlperf_log_summary.txt -o -name console.log; fi) \
+  | (cd "$WORK" && tar czf "$OUT_DIR/details.tgz" -T -) || fail "details.tgz: could not pack $WORK"
 say "gpu_check finished in $(( $(date +%s) - START )) s ($FAILED step(s) failed); figures in $OUT_DIR"
 [ "$FAILED" = 0 ]

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -38,10 +39,14 @@ def test_stops_at_once_without_cuda(tmp_path):
 
 @pytest.mark.slow
 def test_dry_run_writes_the_retinanet_figures(tmp_path):
-    out = tmp_path / "out"
-    proc = run(["--dry-run", str(out)], STEPS="levers")
+    out, work = tmp_path / "out", tmp_path / "work"
+    proc = run(["--dry-run", str(out)], STEPS="levers", WORK=str(work))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    report = json.loads((out / "retinanet_levers.json").read_text())
+    # two files come back (a device machine returns a few files only); the data and caches stay in WORK
+    assert sorted(p.name for p in out.iterdir()) == ["details.tgz", "summary.txt"]
+    with tarfile.open(out / "details.tgz") as tar:
+        report = json.load(tar.extractfile("./retinanet_levers.json"))
+    assert (work / "openimages-like").is_dir()
     assert report["precision"] == "fp32" and report["mlbench_side"]["channels_last"]  # bf16 on the GPU
     assert report["median_plain"] > 0 and report["median_mlbench"] > 0
     assert report["loss_check"]["max_rel_diff"] < 2e-2
@@ -54,9 +59,24 @@ def test_dry_run_writes_the_retinanet_figures(tmp_path):
 def test_dry_run_inference_steps(tmp_path):
     """The ResNet-50 Offline step runs on the CPU; the CUDA graphs step says it is skipped there."""
     out = tmp_path / "out"
-    proc = run(["--dry-run", str(out)], STEPS="infer graphs")
+    proc = run(["--dry-run", str(out)], STEPS="infer graphs", WORK=str(tmp_path / "work"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = (out / "summary.txt").read_text()
     assert "ResNet-50 Offline bf16 batch 2 on cpu" in summary and "status success" in summary
     assert "cuda graphs: skipped in the dry run" in summary and "0 step(s) failed" in summary
-    assert (out / "infer_eager.log").is_file()
+    with tarfile.open(out / "details.tgz") as tar:
+        names = tar.getnames()
+    assert "./infer_eager.log" in names
+    assert any(n.startswith("infer_runs/") and n.endswith("/result.json") for n in names)
+
+
+def test_stops_at_once_without_loadgen(tmp_path):
+    """A GPU machine without the wheels: one line naming the fix, before any step starts."""
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "mlperf_loadgen.py").write_text("raise ImportError('not installed (test)')\n")
+    out = tmp_path / "out"
+    proc = run(["--dry-run", str(out)], PYTHONPATH=str(block), WORK=str(tmp_path / "work"))
+    assert proc.returncode == 1
+    assert "lacks LoadGen or mlperf-logging" in proc.stderr and "benchmarks/gpu_wheels.sh" in proc.stderr
+    assert not (out / "details.tgz").exists()
