@@ -52,6 +52,7 @@ def test_int8_and_bf16_are_scored(infer):
     code, r, out = infer(*QUICK, "--mode", "accuracy", "--precision", "bf16")
     assert r["status"] == "success" and r["precision"] == "bf16", out
     assert r["quality"]["value"] is not None
+    assert r["backend"]["weights_cast_once"] > 0  # recorded, so that runs stay comparable
 
 
 def test_random_reference_weights_are_reproducible():
