@@ -48,7 +48,8 @@ class InferConfig:
     null_skip_gather: bool = opt(False, "null backend: skip the sample gather, measuring LoadGen and the SUT "
                                   "alone (by default it gathers each batch, as a real backend receives it)")
     channels_last: bool = opt(True, "pytorch: channels_last memory format for conv nets")
-    compile: bool = opt(False, "pytorch: torch.compile the model (before the test starts)")
+    compile: bool = opt(False, "pytorch: torch.compile the model, every batch size before the test starts "
+                              "(partial batches padded; on a CPU with inductor's freezing)")
     cuda_graphs: bool = opt(False, "pytorch on a CUDA device: replay the model from CUDA graphs captured before "
                             "the test, one per power-of-two batch size up to --batch-size (a batch runs in the "
                             "smallest that holds it); inputs of a fixed shape per sample only")

@@ -187,6 +187,10 @@ def _finish(result: dict, state: dict, run_dir: Path, final: bool) -> None:
         if not a["reached"]:
             reasons.append(f"accuracy off target: {a['metric']} {a['value']:.4f} "
                            f"{'<' if a['higher_is_better'] else '>'} {a['target']:.4f}")
+    again = (result.get("backend", {}).get("compiled") or {}).get("compiles_during_test")
+    if again:
+        reasons.append(f"torch.compile compiled the model again {again} time(s) after the warm-up, for batch shapes it "
+                       "had not seen: that time may be inside the timed result")
     comp = result.get("compliance")
     if comp and not comp.get("passed"):
         reasons.append("a compliance test failed (see compliance)")

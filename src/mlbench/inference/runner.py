@@ -51,6 +51,7 @@ class Session:
             return
         self.sut.stop()
         self.qsl.destroy()
+        self.backend.close()
 
 
 def open_session(cfg: InferConfig, say) -> Session:

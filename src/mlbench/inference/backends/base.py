@@ -33,6 +33,9 @@ class Backend(abc.ABC):
     def predict(self, x: np.ndarray) -> list[np.ndarray] | None:
         """Model outputs for the batch ``x`` as numpy arrays with leading dimension ``len(x)``."""
 
+    def close(self) -> None:  # noqa: B027 - most backends change nothing beyond themselves
+        """Undo what ``prepare`` changed beyond this object (process-wide settings), once the tests are done."""
+
     def info(self) -> dict[str, Any]:
         """What ran, for result.json (backend name, version, threads, precision, device)."""
         return {"backend": self.name, "threads": self.threads}

@@ -39,9 +39,32 @@ def as_tuple(out: Any) -> tuple[Any, ...]:
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
-def _rows(x: Any) -> int:
+def rows(x: Any) -> int:
     """Samples in a batch of tensors (one, or a dict by name)."""
     return len(x if not isinstance(x, dict) else next(iter(x.values())))
+
+
+def map_inputs(x: Any, f: Callable[[Any], Any]) -> Any:
+    """``f`` applied to a batch's tensor, or to each of its named tensors."""
+    return {k: f(v) for k, v in x.items()} if isinstance(x, dict) else f(x)
+
+
+def sample_shapes(x: Any) -> Any:
+    """What every sample of a batch looks like: (shape past the batch dimension, dtype), per named input."""
+    return map_inputs(x, lambda t: (tuple(t.shape[1:]), t.dtype))
+
+
+def filled(t: Any, n: int) -> Any:
+    """A new tensor of ``n`` rows shaped like ``t``'s and in its memory format (channels_last stays so): ``t``'s
+    rows first, then ``t``'s rows repeated (valid samples) up to ``n``."""
+    import torch
+
+    out = t.new_empty((n, *t.shape[1:]))
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        out = out.contiguous(memory_format=torch.channels_last)
+    reps = -(-n // len(t))
+    out.copy_(t.repeat(reps, *([1] * (t.dim() - 1)))[:n])
+    return out
 
 
 def check_inputs(example: Any) -> None:
@@ -78,40 +101,20 @@ class GraphRunner:
         self.fn = fn
         self.lock = threading.Lock()
         self.eager_batches = 0
-        if not _rows(example):
+        if not rows(example):
             raise ValueError("cannot capture a CUDA graph from an empty example batch")
-        self.sample_shapes = self._sample_shapes(example)
+        self.sample_shapes = sample_shapes(example)
         self.graphs: dict[int, tuple[Any, Any, Any]] = {}  # size -> (graph, static input, static outputs)
         for size in sorted(set(sizes)):
-            static = self._map(example, lambda t, n=size: self._filled(t, n))
+            static = map_inputs(example, lambda t, n=size: filled(t, n))
             graph, out = capture(fn, static)
             self.graphs[size] = (graph, static, out)
         self.sizes = sorted(self.graphs)
 
-    @staticmethod
-    def _map(x: Any, f: Callable[[Any], Any]) -> Any:
-        return {k: f(v) for k, v in x.items()} if isinstance(x, dict) else f(x)
-
-    @staticmethod
-    def _filled(t: Any, n: int) -> Any:
-        """A new tensor of ``n`` rows shaped like ``t``'s and in its memory format (channels_last stays so),
-        filled by repeating ``t``'s rows (valid samples)."""
-        import torch
-
-        out = t.new_empty((n, *t.shape[1:]))
-        if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
-            out = out.contiguous(memory_format=torch.channels_last)
-        reps = -(-n // len(t))
-        out.copy_(t.repeat(reps, *([1] * (t.dim() - 1)))[:n])
-        return out
-
-    def _sample_shapes(self, x: Any) -> Any:
-        return self._map(x, lambda t: (tuple(t.shape[1:]), t.dtype))
-
     def __call__(self, x: Any) -> tuple[Any, ...]:
-        n = _rows(x)
+        n = rows(x)
         size = next((s for s in self.sizes if s >= n), None)
-        if size is None or self._sample_shapes(x) != self.sample_shapes:
+        if size is None or sample_shapes(x) != self.sample_shapes:
             self.eager_batches += 1
             return as_tuple(self.fn(x))
         graph, static, out = self.graphs[size]

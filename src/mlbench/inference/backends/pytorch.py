@@ -9,7 +9,7 @@ import numpy as np
 
 from mlbench.errors import ConfigError
 from mlbench.inference import inputs
-from mlbench.inference.backends import graphs
+from mlbench.inference.backends import compiled, graphs
 from mlbench.inference.backends.base import Backend
 
 
@@ -17,6 +17,8 @@ class PyTorchBackend(Backend):
     name = "pytorch"
     _graphs: graphs.GraphRunner | None = None  # --cuda-graphs, captured at the end of prepare
     weights_cast_once = 0  # parameters of convolutions and linear layers cast to bf16/fp16 at prepare
+    _compiled: compiled.CompiledRunner | None = None  # --compile: every batch size compiled in prepare
+    _freezing_was: bool | None = None  # inductor's freezing before prepare switched it on (CPU), for close
 
     def prepare(self, task: Any, example: inputs.Inputs) -> None:
         import torch
@@ -40,12 +42,26 @@ class PyTorchBackend(Backend):
             model = model.to(memory_format=torch.channels_last)
         p = self.cfg.precision
         self.weights_cast_once = cast_weights_once(model, DTYPES[p]) if p in ("bf16", "fp16") else 0
-        if self.cfg.compile:
-            model = torch.compile(model)
-        self.model = model
         self._autocast = (contextlib.nullcontext if p == "fp32" else
                           lambda: torch.autocast(device_type=self.device.type, dtype=DTYPES[p]))
-        for _ in range(3 if self.cfg.compile else 2):  # compile and oneDNN primitive creation: untimed
+        if self.cfg.compile:
+            if self.device.type == "cpu":  # weights as constants: folded and pre-packed (see compiled.py)
+                import torch._inductor.config as inductor_config
+
+                self._freezing_was, inductor_config.freezing = inductor_config.freezing, True
+            ragged = isinstance(example, inputs.Ragged)
+            net = torch.compile(model, dynamic=None if ragged else False)
+
+            def run(t: Any) -> Any:
+                with self._autocast():
+                    return inputs.call(net, t)
+
+            with torch.inference_mode():
+                largest = max(inputs.length(example), self.cfg.batch_size or 0)
+                self._compiled = compiled.CompiledRunner(
+                    run, self._tensors(example), compiled.bucket_sizes(largest, compiled.recompile_limit()), ragged)
+        self.model = model
+        for _ in range(2):  # oneDNN primitive creation, cuDNN's choices: untimed
             self.predict(example)
         if self.cfg.cuda_graphs:  # captured after the eager warm-up (cuDNN's choices made), before the test
             self._graphs = self._capture(example)
@@ -106,10 +122,19 @@ class PyTorchBackend(Backend):
             t = self._tensors(x)
             if self._graphs is not None:
                 outs = self._graphs(t)
+            elif self._compiled is not None:
+                outs = self._compiled(t)
             else:
                 with self._autocast():
                     outs = graphs.as_tuple(inputs.call(self.model, t))
             return [o.float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy() for o in outs]
+
+    def close(self) -> None:
+        """Inductor's freezing back as it was: a model compiled later in this process may train."""
+        if self._freezing_was is not None:
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = self._freezing_was
 
     def info(self) -> dict[str, Any]:
         import torch
@@ -118,6 +143,8 @@ class PyTorchBackend(Backend):
                 "device": str(self.device), "precision": self.cfg.precision,
                 "channels_last": self.channels_last, "compile": self.cfg.compile,
                 "weights_cast_once": self.weights_cast_once,
+                "compiled": self._compiled.info() if self._compiled is not None else False,
+                "compile_freezing": self._freezing_was is not None,
                 "cuda_graphs": self._graphs.info() if self._graphs is not None else False}
 
 
