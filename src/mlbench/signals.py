@@ -43,6 +43,15 @@ def install() -> None:
             return
 
 
+def check() -> None:
+    """Raise Stopped if SIGTERM or SIGHUP arrived. The handler raises it at once, but Python drops an exception
+    raised while a finalizer (``__del__``, a weakref callback) runs, and the handler ignores a second signal, so
+    a run could go on to the end after a stop. Loops call this at their safe points (each training step, each
+    run) so that a stop always ends them."""
+    if _received is not None:
+        raise Stopped(_received)
+
+
 def received() -> int | None:
     """The SIGTERM/SIGHUP this process received, if any."""
     return _received

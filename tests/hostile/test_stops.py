@@ -213,3 +213,32 @@ def test_loadgen_crash_is_a_failed_run(tmp_path, monkeypatch, how):
         execute(_infer_cfg(tmp_path))
     result = _result(tmp_path)
     assert result["status"] == "failed" and result["valid"] is False and "LoadGen" in result["error"]
+
+
+@pytest.mark.parametrize("runs", [1, 2])
+def test_a_stop_whose_exception_was_lost_still_ends_the_run(tmp_path, monkeypatch, capsys, runs):
+    """Python drops an exception a signal handler raises while a finalizer runs, and the handler ignores a second
+    signal: a SIGTERM could be lost and the runs go on to the end (seen once under load). The training loop and
+    the run loop look at what arrived, so the stop still ends the command, with its result and exit code."""
+    from mlbench import signals
+    from mlbench.cli import main
+    from mlbench.training import runner
+
+    if runs == 1:  # arrived during run 1: its next step stops it
+        monkeypatch.setattr(signals, "_received", signal.SIGTERM)
+    else:  # arrived as run 1 finished: run 2 never starts
+        real = runner.check_log
+
+        def check_then_lose_a_stop(*a, **k):
+            monkeypatch.setattr(signals, "_received", signal.SIGTERM)
+            return real(*a, **k)
+
+        monkeypatch.setattr(runner, "check_log", check_then_lose_a_stop)
+    out = tmp_path / "runs"
+    code = main(["train", "resnet50", "--size", "tiny", "--seed", "1", "--runs", str(runs), "--output-dir", str(out)])
+    capsys.readouterr()
+    assert code == 143
+    (result_file,) = out.glob("*/result.json")
+    result = json.loads(result_file.read_text())
+    assert result["status"] == "aborted" and result["interrupted"] == "terminated by SIGTERM"
+    assert result["runs_finished"] == ([] if runs == 1 else [1]) and result["valid"] is False

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlbench import signals
 from mlbench.benchmarks.base import Benchmark
 from mlbench.config import TrainConfig
 from mlbench.registry import BenchmarkHandle
@@ -419,6 +420,7 @@ def train_epoch(model, optimizer, scheduler, scaler, wl: Workload, batches, epoc
     total = max(0, len(batches) - skip)
     for i, batch in enumerate(logger.log_every(source, cfg.log_every, f"Epoch: [{epoch}]", total=total),
                               start=skip):
+        signals.check()  # a stop whose exception a finalizer swallowed still ends the run here
         now = time.perf_counter()
         out.data_wait_s += now - t_prev
         n = wl.count_samples(batch)

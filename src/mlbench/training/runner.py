@@ -113,6 +113,7 @@ def execute(cfg: TrainConfig, say_prefix: str = "") -> dict[str, Any]:
     resume_cfg = cfg
     try:
         for i in range(len(outcomes), cfg.runs):
+            signals.check()  # a stop never lets the next run start, even one whose exception was swallowed
             sub = run_dir / f"run_{i + 1}"
             sub.mkdir(exist_ok=True)
             if kept and dinfo.is_main and (sub / "mlperf_log.txt").exists():  # the interrupted attempt's log
@@ -245,6 +246,7 @@ def finish_result(result, cfg, bench, outcomes, checks, cache_cleared, run_dir: 
     result["runs"] = [run_record(i + 1, o, c) for i, (o, c) in enumerate(zip(outcomes, checks))]
     converged = [o for o in outcomes if o.status == "success"]
     result["status"] = ("failed" if result.get("error") else
+                        "aborted" if final and result.get("interrupted") is not None else  # between runs too
                         "success" if outcomes and len(converged) == len(outcomes) and final
                         else "aborted" if final else "running")
     result["score"] = {"time_to_train_minutes": score.minutes, "method": score.method, "note": score.reason,
