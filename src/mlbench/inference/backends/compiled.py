@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from mlbench.inference import inputs
 from mlbench.inference.backends import graphs
 
 
@@ -53,9 +54,8 @@ class CompiledRunner:
                  warm: int = 2):
         self.fn = fn
         self.padded_batches = 0
-        self.ragged = ragged
-        self.sizes = [] if self.ragged else sorted(set(sizes))
-        if not self.ragged:
+        self.sizes = [] if ragged else sorted(set(sizes))  # no sizes: every batch is passed as it is
+        if not ragged:
             self.sample_shapes = graphs.sample_shapes(example)
             for size in self.sizes:
                 x = graphs.map_inputs(example, lambda t, n=size: graphs.filled(t, n))
@@ -64,9 +64,7 @@ class CompiledRunner:
         self.graphs_at_start = compiled_graphs()
 
     def __call__(self, x: Any) -> tuple[Any, ...]:
-        if self.ragged:
-            return graphs.as_tuple(self.fn(x))
-        n = graphs.rows(x)
+        n = inputs.length(x)
         size = next((s for s in self.sizes if s >= n), None)
         if size is None or size == n or graphs.sample_shapes(x) != self.sample_shapes:
             return graphs.as_tuple(self.fn(x))

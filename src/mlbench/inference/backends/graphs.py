@@ -39,11 +39,6 @@ def as_tuple(out: Any) -> tuple[Any, ...]:
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
-def rows(x: Any) -> int:
-    """Samples in a batch of tensors (one, or a dict by name)."""
-    return len(x if not isinstance(x, dict) else next(iter(x.values())))
-
-
 def map_inputs(x: Any, f: Callable[[Any], Any]) -> Any:
     """``f`` applied to a batch's tensor, or to each of its named tensors."""
     return {k: f(v) for k, v in x.items()} if isinstance(x, dict) else f(x)
@@ -101,7 +96,7 @@ class GraphRunner:
         self.fn = fn
         self.lock = threading.Lock()
         self.eager_batches = 0
-        if not rows(example):
+        if not inputs.length(example):
             raise ValueError("cannot capture a CUDA graph from an empty example batch")
         self.sample_shapes = sample_shapes(example)
         self.graphs: dict[int, tuple[Any, Any, Any]] = {}  # size -> (graph, static input, static outputs)
@@ -112,7 +107,7 @@ class GraphRunner:
         self.sizes = sorted(self.graphs)
 
     def __call__(self, x: Any) -> tuple[Any, ...]:
-        n = rows(x)
+        n = inputs.length(x)
         size = next((s for s in self.sizes if s >= n), None)
         if size is None or sample_shapes(x) != self.sample_shapes:
             self.eager_batches += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 from typing import Any
 
@@ -157,10 +158,7 @@ def cast_weights_once(model: Any, dtype: Any) -> int:
     also holds (tied embeddings) keeps its dtype. Returns the number of tensors cast."""
     import torch
 
-    owners: dict[int, int] = {}
-    for m in model.modules():
-        for p in m.parameters(recurse=False):
-            owners[id(p)] = owners.get(id(p), 0) + 1
+    owners = collections.Counter(id(p) for m in model.modules() for p in m.parameters(recurse=False))
     cast = 0
     for m in model.modules():
         if not isinstance(m, (torch.nn.modules.conv._ConvNd, torch.nn.Linear)):
