@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYV=${PY_VERSION:-3.12}
+[[ "$PYV" =~ ^3\.[0-9]+$ ]] || { echo "gpu_wheels: invalid PY_VERSION '$PYV': give the GPU machine's Python" \
+  "as 3.N, e.g. PY_VERSION=3.12" >&2; exit 2; }
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$PYV" --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 -d .devwheels \

@@ -10,6 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 3 ]; then sed -n 2,8p "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; fi
 TV=$1; VV=$2; AV=$3; shift 3
+for v in "$TV" "$VV" "$AV"; do  # a version names a folder (.venv-torch<VERSION>): digits and dots only
+  [[ "$v" =~ ^[0-9]+(\.[0-9]+)*$ ]] || { echo "test_compat: invalid version '$v': give release numbers," \
+    "e.g. 2.11.0 0.26.0 2.11.0" >&2; exit 2; }
+done
 VENV=.venv-torch$TV
 PY=${PYTHON:-python3}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"

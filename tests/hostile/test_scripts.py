@@ -1,0 +1,45 @@
+"""The hostile-input catalogue for the helper scripts (scripts/test_compat.sh, benchmarks/gpu_wheels.sh,
+benchmarks/gpu_check.sh): bad arguments get one clear line and a non-zero exit, before anything is installed,
+downloaded or written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from support import ROOT
+
+
+def _run(script: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(ROOT / script), *args], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env={**os.environ, **env})
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    ((), "scripts/test_compat.sh TORCH TORCHVISION TORCHAUDIO"),  # the usage
+    (("2.11.0", "0.26.0"), "scripts/test_compat.sh TORCH TORCHVISION TORCHAUDIO"),
+    (("../../x", "0.26.0", "2.11.0"), "invalid version '../../x'"),  # a version names the venv folder
+    (("2.11.0", "0.26.0; rm -rf /", "2.11.0"), "invalid version '0.26.0; rm -rf /'"),
+], ids=["no-args", "two-args", "path-in-version", "shell-in-version"])
+def test_compat_refuses_bad_versions(args, error):
+    before = set(os.listdir(ROOT))
+    proc = _run("scripts/test_compat.sh", *args)
+    assert proc.returncode == 2 and error in proc.stderr, proc.stderr
+    assert set(os.listdir(ROOT)) == before  # no virtual environment made
+
+
+@pytest.mark.parametrize("version", ["abc", "3.12; rm -rf /", "../3.12", " "])
+def test_gpu_wheels_refuses_a_bad_python_version(version):
+    proc = _run("benchmarks/gpu_wheels.sh", PY_VERSION=version)
+    assert proc.returncode == 2 and "invalid PY_VERSION" in proc.stderr, proc.stderr
+
+
+def test_gpu_check_refuses_a_work_folder_it_cannot_make(tmp_path):
+    (tmp_path / "file").write_text("")
+    proc = _run("benchmarks/gpu_check.sh", "--dry-run", str(tmp_path / "out"), PYTHON=sys.executable,
+                WORK=str(tmp_path / "file" / "work"))  # under a file: cannot be made
+    assert proc.returncode == 1 and "cannot create" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out" / "details.tgz").exists()
