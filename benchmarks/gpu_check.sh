@@ -6,7 +6,9 @@
 #      the share of a step spent waiting for data on the real loader (generated 1024x1024 JPEGs)
 #   2. ResNet-50 Offline inference under LoadGen, pytorch backend, bf16, batch 256, with the peak fraction
 #   3. the same with --cuda-graphs (the model replayed from CUDA graphs captured before the test)
-#   4. the same RetinaNet comparison with --compile (backbone+head and loss), in the time that is left
+#   4. every benchmark end to end at the tiny size on the GPU (benchmarks/device_smoke.py: train and infer, bf16),
+#      one line per command: four of the six domains have never run on a GPU
+#   5. the same RetinaNet comparison as 1 with --compile (backbone+head and loss), in the time that is left
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR]       (default: $OUT, else /tmp/mlbench-gpu-check)
 #   bash benchmarks/gpu_check.sh --dry-run DIR   (CPU, tiny sizes, fp32: checks that every step parses and starts)
@@ -15,8 +17,8 @@
 # (PYTHON=... to choose another). LoadGen, mlperf-logging and pycocotools are installed from .devwheels when
 # there: a GPU machine without a package registry gets them from `bash benchmarks/gpu_wheels.sh`, run first on a
 # machine with one (then carry .devwheels); the script stops at once if they are still missing.
-# Budget: BUDGET_S (default 450) seconds for all steps; each step has its own timeout, the compile step gets
-# what is left. STEPS="levers infer graphs compile" (the default) picks steps; BS (default 32) is RetinaNet's
+# Budget: BUDGET_S (default 450) seconds for all steps; each step has its own timeout, the smoke and compile
+# steps get what is left. STEPS="levers infer graphs smoke compile" (the default) picks steps; BS (default 32) is RetinaNet's
 # batch on the GPU. OUT_DIR receives two files: summary.txt (one line per figure) and details.tgz (each step's
 # log and JSON, each inference run's result.json and LoadGen summary); the generated data, caches and run
 # folders stay in WORK (default: a new folder under /tmp). The exit status is 1 when a step failed.
@@ -99,7 +101,7 @@ retina() {  # retina NAME TIMEOUT extra args...: one train_retinanet.py comparis
   [ $rc = 0 ] || fail "retinanet $name: exit $rc$([ $rc = 124 ] && echo ' (timed out)'); see retinanet_$name.log"
 }
 
-CHECKS=" ${STEPS:-levers infer graphs compile} "
+CHECKS=" ${STEPS:-levers infer graphs smoke compile} "
 want() { case "$CHECKS" in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 # 1. levers without compile, with the data share on generated 1024x1024 JPEGs
@@ -127,7 +129,21 @@ if want graphs; then
   else say "resnet50 cuda graphs: skipped in the dry run (CUDA only)"; fi
 fi
 
-# 4. compile, in what is left of the budget (the dry run skips it: compiling on CPU takes many minutes)
+# 4. every benchmark at the tiny size, train and infer, in what is left of the budget (the dry run: one benchmark)
+if want smoke; then
+  T=$(left)
+  if [ "$T" -gt 40 ]; then
+    say "== every benchmark end to end, tiny, $DEV bf16 ($(date +%T), ${T} s left)"
+    SMOKE=(); [ "$DRY" = 1 ] && SMOKE=(--benchmarks dlrm)
+    timeout "$T" "$PY" benchmarks/device_smoke.py --device $DEV --precision bf16 --work "$WORK/smoke" \
+      --timeout-s 90 --budget-s $((T - 30)) --json "$WORK/smoke.json" "${SMOKE[@]}" > "$WORK/smoke.log" 2>&1
+    RC=$?
+    grep -E '^(ok|FAIL) |commands passed' "$WORK/smoke.log" | tee -a "$SUMMARY"
+    [ $RC = 0 ] || fail "smoke: exit $RC$([ $RC = 124 ] && echo ' (timed out)'); see smoke.log and smoke/*.log"
+  else say "smoke: skipped, $T s left of the ${BUDGET_S}s budget"; fi
+fi
+
+# 5. compile, in what is left of the budget (the dry run skips it: compiling on CPU takes many minutes)
 if [ "$DRY" = 0 ] && want compile; then
   T=$(left)
   # compiling ResNeXt-FPN forward and backward alone takes a minute or more
@@ -165,7 +181,8 @@ for f in sorted((out / "infer_runs").glob("*/result.json")):
 PY
 # two files back, whatever the number of runs: the summary, and the small outputs of every step in one archive
 (cd "$WORK" && find . -maxdepth 1 \( -name '*.log' -o -name '*.json' \) -print; \
-  if [ -d infer_runs ]; then find infer_runs -name result.json -o -name mlperf_log_summary.txt -o -name console.log; fi) \
+  if [ -d infer_runs ]; then find infer_runs -name result.json -o -name mlperf_log_summary.txt -o -name console.log; fi; \
+  if [ -d smoke ]; then find smoke -maxdepth 1 -name '*.log'; fi) \
   | (cd "$WORK" && tar czf "$OUT_DIR/details.tgz" -T -) || fail "details.tgz: could not pack $WORK"
 say "gpu_check finished in $(( $(date +%s) - START )) s ($FAILED step(s) failed); figures in $OUT_DIR"
 [ "$FAILED" = 0 ]

@@ -1,5 +1,5 @@
 """The hostile-input catalogue for the helper scripts (scripts/test_compat.sh, benchmarks/gpu_wheels.sh,
-benchmarks/gpu_check.sh): bad arguments get one clear line and a non-zero exit, before anything is installed,
+benchmarks/gpu_check.sh, benchmarks/device_smoke.py): bad arguments get one clear line and a non-zero exit, before anything is installed,
 downloaded or written."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from support import ROOT
 
@@ -43,3 +44,32 @@ def test_gpu_check_refuses_a_work_folder_it_cannot_make(tmp_path):
                 WORK=str(tmp_path / "file" / "work"))  # under a file: cannot be made
     assert proc.returncode == 1 and "cannot create" in proc.stderr, proc.stderr
     assert not (tmp_path / "out" / "details.tgz").exists()
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    (("--benchmarks", "resnet5"), "unknown benchmark(s) resnet5"),
+    (("--benchmarks", ","), "unknown benchmark(s) (none given)"),
+    (("--timeout-s", "nan"), "--timeout-s must be between"),
+    (("--timeout-s", "0"), "--timeout-s must be between"),
+    (("--budget-s", "-5"), "--budget-s must be between"),
+    (("--precision", "int4"), "invalid choice: 'int4'"),
+], ids=["unknown-benchmark", "no-benchmark", "nan-timeout", "zero-timeout", "negative-budget", "bad-precision"])
+def test_device_smoke_refuses_bad_options(tmp_path, args, error):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "device_smoke.py"), *args, "--work",
+                           str(tmp_path / "work")], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2 and error in proc.stderr, proc.stderr
+    assert not (tmp_path / "work").exists()  # refused before anything ran
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible")
+def test_device_smoke_fails_a_command_that_cannot_run(tmp_path):
+    """--device cuda without a GPU: each command stops with mlbench's error, which the line quotes; exit 1. A
+    spent budget skips the rest, counted as not passed."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "device_smoke.py"), "--device", "cuda",
+                           "--benchmarks", "dlrm,bert", "--budget-s", "0.001", "--work", str(tmp_path / "work"),
+                           "--json", str(tmp_path / "smoke.json")],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("FAIL mlbench train dlrm") and "no result.json" in lines[0] and "cuda" in lines[0]
+    assert "skipped: the 0 s budget was spent" in lines[-2] and "0 of 4 commands passed" in lines[-1]

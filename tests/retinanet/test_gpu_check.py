@@ -70,6 +70,20 @@ def test_dry_run_inference_steps(tmp_path):
     assert any(n.startswith("infer_runs/") and n.endswith("/result.json") for n in names)
 
 
+def test_dry_run_smoke_step(tmp_path):
+    """The end-to-end step runs one benchmark's tiny train and infer on the CPU (every benchmark on a GPU) and
+    puts one line per command in the summary."""
+    out = tmp_path / "out"
+    proc = run(["--dry-run", str(out)], STEPS="smoke", WORK=str(tmp_path / "work"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = (out / "summary.txt").read_text()
+    assert "ok   mlbench train dlrm --size tiny --device cpu --precision bf16" in summary
+    assert "ok   mlbench infer dlrm" in summary and "2 of 2 commands passed" in summary
+    assert "0 step(s) failed" in summary
+    with tarfile.open(out / "details.tgz") as tar:
+        assert {"smoke/dlrm-train.log", "smoke/dlrm-infer.log", "./smoke.json"} <= set(tar.getnames())
+
+
 def test_stops_at_once_without_loadgen(tmp_path):
     """A GPU machine without the wheels: one line naming the fix, before any step starts."""
     block = tmp_path / "block"
