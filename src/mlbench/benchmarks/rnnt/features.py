@@ -62,17 +62,20 @@ class FilterbankFeatures(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = audio.float()
-        if self.dither > 0 and self.training:
-            x = x + self.dither * torch.randn_like(x)
-        if self.preemph:
-            x = torch.cat([x[:, :1], x[:, 1:] - self.preemph * x[:, :-1]], 1)
-        spec = torch.stft(x, self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
-                          window=self.window, center=True, return_complex=True)
-        power = spec.real.square() + spec.imag.square()  # [B, F, frames]
-        mel = torch.log(torch.matmul(self.fb, power) + 1e-20)
-        flen = self.frames(lengths).clamp(min=1, max=mel.shape[2])
-        return normalize_per_feature(mel, flen), flen
+        # fp32 whatever the caller's autocast: in fp16 the filterbank product overflows (power above 65504) and
+        # its 1e-20 floor rounds to 0, so silent (padding) frames give log(0) and NaN features
+        with torch.autocast(audio.device.type, enabled=False):
+            x = audio.float()
+            if self.dither > 0 and self.training:
+                x = x + self.dither * torch.randn_like(x)
+            if self.preemph:
+                x = torch.cat([x[:, :1], x[:, 1:] - self.preemph * x[:, :-1]], 1)
+            spec = torch.stft(x, self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
+                              window=self.window, center=True, return_complex=True)
+            power = spec.real.square() + spec.imag.square()  # [B, F, frames]
+            mel = torch.log(torch.matmul(self.fb, power) + 1e-20)
+            flen = self.frames(lengths).clamp(min=1, max=mel.shape[2])
+            return normalize_per_feature(mel, flen), flen
 
 
 def normalize_per_feature(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

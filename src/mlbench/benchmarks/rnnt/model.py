@@ -17,9 +17,39 @@ from torch import nn
 from mlbench.benchmarks.rnnt.features import FilterbankFeatures, stack_subsample
 
 
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast casts to on ``device_type`` now, or None when it is off."""
+    try:
+        on, dtype = torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
+    except (TypeError, AttributeError):  # torch < 2.4
+        on, dtype = ((torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype()) if device_type == "cuda" else
+                     (torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()))
+    return dtype if on else None
+
+
+def lstm_leaves_autocast(x: torch.Tensor) -> bool:
+    """Whether an LSTM on ``x`` must run in fp32 outside autocast, because autocast would pick a precision that
+    is not the run's: CUDA's autocast runs cuDNN's LSTM in fp16 whatever its dtype (ATen's AutocastRNN casts
+    to half), so under bf16 it would train in fp16 with no loss scaling (the scaler is for fp16 runs), where
+    small gradients underflow; a CPU's oneDNN has no fp16 LSTM (it fails to build the primitive)."""
+    dtype = _autocast_dtype(x.device.type) if x.device.type in ("cuda", "cpu") else None
+    return (x.device.type, dtype) in (("cuda", torch.bfloat16), ("cpu", torch.float16))
+
+
+class LSTM(nn.LSTM):
+    """``nn.LSTM`` that runs in fp32 with autocast off where autocast would run it in another precision than
+    the run's, or in none at all (``lstm_leaves_autocast``); elsewhere it is ``nn.LSTM``."""
+
+    def forward(self, x, hx=None):  # noqa: D102
+        if lstm_leaves_autocast(x):
+            with torch.autocast(x.device.type, enabled=False):
+                return super().forward(x.float(), None if hx is None else tuple(h.float() for h in hx))
+        return super().forward(x, hx)
+
+
 def lstm(input_size: int, hidden: int, layers: int, dropout: float, forget_gate_bias: float,
          weights_init_scale: float) -> nn.LSTM:
-    m = nn.LSTM(input_size, hidden, layers, dropout=dropout if layers > 1 else 0.0)
+    m = LSTM(input_size, hidden, layers, dropout=dropout if layers > 1 else 0.0)
     with torch.no_grad():
         for name, p in m.named_parameters():
             p.mul_(weights_init_scale)

@@ -15,7 +15,7 @@ from mlbench.benchmarks.rnnt.loss import rnnt_loss
 from mlbench.benchmarks.rnnt.model import RNNT
 from mlbench.benchmarks.rnnt.text import SENTENCEPIECE_VOCAB, Tokenizer, word_errors
 from mlbench.errors import DataError
-from mlbench.training import distributed
+from mlbench.training import checkpoint, distributed
 from mlbench.training.batches import DataBundle, DataSpec, default_workers
 from mlbench.training.recipe import OptimArgs, StepContext, StepSchedule
 from mlbench.training.workload import Workload
@@ -72,8 +72,9 @@ class EmaLamb(Lamb):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         shadow = state.pop("ema_shadow", None)
         super().load_state_dict(state)
-        if shadow:
-            self.shadow = {k: v.clone() for k, v in shadow.items()}
+        if shadow:  # read onto the CPU (checkpoint.read): back beside the weights it averages
+            weights = self.model.state_dict()
+            self.shadow = {k: v.to(weights[k].device).clone() for k, v in shadow.items()}
 
 
 def tokenizer_for(bench, data_dir: str | Path | None) -> Tokenizer:
@@ -155,7 +156,7 @@ class RNNTWorkload(Workload):
     def build_optimizer(self, model: torch.nn.Module, args: OptimArgs):
         hp = self.bench.hparams
         lr = args.base_lr if args.base_lr is not None else hp["lr"]
-        net = model.module if hasattr(model, "module") else model
+        net = checkpoint.unwrap(model)
         params = [{"params": [p for p in net.parameters() if p.requires_grad], "weight_decay": hp["weight_decay"],
                    "adapt": True}]
         opt = EmaLamb(params, net, hp["ema"], lr=lr, betas=(hp["beta1"], hp["beta2"]), eps=hp["epsilon"],
@@ -174,7 +175,7 @@ class RNNTWorkload(Workload):
 
     @torch.no_grad()
     def evaluate(self, model, batches, ctx: StepContext) -> tuple[dict[str, float], int]:
-        net = model.module if hasattr(model, "module") else model
+        net = checkpoint.unwrap(model)  # the shadow's keys are the plain model's (no DDP or compile prefix)
         net.eval()
         saved = None
         opt = self._optimizer
