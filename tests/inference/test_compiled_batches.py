@@ -51,10 +51,15 @@ def test_every_size_is_compiled_before_and_partial_batches_are_padded():
 
 def test_ragged_batches_are_passed_as_they_are():
     fn = Recorder()
-    runner = compiled.CompiledRunner(fn, torch.ones(3, 4), [1, 2, 4], ragged=True)
-    assert fn.sizes == []  # nothing to compile ahead: the shapes change with every batch
-    runner(torch.ones(3, 4))
-    assert fn.sizes == [3] and runner.info()["batch_sizes"] == "dynamic (ragged inputs)"
+    runner = compiled.CompiledRunner(fn, torch.ones(7, 4), [1, 2, 4], ragged=True, warm=1)
+    # no sizes to pad to (the rows change with every batch); the warm-up runs three row counts, so that the
+    # dynamic graph a second shape brings, and the one a single row gets, are built before the test
+    assert fn.sizes == [7, 3, 1]
+    runner(torch.ones(5, 4))
+    assert fn.sizes == [7, 3, 1, 5] and runner.info()["batch_sizes"] == "dynamic (ragged inputs)"
+    fn.sizes.clear()
+    compiled.CompiledRunner(fn, torch.ones(2, 4), [1, 2], ragged=True, warm=1)
+    assert fn.sizes == [2, 1]
 
 
 def test_compiles_after_the_warm_up_are_counted(monkeypatch):
@@ -96,3 +101,18 @@ def test_a_compile_during_the_test_is_a_validity_reason(tmp_path, capsys, monkey
     r = json.loads(found.read_text())
     assert r["backend"]["compiled"]["compiles_during_test"] == 2 and r["valid"] is False
     assert any("compiled the model again 2 time(s)" in x for x in r["validity_reasons"])
+
+
+@pytest.mark.slow
+def test_ragged_compiled_run_compiles_nothing_during_the_test(tmp_path, capsys):
+    """DLRM's ragged batches: before, the estimate's one-sample batch compiled the dynamic graph after the
+    warm-up's count was taken, and every --compile run came out invalid."""
+    out = tmp_path / "runs"
+    code = main(["infer", "dlrm", "--size", "tiny", "--weights", "random", "--quick", "--duration-s", "0.5",
+                 "--compile", "--output-dir", str(out)])
+    text = capsys.readouterr()
+    assert code == 0, text.out + text.err
+    (found,) = out.glob("*/result.json")
+    r = json.loads(found.read_text())
+    assert r["backend"]["compiled"]["compiles_during_test"] == 0
+    assert not any("compiled the model again" in x for x in r["validity_reasons"])

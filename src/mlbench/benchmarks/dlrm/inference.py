@@ -284,7 +284,7 @@ class QueryModel(torch.nn.Module):
 
     def forward(self, dense: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
         ids = list(torch.split(sparse, self.multi_hot, dim=1))
-        return torch.sigmoid(self.net(dense, ids)).reshape(-1)
+        return torch.sigmoid(self.net(dense, ids).float()).reshape(-1)  # fp32 scores: bf16 would tie many
 
 
 class DLRMTask:

@@ -6,7 +6,10 @@ of the timed test. So the runner compiles one static graph per batch size, power
 batch, during the warm-up (untimed). A batch of ``n`` samples is padded to the smallest of those sizes that holds
 it, with copies of its own samples (each sample's outputs depend only on its own inputs), and the first ``n``
 rows of each output are kept. Inputs whose per-sample shape changes from batch to batch (DLRM's ragged rows) are
-not padded: there the compiler's own dynamic shapes apply.
+not padded: there the compiler's own dynamic shapes apply, and the warm-up calls the model on the example's rows,
+on half of them and on one row, so that the graphs these bring are all built before the test (the first shape's
+static graph, the dynamic one a second shape brings, and the one a single row gets: torch.compile specialises a
+dimension of size 1).
 
 Whatever compiles after the warm-up is counted (torch._dynamo's graph counter), and result.json says so
 (``compiles_during_test``, and a validity reason): that time may be inside the timed result.
@@ -55,12 +58,15 @@ class CompiledRunner:
         self.fn = fn
         self.padded_batches = 0
         self.sizes = [] if ragged else sorted(set(sizes))  # no sizes: every batch is passed as it is
-        if not ragged:
+        if ragged:  # rows: the example's, another count (the dynamic graph), one (specialised)
+            n = inputs.length(example)
+            warm_ups = [inputs.head(example, r) for r in sorted({n, max(2, n // 2), 1} - {0}, reverse=True) if r <= n]
+        else:
             self.sample_shapes = graphs.sample_shapes(example)
-            for size in self.sizes:
-                x = graphs.map_inputs(example, lambda t, n=size: graphs.filled(t, n))
-                for _ in range(warm):
-                    fn(x)
+            warm_ups = [graphs.map_inputs(example, lambda t, n=size: graphs.filled(t, n)) for size in self.sizes]
+        for x in warm_ups:
+            for _ in range(warm):
+                fn(x)
         self.graphs_at_start = compiled_graphs()
 
     def __call__(self, x: Any) -> tuple[Any, ...]:
