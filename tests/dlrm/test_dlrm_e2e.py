@@ -60,3 +60,42 @@ def test_infer_tiny_accuracy_quick(tmp_path):
     acc = result["accuracy"]
     assert acc["metric"] == "auc" and acc["scores"]["rows"] > acc["scores"]["samples"] > 0
     assert acc["value"] >= 0.55 and acc["scores"]["malformed_responses"] == 0
+
+
+def test_train_tiny_compiled_warms_up_before_run_start(tmp_path):
+    """--compile: the dense part only (inductor cannot compile the backward of sparse-gradient embedding bags:
+    the whole model failed at its first step), compiled by a warm-up before run_start that never steps the
+    optimizer (DLRM's tables are not deep-copied to be restored)."""
+    out = tmp_path / "runs"
+    p = mlbench("train", "dlrm", "--size", "tiny", "--compile", "--output-dir", str(out), "--seed", "3",
+                env={"OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stdout + p.stderr
+    result = json.loads((_run_dir(out) / "result.json").read_text())
+    assert result["status"] == "success"
+    assert result["runs"][0]["speed"]["compiled"].startswith("dense part")
+
+
+def test_warm_up_without_restore_leaves_weights_and_optimizer_alone():
+    import torch
+
+    from mlbench import registry
+    from mlbench.training import harness
+    from mlbench.training.recipe import OptimArgs, StepContext
+
+    wl = registry.get("dlrm", "tiny").workload()
+    model = wl.build_model()
+    opt, _ = wl.build_optimizer(model, OptimArgs(global_batch_size=32, steps_per_epoch=1, epochs=1))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt_before = opt.state_dict()
+    calls = []
+    loss = wl.loss
+
+    def counted(*args, **kw):
+        calls.append(1)
+        return loss(*args, **kw)
+
+    wl.loss = counted
+    harness._warm_up(model, model, opt, wl, 32, StepContext(device=torch.device("cpu")), restore=False)
+    assert len(calls) == 3  # forward and backward ran (what compiles)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert opt.state_dict() == opt_before and all(p.grad is None for p in model.parameters())

@@ -184,8 +184,8 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
             train_model = wl.compile_model(train_model)
         out.speed = wl.speed_record()
         scaler = precision.grad_scaler(device, cfg.precision)
-        if (cfg.compile or device.type == "cuda") and wl.warm_up_restores_weights:
-            _warm_up(train_model, model, optimizer, wl, local_bs, ctx)
+        if cfg.compile or device.type == "cuda":
+            _warm_up(train_model, model, optimizer, wl, local_bs, ctx, restore=wl.warm_up_restores_weights)
 
         mll.event(C.GLOBAL_BATCH_SIZE, global_bs)
         mll.event(C.GRADIENT_ACCUMULATION_STEPS, cfg.grad_accum)
@@ -499,10 +499,13 @@ def _efficiency(out: RunOutcome, wl: Workload, model: torch.nn.Module, batch_siz
 
 
 def _warm_up(train_model, model, optimizer, wl: Workload, batch_size: int,
-             ctx: StepContext, steps: int = 3) -> None:
-    """Compile and autotune on synthetic data, then restore the initial weights and optimizer state."""
-    saved_model = copy.deepcopy(model.state_dict())
-    saved_opt = copy.deepcopy(optimizer.state_dict())
+             ctx: StepContext, steps: int = 3, restore: bool = True) -> None:
+    """Compile and autotune on synthetic data, then restore the initial weights and optimizer state. Without
+    ``restore`` (a model too large to copy: sharded tables) the optimizer never steps, so that nothing needs
+    restoring: the forward and backward passes (what compiles) still run before ``run_start``."""
+    if restore:
+        saved_model = copy.deepcopy(model.state_dict())
+        saved_opt = copy.deepcopy(optimizer.state_dict())
     lrs = [g["lr"] for g in optimizer.param_groups]
     for g in optimizer.param_groups:
         g["lr"] = 0.0
@@ -511,10 +514,12 @@ def _warm_up(train_model, model, optimizer, wl: Workload, batch_size: int,
     for _ in range(steps):
         loss, _ = wl.loss(train_model, batch, ctx)
         loss.backward()
-        optimizer.step()
+        if restore:
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    model.load_state_dict(saved_model)
-    optimizer.load_state_dict(saved_opt)
+    if restore:
+        model.load_state_dict(saved_model)
+        optimizer.load_state_dict(saved_opt)
     for g, lr in zip(optimizer.param_groups, lrs):
         g["lr"] = lr
     if not math.isfinite(float(loss.detach())):

@@ -29,8 +29,9 @@ from mlbench.training.recipe import OptimArgs, StepContext
 class Workload(abc.ABC):
     """One benchmark at one size, as the training harness sees it."""
 
-    #: False when the warm-up before ``run_start`` must not deep-copy the model to restore it afterwards
-    #: (sharded embeddings too large to copy); the workload then warms up on its own terms or not at all.
+    #: False when the warm-up before ``run_start`` (``--compile``, or a GPU) must not deep-copy the model to restore
+    #: it afterwards (sharded embeddings too large to copy): it then runs forward and backward passes only, and
+    #: the optimizer never steps, so that the weights and the optimizer's state are those the run starts from.
     warm_up_restores_weights: bool = True
 
     #: True when each rank holds state the others do not (model-parallel tables): every rank then writes its
