@@ -123,6 +123,20 @@ def test_ragged_inputs_are_refused():
     graphs.check_inputs(np.zeros((2, 3), np.float32))
 
 
+@pytest.mark.parametrize(("benchmark", "why"), [("rnnt", "greedy decoding is a loop"),
+                                                ("maskrcnn", "different number of boxes per image")])
+def test_tasks_whose_model_has_data_dependent_shapes_are_refused(benchmark, why):
+    """Refused by name, before any capture (a capture would fail there with a raw CUDA error), on any device."""
+    from mlbench import registry
+    from mlbench.inference.task import TaskOptions, build
+
+    task = build(registry.get(benchmark, "tiny"), TaskOptions())
+    with pytest.raises(ConfigError, match=f"cannot replay {benchmark}'s model: .*{why}") as err:
+        graphs.check_task(task)
+    assert err.value.hint == "drop --cuda-graphs"
+    graphs.check_task(build(registry.get("resnet50", "tiny"), TaskOptions()))  # a fixed-shape model passes
+
+
 @pytest.mark.parametrize("args, message", [
     (["--backend", "onnxruntime"], "applies to the pytorch backend only"),
     (["--compile"], "together are not supported"),

@@ -81,6 +81,8 @@ class InferenceTask(Protocol):
     metric: str  # name of the accuracy metric, e.g. "top1" or "mAP"
     # Optional: ``host_postprocess = True`` when ``postprocess`` is real CPU work (decoding, NMS); the runner
     # then defaults to two SUT workers so that it overlaps the network (see runner.default_workers).
+    # Optional: ``cuda_graphs_unsupported = "why"`` when the model's forward has shapes or control flow that
+    # depend on the data (NMS, a decoding loop): --cuda-graphs is then refused with that reason.
     response_dtype: str  # numpy dtype of the logged response bytes, e.g. "int32", "float32"
 
     def dataset(self) -> SampleStore:

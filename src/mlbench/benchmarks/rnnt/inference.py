@@ -82,6 +82,8 @@ class RNNTTask:
     metric = "wer"
     higher_is_better = False
     response_dtype = "int32"
+    # see task.InferenceTask
+    cuda_graphs_unsupported = "greedy decoding is a loop whose length depends on the audio (read on the host)"
 
     def __init__(self, bench: Benchmark, opts: TaskOptions):
         self.bench, self.opts = bench, opts

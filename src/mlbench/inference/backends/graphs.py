@@ -62,6 +62,14 @@ def filled(t: Any, n: int) -> Any:
     return out
 
 
+def check_task(task: Any) -> None:
+    """ConfigError when the task says its model cannot be replayed from a graph (``cuda_graphs_unsupported``)."""
+    why = getattr(task, "cuda_graphs_unsupported", None)
+    if why:
+        name = getattr(getattr(task, "bench", None), "name", "this benchmark")
+        raise ConfigError(f"--cuda-graphs cannot replay {name}'s model: {why}", "drop --cuda-graphs")
+
+
 def check_inputs(example: Any) -> None:
     """ConfigError unless ``example`` is what a graph can replay: one array or named arrays of fixed shape."""
     if isinstance(example, inputs.Ragged):

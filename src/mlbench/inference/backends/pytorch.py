@@ -31,7 +31,8 @@ class PyTorchBackend(Backend):
                               "use --backend onnxruntime --precision int8, or bf16 with pytorch")
         self.device = resolve_device(self.cfg.device)
         if self.cfg.cuda_graphs:
-            graphs.check_inputs(example)  # first: ragged inputs cannot be replayed on any device
+            graphs.check_task(task)  # first: what cannot be replayed on any device
+            graphs.check_inputs(example)
             if self.device.type != "cuda":
                 raise ConfigError(f"--cuda-graphs needs a CUDA device, and this run is on {self.device}",
                                   "add --device cuda on a machine with a GPU, or drop --cuda-graphs")
