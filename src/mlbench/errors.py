@@ -6,6 +6,8 @@ message and a non-zero exit code, never a traceback.
 
 from __future__ import annotations
 
+import re
+
 
 class MlbenchError(Exception):
     """A problem the user can fix. ``hint`` says how."""
@@ -51,3 +53,33 @@ class DataError(MlbenchError):
 
 class RunAborted(MlbenchError):
     """A run that stopped without a valid result (non-finite loss, interrupted, crashed)."""
+
+
+#: The optional Python packages, by import name: (the name pip installs, the extra of pyproject.toml that has it)
+OPTIONAL_PACKAGES = {
+    "pycocotools": ("pycocotools", "detection"),
+    "transformers": ("transformers", "language"), "tokenizers": ("tokenizers", "language"),
+    "h5py": ("h5py", "language"),
+    "soundfile": ("soundfile", "speech"), "sentencepiece": ("sentencepiece", "speech"),
+    "torchrec": ("torchrec", "recsys"),
+    "onnx": ("onnx", "onnx"), "onnxruntime": ("onnxruntime", "onnx"), "onnxscript": ("onnxscript", "onnx"),
+}
+
+
+class MissingPackage(MlbenchError):
+    """An optional Python package that a benchmark, backend or option needs is not installed."""
+
+
+def explain(exc: BaseException) -> BaseException:
+    """``exc``, or, when it is the import of an optional package failing, a MissingPackage naming the install."""
+    if not isinstance(exc, ModuleNotFoundError):
+        return exc
+    # a DataLoader worker's error comes back as ModuleNotFoundError(its traceback's text), with no name
+    named = exc.name or next(iter(re.findall(r"No module named '([\w.]+)'", str(exc))[-1:]), None)
+    found = OPTIONAL_PACKAGES.get(named.split(".")[0]) if named else None
+    if found is None:
+        return exc
+    pip, extra = found
+    return MissingPackage(f"the Python package {pip} is not installed, and this run needs it",
+                          f"pip install {pip} (or mlbench's '{extra}' extra: pip install -e '.[{extra}]' in the "
+                          f"mlbench checkout; scripts/setup.sh installs every extra)")

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from mlbench import __version__, signals
+from mlbench import __version__, errors, signals
 from mlbench.errors import MlbenchError
 
 # Sub-command modules, in the order --help lists them. Add a command by adding its module here.
@@ -39,7 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     signals.install()  # SIGTERM and SIGHUP stop a command like Ctrl-C: what was made is kept
     try:
-        return int(args.func(args) or 0)
+        try:
+            return int(args.func(args) or 0)
+        except ModuleNotFoundError as exc:  # an optional package: say which and how to install it
+            known = errors.explain(exc)
+            if known is exc:
+                raise
+            raise known from exc
     except MlbenchError as exc:
         print(f"mlbench: error: {exc}", file=sys.stderr)
         return signals.exit_code() if signals.received() else exc.exit_code

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mlbench import runs, signals
+from mlbench import errors, runs, signals
 from mlbench.errors import MlbenchError, RunAborted
 from mlbench.inference import inputs, peak, runner
 from mlbench.inference.config import InferConfig
@@ -64,6 +64,7 @@ def execute(cfg: InferConfig, run_dir: Path | None = None) -> dict[str, Any]:
         if signals.stopped(exc):  # Ctrl-C, SIGTERM, SIGHUP: aborted, with why
             result["status"], result["abort_reason"] = "aborted", signals.describe(exc)
         else:  # a backend, LoadGen or data failure: the run failed, never success
+            exc = errors.explain(exc)  # a missing optional package: which, and how to install it
             message = exc.message if isinstance(exc, MlbenchError) else f"{type(exc).__name__}: {exc}"
             result["status"], result["abort_reason"], result["error"] = "failed", message, message
             if not isinstance(exc, MlbenchError):  # unexpected: keep the traceback for a bug report

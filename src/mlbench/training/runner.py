@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlbench import allocator, registry, runs, signals, sysinfo
+from mlbench import allocator, errors, registry, runs, signals, sysinfo
 from mlbench.config import TrainConfig
 from mlbench.errors import ConfigError
 from mlbench.training import distributed, precision
@@ -142,7 +142,7 @@ def execute(cfg: TrainConfig, say_prefix: str = "") -> dict[str, Any]:
                 if len(checks) < len(outcomes) and outcomes[-1].status != "success":
                     outcomes[-1].reason = f"{signals.describe(exc)} before the target was reached"
             else:
-                result["error"] = str(exc) or type(exc).__name__
+                result["error"] = str(errors.explain(exc)) or type(exc).__name__
             if len(checks) < len(outcomes):
                 checks.append({"passed": False, "ruleset": bench.ruleset, "output": "run did not finish"})
             finish_result(result, cfg, bench, outcomes, checks, cache_cleared, run_dir, final=True)
