@@ -116,3 +116,41 @@ def test_ragged_compiled_run_compiles_nothing_during_the_test(tmp_path, capsys):
     r = json.loads(found.read_text())
     assert r["backend"]["compiled"]["compiles_during_test"] == 0
     assert not any("compiled the model again" in x for x in r["validity_reasons"])
+
+
+def test_a_model_that_freezing_cannot_compile_is_compiled_without_it(monkeypatch):
+    """Inductor's freezing passes fail on some models (Mask R-CNN tiny on torch 2.14: "FakeTensorUpdater cannot
+    recompute metadata"); the backend then compiles without freezing, says why in result.json, and leaves the
+    process-wide setting as it was."""
+    import torch._inductor.config as inductor_config
+
+    from mlbench import registry
+    from mlbench.inference import task as task_mod
+    from mlbench.inference.backends.pytorch import PyTorchBackend
+    from mlbench.inference.config import InferConfig
+
+    real = PyTorchBackend._compile
+    tried = []
+
+    def compile_(self, model, example, freezing):
+        tried.append(freezing)
+        if freezing:
+            real(self, model, example, freezing)  # switches freezing on, as the real one does
+            raise RuntimeError("FakeTensorUpdater cannot recompute metadata\nmore lines")
+        return real(self, model, example, freezing)
+
+    monkeypatch.setattr(PyTorchBackend, "_compile", compile_)
+    before = inductor_config.freezing
+    task = task_mod.build(registry.get("dummy", "tiny"), task_mod.TaskOptions(say=lambda *a: None))
+    store = task.dataset()
+    store.load([0, 1])
+    backend = PyTorchBackend(InferConfig(benchmark="dummy", size="tiny", compile=True, device="cpu", batch_size=2),
+                             threads=1)
+    backend.prepare(task, store.batch([0, 1]))
+    assert inductor_config.freezing == before and tried == [True, False]
+    info = backend.info()
+    assert info["compile_freezing"] is False
+    assert info["compile_freezing_failed"] == "RuntimeError: FakeTensorUpdater cannot recompute metadata"
+    assert len(backend.predict(store.batch([1]))[0]) == 1
+    backend.close()
+    assert inductor_config.freezing == before

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from mlbench import signals
 from mlbench.errors import ConfigError
 from mlbench.inference import inputs
 from mlbench.inference.backends import compiled, graphs
@@ -20,6 +21,8 @@ class PyTorchBackend(Backend):
     weights_cast_once = 0  # parameters of convolutions and linear layers cast to bf16/fp16 at prepare
     _compiled: compiled.CompiledRunner | None = None  # --compile: every batch size compiled in prepare
     _freezing_was: bool | None = None  # inductor's freezing before prepare switched it on (CPU), for close
+    compile_freezing = False  # the model was compiled with inductor's freezing on
+    freezing_error: str | None = None  # why compiling with freezing failed, and the model was compiled without
 
     def prepare(self, task: Any, example: inputs.Inputs) -> None:
         import torch
@@ -48,25 +51,43 @@ class PyTorchBackend(Backend):
                           lambda: torch.autocast(device_type=self.device.type, dtype=DTYPES[p]))
         if self.cfg.compile:
             if self.device.type == "cpu":  # weights as constants: folded and pre-packed (see compiled.py)
-                import torch._inductor.config as inductor_config
-
-                self._freezing_was, inductor_config.freezing = inductor_config.freezing, True
-            ragged = isinstance(example, inputs.Ragged)
-            net = torch.compile(model, dynamic=None if ragged else False)
-
-            def run(t: Any) -> Any:
-                with self._autocast():
-                    return inputs.call(net, t)
-
-            with torch.inference_mode():
-                largest = max(inputs.length(example), self.cfg.batch_size or 0)
-                self._compiled = compiled.CompiledRunner(
-                    run, self._tensors(example), compiled.bucket_sizes(largest, compiled.recompile_limit()), ragged)
+                try:
+                    self._compiled = self._compile(model, example, freezing=True)
+                    self.compile_freezing = True
+                except Exception as exc:  # noqa: BLE001 - inductor's freezing passes fail on some models
+                    self._close_freezing()
+                    if signals.stopped(exc):
+                        raise
+                    self.freezing_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+                    torch._dynamo.reset()
+            if self._compiled is None:
+                self._compiled = self._compile(model, example, freezing=False)
         self.model = model
         for _ in range(2):  # oneDNN primitive creation, cuDNN's choices: untimed
             self.predict(example)
         if self.cfg.cuda_graphs:  # captured after the eager warm-up (cuDNN's choices made), before the test
             self._graphs = self._capture(example)
+
+    def _compile(self, model: Any, example: inputs.Inputs, freezing: bool) -> compiled.CompiledRunner:
+        """``model`` compiled for every batch size (see compiled.py); with inductor's ``freezing`` on while the
+        backend is open (``close`` restores it)."""
+        import torch
+
+        if freezing:
+            import torch._inductor.config as inductor_config
+
+            self._freezing_was, inductor_config.freezing = inductor_config.freezing, True
+        ragged = isinstance(example, inputs.Ragged)
+        net = torch.compile(model, dynamic=None if ragged else False)
+
+        def run(t: Any) -> Any:
+            with self._autocast():
+                return inputs.call(net, t)
+
+        with torch.inference_mode():
+            largest = max(inputs.length(example), self.cfg.batch_size or 0)
+            return compiled.CompiledRunner(run, self._tensors(example),
+                                           compiled.bucket_sizes(largest, compiled.recompile_limit()), ragged)
 
     def _capture(self, example: inputs.Inputs) -> graphs.GraphRunner:
         import torch
@@ -133,10 +154,13 @@ class PyTorchBackend(Backend):
 
     def close(self) -> None:
         """Inductor's freezing back as it was: a model compiled later in this process may train."""
+        self._close_freezing()
+
+    def _close_freezing(self) -> None:
         if self._freezing_was is not None:
             import torch._inductor.config as inductor_config
 
-            inductor_config.freezing = self._freezing_was
+            inductor_config.freezing, self._freezing_was = self._freezing_was, None
 
     def info(self) -> dict[str, Any]:
         import torch
@@ -146,7 +170,8 @@ class PyTorchBackend(Backend):
                 "channels_last": self.channels_last, "compile": self.cfg.compile,
                 "weights_cast_once": self.weights_cast_once,
                 "compiled": self._compiled.info() if self._compiled is not None else False,
-                "compile_freezing": self._freezing_was is not None,
+                "compile_freezing": self.compile_freezing,
+                **({"compile_freezing_failed": self.freezing_error} if self.freezing_error else {}),
                 "cuda_graphs": self._graphs.info() if self._graphs is not None else False}
 
 
