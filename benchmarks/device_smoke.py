@@ -3,7 +3,7 @@
 command. It finds what only a device shows: a tensor left on the host, a host-only op, an autocast dtype that a
 CPU never produces. It measures nothing: tiny sizes time start-up more than work.
 
-    python benchmarks/device_smoke.py [--device cuda] [--precision bf16] [--benchmarks resnet50,bert]
+    python benchmarks/device_smoke.py [--device cuda] [--precision bf16] [--compile] [--benchmarks resnet50,bert]
                                       [--work DIR] [--timeout-s 150] [--budget-s S] [--json FILE]
 
 A command passes when it made a result.json whose status is success, or, for training, ran every epoch without
@@ -35,6 +35,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda", help="cpu, cuda or cuda:N (default: cuda)")
     p.add_argument("--precision", default="bf16", choices=("fp32", "bf16", "fp16"),
                    help="precision of both commands (default: bf16)")
+    p.add_argument("--compile", action="store_true", help="add --compile to both commands (torch.compile)")
     p.add_argument("--benchmarks", default=",".join(registry.names()),
                    help="comma-separated (default: every benchmark)")
     p.add_argument("--work", help="folder for the runs (default: a new one under the temporary folder)")
@@ -53,8 +54,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def commands(bench: str, device: str, precision: str) -> dict[str, list[str]]:
-    common = ["--size", "tiny", "--device", device, "--precision", precision]
+def commands(bench: str, device: str, precision: str, compile_: bool = False) -> dict[str, list[str]]:
+    common = ["--size", "tiny", "--device", device, "--precision", precision] + (["--compile"] if compile_ else [])
     return {"train": ["train", bench, *common],
             "infer": ["infer", bench, *common, "--mode", "accuracy"]}
 
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     lines, t0 = [], time.monotonic()
     for bench in args.benchmarks:
-        for kind, cmd in commands(bench, args.device, args.precision).items():
+        for kind, cmd in commands(bench, args.device, args.precision, args.compile).items():
             if args.budget_s is not None and time.monotonic() - t0 > args.budget_s:
                 line = {"benchmark": bench, "command": "mlbench " + " ".join(cmd), "kind": kind, "exit": None,
                         "passed": False, "said": f"skipped: the {args.budget_s:.0f} s budget was spent", "seconds": 0}
