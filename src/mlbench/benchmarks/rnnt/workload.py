@@ -11,7 +11,7 @@ import torch
 
 from mlbench.benchmarks.bert.lamb import Lamb
 from mlbench.benchmarks.rnnt import data as sdata
-from mlbench.benchmarks.rnnt.loss import rnnt_loss
+from mlbench.benchmarks.rnnt.loss import implementation, rnnt_loss
 from mlbench.benchmarks.rnnt.model import RNNT
 from mlbench.benchmarks.rnnt.text import SENTENCEPIECE_VOCAB, Tokenizer, word_errors
 from mlbench.errors import DataError
@@ -165,6 +165,11 @@ class RNNTWorkload(Workload):
         args.extra.update(base_lr=lr)
         return opt, ReferenceSchedule(opt, lr, args.steps_per_epoch, hp["warmup_epochs"], hp["hold_epochs"],
                                       hp["lr_exp_gamma"], hp["min_lr"])
+
+    def speed_record(self) -> dict[str, Any]:
+        """Which RNN-T loss runs: torchaudio's kernel where it loads beside this torch, else the pure-PyTorch one
+        (same values; a different speed)."""
+        return {"rnnt_loss": implementation()}
 
     def loss(self, model, batch, ctx: StepContext):
         with ctx.amp():
