@@ -135,3 +135,20 @@ def test_ddp_two_processes_under_torchrun(tmp_path):
     assert "WARNING: evaluated" not in (run / "console.log").read_text()
     assert len(list(run.glob("run_1/mlperf_log*.txt"))) == 1
     assert _checker(run / "run_1" / "mlperf_log.txt", "4.0.0").returncode == 0
+
+
+@pytest.mark.slow
+def test_compile_builds_the_evaluation_graphs_before_run_start(tmp_path):
+    """--compile: torch.compile builds another graph for evaluation (no gradients) and for a second batch shape;
+    the warm-up before run_start runs the evaluation on synthetic batches, so that nothing compiles inside the
+    timed run (before, the first evaluation compiled: half of the tiny run's time to train)."""
+    import os
+
+    proc = subprocess.run([sys.executable, "-m", "mlbench", "train", "resnet50", "--size", "tiny", "--compile",
+                           "--output-dir", str(tmp_path / "runs"), "--seed", "1"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+                          env={**os.environ, "TORCH_LOGS": "recompiles", "PYTHONUNBUFFERED": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    before, started, after = proc.stdout.partition("Epoch: [0]")  # the first progress line: the run has started
+    assert started and "Recompiling" in before  # the warm-up compiled the evaluation's graphs
+    assert "Recompiling" not in after

@@ -97,3 +97,29 @@ def test_stream_shards_are_disjoint_and_cover_the_eval_set(world):
         seen += [tuple(row.tolist()) for b in data.eval for row in b["x"]]
         assert len(list(data.train)) == len(data.train)
     assert len(seen) == len(set(seen)) == 512
+
+
+def test_warm_up_runs_the_evaluation_on_two_synthetic_shapes():
+    """The warm-up before run_start also evaluates (untimed compile of the evaluation's graphs): at the
+    evaluation batch size and half of it, then the model is back in training mode with its weights restored."""
+    from mlbench.training import harness
+
+    wl = registry.get("dummy", "tiny").workload()
+    model = wl.build_model()
+    opt, _ = wl.build_optimizer(model, OptimArgs(global_batch_size=32, steps_per_epoch=1, epochs=1))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+    wl.warm_up_evaluation = lambda m, batches, ctx: seen.extend(wl.count_samples(b) for b in batches)
+    harness._warm_up(model, model, opt, wl, 32, StepContext(device=torch.device("cpu")), eval_batch_size=100)
+    assert seen == [100, 50] and model.training
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_detection_evaluation_warm_up_scores_nothing():
+    """RetinaNet's (and Mask R-CNN's) evaluation scores against the COCO ground truth, which knows no synthetic
+    image: its warm-up runs the detector in eval mode and records nothing."""
+    wl = registry.get("retinanet", "tiny").workload()
+    model = wl.build_model()
+    ctx = StepContext(device=torch.device("cpu"))
+    wl.warm_up_evaluation(model, [wl.synthetic_batch(2, ctx)], ctx)
+    assert not model.training

@@ -185,7 +185,8 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
         out.speed = wl.speed_record()
         scaler = precision.grad_scaler(device, cfg.precision)
         if cfg.compile or device.type == "cuda":
-            _warm_up(train_model, model, optimizer, wl, local_bs, ctx, restore=wl.warm_up_restores_weights)
+            _warm_up(train_model, model, optimizer, wl, local_bs, ctx, restore=wl.warm_up_restores_weights,
+                     eval_batch_size=spec.eval_batch_size)
 
         mll.event(C.GLOBAL_BATCH_SIZE, global_bs)
         mll.event(C.GRADIENT_ACCUMULATION_STEPS, cfg.grad_accum)
@@ -499,10 +500,12 @@ def _efficiency(out: RunOutcome, wl: Workload, model: torch.nn.Module, batch_siz
 
 
 def _warm_up(train_model, model, optimizer, wl: Workload, batch_size: int,
-             ctx: StepContext, steps: int = 3, restore: bool = True) -> None:
+             ctx: StepContext, steps: int = 3, restore: bool = True, eval_batch_size: int | None = None) -> None:
     """Compile and autotune on synthetic data, then restore the initial weights and optimizer state. Without
     ``restore`` (a model too large to copy: sharded tables) the optimizer never steps, so that nothing needs
-    restoring: the forward and backward passes (what compiles) still run before ``run_start``."""
+    restoring: the forward and backward passes (what compiles) still run before ``run_start``. With
+    ``eval_batch_size``, the evaluation runs too, on synthetic batches of that size and half of it (a second
+    shape: torch.compile's dynamic graph, which a last, smaller batch would otherwise build inside the run)."""
     if restore:
         saved_model = copy.deepcopy(model.state_dict())
         saved_opt = copy.deepcopy(optimizer.state_dict())
@@ -517,6 +520,10 @@ def _warm_up(train_model, model, optimizer, wl: Workload, batch_size: int,
         if restore:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+    if eval_batch_size:
+        sizes = [eval_batch_size] + ([eval_batch_size // 2] if eval_batch_size // 2 >= 2 else [])
+        wl.warm_up_evaluation(train_model, [wl.synthetic_batch(n, ctx) for n in sizes], ctx)
+        train_model.train()
     if restore:
         model.load_state_dict(saved_model)
         optimizer.load_state_dict(saved_opt)

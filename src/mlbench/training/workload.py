@@ -147,6 +147,13 @@ class Workload(abc.ABC):
     def evaluate(self, model: torch.nn.Module, batches: Any, ctx: StepContext) -> tuple[dict[str, float], int]:
         """(named metrics over the whole evaluation set, all ranks; samples evaluated by all ranks)."""
 
+    def warm_up_evaluation(self, model: torch.nn.Module, batches: list[Any], ctx: StepContext) -> None:
+        """Before ``run_start`` (``--compile``, or a GPU): run what ``evaluate`` runs on ``batches`` (synthetic),
+        so that what evaluation builds on first use (torch.compile's graphs without gradients, cuDNN's choices
+        for its shapes) is built untimed. Default: ``evaluate`` on them, metrics discarded; a workload whose
+        evaluation cannot score synthetic data runs its model the same way without scoring."""
+        self.evaluate(model, batches, ctx)
+
     @abc.abstractmethod
     def mllog_hparams(self, args: OptimArgs, optimizer: Any) -> dict[str, Any]:
         """The MLPerf keys (beyond global_batch_size, gradient_accumulation_steps) to log at init."""

@@ -53,6 +53,12 @@ class DetectionWorkload(Workload):
         parts = {k: v.float() for k, v in parts.items()}
         return sum(parts.values()), parts
 
+    @torch.no_grad()
+    def warm_up_evaluation(self, model, batches, ctx: StepContext) -> None:
+        """The detector in eval mode on synthetic batches, as ``evaluate`` runs it, with nothing scored (the COCO
+        ground truth knows no synthetic image)."""
+        self.detections(model, batches, ctx, lambda outputs, ids: [])
+
     def detections(self, model, batches, ctx: StepContext, records) -> tuple[list[dict[str, Any]], list[int]]:
         """This rank's evaluation shard through the model in eval mode: the COCO result records that
         ``records(outputs, image_ids)`` makes of each batch, and the image ids seen."""
