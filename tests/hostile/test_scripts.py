@@ -1,6 +1,6 @@
 """The hostile-input catalogue for the helper scripts (scripts/test_compat.sh, benchmarks/gpu_wheels.sh,
-benchmarks/gpu_check.sh, benchmarks/device_smoke.py): bad arguments get one clear line and a non-zero exit, before anything is installed,
-downloaded or written."""
+benchmarks/gpu_check.sh, benchmarks/device_smoke.py): bad arguments get one clear line and a non-zero exit,
+before anything is installed, downloaded or written."""
 
 from __future__ import annotations
 

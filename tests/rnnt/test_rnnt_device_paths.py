@@ -1,7 +1,7 @@
 """What RNN-T does differently on a GPU, checked on the CPU: the features stay fp32 under fp16 autocast (silent
 frames gave NaN), the LSTMs leave autocast where it would pick the wrong precision (CUDA's autocast runs cuDNN
-LSTMs in fp16 whatever its dtype; a CPU has no fp16 LSTM), and the EMA weights evaluate through a compiled model and resume beside the weights they average
-(the "meta" device stands in for a GPU)."""
+LSTMs in fp16 whatever its dtype; a CPU has no fp16 LSTM), and the EMA weights evaluate through a compiled model
+and resume beside the weights they average (the "meta" device stands in for a GPU)."""
 
 from __future__ import annotations
 

@@ -79,7 +79,8 @@ class MaskRCNNTask:
     response_dtype = "uint8"  # UTF-8 JSON per sample (variable-length RLE masks)
     host_postprocess = True  # mask pasting and RLE encoding on the CPU
     # see task.InferenceTask: the model's second stage runs on however many boxes the first kept
-    cuda_graphs_unsupported = "its detector keeps a different number of boxes per image (NMS), shapes a graph cannot replay"
+    cuda_graphs_unsupported = ("its detector keeps a different number of boxes per image (NMS), shapes a graph "
+                               "cannot replay")
 
     def __init__(self, bench: Benchmark, opts: TaskOptions):
         self.bench, self.opts = bench, opts

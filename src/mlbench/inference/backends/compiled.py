@@ -60,7 +60,7 @@ class CompiledRunner:
         self.sizes = [] if ragged else sorted(set(sizes))  # no sizes: every batch is passed as it is
         if ragged:  # rows: the example's, another count (the dynamic graph), one (specialised)
             n = inputs.length(example)
-            warm_ups = [inputs.head(example, r) for r in sorted({n, max(2, n // 2), 1} - {0}, reverse=True) if r <= n]
+            warm_ups = [inputs.head(example, r) for r in sorted({n, max(2, n // 2), 1}, reverse=True) if 0 < r <= n]
         else:
             self.sample_shapes = graphs.sample_shapes(example)
             warm_ups = [graphs.map_inputs(example, lambda t, n=size: graphs.filled(t, n)) for size in self.sizes]
