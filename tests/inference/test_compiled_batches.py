@@ -69,18 +69,22 @@ def test_compiles_after_the_warm_up_are_counted(monkeypatch):
     assert runner.info()["compiles_during_test"] == 3
 
 
+def _infer(tmp_path, capsys, *args: str) -> dict:
+    """`mlbench infer ARGS --quick --duration-s 0.5 --compile` in this process: its result.json (exit 0)."""
+    out = tmp_path / "runs"
+    code = main(["infer", *args, "--quick", "--duration-s", "0.5", "--compile", "--output-dir", str(out)])
+    text = capsys.readouterr()
+    assert code == 0, text.out + text.err
+    (found,) = out.glob("*/result.json")
+    return json.loads(found.read_text())
+
+
 @pytest.mark.slow
 def test_compiled_run_compiles_nothing_during_the_test_and_restores_freezing(tmp_path, capsys):
     import torch._inductor.config as inductor_config
 
     before = inductor_config.freezing
-    out = tmp_path / "runs"
-    code = main(["infer", "resnet50", "--size", "tiny", "--quick", "--duration-s", "0.5", "--batch-size", "4",
-                 "--compile", "--output-dir", str(out)])
-    text = capsys.readouterr()
-    assert code == 0, text.out + text.err
-    (found,) = out.glob("*/result.json")
-    r = json.loads(found.read_text())
+    r = _infer(tmp_path, capsys, "resnet50", "--size", "tiny", "--batch-size", "4")
     c = r["backend"]["compiled"]
     assert c["batch_sizes"] == [1, 2, 4] and c["compiles_during_test"] == 0
     assert r["backend"]["compile_freezing"] is True  # on a CPU
@@ -92,13 +96,7 @@ def test_compiled_run_compiles_nothing_during_the_test_and_restores_freezing(tmp
 def test_a_compile_during_the_test_is_a_validity_reason(tmp_path, capsys, monkeypatch):
     counts = itertools.chain([100], itertools.repeat(102))  # the warm-up ends at 100; 2 more by the end
     monkeypatch.setattr(compiled, "compiled_graphs", lambda: next(counts))
-    out = tmp_path / "runs"
-    code = main(["infer", "resnet50", "--size", "tiny", "--quick", "--duration-s", "0.5", "--batch-size", "2",
-                 "--compile", "--output-dir", str(out)])
-    capsys.readouterr()
-    assert code == 0
-    (found,) = out.glob("*/result.json")
-    r = json.loads(found.read_text())
+    r = _infer(tmp_path, capsys, "resnet50", "--size", "tiny", "--batch-size", "2")
     assert r["backend"]["compiled"]["compiles_during_test"] == 2 and r["valid"] is False
     assert any("compiled the model again 2 time(s)" in x for x in r["validity_reasons"])
 
@@ -107,13 +105,7 @@ def test_a_compile_during_the_test_is_a_validity_reason(tmp_path, capsys, monkey
 def test_ragged_compiled_run_compiles_nothing_during_the_test(tmp_path, capsys):
     """DLRM's ragged batches: before, the estimate's one-sample batch compiled the dynamic graph after the
     warm-up's count was taken, and every --compile run came out invalid."""
-    out = tmp_path / "runs"
-    code = main(["infer", "dlrm", "--size", "tiny", "--weights", "random", "--quick", "--duration-s", "0.5",
-                 "--compile", "--output-dir", str(out)])
-    text = capsys.readouterr()
-    assert code == 0, text.out + text.err
-    (found,) = out.glob("*/result.json")
-    r = json.loads(found.read_text())
+    r = _infer(tmp_path, capsys, "dlrm", "--size", "tiny", "--weights", "random")
     assert r["backend"]["compiled"]["compiles_during_test"] == 0
     assert not any("compiled the model again" in x for x in r["validity_reasons"])
 

@@ -21,7 +21,6 @@ class PyTorchBackend(Backend):
     weights_cast_once = 0  # parameters of convolutions and linear layers cast to bf16/fp16 at prepare
     _compiled: compiled.CompiledRunner | None = None  # --compile: every batch size compiled in prepare
     _freezing_was: bool | None = None  # inductor's freezing before prepare switched it on (CPU), for close
-    compile_freezing = False  # the model was compiled with inductor's freezing on
     freezing_error: str | None = None  # why compiling with freezing failed, and the model was compiled without
 
     def prepare(self, task: Any, example: inputs.Inputs) -> None:
@@ -50,17 +49,15 @@ class PyTorchBackend(Backend):
         self._autocast = (contextlib.nullcontext if p == "fp32" else
                           lambda: torch.autocast(device_type=self.device.type, dtype=DTYPES[p]))
         if self.cfg.compile:
-            if self.device.type == "cpu":  # weights as constants: folded and pre-packed (see compiled.py)
-                try:
-                    self._compiled = self._compile(model, example, freezing=True)
-                    self.compile_freezing = True
-                except Exception as exc:  # noqa: BLE001 - inductor's freezing passes fail on some models
-                    self._close_freezing()
-                    if signals.stopped(exc):
-                        raise
-                    self.freezing_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
-                    torch._dynamo.reset()
-            if self._compiled is None:
+            freeze = self.device.type == "cpu"  # weights as constants: folded and pre-packed (see compiled.py)
+            try:
+                self._compiled = self._compile(model, example, freezing=freeze)
+            except Exception as exc:  # noqa: BLE001 - inductor's freezing passes fail on some models
+                self._close_freezing()
+                if not freeze or signals.stopped(exc):
+                    raise
+                self.freezing_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+                torch._dynamo.reset()
                 self._compiled = self._compile(model, example, freezing=False)
         self.model = model
         for _ in range(2):  # oneDNN primitive creation, cuDNN's choices: untimed
@@ -170,7 +167,7 @@ class PyTorchBackend(Backend):
                 "channels_last": self.channels_last, "compile": self.cfg.compile,
                 "weights_cast_once": self.weights_cast_once,
                 "compiled": self._compiled.info() if self._compiled is not None else False,
-                "compile_freezing": self.compile_freezing,
+                "compile_freezing": bool(self._compiled and self.device.type == "cpu" and not self.freezing_error),
                 **({"compile_freezing_failed": self.freezing_error} if self.freezing_error else {}),
                 "cuda_graphs": self._graphs.info() if self._graphs is not None else False}
 
