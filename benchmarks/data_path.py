@@ -149,7 +149,7 @@ def _list_collate(batch):
 def retinanet_loaders(root: Path, batch: int, workers: int, bench):
     from torch.utils.data import DataLoader
 
-    from mlbench.benchmarks.retinanet import data as rdata
+    from mlbench.detection import coco_data
     from mlbench.training.batches import DataSpec, LoaderBatches
 
     def plain():
@@ -158,9 +158,9 @@ def retinanet_loaders(root: Path, batch: int, workers: int, bench):
                           collate_fn=_list_collate, persistent_workers=True, prefetch_factor=4)
 
     def mlbench():
-        ds = rdata.load_split(bench, root, rdata.SPLITS["train"], flip=True)
+        ds = coco_data.load_split(bench, root, coco_data.SPLITS["train"], flip=True)
         spec = DataSpec(batch_size=batch, eval_batch_size=batch, workers=workers)
-        return LoaderBatches(ds, batch, train=True, spec=spec, collate_fn=rdata.collate)
+        return LoaderBatches(ds, batch, train=True, spec=spec, collate_fn=coco_data.collate)
 
     return plain, mlbench
 

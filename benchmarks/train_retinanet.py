@@ -8,7 +8,7 @@ plain, mlbench, ... in one process, so that machine noise hits both, and the med
   ``sum(...).backward()``, ``torch.optim.Adam`` with torch's default implementation), NCHW.
 - mlbench: the real harness epoch (``mlbench.training.harness.train_epoch``: progress line, loss read-back,
   scheduler, data-wait timing) through the RetinaNet workload, with its speed levers
-  (``mlbench.benchmarks.retinanet.fast``: batched matching and loss, cached anchors, folded frozen batch norm,
+  (``mlbench.benchmarks.retinanet.trainer``: batched matching and loss, cached anchors, folded frozen batch norm,
   fused Adam on CUDA) plus ``--channels-last`` and ``--compile`` when given; ``--no-levers`` measures the
   harness alone on the plain model (its overhead).
 
@@ -131,14 +131,14 @@ def make_data(root: str, images: int, size: int, distinct: int = 16) -> None:
     json (decoding them costs what decoding distinct files costs), and 8 validation images."""
     from pathlib import Path
 
-    from mlbench.benchmarks.retinanet import generate
+    from mlbench.detection import synthetic
 
     labels = "openimages-mlperf.json"
     path = Path(root) / "train" / "labels" / labels
     if path.is_file() and len(json.loads(path.read_text())["images"]) >= images:
         return
-    generate.write_split(Path(root), "validation", 8, size, seed=2, labels_file=labels)
-    generate.write_split(Path(root), "train", distinct, size, seed=1, labels_file=labels)
+    synthetic.write_split(Path(root), "validation", 8, size, seed=2, labels_file=labels)
+    synthetic.write_split(Path(root), "train", distinct, size, seed=1, labels_file=labels)
     coco = json.loads(path.read_text())
     ims, anns = [], []
     for k in range(images):

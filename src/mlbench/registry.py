@@ -2,7 +2,7 @@
 
 A benchmark is a package under ``mlbench.benchmarks`` with fixed module names:
 
-- ``definition``: ``SIZES``, a dict of size name -> :class:`mlbench.benchmarks.base.Benchmark`
+- ``definition``: ``SIZES``, a dict of size name -> :class:`mlbench.definition.Benchmark`
 - ``workload``: ``WORKLOAD``, a :class:`mlbench.training.workload.Workload` subclass (``mlbench train``)
 - ``inference``: ``build_task(bench, opts)`` (``mlbench infer``, see :mod:`mlbench.inference.task`)
 - ``prepare`` (optional): ``prepare(bench, args)`` and ``add_arguments(parser)`` (``mlbench data prepare``)

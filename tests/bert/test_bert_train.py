@@ -9,11 +9,11 @@ import pytest
 import torch
 from bert_train_support import SMALL_BENCH, make_dataset
 
-from mlbench.benchmarks.bert.lamb import Lamb, ReferenceSchedule, parameter_groups
 from mlbench.benchmarks.bert.model import build_pretraining_model, load_phase1_checkpoint
 from mlbench.benchmarks.bert.workload import WORKLOAD, BertWorkload
 from mlbench.errors import DataError
 from mlbench.training.batches import DataSpec
+from mlbench.training.optimizers import Lamb, ReferenceSchedule, parameter_groups
 from mlbench.training.recipe import OptimArgs, StepContext
 
 CTX = StepContext(device=torch.device("cpu"))

@@ -80,12 +80,12 @@ def _shapes_set(tmp_path_factory):
 def _retinanet(change_json=None, change_root=None):
     def setup(tmp: Path) -> None:
         from mlbench import registry
-        from mlbench.benchmarks.retinanet import generate
+        from mlbench.detection import synthetic
 
         hp = registry.get("retinanet", "tiny").definition.hparams
         cached = _GENERATED["dir"] / "rn"
         if not (cached / "validation" / "labels" / hp["labels_file"]).is_file():
-            generate.ensure(cached, hp, phantom=False)
+            synthetic.ensure(cached, hp, phantom=False)
         root = Path(shutil.copytree(cached, tmp / "rn"))
         if change_json:
             path = root / "train" / "labels" / hp["labels_file"]
@@ -182,7 +182,7 @@ def _gt() -> dict:
     (lambda d: d["annotations"].append(None), "an entry of the annotations is None, not an object"),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_coco_index_names_what_is_missing_or_wrong(tmp_path, change, message):
-    from mlbench.benchmarks.retinanet.data import CocoIndex
+    from mlbench.detection.coco_data import CocoIndex
 
     data = _gt()
     change(data)

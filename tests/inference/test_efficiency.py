@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from infer_support import QUICK
 
-from mlbench.inference import logs, peak
+from mlbench import peak
+from mlbench.inference import logs
 
 
 def _info(flops: float, precision: str = "fp32") -> dict:
@@ -73,7 +74,7 @@ def test_null_backend_receives_the_gathered_batch():
     import numpy as np
 
     from mlbench.inference.backends.null import NullBackend
-    from mlbench.inference.store import ArrayStore
+    from mlbench.inference.sample_store import ArrayStore
     from mlbench.inference.sut import SUT
 
     store = ArrayStore(total_count=8, performance_count=8,

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from mlbench.errors import RunAborted
-from mlbench.inference.store import ArrayStore
+from mlbench.inference.sample_store import ArrayStore
 
 
 def _spy(monkeypatch, fail_after: int | None = None) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlbench.benchmarks.retinanet import generate
+from mlbench.detection import synthetic
 
 SPLITS = {"train": ("instances_train2017.json", "train2017"), "val": ("instances_val2017.json", "val2017")}
 
@@ -38,7 +38,7 @@ def make_coco(root: Path, n_train: int = 16, n_val: int = 6, size: int = 96, cro
         (root / "annotations").mkdir(exist_ok=True)
         images, anns = [], []
         for i in range(n):
-            pixels, objects, visible = generate.draw_image(500 + i + (0 if split == "train" else 1000), size,
+            pixels, objects, visible = synthetic.draw_image(500 + i + (0 if split == "train" else 1000), size,
                                                            masks=True)
             if split == "train" and empty_train and i == n - 1:
                 objects, visible = [], []  # an image without annotations: not a training sample
@@ -46,10 +46,10 @@ def make_coco(root: Path, n_train: int = 16, n_val: int = 6, size: int = 96, cro
             Image.fromarray(pixels).save(root / folder / name, quality=95)
             images.append({"id": i + 1, "file_name": name, "width": size, "height": size})
             for k, ((cls, (x0, y0, x1, y1)), region) in enumerate(zip(objects, visible)):
-                fields = generate.mask_annotation(region)
+                fields = synthetic.mask_annotation(region)
                 if fields is None:
                     continue
-                shape = generate.CLASSES[cls]
+                shape = synthetic.CLASSES[cls]
                 if shape in ("square", "triangle") and k == len(objects) - 1:  # on top: nothing hides it
                     poly = ([x0, y0, x1, y0, x1, y1, x0, y1] if shape == "square"
                             else [(x0 + x1) / 2, y0, x1, y1, x0, y1])
@@ -62,7 +62,7 @@ def make_coco(root: Path, n_train: int = 16, n_val: int = 6, size: int = 96, cro
                 anns.append({"id": len(anns) + 1, "image_id": 1, "category_id": 1, "iscrowd": 1,
                              "segmentation": rle_uncompressed(region), "bbox": [2.0, 2.0, 28.0, 8.0],
                              "area": float(region.sum())})
-        (root / "annotations" / ann_file).write_text(json.dumps(generate.coco_dict(images, anns)))
+        (root / "annotations" / ann_file).write_text(json.dumps(synthetic.coco_dict(images, anns)))
     return root
 
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from maskrcnn_helpers import edit_annotation, make_coco
 
-from mlbench.benchmarks.maskrcnn import coco_eval, definition
 from mlbench.benchmarks.maskrcnn import data as mdata
-from mlbench.benchmarks.retinanet import generate
+from mlbench.benchmarks.maskrcnn import definition, mask_map
+from mlbench.detection import synthetic
 from mlbench.errors import DataError
 
 
@@ -112,8 +112,8 @@ def test_bad_mask_fails_the_cli_with_nothing_valid(coco, tmp_path):
 
 
 def test_generated_masks_are_the_visible_regions(tmp_path):
-    pixels, objects = generate.draw_image(3, 96)
-    pixels2, objects2, visible = generate.draw_image(3, 96, masks=True)
+    pixels, objects = synthetic.draw_image(3, 96)
+    pixels2, objects2, visible = synthetic.draw_image(3, 96, masks=True)
     assert np.array_equal(pixels, pixels2) and objects == objects2  # the images are RetinaNet's
     covered = np.zeros((96, 96), dtype=int)
     for v in visible:
@@ -121,19 +121,19 @@ def test_generated_masks_are_the_visible_regions(tmp_path):
     assert covered.max() <= 1  # visible regions never overlap
     # A ring keeps its hole: find one among the generated images and check its centre is not in the mask.
     for seed in range(40):
-        _, objs, vis = generate.draw_image(seed, 96, masks=True)
-        rings = [(b, v) for (c, b), v in zip(objs, vis) if generate.CLASSES[c] == "ring"]
+        _, objs, vis = synthetic.draw_image(seed, 96, masks=True)
+        rings = [(b, v) for (c, b), v in zip(objs, vis) if synthetic.CLASSES[c] == "ring"]
         if rings:
             (x0, y0, x1, y1), v = rings[-1]
             assert not v[int((y0 + y1) / 2), int((x0 + x1) / 2)] and v.any()
             break
     else:
         pytest.fail("no ring drawn")
-    root = generate.ensure(tmp_path / "g", {**definition.TINY.hparams}, phantom=True, masks=True)
+    root = synthetic.ensure(tmp_path / "g", {**definition.TINY.hparams}, phantom=True, masks=True)
     anns = json.loads((root / "validation/labels/shapes.json").read_text())["annotations"]
     assert all(isinstance(a["segmentation"]["counts"], str) for a in anns)
     # Box-only sets (RetinaNet) are unchanged: no segmentation, no 'masks' in the stamp.
-    plain = generate.ensure(tmp_path / "r", {**definition.TINY.hparams}, phantom=True)
+    plain = synthetic.ensure(tmp_path / "r", {**definition.TINY.hparams}, phantom=True)
     assert "segmentation" not in json.loads((plain / "validation/labels/shapes.json").read_text())["annotations"][0]
     assert "masks" not in json.loads((plain / "validation/generated.json").read_text())
 
@@ -147,11 +147,11 @@ def test_perfect_detections_score_one_and_masks_matter(coco):
         outputs.append({"boxes": t["boxes"], "scores": torch.ones(len(t["boxes"])), "labels": t["labels"],
                         "masks": t["masks"][:, None].float()})
         ids.append(t["image_id"])
-    dets = coco_eval.to_coco_results(outputs, ids, index.label_to_cat)
-    m = coco_eval.score(index.raw, dets, ids)
+    dets = mask_map.to_coco_results(outputs, ids, index.label_to_cat)
+    m = mask_map.score(index.raw, dets, ids)
     assert m["bbox_mAP"] == pytest.approx(1.0) and m["segm_mAP"] == pytest.approx(1.0)
     # Right boxes, wrong masks (shifted by a quarter of the box): box mAP stays 1, mask mAP drops.
     for o in outputs:
         o["masks"] = torch.roll(o["masks"], shifts=12, dims=-1)
-    m2 = coco_eval.score(index.raw, coco_eval.to_coco_results(outputs, ids, index.label_to_cat), ids)
+    m2 = mask_map.score(index.raw, mask_map.to_coco_results(outputs, ids, index.label_to_cat), ids)
     assert m2["bbox_mAP"] == pytest.approx(1.0) and m2["segm_mAP"] < 0.9

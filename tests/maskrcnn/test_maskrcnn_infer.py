@@ -43,15 +43,15 @@ def test_outputs_are_fixed_shape_and_responses_score(weights):
     assert sum(len(r) for r in records) > 0
     assert all(len(rec) == 7 and rec[5] in (1, 2, 3, 4) for r in records for rec in r)
     # Perfect responses made from the ground truth score 1 on both.
-    from mlbench.benchmarks.maskrcnn import coco_eval
     from mlbench.benchmarks.maskrcnn import data as mdata
+    from mlbench.benchmarks.maskrcnn import mask_map
 
     gt = task._index
     ds = mdata.MaskDataset(gt)
     perfect = {}
     for i in idx:
         _, t = ds[i]
-        rles = coco_eval.encode(t["masks"].numpy())
+        rles = mask_map.encode(t["masks"].numpy())
         rows = [[*(float(v) for v in (b[0], b[1], b[2] - b[0], b[3] - b[1])), 1.0, gt.label_to_cat[int(lab) - 1],
                  r["counts"]] for b, lab, r in zip(t["boxes"], t["labels"], rles)]
         perfect[i] = np.frombuffer(json.dumps(rows).encode(), dtype=np.uint8).tobytes()

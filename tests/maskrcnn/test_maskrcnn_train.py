@@ -107,9 +107,9 @@ def write_overfit_coco(root: Path, train_copies: int = 16) -> Path:
     object that is not drawn: a small model learns the image in a few dozen steps, and mAP stays below 1.0."""
     from PIL import Image
 
-    from mlbench.benchmarks.retinanet import generate
+    from mlbench.detection import synthetic
 
-    pixels, objects, visible = generate.draw_image(seed=11, size=64, masks=True)
+    pixels, objects, visible = synthetic.draw_image(seed=11, size=64, masks=True)
     ghost = torch.zeros(64, 64, dtype=torch.bool)
     ghost[2:20, 40:60] = True
     (root / "annotations").mkdir(parents=True)
@@ -123,12 +123,12 @@ def write_overfit_coco(root: Path, train_copies: int = 16) -> Path:
             if split == "val" and i == 0:
                 regions.append((2, ghost.numpy()))
             for cls, region in regions:
-                fields = generate.mask_annotation(region)
+                fields = synthetic.mask_annotation(region)
                 if fields:
                     anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": cls + 1, "iscrowd": 0,
                                  **fields})
         (root / "annotations" / f"instances_{split}2017.json").write_text(
-            json.dumps(generate.coco_dict(images, anns)))
+            json.dumps(synthetic.coco_dict(images, anns)))
     return root
 
 

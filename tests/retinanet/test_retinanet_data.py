@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlbench.benchmarks.retinanet import coco_map, generate
-from mlbench.benchmarks.retinanet.data import CocoDetection, CocoIndex, collate
+from mlbench.detection import coco_map, synthetic
+from mlbench.detection.coco_data import CocoDetection, CocoIndex, collate
 from mlbench.errors import DataError
 
 
@@ -141,13 +141,13 @@ def test_missing_images_and_files_are_named(tmp_path):
 
 def test_generated_set_is_deterministic_and_loadable(tmp_path):
     hp = {"image_size": 64, "train_images": 6, "val_images": 3, "labels_file": "shapes.json"}
-    a = generate.ensure(tmp_path / "a", hp, phantom=True)
-    b = generate.ensure(tmp_path / "b", hp, phantom=True)
+    a = synthetic.ensure(tmp_path / "a", hp, phantom=True)
+    b = synthetic.ensure(tmp_path / "b", hp, phantom=True)
     ja = json.loads((a / "validation/labels/shapes.json").read_text())
     assert ja == json.loads((b / "validation/labels/shapes.json").read_text())
     assert (a / "train/data/train_000000.jpg").read_bytes() == (b / "train/data/train_000000.jpg").read_bytes()
     idx = CocoIndex(a / "validation/labels/shapes.json", a / "validation/data")
     assert len(idx) == 3 and len(idx.label_to_cat) == 4
     stamp = (a / "train/generated.json").stat().st_mtime_ns
-    generate.ensure(tmp_path / "a", hp, phantom=True)  # reused, not regenerated
+    synthetic.ensure(tmp_path / "a", hp, phantom=True)  # reused, not regenerated
     assert (a / "train/generated.json").stat().st_mtime_ns == stamp

@@ -1,4 +1,4 @@
-"""RetinaNet training speed levers (mlbench.benchmarks.retinanet.fast): the same matching and losses as
+"""RetinaNet training speed levers (mlbench.benchmarks.retinanet.trainer): the same matching and losses as
 torchvision's per-image code, the same loss values over the first training steps as the plain torchvision
 loop (same initial weights, same batches), and what result.json records."""
 
@@ -10,7 +10,8 @@ import json
 import pytest
 import torch
 
-from mlbench.benchmarks.retinanet import definition, fast, model
+from mlbench.benchmarks.retinanet import definition, model
+from mlbench.benchmarks.retinanet import trainer as levers
 from mlbench.training import precision
 
 CPU = torch.device("cpu")
@@ -47,26 +48,26 @@ def test_batched_matching_equals_torchvision_matcher(counts):
         targets[0]["boxes"][0] = anchors[17]
         targets[0]["boxes"][-1] = torch.tensor([40.0, 40.0, 40.5, 40.5])
     matcher = Matcher(0.5, 0.4, allow_low_quality_matches=True)
-    boxes, labels, valid = fast.pad_targets(targets)
-    got = fast.match(anchors, boxes, valid, 0.5, 0.4, True)
+    boxes, labels, valid = levers.pad_targets(targets)
+    got = levers.match(anchors, boxes, valid, 0.5, 0.4, True)
     for i, t in enumerate(targets):
         want = (torch.full((500,), -1, dtype=torch.int64) if t["boxes"].numel() == 0
                 else matcher(box_iou(t["boxes"], anchors)))
         assert torch.equal(got[i], want), i
     assert (got >= 0).any() or not any(counts)
     # in chunks of images (large batches): the same
-    old = fast.MATCH_CHUNK_ELEMENTS
+    old = levers.MATCH_CHUNK_ELEMENTS
     try:
-        fast.MATCH_CHUNK_ELEMENTS = 1
-        assert torch.equal(fast.match(anchors, boxes, valid, 0.5, 0.4, True), got)
+        levers.MATCH_CHUNK_ELEMENTS = 1
+        assert torch.equal(levers.match(anchors, boxes, valid, 0.5, 0.4, True), got)
     finally:
-        fast.MATCH_CHUNK_ELEMENTS = old
+        levers.MATCH_CHUNK_ELEMENTS = old
 
 
 def test_padding_buckets_keep_few_shapes():
     g = torch.Generator().manual_seed(0)
     for counts, m in (((0, 0), 8), ((3, 8), 8), ((9,), 16), ((17, 1), 32)):
-        boxes, labels, valid = fast.pad_targets(random_targets(g, counts, 64, 3))
+        boxes, labels, valid = levers.pad_targets(random_targets(g, counts, 64, 3))
         assert boxes.shape == (len(counts), m, 4) and labels.shape == valid.shape == (len(counts), m)
         assert valid.sum(1).tolist() == list(counts)
 
@@ -83,11 +84,11 @@ def test_batched_losses_equal_torchvision_per_image(prec):
     head = RetinaNetHead(8, 9, c)
     cls_logits = torch.randn(b, a, c, generator=g).to(precision.DTYPES[prec])
     bbox = torch.randn(b, a, 4, generator=g).to(precision.DTYPES[prec])
-    boxes, labels, valid = fast.pad_targets(targets)
-    matched = fast.match(anchors, boxes, valid)
+    boxes, labels, valid = levers.pad_targets(targets)
+    matched = levers.match(anchors, boxes, valid)
     want = head.compute_loss(targets, {"cls_logits": cls_logits, "bbox_regression": bbox}, [anchors] * b,
                              list(matched))
-    got = fast.losses(cls_logits, bbox, anchors, boxes, labels, matched, det_utils.BoxCoder((1.0, 1.0, 1.0, 1.0)))
+    got = levers.losses(cls_logits, bbox, anchors, boxes, labels, matched, det_utils.BoxCoder((1.0, 1.0, 1.0, 1.0)))
     tol = 1e-5 if prec == "fp32" else 1e-2
     for k in ("classification", "bbox_regression"):
         assert torch.allclose(got[k].float(), want[k].float(), rtol=tol, atol=tol), (k, got[k], want[k])
@@ -101,7 +102,7 @@ def test_trainer_equals_the_torchvision_model_on_the_light_model():
     g = torch.Generator().manual_seed(1)
     images = [torch.rand(3, 96 + 7 * i, 96 - 5 * i, generator=g) for i in range(4)]  # the transform resizes
     targets = random_targets(g, (3, 0, 1, 9), 80, 4)
-    plain, trainer = copy.deepcopy(net), fast.DetectorTrainer(copy.deepcopy(net))
+    plain, trainer = copy.deepcopy(net), levers.DetectorTrainer(copy.deepcopy(net))
     plain.train()
     trainer.train()
     for prec in ("fp32", "bf16"):
@@ -118,7 +119,7 @@ def test_prepare_equals_the_torchvision_transform_and_keeps_the_random_stream():
 
     net = registry.get("retinanet", "tiny").workload().build_model()
     net.train()
-    trainer = fast.DetectorTrainer(net)
+    trainer = levers.DetectorTrainer(net)
     g = torch.Generator().manual_seed(2)
     images = [torch.rand(3, 96, 96, generator=g), torch.rand(3, 131, 77, generator=g)]  # one needs no resize
     targets = random_targets(g, (2, 3), 70, 4)
@@ -138,7 +139,7 @@ def test_prepare_equals_the_torchvision_transform_and_keeps_the_random_stream():
 def test_frozen_batch_norm_folds_into_the_frozen_stem_and_stays_shared(monkeypatch):
     bench = small_reference(monkeypatch)
     net = model.build_model(bench)
-    trainer = fast.DetectorTrainer(net)
+    trainer = levers.DetectorTrainer(net)
     rec = trainer.record()
     # stem + layer1 (3 blocks x 3 convs + downsample) are frozen: 11 folds; layers 2-4 keep an affine each
     assert rec["frozen_bn_folded_into_conv"] == 11 and rec["frozen_bn_as_affine"] == 42
@@ -191,20 +192,20 @@ def test_first_steps_losses_equal_the_plain_loop_on_the_reference_network(monkey
 def test_levers_env_switch(monkeypatch):
     from mlbench.errors import ConfigError
 
-    monkeypatch.setenv(fast.LEVERS_ENV, "off")
-    assert not fast.levers_enabled()
-    monkeypatch.setenv(fast.LEVERS_ENV, "maybe")
+    monkeypatch.setenv(levers.LEVERS_ENV, "off")
+    assert not levers.levers_enabled()
+    monkeypatch.setenv(levers.LEVERS_ENV, "maybe")
     with pytest.raises(ConfigError, match="MLBENCH_RETINANET_LEVERS"):
-        fast.levers_enabled()
+        levers.levers_enabled()
 
 
 def test_degenerate_box_is_a_clear_error():
     from mlbench.errors import DataError
 
     with pytest.raises(DataError, match="no width or height"):
-        fast.check_boxes([{"boxes": torch.tensor([[1.0, 1.0, 5.0, 5.0]])},
+        levers.check_boxes([{"boxes": torch.tensor([[1.0, 1.0, 5.0, 5.0]])},
                           {"boxes": torch.tensor([[4.0, 2.0, 4.0, 9.0]])}])
-    fast.check_boxes([{"boxes": torch.zeros(0, 4)}])
+    levers.check_boxes([{"boxes": torch.zeros(0, 4)}])
 
 
 @pytest.mark.slow

@@ -79,7 +79,7 @@ def test_failures_are_reported_and_resume_completes(server, tmp_path, capsys):
     assert cat["bbox"] == [16.0, 24.0, 32.0, 24.0] and cat["category_id"] == 2
 
     # The result goes through the training loader's checks.
-    from mlbench.benchmarks.retinanet.data import CocoIndex
+    from mlbench.detection.coco_data import CocoIndex
 
     index = CocoIndex(out / "validation/labels/openimages-mlperf.json", out / "validation/data")
     assert len(index) == 2

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlbench.benchmarks.retinanet import definition, generate
+from mlbench.benchmarks.retinanet import definition
 from mlbench.cli import main as cli_main
+from mlbench.detection import synthetic
 
 
 def read_result(out: Path) -> dict:
@@ -47,7 +48,7 @@ def write_overfit_set(root: Path, train_copies: int = 16) -> Path:
     is not drawn: a small model learns the image in a few dozen steps, and mAP stays below 1.0."""
     from PIL import Image
 
-    pixels, objects = generate.draw_image(seed=11, size=64)
+    pixels, objects = synthetic.draw_image(seed=11, size=64)
     for split, n in (("train", train_copies), ("validation", 2)):
         (root / split / "data").mkdir(parents=True)
         (root / split / "labels").mkdir()
@@ -60,7 +61,7 @@ def write_overfit_set(root: Path, train_copies: int = 16) -> Path:
                 anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": cls + 1,
                              "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})
         (root / split / "labels" / "openimages-mlperf.json").write_text(
-            json.dumps(generate.coco_dict(images, anns)))
+            json.dumps(synthetic.coco_dict(images, anns)))
     return root
 
 

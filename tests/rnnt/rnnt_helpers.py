@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mlbench.benchmarks.rnnt import synth
+from mlbench.benchmarks.rnnt import synthetic
 
 
 def tiny_dataset(root: Path, train: int = 24, dev: int = 8) -> Path:
     """Generated tone 'speech' in the reference's format: ``root/librispeech-{train,dev}-wav.json`` + WAVs."""
-    return synth.generate(root, "tones", train, dev, seed=0, say=lambda m: None)
+    return synthetic.generate(root, "tones", train, dev, seed=0, say=lambda m: None)
 
 
 def flac_bytes(seconds: float = 0.4, freq: float = 440.0, rate: int = 16000) -> bytes:

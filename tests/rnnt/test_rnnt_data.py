@@ -11,7 +11,7 @@ import pytest
 import torch
 from rnnt_helpers import tiny_dataset
 
-from mlbench.benchmarks.rnnt import audio, data, features, synth
+from mlbench.benchmarks.rnnt import audio, data, features, synthetic
 from mlbench.benchmarks.rnnt.definition import TINY
 from mlbench.benchmarks.rnnt.text import Tokenizer, wer
 from mlbench.errors import DataError
@@ -131,22 +131,22 @@ def test_bad_audio_is_refused_with_the_file(ds, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(bool(synth.speech_tools_missing()), reason="espeak-ng/flite not installed")
+@pytest.mark.skipif(bool(synthetic.speech_tools_missing()), reason="espeak-ng/flite not installed")
 def test_speech_synthesis_with_espeak_and_flite(tmp_path):
-    root = synth.generate(tmp_path / "sp", "speech", 12, 6, seed=0, say=lambda m: None)
+    root = synthetic.generate(tmp_path / "sp", "speech", 12, 6, seed=0, say=lambda m: None)
     utts = data.read_manifest(root / "librispeech-dev-wav.json", root, Tokenizer())
-    assert len(utts) == 6 and all(set(u.transcript.split()) <= set(synth.VOCABULARY) for u in utts)
+    assert len(utts) == 6 and all(set(u.transcript.split()) <= set(synthetic.VOCABULARY) for u in utts)
     assert all(0.3 < len(audio.read_wav(u.path)) / 16000 < 6 for u in utts)
     shutil.rmtree(root)
 
 
 def test_held_out_voices_are_never_used_for_training():
-    assert not set(synth.ESPEAK_TEST) & set(synth.ESPEAK_TRAIN)
-    assert not set(synth.ESPEAK_TEST_VARIANTS) & set(synth.ESPEAK_TRAIN_VARIANTS)
-    assert not set(synth.FLITE_TEST) & set(synth.FLITE_TRAIN)
+    assert not set(synthetic.ESPEAK_TEST) & set(synthetic.ESPEAK_TRAIN)
+    assert not set(synthetic.ESPEAK_TEST_VARIANTS) & set(synthetic.ESPEAK_TRAIN_VARIANTS)
+    assert not set(synthetic.FLITE_TEST) & set(synthetic.FLITE_TRAIN)
 
 
-@pytest.mark.skipif(bool(synth.speech_tools_missing()), reason="espeak-ng/flite not installed")
+@pytest.mark.skipif(bool(synthetic.speech_tools_missing()), reason="espeak-ng/flite not installed")
 def test_every_espeak_variant_exists(tmp_path):
     """espeak-ng falls back to its default voice, silently, for a variant it does not know."""
     def speak(voice: str) -> bytes:
@@ -155,7 +155,7 @@ def test_every_espeak_variant_exists(tmp_path):
         return out.read_bytes()
 
     default = speak("en-us")
-    for v in [v for v in synth.ESPEAK_TRAIN_VARIANTS + synth.ESPEAK_TEST_VARIANTS if v]:
+    for v in [v for v in synthetic.ESPEAK_TRAIN_VARIANTS + synthetic.ESPEAK_TEST_VARIANTS if v]:
         assert speak(f"en-us+{v}") != default, v
 
 
@@ -164,22 +164,22 @@ def test_concurrent_generation_into_one_cache_writes_once(tmp_path):
     import threading
 
     calls, said = [], []
-    real = synth._write
+    real = synthetic._write
 
     def counted(*a, **k):
         calls.append(1)
         return real(*a, **k)
 
-    synth._write = counted
+    synthetic._write = counted
     try:
-        ts = [threading.Thread(target=synth.generate, args=(tmp_path / "d", "tone", 24, 8),
+        ts = [threading.Thread(target=synthetic.generate, args=(tmp_path / "d", "tone", 24, 8),
                                kwargs=dict(seed=0, say=said.append)) for _ in range(2)]
         for t in ts:
             t.start()
         for t in ts:
             t.join()
     finally:
-        synth._write = real
+        synthetic._write = real
     assert len(calls) == 1
     entries = json.loads((tmp_path / "d" / "librispeech-train-wav.json").read_text())
     assert len(entries) == 24 and all((tmp_path / "d" / e["files"][0]["fname"]).is_file() for e in entries)
@@ -189,8 +189,8 @@ def test_cache_regenerates_when_another_setting_rewrote_it(tmp_path):
     """One cache directory, two settings one after the other: the first one's marker must not vouch for the
     second one's files."""
     root = tmp_path / "d"
-    synth.generate(root, "tone", 24, 8, seed=0, say=lambda m: None)
-    synth.generate(root, "tone", 12, 8, seed=0, say=lambda m: None)
-    synth.generate(root, "tone", 24, 8, seed=0, say=lambda m: None)
+    synthetic.generate(root, "tone", 24, 8, seed=0, say=lambda m: None)
+    synthetic.generate(root, "tone", 12, 8, seed=0, say=lambda m: None)
+    synthetic.generate(root, "tone", 24, 8, seed=0, say=lambda m: None)
     assert len(json.loads((root / "librispeech-train-wav.json").read_text())) == 24
     assert [p.name for p in root.glob(".complete-*")] == [".complete-tone-24-8-0"]

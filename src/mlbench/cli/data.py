@@ -11,7 +11,7 @@ import argparse
 import importlib
 import importlib.util
 
-from mlbench.cli import common
+from mlbench.cli import flags
 
 
 def preparable() -> dict[str, str]:
@@ -57,12 +57,12 @@ def main(args: argparse.Namespace) -> int:
     module = importlib.import_module(found[args.benchmark])
     parser = argparse.ArgumentParser(prog=f"mlbench data prepare {args.benchmark}",
                                      description=(module.__doc__ or "").strip().split("\n\n")[0])
-    common.add_config_flags(parser, module.PrepareConfig)
+    flags.add_config_flags(parser, module.PrepareConfig)
     try:
         opts = parser.parse_args(args.options)
     except SystemExit as exc:  # --help (0) or a bad flag (2, argparse printed why)
         return int(exc.code or 0)
-    cfg = common.resolve(module.PrepareConfig, opts)
+    cfg = flags.resolve(module.PrepareConfig, opts)
     written = module.prepare(cfg, say=lambda m: print(m, flush=True))
     root = getattr(cfg, "root", "")
     print(f"done: {', '.join(map(str, written))}" + (f"; train with --data-dir {root}" if root else ""))

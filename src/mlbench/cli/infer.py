@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlbench.cli import common
+from mlbench.cli import flags
 from mlbench.inference.config import InferConfig
 
 
@@ -19,8 +19,8 @@ def add_parser(sub) -> None:
                     "status aborted); a backend or LoadGen crash is a failed run (exit code 1).",
     )
     p.add_argument("benchmark", help="benchmark name (see `mlbench list`)")
-    common.add_config_flags(p, InferConfig, skip=("benchmark",))
-    common.add_layer_flags(p)
+    flags.add_config_flags(p, InferConfig, skip=("benchmark",))
+    flags.add_layer_flags(p)
     p.set_defaults(func=main)
 
 
@@ -30,7 +30,7 @@ def main(args: argparse.Namespace) -> int:
     from mlbench.inference.config import check
     from mlbench.inference.execute import execute
 
-    cfg = check(common.resolve(InferConfig, args, benchmark=args.benchmark))
+    cfg = check(flags.resolve(InferConfig, args, benchmark=args.benchmark))
     registry.get(cfg.benchmark, cfg.size)  # unknown names fail here, before anything runs
     backends.get(cfg.backend)
     result = execute(cfg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlbench.cli import common
+from mlbench.cli import flags
 from mlbench.config import TrainConfig
 
 # The sweep sets these per size.
@@ -47,8 +47,8 @@ def add_parser(sub) -> None:
                    help="CPUs for each node's torchrun (sbatch --cpus-per-task)")
     s.add_argument("--python", help="python that runs mlbench on the nodes; default: this one (its environment "
                                     "must be on shared storage)")
-    common.add_config_flags(p, TrainConfig, skip=_SWEEP_FIELDS)
-    common.add_layer_flags(p)
+    flags.add_config_flags(p, TrainConfig, skip=_SWEEP_FIELDS)
+    flags.add_layer_flags(p)
     p.set_defaults(func=main)
 
 
@@ -80,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
     nprocs = scale.parse_sizes(args.sizes, "nproc")
     nnodes = scale.parse_sizes(args.node_counts, "nnodes")
     slurm = slurm_options(args)
-    cfg = common.resolve(TrainConfig, args, benchmark=args.benchmark)
+    cfg = flags.resolve(TrainConfig, args, benchmark=args.benchmark)
     registry.get(cfg.benchmark, cfg.size)  # unknown names fail before anything runs
     result = scale.sweep(cfg, nprocs, nnodes, slurm)
     print_table(result)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlbench.cli import common
+from mlbench.cli import flags
 from mlbench.config import TrainConfig, bounded
 
 # Set by the job script on each node, not by the user.
@@ -27,9 +27,9 @@ def add_parser(sub) -> None:
     s.add_argument("benchmark", help="benchmark name (see `mlbench list`)")
     from mlbench.slurm.script import SlurmConfig
 
-    common.add_config_flags(s, SlurmConfig)
-    common.add_config_flags(s, TrainConfig, skip=_CLUSTER_FIELDS)
-    common.add_layer_flags(s)
+    flags.add_config_flags(s, SlurmConfig)
+    flags.add_config_flags(s, TrainConfig, skip=_CLUSTER_FIELDS)
+    flags.add_layer_flags(s)
     s.add_argument("--dry-run", action="store_true", help="print the script; write and submit nothing")
     s.add_argument("--wait", action="store_true",
                    help="wait for the job to end, then print its result (exit code 0 when it succeeded)")
@@ -56,7 +56,7 @@ def main_submit(args: argparse.Namespace) -> int:
 
     cluster_names = {f.name for f in dataclasses.fields(SlurmConfig)}
     slurm = config.build(SlurmConfig, {k: v for k, v in vars(args).items() if k in cluster_names and v is not None})
-    train = common.resolve(TrainConfig, args, benchmark=args.benchmark)
+    train = flags.resolve(TrainConfig, args, benchmark=args.benchmark)
     registry.get(train.benchmark, train.size)  # unknown names fail before anything is written
     from mlbench.training.runner import check_run_dir
 

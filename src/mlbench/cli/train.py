@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from mlbench.cli import common
+from mlbench.cli import flags
 from mlbench.config import TrainConfig
 
 
@@ -19,15 +19,15 @@ def add_parser(sub) -> None:
                     "finished). A --run-dir that already holds a result is refused unless --resume continues it.",
     )
     p.add_argument("benchmark", help="benchmark name (see `mlbench list`)")
-    common.add_config_flags(p, TrainConfig, skip=("benchmark",))
-    common.add_layer_flags(p)
+    flags.add_config_flags(p, TrainConfig, skip=("benchmark",))
+    flags.add_layer_flags(p)
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     from mlbench import registry
 
-    cfg = common.resolve(TrainConfig, args, benchmark=args.benchmark)
+    cfg = flags.resolve(TrainConfig, args, benchmark=args.benchmark)
     registry.get(cfg.benchmark, cfg.size)  # unknown names fail here, before anything runs
     return train(cfg)
 

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mlbench import errors, runs, signals
+from mlbench import errors, peak, runs, signals
 from mlbench.errors import MlbenchError, RunAborted
-from mlbench.inference import inputs, peak, runner
+from mlbench.inference import inputs, runner
 from mlbench.inference.config import InferConfig
 from mlbench.results.store import record
 
@@ -37,9 +37,9 @@ def execute(cfg: InferConfig, run_dir: Path | None = None) -> dict[str, Any]:
             result["task"] = session.task.info()
         _compute_info(result, session)
         if cfg.find_peak:  # probes first; the performance test below at the peak confirms it
-            from mlbench.inference import extras
+            from mlbench.inference import compliance
 
-            extras.find_peak(session, run_dir, result, state, console)
+            compliance.find_peak(session, run_dir, result, state, console)
         modes = ["performance", "accuracy"] if cfg.mode == "submission" else [cfg.mode]
         for mode in modes:
             outdir = run_dir / mode if len(modes) > 1 else run_dir
@@ -53,9 +53,9 @@ def execute(cfg: InferConfig, run_dir: Path | None = None) -> dict[str, Any]:
                 console("find-peak: the confirming run at the peak was INVALID: the short probes overestimated it; "
                         "rerun with a lower --target-qps or a longer --duration-s")
         if cfg.compliance:
-            from mlbench.inference import extras
+            from mlbench.inference import compliance
 
-            extras.compliance(session, run_dir, result, state, console)
+            compliance.compliance(session, run_dir, result, state, console)
         _backend_counters(result, session)
         result["status"] = "success"
     except BaseException as exc:

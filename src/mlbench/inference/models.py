@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mlbench.benchmarks.base import Benchmark
 from mlbench.data import download
+from mlbench.definition import Benchmark
 from mlbench.errors import ConfigError, DataError, MlbenchError
 from mlbench.inference.task import TaskOptions
 

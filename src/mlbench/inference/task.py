@@ -8,7 +8,7 @@ The harness (LoadGen, the query sample library, the systems under test, the back
 shared; the task supplies only what is specific to the benchmark: its pre-processed samples, its model,
 how model outputs become the bytes LoadGen logs per sample, and how those bytes are scored. Benchmark facts
 (``inference_target``, ``performance_sample_count``, ``server_latency_ms``, ``loadgen_model_name``) are
-read from the :class:`~mlbench.benchmarks.base.Benchmark` definition by the harness, never copied here.
+read from the :class:`~mlbench.definition.Benchmark` definition by the harness, never copied here.
 
 The order of calls in one run::
 

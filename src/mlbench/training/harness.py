@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from mlbench import signals
-from mlbench.benchmarks.base import Benchmark
 from mlbench.config import TrainConfig
+from mlbench.definition import Benchmark
 from mlbench.registry import BenchmarkHandle
 from mlbench.results.energy import EnergyMeter
 from mlbench.training import checkpoint, distributed, precision
@@ -86,8 +86,8 @@ class RunOutcome:
 
     def compute_metrics(self) -> dict[str, Any]:
         """Achieved TFLOP/s (counted forward+backward FLOPs per sample x throughput) and its fraction of the
-        peak at the run's precision and device (x devices); never above 1 (see ``mlbench.inference.peak``)."""
-        from mlbench.inference import peak as peak_mod
+        peak at the run's precision and device (x devices); never above 1 (see ``mlbench.peak``)."""
+        from mlbench import peak as peak_mod
 
         m: dict[str, Any] = {}
         thr = self.throughput
@@ -481,7 +481,7 @@ def _efficiency(out: RunOutcome, wl: Workload, model: torch.nn.Module, batch_siz
                 device: torch.device, precision_name: str, dist: distributed.DistInfo) -> None:
     """Counted FLOPs per sample and the device's peak at the run's precision, after ``run_stop``. The peak is
     raised to the run's own FLOP/s per device when that is higher (never a fraction above 1)."""
-    from mlbench.inference import peak
+    from mlbench import peak
 
     if dist.enabled and wl.sharded_checkpoint:
         return  # model-parallel (sharded) models run collectives in their forward: not counted on one rank

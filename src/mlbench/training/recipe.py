@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import torch
 
-from mlbench.benchmarks.base import Benchmark
+from mlbench.definition import Benchmark
 
 
 @dataclass

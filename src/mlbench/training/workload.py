@@ -7,7 +7,7 @@ the form ``eval_accuracy`` takes in the MLPerf log. The harness (:mod:`mlbench.t
 rest: timing, the MLPerf log, precision, checkpoints, the evaluation cadence and stopping.
 
 A benchmark's ``workload.py`` defines one subclass and ``WORKLOAD = ThatClass``; the registry builds it with
-the size's :class:`~mlbench.benchmarks.base.Benchmark`. Facts (target, cadence, budget, batch) live in the
+the size's :class:`~mlbench.definition.Benchmark`. Facts (target, cadence, budget, batch) live in the
 definition and are read from ``self.bench``, never copied.
 
 Batches may be anything the workload's own ``loss``/``evaluate`` understand: a tuple of tensors, or a dict
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from mlbench.benchmarks.base import Benchmark
+from mlbench.definition import Benchmark
 from mlbench.training.batches import DataBundle, DataSpec
 from mlbench.training.recipe import OptimArgs, StepContext
 

@@ -10,7 +10,7 @@ Hyper-parameters are the reference convergence point for global batch 256 (mlper
 ``floor(0.05 * (230.23 * global_batch + 3,000,000) / 25,000) * 25,000`` samples (150,000 at batch 256).
 """
 
-from mlbench.benchmarks.base import Benchmark
+from mlbench.definition import Benchmark
 
 BERT_LARGE = {  # the MLPerf reference's bert_config.json (BERT-large, uncased)
     "vocab_size": 30522, "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,

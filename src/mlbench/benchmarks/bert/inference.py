@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mlbench.benchmarks.base import Benchmark
 from mlbench.benchmarks.bert import qa_data, squad
 from mlbench.data import download
+from mlbench.definition import Benchmark
 from mlbench.errors import DataError, MlbenchError
 from mlbench.inference.models import find_weights, pytorch_weights, seeded_model
 from mlbench.inference.task import TaskOptions

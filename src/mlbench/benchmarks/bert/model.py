@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from mlbench.benchmarks.base import Benchmark
+from mlbench.definition import Benchmark
 from mlbench.errors import DataError
 
 

@@ -41,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from mlbench.benchmarks.base import Benchmark
 from mlbench.benchmarks.bert import shards
 from mlbench.data import download
+from mlbench.definition import Benchmark
 from mlbench.errors import DataError
 
 FORMAT_VERSION = 1

@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from mlbench.benchmarks.bert import pretrain_data, shards
-from mlbench.benchmarks.bert.lamb import Lamb, ReferenceSchedule, parameter_groups
 from mlbench.benchmarks.bert.model import build_pretraining_model, load_phase1_checkpoint
 from mlbench.errors import DataError
 from mlbench.training import distributed
 from mlbench.training.batches import DataBundle, DataSpec
+from mlbench.training.optimizers import Lamb, ReferenceSchedule, parameter_groups
 from mlbench.training.recipe import OptimArgs, StepContext
 from mlbench.training.workload import Workload
 

@@ -11,9 +11,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from mlbench.benchmarks.base import Benchmark
 from mlbench.benchmarks.dlrm import days, synthetic
 from mlbench.data import download
+from mlbench.definition import Benchmark
 from mlbench.errors import DataError
 from mlbench.training import distributed
 from mlbench.training.batches import DataBundle, DataSpec

@@ -14,7 +14,7 @@ Sources (checked against the files, not from memory):
   Server latency bound 60 ms, performance sample count 204,800, user queries of 100-700 consecutive samples.
 """
 
-from mlbench.benchmarks.base import Benchmark
+from mlbench.definition import Benchmark
 
 # recommendation_v2/torchrec_dlrm/README.MD, "Running the MLPerf DLRM v2 benchmark"
 REFERENCE_TABLE_ROWS = (40000000, 39060, 17295, 7424, 20265, 3, 7122, 1543, 63, 40000000, 3067956, 405282, 10,

@@ -39,9 +39,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlbench.benchmarks.base import Benchmark
 from mlbench.benchmarks.dlrm import auc as auc_mod
 from mlbench.benchmarks.dlrm import days
+from mlbench.definition import Benchmark
 from mlbench.errors import ConfigError, DataError, MlbenchError
 from mlbench.inference import inputs
 from mlbench.inference.task import TaskOptions

@@ -6,7 +6,7 @@ It is logged as an open-division ``bert`` run under ruleset 5.0.0 (the checker k
 the official compliance checker runs on its log like any other; it is never a result to compare.
 """
 
-from mlbench.benchmarks.base import Benchmark
+from mlbench.definition import Benchmark
 
 TINY = Benchmark(
     name="dummy",

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from mlbench.benchmarks.base import Benchmark
+from mlbench.definition import Benchmark
 from mlbench.inference.task import TaskOptions
 
 STEPS, FEATURES = 16, 8

@@ -9,7 +9,7 @@ Mini and tiny generate RetinaNet's shapes set with instance masks (the visible r
 into ``$MLBENCH_CACHE/maskrcnn-<size>/`` in the layout RetinaNet uses (``<split>/data``, ``<split>/labels``);
 a ``--data-dir`` holding ``annotations/instances_val2017.json`` is read as COCO 2017 at any size.
 
-The index is RetinaNet's checked COCO index (:class:`mlbench.benchmarks.retinanet.data.CocoIndex`: images
+The index is RetinaNet's checked COCO index (:class:`mlbench.detection.coco_data.CocoIndex`: images
 exist, boxes lie in their image, categories are declared), extended with the masks: every annotation needs a
 ``segmentation``; a polygon needs at least three points, every point in its image (1 px of slack); an RLE's
 ``size`` must be the image's ``[height, width]`` and its uncompressed counts must cover it exactly. Each problem
@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlbench.benchmarks.base import Benchmark
-from mlbench.benchmarks.retinanet import data as rdata
 from mlbench.data import download
+from mlbench.definition import Benchmark
+from mlbench.detection import coco_data
 from mlbench.errors import DataError
 from mlbench.training.batches import DataBundle, DataSpec, LoaderBatches
 
@@ -40,7 +40,7 @@ COCO_SPLITS = {"train": ("instances_train2017.json", "train2017"),
                "eval": ("instances_val2017.json", "val2017")}
 
 
-class MaskCocoIndex(rdata.CocoIndex):
+class MaskCocoIndex(coco_data.CocoIndex):
     """RetinaNet's checked COCO index plus each annotation's segmentation (checked, kept undecoded)."""
 
     def __init__(self, path: Path, image_dir: Path, check_files: bool = True):
@@ -139,7 +139,7 @@ def decode_masks(segms: list[Any], height: int, width: int) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-class MaskDataset(rdata.CocoDetection):
+class MaskDataset(coco_data.CocoDetection):
     """Images, boxes, labels 1..K and masks of one split; ``positions`` picks images (training: annotated)."""
 
     def __init__(self, index: MaskCocoIndex, flip: bool = False, positions: list[int] | None = None):
@@ -168,7 +168,7 @@ def split_paths(bench: Benchmark, root: Path, split: str) -> tuple[Path, Path]:
     ann, images = COCO_SPLITS[split]
     if bench.is_reference or (root / "annotations" / COCO_SPLITS["eval"][0]).is_file():
         return root / "annotations" / ann, root / images
-    return rdata.split_paths(root, rdata.SPLITS[split], bench.hparams["labels_file"])
+    return coco_data.split_paths(root, coco_data.SPLITS[split], bench.hparams["labels_file"])
 
 
 def data_root(bench: Benchmark, data_dir: str | None) -> Path:
@@ -180,9 +180,9 @@ def data_root(bench: Benchmark, data_dir: str | None) -> Path:
                         "download train2017, val2017 and annotations_trainval2017 from cocodataset.org, unpack "
                         "them into DIR (DIR/annotations/instances_val2017.json, DIR/val2017/...) and pass "
                         "--data-dir DIR")
-    from mlbench.benchmarks.retinanet import generate
+    from mlbench.detection import synthetic
 
-    return generate.ensure(download.cache_dir(f"maskrcnn-{bench.size}"), bench.hparams,
+    return synthetic.ensure(download.cache_dir(f"maskrcnn-{bench.size}"), bench.hparams,
                            phantom=bench.hparams.get("phantom", False), masks=True)
 
 
@@ -208,7 +208,7 @@ def build_data(bench: Benchmark, spec: DataSpec) -> DataBundle:
         raise DataError(f"the training set has {len(train)} annotated images, fewer than one global batch "
                         f"({spec.batch_size * spec.world_size})", "lower --batch-size or add images")
     return DataBundle(
-        train=LoaderBatches(train, spec.batch_size, train=True, spec=spec, collate_fn=rdata.collate),
-        eval=LoaderBatches(val, spec.eval_batch_size, train=False, spec=spec, collate_fn=rdata.collate),
+        train=LoaderBatches(train, spec.batch_size, train=True, spec=spec, collate_fn=coco_data.collate),
+        eval=LoaderBatches(val, spec.eval_batch_size, train=False, spec=spec, collate_fn=coco_data.collate),
         train_samples=len(train), eval_samples=len(val),
     )

@@ -12,7 +12,7 @@ The run's quality is the mask mAP (``segm_mAP``); the target is reached when bot
 theirs (``box_target`` in hparams, ``target`` for the mask).
 """
 
-from mlbench.benchmarks.base import Benchmark
+from mlbench.definition import Benchmark
 
 REFERENCE = Benchmark(
     name="maskrcnn",

@@ -28,14 +28,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from mlbench.benchmarks.base import Benchmark
-from mlbench.benchmarks.maskrcnn import coco_eval
 from mlbench.benchmarks.maskrcnn import data as mdata
+from mlbench.benchmarks.maskrcnn import mask_map
 from mlbench.benchmarks.retinanet.inference import WEIGHTS_HINT, image_store, random_weights
 from mlbench.data import download
+from mlbench.definition import Benchmark
 from mlbench.errors import MlbenchError
 from mlbench.inference.models import find_weights, load_weights
-from mlbench.inference.store import ArrayStore
+from mlbench.inference.sample_store import ArrayStore
 from mlbench.inference.task import TaskOptions
 
 
@@ -119,7 +119,7 @@ class MaskRCNNTask:
             records: list = []
             if len(b):
                 pasted = paste_masks_in_image(masks[i][keep][:, None], b, (int(h), int(w)))[:, 0] > threshold
-                rles = coco_eval.encode(pasted.numpy())
+                rles = mask_map.encode(pasted.numpy())
                 xywh = torch.cat([b[:, :2], b[:, 2:] - b[:, :2]], 1).tolist()
                 for box, s, lab, rle in zip(xywh, scores[i][keep].tolist(), labels[i][keep].tolist(), rles):
                     c = int(lab) - 1
@@ -140,7 +140,7 @@ class MaskRCNNTask:
                 dets.append({"image_id": image_id, "category_id": int(cat), "bbox": [x, y, bw, bh], "score": s,
                              "segmentation": {"size": [int(h), int(w)], "counts": counts}})
         self.dataset()
-        return {**coco_eval.score(self._index.raw, dets, ids), "samples": len(ids)}
+        return {**mask_map.score(self._index.raw, dets, ids), "samples": len(ids)}
 
     # ------------------------------------------------------------------ model
     def model(self) -> nn.Module:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from mlbench.benchmarks.base import Benchmark
+from mlbench.definition import Benchmark
 
 BACKBONE_ENV = "MLBENCH_MASKRCNN_BACKBONE"
 

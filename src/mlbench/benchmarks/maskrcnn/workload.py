@@ -124,14 +124,14 @@ class MaskRCNNWorkload(DetectionWorkload):
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self, model, batches, ctx: StepContext) -> tuple[dict[str, float], int]:
-        from mlbench.benchmarks.maskrcnn import coco_eval
+        from mlbench.benchmarks.maskrcnn import mask_map
 
         index = batches.loader.dataset.index
         threshold = self.bench.hparams["mask_threshold"]
         local, seen = self.detections(
             model, batches, ctx,
-            lambda outputs, ids: coco_eval.to_coco_results(outputs, ids, index.label_to_cat, threshold))
-        return score_once(local, seen, lambda d, i: coco_eval.score(index.raw, d, i), ctx)
+            lambda outputs, ids: mask_map.to_coco_results(outputs, ids, index.label_to_cat, threshold))
+        return score_once(local, seen, lambda d, i: mask_map.score(index.raw, d, i), ctx)
 
 
 WORKLOAD = MaskRCNNWorkload

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mlbench.benchmarks.base import Benchmark
 from mlbench.data import download, idx
+from mlbench.definition import Benchmark
 from mlbench.errors import DataError
 from mlbench.training.batches import DataBundle, DataSpec, LoaderBatches, TensorBatches
 

@@ -5,7 +5,7 @@ polynomial (power 2) decay to 1e-4, as in the MLPerf ResNet reference's SGD path
 rate scales linearly with the global batch (0.1 per 256 images, Goyal et al.), on MLPerf's 0.001 grid.
 """
 
-from mlbench.benchmarks.base import Benchmark
+from mlbench.definition import Benchmark
 
 REFERENCE = Benchmark(
     name="resnet50",

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlbench.benchmarks.base import Benchmark
 from mlbench.benchmarks.resnet50 import data as rdata
 from mlbench.data import download
+from mlbench.definition import Benchmark
 from mlbench.errors import DataError, MlbenchError
 from mlbench.inference.models import find_weights, load_weights, pytorch_weights, seeded_model
-from mlbench.inference.store import ArrayStore
+from mlbench.inference.sample_store import ArrayStore
 from mlbench.inference.task import TaskOptions
 
 # torchvision's ResNet-50 v1.5 weights (top-1 76.13%); the 8 hex digits in the name prefix their sha256.

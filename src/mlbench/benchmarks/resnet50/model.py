@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mlbench.benchmarks.base import Benchmark
+from mlbench.definition import Benchmark
 
 
 def build_model(bench: Benchmark) -> nn.Module:

@@ -9,7 +9,7 @@ Mini and tiny train a light RetinaNet (a small conv backbone, FPN P3-P5, 64 chan
 shape images written as COCO json + JPEG files, so they go through the same loader as OpenImages.
 """
 
-from mlbench.benchmarks.base import Benchmark
+from mlbench.definition import Benchmark
 
 REFERENCE = Benchmark(
     name="retinanet",

@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from mlbench.benchmarks.base import Benchmark
-from mlbench.benchmarks.retinanet import coco_map, decode
-from mlbench.benchmarks.retinanet import data as rdata
+from mlbench.benchmarks.retinanet import decode
 from mlbench.data import download
+from mlbench.definition import Benchmark
+from mlbench.detection import coco_data, coco_map
 from mlbench.errors import MlbenchError
 from mlbench.inference.models import find_weights, load_weights
-from mlbench.inference.store import ArrayStore
+from mlbench.inference.sample_store import ArrayStore
 from mlbench.inference.task import TaskOptions
 
 
@@ -63,17 +63,17 @@ class RetinaNetTask:
         self.bench, self.opts = bench, opts
         self.size = bench.hparams["image_size"]
         self._store: ArrayStore | None = None
-        self._index: rdata.CocoIndex | None = None
+        self._index: coco_data.CocoIndex | None = None
         self._post: nn.Module | None = None  # a CPU RetinaNet whose anchors and box coder decode outputs
         self._anchors: tuple[torch.Tensor, list[int]] | None = None
 
     # ------------------------------------------------------------------ data
     def dataset(self) -> ArrayStore:
         if self._store is None:
-            root = rdata.data_root(self.bench, self.opts.data_dir)
-            labels, images = rdata.split_paths(root, rdata.SPLITS["eval"], self.bench.hparams["labels_file"])
-            index = rdata.CocoIndex(labels, images)
-            ds = rdata.CocoDetection(index)
+            root = coco_data.data_root(self.bench, self.opts.data_dir)
+            labels, images = coco_data.split_paths(root, coco_data.SPLITS["eval"], self.bench.hparams["labels_file"])
+            index = coco_data.CocoIndex(labels, images)
+            ds = coco_data.CocoDetection(index)
             self._index = index
             self._store = image_store(self.bench, self.opts, index, lambda i: ds[i][0], self.size)
         return self._store
@@ -171,7 +171,7 @@ class RetinaNetTask:
 WEIGHTS_HINT = "pass a state dict of the same model and size (as mlbench train saves)"
 
 
-def image_store(bench: Benchmark, opts: TaskOptions, index: rdata.CocoIndex, image: Callable[[int], torch.Tensor],
+def image_store(bench: Benchmark, opts: TaskOptions, index: coco_data.CocoIndex, image: Callable[[int], torch.Tensor],
                 size: int) -> ArrayStore:
     """The evaluation images of ``index`` as samples (the first ``--max-samples``): ``image(i)``, a 0-1
     ``[3, H, W]`` tensor, resized bilinearly to ``size`` x ``size``, float32; each sample's label is

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from mlbench.benchmarks.base import Benchmark
+from mlbench.definition import Benchmark
 from mlbench.errors import DataError
 
 BACKBONE_ENV = "MLBENCH_RETINANET_BACKBONE"

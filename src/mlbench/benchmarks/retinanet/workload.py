@@ -80,24 +80,24 @@ class DetectionWorkload(Workload):
 class RetinaNetWorkload(DetectionWorkload):
     """Batches are ``(images, targets)`` (lists, as torchvision's detection models take them); metric ``mAP``.
 
-    Training runs through :class:`mlbench.benchmarks.retinanet.fast.DetectorTrainer` (batched matching and
+    Training runs through :class:`mlbench.benchmarks.retinanet.trainer.DetectorTrainer` (batched matching and
     loss, folded frozen batch norm, fused Adam on CUDA; the same loss values) unless
     ``MLBENCH_RETINANET_LEVERS=off``; ``speed_record`` says what was used (result.json ``speed``)."""
 
     def __init__(self, bench):
         super().__init__(bench)
-        from mlbench.benchmarks.retinanet import fast
+        from mlbench.benchmarks.retinanet import trainer
 
-        self.levers = fast.levers_enabled()  # benchmarks may set it after construction
+        self.levers = trainer.levers_enabled()  # benchmarks may set it after construction
         self.speed: dict[str, Any] = {}
         self._trainer = None
 
     def wrap_model(self, model: torch.nn.Module, device: torch.device, distributed: bool) -> torch.nn.Module:
-        from mlbench.benchmarks.retinanet import fast
+        from mlbench.benchmarks.retinanet import trainer
 
         if not self.levers:
             return super().wrap_model(model, device, distributed)
-        self._trainer = fast.DetectorTrainer(model)
+        self._trainer = trainer.DetectorTrainer(model)
         self.speed.update(self._trainer.record())
         if device.type == "cuda":  # every input has the fixed size: let cuDNN time its algorithms once
             torch.backends.cudnn.benchmark = True
@@ -113,16 +113,16 @@ class RetinaNetWorkload(DetectionWorkload):
         return model
 
     def speed_record(self) -> dict[str, Any]:
-        from mlbench.benchmarks.retinanet import fast
+        from mlbench.benchmarks.retinanet import trainer
 
-        off = "off" if fast.levers_enabled() else f"off ({fast.LEVERS_ENV}=off)"
+        off = "off" if trainer.levers_enabled() else f"off ({trainer.LEVERS_ENV}=off)"
         return {"levers": "on" if self.levers else off, **self.speed}
 
     def to_device(self, batch, ctx: StepContext):
         if self._trainer is not None:  # the trainer skips torchvision's per-image check on the device
-            from mlbench.benchmarks.retinanet import fast
+            from mlbench.benchmarks.retinanet import trainer
 
-            fast.check_boxes(batch[1])
+            trainer.check_boxes(batch[1])
         return super().to_device(batch, ctx)
 
     def build_model(self) -> torch.nn.Module:
@@ -131,7 +131,7 @@ class RetinaNetWorkload(DetectionWorkload):
         return build_model(self.bench)
 
     def build_data(self, spec: DataSpec) -> DataBundle:
-        from mlbench.benchmarks.retinanet.data import build_data
+        from mlbench.detection.coco_data import build_data
 
         return build_data(self.bench, spec)
 
@@ -139,9 +139,9 @@ class RetinaNetWorkload(DetectionWorkload):
         hp = self.bench.hparams
         base_lr = args.base_lr if args.base_lr is not None else hp["lr"]
         params = [p for p in model.parameters() if p.requires_grad]
-        from mlbench.benchmarks.retinanet import fast
+        from mlbench.benchmarks.retinanet import trainer
 
-        opt, kind = fast.adam(params, base_lr, hp["weight_decay"], fast=self.levers)
+        opt, kind = trainer.adam(params, base_lr, hp["weight_decay"], fast=self.levers)
         self.speed["adam"] = kind
         warmup = int(round(hp["warmup_epochs"] * args.steps_per_epoch))
         sched = WarmupConstant(opt, base_lr, warmup, hp["warmup_factor"])
@@ -160,7 +160,7 @@ class RetinaNetWorkload(DetectionWorkload):
 
     @torch.no_grad()
     def evaluate(self, model, batches, ctx: StepContext) -> tuple[dict[str, float], int]:
-        from mlbench.benchmarks.retinanet import coco_map
+        from mlbench.detection import coco_map
 
         # Each rank runs its shard of the validation set; detections meet on rank 0 for one mAP.
         index = batches.loader.dataset.index

@@ -11,7 +11,7 @@ symbols per utterance. MLPerf Inference rnnt (retired after v3.1 too, replaced b
 99% of the FP32 reference accuracy (WER 7.452%), Server latency bound 1000 ms.
 """
 
-from mlbench.benchmarks.base import Benchmark
+from mlbench.definition import Benchmark
 
 REFERENCE_WER = 0.07452  # MLPerf Inference: the FP32 reference's WER on dev-clean
 # MLPerf Inference scores accuracy as 1 - WER: 99% of it is WER <= 1 - 0.99 * (1 - 0.07452)
@@ -63,7 +63,7 @@ MINI = REFERENCE.derive(
     size="mini",
     division="open",
     description="a small RNN-T on speech synthesised with espeak-ng and flite (closed vocabulary)",
-    dataset="generated (synth.py, data v2): 1-3 words of digits, letters and commands; 6,000 training utterances "
+    dataset="generated (synthetic.py, data v2): 1-3 words of digits, letters and commands; 6,000 training utterances "
             "from espeak-ng (6 accents x 63 voice variants, pitch 0-99, 100-230 words/min) and flite (awb, rms, "
             "kal16, kal) with noise at 8-35 dB SNR; 300 evaluation utterances from held-out voices only "
             "(WAV + manifests, the reference format)",

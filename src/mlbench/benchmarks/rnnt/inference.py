@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlbench.benchmarks.base import Benchmark
 from mlbench.benchmarks.rnnt import audio as audio_io
 from mlbench.benchmarks.rnnt import data as sdata
 from mlbench.benchmarks.rnnt.model import RNNTInference
 from mlbench.benchmarks.rnnt.text import word_errors
 from mlbench.benchmarks.rnnt.workload import RNNTWorkload, data_root, tokenizer_for
 from mlbench.data import download
+from mlbench.definition import Benchmark
 from mlbench.errors import DataError, MlbenchError
 from mlbench.inference.models import trained_checkpoint
 from mlbench.inference.task import TaskOptions

@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 
-from mlbench.benchmarks.bert.lamb import Lamb
 from mlbench.benchmarks.rnnt import data as sdata
 from mlbench.benchmarks.rnnt.loss import implementation, rnnt_loss
 from mlbench.benchmarks.rnnt.model import RNNT
@@ -17,6 +16,7 @@ from mlbench.benchmarks.rnnt.text import SENTENCEPIECE_VOCAB, Tokenizer, word_er
 from mlbench.errors import DataError
 from mlbench.training import checkpoint, distributed
 from mlbench.training.batches import DataBundle, DataSpec, default_workers
+from mlbench.training.optimizers import Lamb
 from mlbench.training.recipe import OptimArgs, StepContext, StepSchedule
 from mlbench.training.workload import Workload
 
@@ -100,13 +100,13 @@ def data_root(bench, data_dir: str | None, say=print) -> Path:
             raise DataError("RNN-T reference training needs LibriSpeech in the reference's layout",
                             "run `mlbench data prepare rnnt --root DIR` and pass --data-dir DIR")
         return Path(data_dir)
-    from mlbench.benchmarks.rnnt import synth
+    from mlbench.benchmarks.rnnt import synthetic
     from mlbench.data.download import cache_dir
 
     root = Path(data_dir) if data_dir else cache_dir(f"rnnt-{bench.size}")
     if data_dir and (root / sdata.manifest_name("train")).is_file():
         return root  # given data: used as it is
-    return synth.generate(root, hp["synth"], hp["train_samples"], hp["eval_samples"], seed=0, say=say)
+    return synthetic.generate(root, hp["synth"], hp["train_samples"], hp["eval_samples"], seed=0, say=say)
 
 
 class RNNTWorkload(Workload):

@@ -2,7 +2,7 @@
 
 Detections are COCO result records ``{"image_id", "category_id", "bbox": [x, y, w, h], "score",
 "segmentation": RLE}`` in the original image's pixels. The box part is RetinaNet's evaluation
-(:func:`mlbench.benchmarks.retinanet.coco_map.box_map`); the mask part runs the same COCOeval with
+(:func:`mlbench.detection.coco_map.box_map`); the mask part runs the same COCOeval with
 ``iouType="segm"`` on the records' RLE masks.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlbench.benchmarks.retinanet import coco_map
+from mlbench.detection import coco_map
 
 
 def segm_map(gt: Any, detections: list[dict[str, Any]], image_ids: list[int] | None = None) -> dict[str, float]:

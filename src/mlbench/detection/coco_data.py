@@ -3,7 +3,7 @@
 ``<root>/train/data/*.jpg`` + ``<root>/train/labels/<labels_file>`` and the same under ``validation/``
 (what the MLPerf reference reads and ``mlbench data prepare retinanet`` writes). The reference reads
 OpenImages-MLPerf from ``--data-dir``; mini and tiny generate their shapes set into the cache on first
-use (``generate.py``). The annotation json is checked when the set is indexed, before ``run_start``:
+use (``synthetic.py``). The annotation json is checked when the set is indexed, before ``run_start``:
 images it names must exist, boxes must lie in their image (1 px of slack), categories must be declared.
 
 Samples are ``(image float [3,H,W] in 0-1, target {boxes xyxy float, labels int64, image_id})``; the
@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from mlbench.benchmarks.base import Benchmark
 from mlbench.data import download
+from mlbench.definition import Benchmark
 from mlbench.errors import DataError
 from mlbench.training.batches import DataBundle, DataSpec, LoaderBatches
 
@@ -177,9 +177,9 @@ def data_root(bench: Benchmark, data_dir: str | None) -> Path:
     if bench.is_reference:
         raise DataError("RetinaNet reference needs OpenImages-MLPerf",
                         "build it with `mlbench data prepare retinanet --root DIR` and pass --data-dir DIR")
-    from mlbench.benchmarks.retinanet import generate
+    from mlbench.detection import synthetic
 
-    return generate.ensure(download.cache_dir(f"retinanet-{bench.size}"), bench.hparams,
+    return synthetic.ensure(download.cache_dir(f"retinanet-{bench.size}"), bench.hparams,
                            phantom=bench.hparams.get("phantom", False))
 
 
