@@ -1,4 +1,4 @@
-"""The machine's measured peak per precision and device, and the model's FLOPs: what fraction a run used.
+"""The machine's measured peak per precision and device: what fraction of it a run used.
 
 The peak of a precision is the best of a short microbenchmark of the kernels the backends run, at sizes large
 enough to saturate the units:
@@ -31,22 +31,6 @@ PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 BUDGET_S = 0.15  # timed repeats per kernel after one warm-up call (at least 2 repeats)
 CACHE_VERSION = 2
 _MEASURED: dict[str, dict[str, Any]] = {}  # microbenchmarks of this process, also when the cache moves (tests)
-
-
-def model_flops(model: Any, example: Any) -> float | None:
-    """FLOPs of one forward pass on one sample (multiply-add counted as 2), by torch's FLOP counter."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    try:
-        from mlbench.inference import inputs
-
-        x = inputs.to_torch(inputs.head(example, 1))
-        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-            inputs.call(model, x)
-        return float(counter.get_total_flops())
-    except Exception:  # noqa: BLE001 - FLOPs are informative; never fail a run for them
-        return None
 
 
 def peak(device: str, precision: str, threads: int) -> dict[str, Any]:

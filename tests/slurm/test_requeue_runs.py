@@ -137,7 +137,7 @@ def job_dir(tmp_path) -> tuple[Path, Path]:
 def test_a_record_turns_back_into_the_same_outcome():
     o = _outcome(3, 0.5, resumed="/x/checkpoint.pt")
     record = runner.run_record(2, o, {"passed": True})
-    again = multirun.outcome_from_record(json.loads(json.dumps(record)))
+    again = runner.outcome_from_record(json.loads(json.dumps(record)))
     assert runner.run_record(2, again, {"passed": True}) == record
 
 

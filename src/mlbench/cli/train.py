@@ -48,31 +48,7 @@ def train(cfg: TrainConfig) -> int:
         distributed.shutdown()
     if not distributed.env_info().is_main:
         return 0  # rank 0 alone writes and judges the result; the other ranks finished their part
-    print_summary(result)
+    runner.print_summary(result)
     return 0 if result.get("status") == "success" else 1
 
 
-def print_summary(result: dict) -> None:
-    score = result["score"]
-    q = result["quality"]
-    lines = [
-        "",
-        f"result: {result['benchmark']} {result['size']}: {result['status']}",
-        f"  quality: {q['metric']} = {_f(q.get('value'))} (target {q['target']})",
-        f"  time to train: {_f(score['time_to_train_minutes'])} min ({score['method']}"
-        + (f"; {score['note']}" if score['note'] else "") + ")",
-        f"  throughput: {_f(result['metrics']['throughput/samples_per_s'], 1)} samples/s (training steps only)",
-        f"  valid for MLPerf submission: {'yes' if result['valid'] else 'no'}",
-    ]
-    lines += [f"    - {r}" for r in result["validity_reasons"]]
-    lines.append(f"  run directory: {os_path_of(result)}")
-    print("\n".join(lines), flush=True)
-
-
-def os_path_of(result: dict) -> str:
-    cfg = result["config"]
-    return cfg.get("run_dir") or os.path.join(cfg["output_dir"], result["run_id"])
-
-
-def _f(v, nd: int = 4) -> str:
-    return "n/a" if v is None else f"{v:.{nd}f}"

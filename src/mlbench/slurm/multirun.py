@@ -38,25 +38,6 @@ def finished(part_dir: str | Path) -> bool:
     return bool(result and runs_ended(result) and result.get("runs"))
 
 
-def outcome_from_record(record: dict[str, Any], eval_count_mismatch: bool = False):
-    """The runner's RunOutcome back from a run record in result.json (``runner.run_record`` inverted)."""
-    from mlbench.training.harness import RunOutcome
-
-    metrics = dict(record.get("metrics") or {})
-    base_keys = set(RunOutcome(seed=0).metrics())
-    train_s = metrics.get("train/s") or 0.0
-    return RunOutcome(
-        seed=record["seed"], status=record["status"], reason=record.get("reason", ""),
-        epochs=record.get("epochs", 0), samples=record.get("samples", 0), quality=record.get("quality"),
-        reached_target=bool(record.get("reached_target")), time_to_train_s=metrics.get("time_to_train/s"),
-        init_s=metrics.get("init/s") or 0.0, train_s=train_s, eval_s=metrics.get("eval/s") or 0.0,
-        data_wait_s=(metrics.get("data/wait_share") or 0.0) * train_s, evals=list(record.get("evals") or []),
-        resumed_from=record.get("resumed_from"), eval_count_mismatch=eval_count_mismatch,
-        base_lr=record.get("base_lr"), params_in_sync=metrics.get("dist/params_in_sync"),
-        energy={k: v for k, v in metrics.items() if k not in base_keys},
-    )
-
-
 def _mismatch_reason(cfg, bench) -> str:
     """The runner's validity reason for an evaluation of the wrong size, as it words it."""
     from mlbench.training import runner
@@ -98,7 +79,7 @@ def combine(run_dir: str | Path, config_file: str | Path, final: bool = False) -
             break
         parts.append(res)
         record = res["runs"][0]
-        outcomes.append(outcome_from_record(record, mismatch in res.get("validity_reasons", [])))
+        outcomes.append(runner.outcome_from_record(record, mismatch in res.get("validity_reasons", [])))
         checks.append(record.get("compliance") or {"passed": False, "output": "no compliance check recorded"})
         log = part / "run_1" / "mlperf_log.txt"
         cache_cleared &= log.is_file() and "dropped" in log.read_text(errors="replace")
@@ -151,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{done} of {result['config']['runs']} run(s) finished; {args.run_dir}/result.json updated",
               flush=True)
         return 0
-    from mlbench.cli.train import print_summary
+    from mlbench.training.runner import print_summary
 
     print_summary(result)
     return 0 if result.get("status") == "success" else 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -103,8 +104,6 @@ def execute(cfg: TrainConfig, say_prefix: str = "") -> dict[str, Any]:
     checks: list[dict] = []
     cache_cleared = True
     for record in kept[:cfg.runs]:
-        from mlbench.slurm.multirun import outcome_from_record
-
         outcomes.append(outcome_from_record(record))
         checks.append(record.get("compliance") or {"passed": False, "output": "no compliance check recorded"})
         log = run_dir / f"run_{record['run']}" / "mlperf_log.txt"
@@ -226,6 +225,23 @@ def run_record(index: int, o: RunOutcome, check: dict) -> dict[str, Any]:
     }
 
 
+def outcome_from_record(record: dict[str, Any], eval_count_mismatch: bool = False) -> RunOutcome:
+    """The runner's RunOutcome back from a run record in result.json (``run_record`` inverted)."""
+    metrics = dict(record.get("metrics") or {})
+    base_keys = set(RunOutcome(seed=0).metrics())
+    train_s = metrics.get("train/s") or 0.0
+    return RunOutcome(
+        seed=record["seed"], status=record["status"], reason=record.get("reason", ""),
+        epochs=record.get("epochs", 0), samples=record.get("samples", 0), quality=record.get("quality"),
+        reached_target=bool(record.get("reached_target")), time_to_train_s=metrics.get("time_to_train/s"),
+        init_s=metrics.get("init/s") or 0.0, train_s=train_s, eval_s=metrics.get("eval/s") or 0.0,
+        data_wait_s=(metrics.get("data/wait_share") or 0.0) * train_s, evals=list(record.get("evals") or []),
+        resumed_from=record.get("resumed_from"), eval_count_mismatch=eval_count_mismatch,
+        base_lr=record.get("base_lr"), params_in_sync=metrics.get("dist/params_in_sync"),
+        energy={k: v for k, v in metrics.items() if k not in base_keys},
+    )
+
+
 def finish_result(result, cfg, bench, outcomes, checks, cache_cleared, run_dir: Path, final: bool) -> None:
     """Fill ``result`` (score, status, validity, runs) from the runs so far and write it; shared with the
     several-run requeueable SLURM job (:mod:`mlbench.slurm.multirun`), so both score and judge alike."""
@@ -274,3 +290,29 @@ def finish_result(result, cfg, bench, outcomes, checks, cache_cleared, run_dir: 
         from mlbench.results.store import record
 
         record(run_dir)  # index into <output_dir>/results.db; a store failure is only a warning
+
+
+def print_summary(result: dict) -> None:
+    score = result["score"]
+    q = result["quality"]
+    lines = [
+        "",
+        f"result: {result['benchmark']} {result['size']}: {result['status']}",
+        f"  quality: {q['metric']} = {_f(q.get('value'))} (target {q['target']})",
+        f"  time to train: {_f(score['time_to_train_minutes'])} min ({score['method']}"
+        + (f"; {score['note']}" if score['note'] else "") + ")",
+        f"  throughput: {_f(result['metrics']['throughput/samples_per_s'], 1)} samples/s (training steps only)",
+        f"  valid for MLPerf submission: {'yes' if result['valid'] else 'no'}",
+    ]
+    lines += [f"    - {r}" for r in result["validity_reasons"]]
+    lines.append(f"  run directory: {os_path_of(result)}")
+    print("\n".join(lines), flush=True)
+
+
+def os_path_of(result: dict) -> str:
+    cfg = result["config"]
+    return cfg.get("run_dir") or os.path.join(cfg["output_dir"], result["run_id"])
+
+
+def _f(v, nd: int = 4) -> str:
+    return "n/a" if v is None else f"{v:.{nd}f}"

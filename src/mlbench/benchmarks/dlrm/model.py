@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from mlbench.benchmarks.dlrm.sharding import table_init
+
 
 class Perceptron(nn.Module):
     def __init__(self, n_in: int, n_out: int, activation: bool = True):
@@ -66,15 +68,6 @@ class Absent(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:  # pragma: no cover - never called
         raise RuntimeError("this table is held by another process")
-
-
-def table_init(rows: int, dim: int, seed: int, t: int) -> torch.Tensor:
-    """Table ``t``'s initial values, uniform(+-sqrt(1/rows)). Its own generator: the same table on any number of
-    processes and under either engine, and the global RNG (which initialises the dense part) is not touched,
-    so the dense part is the same whoever owns what."""
-    bound = (1.0 / rows) ** 0.5
-    g = torch.Generator().manual_seed((seed % 2**40) * 1009 + t)
-    return torch.rand(rows, dim, generator=g).mul_(2 * bound).sub_(bound)
 
 
 class EmbeddingBagCollection(nn.Module):
@@ -195,10 +188,3 @@ def sparse_parameters(net: DLRMTrain) -> list[nn.Parameter]:
 def dense_parameters(net: DLRMTrain) -> list[nn.Parameter]:
     m = net.model
     return [p for part in (m.dense_arch, m.inter_arch, m.over_arch) for p in part.parameters()]
-
-
-def torchrec_available() -> bool:
-    """TorchRec (and FBGEMM) importable: the optional engine for sharded training at scale."""
-    from mlbench.benchmarks.dlrm import torchrec_engine
-
-    return torchrec_engine.available()

@@ -41,6 +41,15 @@ def plan(table_rows: Sequence[int], world: int) -> list[int]:
     return owner
 
 
+def table_init(rows: int, dim: int, seed: int, t: int) -> torch.Tensor:
+    """Table ``t``'s initial values, uniform(+-sqrt(1/rows)). Its own generator: the same table on any number of
+    processes and under either engine, and the global RNG (which initialises the dense part) is not touched,
+    so the dense part is the same whoever owns what."""
+    bound = (1.0 / rows) ** 0.5
+    g = torch.Generator().manual_seed((seed % 2**40) * 1009 + t)
+    return torch.rand(rows, dim, generator=g).mul_(2 * bound).sub_(bound)
+
+
 def owned_tables(table_rows: Sequence[int], rank: int, world: int) -> list[int]:
     return [t for t, r in enumerate(plan(table_rows, world)) if r == rank]
 

@@ -76,7 +76,7 @@ class TorchRecSparseArch(nn.Module):
         super().__init__()
         from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
 
-        from mlbench.benchmarks.dlrm import model as dlrm_model
+        from mlbench.benchmarks.dlrm import sharding
 
         self.keys = [f"cat_{t}" for t in range(len(rows))]
         self.rows, self.dim, self.seed = list(rows), dim, seed
@@ -89,7 +89,7 @@ class TorchRecSparseArch(nn.Module):
             with torch.no_grad():
                 for t, n in enumerate(rows):
                     bag = self.embedding_bag_collection.embedding_bags[f"t_cat_{t}"]
-                    bag.weight.copy_(dlrm_model.table_init(n, dim, seed, t))
+                    bag.weight.copy_(sharding.table_init(n, dim, seed, t))
                     bag.sparse = True  # sparse gradients: the row-wise Adagrad touches the looked-up rows only
 
     def forward(self, sparse: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -118,7 +118,7 @@ def shard_tables(arch: TorchRecSparseArch, lr: float, eps: float, device: torch.
     from torchrec.distributed.shard import shard
     from torchrec.distributed.types import ShardingEnv
 
-    from mlbench.benchmarks.dlrm import model as dlrm_model
+    from mlbench.benchmarks.dlrm import sharding
 
     sharder = EmbeddingBagCollectionSharder(fused_params={"optimizer": EmbOptimType.EXACT_ADAGRAD,
                                                           "learning_rate": lr, "eps": eps})
@@ -130,7 +130,7 @@ def shard_tables(arch: TorchRecSparseArch, lr: float, eps: float, device: torch.
     with torch.no_grad():
         for name, local in arch.embedding_bag_collection.mlbench_local_tables.items():
             t = int(name.split("t_cat_", 1)[1].split(".")[0])
-            local.copy_(dlrm_model.table_init(arch.rows[t], arch.dim, arch.seed, t).to(local.device))
+            local.copy_(sharding.table_init(arch.rows[t], arch.dim, arch.seed, t).to(local.device))
 
 
 def _plain_state(sharded: nn.Module) -> None:
