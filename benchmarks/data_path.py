@@ -149,6 +149,7 @@ def _list_collate(batch):
 def retinanet_loaders(root: Path, batch: int, workers: int, bench):
     from torch.utils.data import DataLoader
 
+    from mlbench.benchmarks.retinanet.workload import load_split
     from mlbench.detection import coco_data
     from mlbench.training.batches import DataSpec, LoaderBatches
 
@@ -158,7 +159,7 @@ def retinanet_loaders(root: Path, batch: int, workers: int, bench):
                           collate_fn=_list_collate, persistent_workers=True, prefetch_factor=4)
 
     def mlbench():
-        ds = coco_data.load_split(bench, root, coco_data.SPLITS["train"], flip=True)
+        ds = load_split(bench, root, coco_data.SPLITS["train"], flip=True)
         spec = DataSpec(batch_size=batch, eval_batch_size=batch, workers=workers)
         return LoaderBatches(ds, batch, train=True, spec=spec, collate_fn=coco_data.collate)
 

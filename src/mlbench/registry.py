@@ -5,7 +5,8 @@ A benchmark is a package under ``mlbench.benchmarks`` with fixed module names:
 - ``definition``: ``SIZES``, a dict of size name -> :class:`mlbench.definition.Benchmark`
 - ``workload``: ``WORKLOAD``, a :class:`mlbench.training.workload.Workload` subclass (``mlbench train``)
 - ``inference``: ``build_task(bench, opts)`` (``mlbench infer``, see :mod:`mlbench.inference.task`)
-- ``prepare`` (optional): ``prepare(bench, args)`` and ``add_arguments(parser)`` (``mlbench data prepare``)
+- ``prepare`` (optional): ``PrepareConfig`` (a keyword-only dataclass of options, light imports) and
+  ``prepare(cfg, say)`` (``mlbench data prepare``)
 
 Other modules (model, data, ...) are the benchmark's own business. Only ``definition`` is imported to list
 benchmarks; the heavy modules load when used.

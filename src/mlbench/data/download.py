@@ -1,4 +1,5 @@
-"""Downloads into a cache, verified by sha256, written atomically (a partial file never looks complete)."""
+"""Downloads, written atomically (a partial file never looks complete): into the cache, verified by sha256
+(``fetch``), or resumed and retried, verified by the caller (``fetch_resumable``, data preparation)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import errno
 import hashlib
 import os
 import shutil
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from mlbench.errors import DataError
@@ -73,3 +76,58 @@ def _check(path: Path, sha256: str | None, verify) -> None:
                             "the download is corrupt or the file changed upstream; delete it and retry")
     if verify is not None:
         verify(path)
+
+
+class _Retryable(Exception):
+    pass
+
+
+def fetch_resumable(url: str, dest: Path, verify: Callable[[Path], None], retries: int = 3,
+                    timeout: float = 60.0, hint: str = "check the address and the network; run again to resume"
+                    ) -> Path:
+    """``url`` to ``dest`` through ``dest.part`` (resumed with a Range request when the server allows), with
+    ``retries`` attempts; ``hint`` is the DataError's hint when every attempt failed.
+
+    A file already at ``dest`` counts as done only when ``verify`` accepts it; else it is fetched again."""
+    if dest.is_file():
+        try:
+            verify(dest)
+            return dest
+        except (DataError, OSError):
+            dest.unlink()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    last = ""
+    for attempt in range(retries):
+        try:
+            _get(url, part, timeout)
+            verify(part)
+            os.replace(part, dest)
+            return dest
+        except urllib.error.HTTPError as exc:
+            part.unlink(missing_ok=True)
+            last = f"HTTP {exc.code} {exc.reason}"
+            if exc.code in (403, 404, 410):  # not there: retrying will not help
+                break
+        except (_Retryable, DataError, OSError, urllib.error.URLError, TimeoutError) as exc:
+            part.unlink(missing_ok=True)
+            last = str(getattr(exc, "message", None) or getattr(exc, "reason", None) or exc)
+        time.sleep(min(2.0, 0.2 * 2 ** attempt))
+    raise DataError(f"cannot download {url}: {last}", hint)
+
+
+def _get(url: str, part: Path, timeout: float) -> None:
+    if part.is_symlink():  # never write through a link planted under the root
+        part.unlink()
+    have = part.stat().st_size if part.is_file() else 0
+    req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        resumed = resp.status == 206
+        expected = resp.headers.get("Content-Length")
+        got = 0
+        with open(part, "ab" if resumed else "wb") as f:
+            while chunk := resp.read(1 << 20):
+                f.write(chunk)
+                got += len(chunk)
+    if expected is not None and got != int(expected):
+        raise _Retryable(f"truncated transfer: {got} of {expected} bytes")

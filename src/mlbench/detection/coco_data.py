@@ -1,9 +1,8 @@
-"""RetinaNet data: COCO-format detection sets in the OpenImages-MLPerf layout.
+"""COCO-format detection sets in the OpenImages-MLPerf layout, and their evaluation images as inference samples.
 
 ``<root>/train/data/*.jpg`` + ``<root>/train/labels/<labels_file>`` and the same under ``validation/``
-(what the MLPerf reference reads and ``mlbench data prepare retinanet`` writes). The reference reads
-OpenImages-MLPerf from ``--data-dir``; mini and tiny generate their shapes set into the cache on first
-use (``synthetic.py``). The annotation json is checked when the set is indexed, before ``run_start``:
+(what the MLPerf RetinaNet reference reads and ``mlbench data prepare retinanet`` writes; the generated shapes
+sets of ``synthetic.py`` use it too). The annotation json is checked when the set is indexed, before ``run_start``:
 images it names must exist, boxes must lie in their image (1 px of slack), categories must be declared.
 
 Samples are ``(image float [3,H,W] in 0-1, target {boxes xyxy float, labels int64, image_id})``; the
@@ -15,16 +14,19 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 
-from mlbench.data import download
 from mlbench.definition import Benchmark
 from mlbench.errors import DataError
-from mlbench.training.batches import DataBundle, DataSpec, LoaderBatches
+from mlbench.inference.sample_store import ArrayStore
+from mlbench.inference.task import TaskOptions
 
 SPLITS = {"train": "train", "eval": "validation"}
 
@@ -170,39 +172,20 @@ def split_paths(root: Path, split: str, labels_file: str) -> tuple[Path, Path]:
     return root / split / "labels" / labels_file, root / split / "data"
 
 
-def data_root(bench: Benchmark, data_dir: str | None) -> Path:
-    """Where the set lives: ``--data-dir``, else (mini/tiny) the generated set in the cache."""
-    if data_dir:
-        return Path(data_dir)
-    if bench.is_reference:
-        raise DataError("RetinaNet reference needs OpenImages-MLPerf",
-                        "build it with `mlbench data prepare retinanet --root DIR` and pass --data-dir DIR")
-    from mlbench.detection import synthetic
+def image_store(bench: Benchmark, opts: TaskOptions, index: CocoIndex, image: Callable[[int], torch.Tensor],
+                size: int) -> ArrayStore:
+    """The evaluation images of ``index`` as samples (the first ``--max-samples``): ``image(i)``, a 0-1
+    ``[3, H, W]`` tensor, resized bilinearly to ``size`` x ``size``, float32; each sample's label is
+    ``(image id, width, height)`` of the original image."""
+    n = len(index) if opts.max_samples is None else min(opts.max_samples, len(index))
 
-    return synthetic.ensure(download.cache_dir(f"retinanet-{bench.size}"), bench.hparams,
-                           phantom=bench.hparams.get("phantom", False))
+    def preprocess(indices: Sequence[int]) -> np.ndarray:
+        out = np.empty((len(indices), 3, size, size), dtype=np.float32)
+        for k, i in enumerate(indices):
+            out[k] = nn.functional.interpolate(image(i)[None], size=(size, size), mode="bilinear",
+                                               align_corners=False)[0].numpy()
+        return out
 
-
-def load_split(bench: Benchmark, root: Path, split: str, flip: bool = False) -> CocoDetection:
-    labels, images = split_paths(root, split, bench.hparams["labels_file"])
-    index = CocoIndex(labels, images)
-    # A --classes demo subset declares fewer categories than the model has outputs: that is fine.
-    if len(index.label_to_cat) > bench.num_classes:
-        raise DataError(f"{labels} declares {len(index.label_to_cat)} categories but {bench.name} "
-                        f"{bench.size} has {bench.num_classes} classes",
-                        "use the annotation json prepared for this size")
-    return CocoDetection(index, flip=flip)
-
-
-def build_data(bench: Benchmark, spec: DataSpec) -> DataBundle:
-    root = data_root(bench, spec.data_dir)
-    train = load_split(bench, root, SPLITS["train"], flip=True)
-    val = load_split(bench, root, SPLITS["eval"])
-    if len(train) < spec.batch_size * spec.world_size:
-        raise DataError(f"the training set has {len(train)} images, fewer than one global batch "
-                        f"({spec.batch_size * spec.world_size})", "lower --batch-size or add images")
-    return DataBundle(
-        train=LoaderBatches(train, spec.batch_size, train=True, spec=spec, collate_fn=collate),
-        eval=LoaderBatches(val, spec.eval_batch_size, train=False, spec=spec, collate_fn=collate),
-        train_samples=len(train), eval_samples=len(val),
-    )
+    meta = [(im["id"], im["width"], im["height"]) for im in index.images[:n]]
+    return ArrayStore(total_count=n, performance_count=bench.performance_sample_count, preprocess=preprocess,
+                      labels=meta)

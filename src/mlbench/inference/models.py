@@ -20,6 +20,8 @@ from mlbench.definition import Benchmark
 from mlbench.errors import ConfigError, DataError, MlbenchError
 from mlbench.inference.task import TaskOptions
 
+WEIGHTS_HINT = "pass a state dict of the same model and size (as mlbench train saves)"
+
 
 def trained_checkpoint(bench: Benchmark, opts: TaskOptions) -> Path:
     """The cached model of ``mlbench train <bench.name> --size <bench.size>``; trained first when missing."""
@@ -68,6 +70,11 @@ def find_weights(bench: Benchmark, opts: TaskOptions, *, files: str, reference: 
     if bench.is_reference:
         return reference()
     return (trained or trained_checkpoint)(bench, opts)
+
+
+def random_weights(bench: Benchmark, opts: TaskOptions) -> bool:
+    """``--weights random`` on the reference size: throughput only, no weights file."""
+    return bench.is_reference and opts.weights == "random"
 
 
 def pytorch_weights(path: Path, files: str) -> Path:

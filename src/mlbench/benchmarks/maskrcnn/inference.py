@@ -30,11 +30,11 @@ from torch import nn
 
 from mlbench.benchmarks.maskrcnn import data as mdata
 from mlbench.benchmarks.maskrcnn import mask_map
-from mlbench.benchmarks.retinanet.inference import WEIGHTS_HINT, image_store, random_weights
 from mlbench.data import download
 from mlbench.definition import Benchmark
+from mlbench.detection.coco_data import image_store
 from mlbench.errors import MlbenchError
-from mlbench.inference.models import find_weights, load_weights
+from mlbench.inference.models import WEIGHTS_HINT, find_weights, load_weights, random_weights
 from mlbench.inference.sample_store import ArrayStore
 from mlbench.inference.task import TaskOptions
 

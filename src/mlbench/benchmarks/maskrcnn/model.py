@@ -66,7 +66,7 @@ def light_model(bench: Benchmark) -> nn.Module:
     from torchvision.models.detection.rpn import RPNHead
     from torchvision.ops import MultiScaleRoIAlign
 
-    from mlbench.benchmarks.retinanet.model import SmallBackbone
+    from mlbench.detection.backbones import SmallBackbone
 
     hp = bench.hparams
     size, ch, k = hp["image_size"], hp["fpn_channels"], bench.num_classes
@@ -89,7 +89,7 @@ def light_model(bench: Benchmark) -> nn.Module:
 
 def backbone_state() -> dict | None:
     """ImageNet weights of the ResNet-50 backbone: a file, a verified download, or None (``random``)."""
-    from mlbench.benchmarks.retinanet.model import imagenet_state
+    from mlbench.detection.backbones import imagenet_state
 
     def url() -> str:
         from torchvision.models import ResNet50_Weights

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from mlbench.benchmarks.retinanet.workload import DetectionWorkload, score_once
+from mlbench.detection.workload import DetectionWorkload, score_once
 from mlbench.training.batches import DataBundle, DataSpec
 from mlbench.training.recipe import OptimArgs, StepContext, StepSchedule
 

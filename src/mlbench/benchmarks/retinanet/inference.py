@@ -18,7 +18,7 @@ when missing). Reference needs ``--weights``: a state dict of torchvision's Reti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +26,13 @@ import torch
 from torch import nn
 
 from mlbench.benchmarks.retinanet import decode
+from mlbench.benchmarks.retinanet.workload import data_root
 from mlbench.data import download
 from mlbench.definition import Benchmark
 from mlbench.detection import coco_data, coco_map
+from mlbench.detection.coco_data import image_store
 from mlbench.errors import MlbenchError
-from mlbench.inference.models import find_weights, load_weights
+from mlbench.inference.models import WEIGHTS_HINT, find_weights, load_weights, random_weights
 from mlbench.inference.sample_store import ArrayStore
 from mlbench.inference.task import TaskOptions
 
@@ -70,7 +72,7 @@ class RetinaNetTask:
     # ------------------------------------------------------------------ data
     def dataset(self) -> ArrayStore:
         if self._store is None:
-            root = coco_data.data_root(self.bench, self.opts.data_dir)
+            root = data_root(self.bench, self.opts.data_dir)
             labels, images = coco_data.split_paths(root, coco_data.SPLITS["eval"], self.bench.hparams["labels_file"])
             index = coco_data.CocoIndex(labels, images)
             ds = coco_data.CocoDetection(index)
@@ -165,32 +167,3 @@ class RetinaNetTask:
                            "pass --weights FILE (a RetinaNet ResNeXt50 FPN state dict, e.g. the checkpoint.pt "
                            "of `mlbench train retinanet --size reference`), or --weights random for "
                            "throughput only")
-
-
-# --------------------------------------------------------------------------- shared with Mask R-CNN's task
-WEIGHTS_HINT = "pass a state dict of the same model and size (as mlbench train saves)"
-
-
-def image_store(bench: Benchmark, opts: TaskOptions, index: coco_data.CocoIndex, image: Callable[[int], torch.Tensor],
-                size: int) -> ArrayStore:
-    """The evaluation images of ``index`` as samples (the first ``--max-samples``): ``image(i)``, a 0-1
-    ``[3, H, W]`` tensor, resized bilinearly to ``size`` x ``size``, float32; each sample's label is
-    ``(image id, width, height)`` of the original image."""
-    n = len(index) if opts.max_samples is None else min(opts.max_samples, len(index))
-
-    def preprocess(indices: Sequence[int]) -> np.ndarray:
-        out = np.empty((len(indices), 3, size, size), dtype=np.float32)
-        for k, i in enumerate(indices):
-            out[k] = nn.functional.interpolate(image(i)[None], size=(size, size), mode="bilinear",
-                                               align_corners=False)[0].numpy()
-        return out
-
-    meta = [(im["id"], im["width"], im["height"]) for im in index.images[:n]]
-    return ArrayStore(total_count=n, performance_count=bench.performance_sample_count, preprocess=preprocess,
-                      labels=meta)
-
-
-def random_weights(bench: Benchmark, opts: TaskOptions) -> bool:
-    """``--weights random`` on the reference size: throughput only, no weights file."""
-    return bench.is_reference and opts.weights == "random"
-

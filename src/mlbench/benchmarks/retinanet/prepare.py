@@ -25,15 +25,13 @@ import io
 import json
 import os
 import re
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlbench.config import opt
+from mlbench.data.download import fetch_resumable
 from mlbench.errors import ConfigError, DataError
 
 ANNOTATIONS_URL = "https://storage.googleapis.com/openimages/"
@@ -62,58 +60,10 @@ class PrepareConfig:
     images_url: str = opt(IMAGES_URL, "base address of the OpenImages images (<split>/<ImageID>.jpg)")
 
 
-class _Retryable(Exception):
-    pass
-
-
-def download(url: str, dest: Path, verify: Callable[[Path], None], retries: int = 3,
-             timeout: float = 60.0) -> Path:
-    """``url`` to ``dest`` through ``dest.part`` (resumed with a Range request when the server allows).
-
-    A file already at ``dest`` counts as done only when ``verify`` accepts it; else it is fetched again."""
-    if dest.is_file():
-        try:
-            verify(dest)
-            return dest
-        except (DataError, OSError):
-            dest.unlink()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    last = ""
-    for attempt in range(retries):
-        try:
-            _get(url, part, timeout)
-            verify(part)
-            os.replace(part, dest)
-            return dest
-        except urllib.error.HTTPError as exc:
-            part.unlink(missing_ok=True)
-            last = f"HTTP {exc.code} {exc.reason}"
-            if exc.code in (403, 404, 410):  # not there: retrying will not help
-                break
-        except (_Retryable, DataError, OSError, urllib.error.URLError, TimeoutError) as exc:
-            part.unlink(missing_ok=True)
-            last = str(getattr(exc, "message", None) or getattr(exc, "reason", None) or exc)
-        time.sleep(min(2.0, 0.2 * 2 ** attempt))
-    raise DataError(f"cannot download {url}: {last}",
-                    "check the address (--annotations-url/--images-url) and the network; run again to resume")
-
-
-def _get(url: str, part: Path, timeout: float) -> None:
-    if part.is_symlink():  # never write through a link planted under the root
-        part.unlink()
-    have = part.stat().st_size if part.is_file() else 0
-    req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        resumed = resp.status == 206
-        expected = resp.headers.get("Content-Length")
-        got = 0
-        with open(part, "ab" if resumed else "wb") as f:
-            while chunk := resp.read(1 << 20):
-                f.write(chunk)
-                got += len(chunk)
-    if expected is not None and got != int(expected):
-        raise _Retryable(f"truncated transfer: {got} of {expected} bytes")
+def _download(url: str, dest: Path, verify: Callable[[Path], None], retries: int = 3, timeout: float = 60.0) -> Path:
+    return fetch_resumable(url, dest, verify, retries, timeout,
+                           hint="check the address (--annotations-url/--images-url) and the network; run again to "
+                                "resume")
 
 
 def check_jpeg(path: Path) -> None:
@@ -238,8 +188,8 @@ def coco_json(image_dir: Path, boxes: dict[str, list[dict]], ids: list[str],
 
 def prepare_split(cfg: PrepareConfig, split: str, labels: dict, say: Callable[[str], None]) -> Path:
     root = Path(cfg.root)
-    csv_path = download(cfg.annotations_url + BOX_FILES[split], root / "annotations" / Path(BOX_FILES[split]).name,
-                        check_csv(BOX_HEADER), cfg.retries)
+    csv_path = _download(cfg.annotations_url + BOX_FILES[split], root / "annotations" / Path(BOX_FILES[split]).name,
+                         check_csv(BOX_HEADER), cfg.retries)
     boxes = read_boxes(csv_path, labels)
     ids = sorted(boxes)[: cfg.max_images] if cfg.max_images else sorted(boxes)
     say(f"{split}: {len(ids)} images hold boxes of the {len(labels)} classes; downloading with "
@@ -250,7 +200,7 @@ def prepare_split(cfg: PrepareConfig, split: str, labels: dict, say: Callable[[s
             raise DataError(f"image ID {i!r} would be written outside {image_dir}", None)
     failed: list[str] = []
     with ThreadPoolExecutor(cfg.workers) as pool:
-        jobs = {pool.submit(download, f"{cfg.images_url}{split}/{i}.jpg", image_dir / f"{i}.jpg", check_jpeg,
+        jobs = {pool.submit(_download, f"{cfg.images_url}{split}/{i}.jpg", image_dir / f"{i}.jpg", check_jpeg,
                             cfg.retries): i for i in ids}
         for done, job in enumerate(as_completed(jobs), start=1):
             try:
@@ -290,8 +240,8 @@ def prepare(cfg: PrepareConfig, say: Callable[[str], None] = print) -> list[Path
         if not getattr(cfg, name).endswith("/"):
             setattr(cfg, name, getattr(cfg, name) + "/")
     wanted = [c.strip() for c in cfg.classes.split(",") if c.strip()] if cfg.classes else list(MLPERF_CLASSES)
-    class_file = download(cfg.annotations_url + CLASS_FILE, Path(cfg.root) / "annotations" / Path(CLASS_FILE).name,
-                          check_class_file, cfg.retries)
+    class_file = _download(cfg.annotations_url + CLASS_FILE, Path(cfg.root) / "annotations" / Path(CLASS_FILE).name,
+                           check_class_file, cfg.retries)
     labels = resolve_classes(class_file, wanted)
     splits = ["validation", "train"] if cfg.split == "all" else [cfg.split]
     written = [prepare_split(cfg, s, labels, say) for s in splits]

@@ -3,18 +3,25 @@
 The learning rate follows the MLPerf reference's warm-up: during the first ``warmup_epochs`` the factor
 grows linearly from ``warmup_factor`` to 1, then stays at the base rate. Evaluation is distributed: each
 rank runs its shard, detections are gathered to every rank and mAP is computed once with pycocotools.
+
+Data: OpenImages-MLPerf from ``--data-dir`` (reference; ``mlbench data prepare retinanet`` builds it), or the
+generated shapes set in the cache (mini, tiny), both read by :mod:`mlbench.detection.coco_data`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from mlbench.training.batches import DataBundle, DataSpec
-from mlbench.training.checkpoint import unwrap
+from mlbench.data import download
+from mlbench.definition import Benchmark
+from mlbench.detection import coco_data, synthetic
+from mlbench.detection.workload import DetectionWorkload, score_once
+from mlbench.errors import DataError
+from mlbench.training.batches import DataBundle, DataSpec, LoaderBatches
 from mlbench.training.recipe import OptimArgs, StepContext, StepSchedule
-from mlbench.training.workload import Workload
 
 
 class WarmupConstant(StepSchedule):
@@ -31,50 +38,6 @@ class WarmupConstant(StepSchedule):
             return self.base_lr
         alpha = step / self.warmup_steps
         return self.base_lr * (self.factor * (1 - alpha) + alpha)
-
-
-class DetectionWorkload(Workload):
-    """What torchvision's detection models train and evaluate alike (RetinaNet here, Mask R-CNN): batches are
-    ``(images, targets)`` lists, the loss is the sum of the parts the model returns in training mode, and
-    evaluation runs each rank's shard into COCO result records that :func:`score_once` scores once."""
-
-    def to_device(self, batch, ctx: StepContext):
-        images, targets = batch
-        dev = ctx.device
-        images = [im.to(dev, non_blocking=True) for im in images]
-        targets = [{k: (v.to(dev, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
-                   for t in targets]
-        return images, targets
-
-    def loss(self, model, batch, ctx: StepContext):
-        images, targets = batch
-        with ctx.amp():
-            parts = model(images, targets)  # RetinaNet: classification, bbox_regression; Mask R-CNN: loss_*
-        parts = {k: v.float() for k, v in parts.items()}
-        return sum(parts.values()), parts
-
-    @torch.no_grad()
-    def warm_up_evaluation(self, model, batches, ctx: StepContext) -> None:
-        """The detector in eval mode on synthetic batches, as ``evaluate`` runs it, with nothing scored (the COCO
-        ground truth knows no synthetic image)."""
-        self.detections(model, batches, ctx, lambda outputs, ids: [])
-
-    def detections(self, model, batches, ctx: StepContext, records) -> tuple[list[dict[str, Any]], list[int]]:
-        """This rank's evaluation shard through the model in eval mode: the COCO result records that
-        ``records(outputs, image_ids)`` makes of each batch, and the image ids seen."""
-        net = unwrap(model)
-        net = getattr(net, "detector", net)  # a training wrapper (RetinaNet's DetectorTrainer): its detector
-        net.eval()
-        local: list[dict[str, Any]] = []
-        seen: list[int] = []
-        for batch in batches:
-            images, targets = self.to_device(batch, ctx)
-            with ctx.amp():
-                outputs = net(images)
-            ids = [int(t["image_id"]) for t in targets]
-            local.extend(records(outputs, ids))
-            seen.extend(ids)
-        return local, seen
 
 
 class RetinaNetWorkload(DetectionWorkload):
@@ -131,8 +94,6 @@ class RetinaNetWorkload(DetectionWorkload):
         return build_model(self.bench)
 
     def build_data(self, spec: DataSpec) -> DataBundle:
-        from mlbench.detection.coco_data import build_data
-
         return build_data(self.bench, spec)
 
     def build_optimizer(self, model: torch.nn.Module, args: OptimArgs):
@@ -183,20 +144,40 @@ class RetinaNetWorkload(DetectionWorkload):
         return self.to_device((images, targets), ctx)
 
 
-def score_once(detections: list, image_ids: list[int], scorer, ctx: StepContext) -> tuple[dict[str, float], int]:
-    """``scorer(detections, ids)`` over every rank's detections, once on rank 0, shared: (metrics, images)."""
-    if ctx.world_size == 1:
-        return scorer(detections, image_ids), len(image_ids)
-    import torch.distributed as tdist
+def data_root(bench: Benchmark, data_dir: str | None) -> Path:
+    """Where the set lives: ``--data-dir``, else (mini/tiny) the generated set in the cache."""
+    if data_dir:
+        return Path(data_dir)
+    if bench.is_reference:
+        raise DataError("RetinaNet reference needs OpenImages-MLPerf",
+                        "build it with `mlbench data prepare retinanet --root DIR` and pass --data-dir DIR")
+    return synthetic.ensure(download.cache_dir(f"retinanet-{bench.size}"), bench.hparams,
+                           phantom=bench.hparams.get("phantom", False))
 
-    parts: list | None = [None] * ctx.world_size if ctx.rank == 0 else None
-    tdist.gather_object((detections, image_ids), parts, dst=0)
-    result: list = [None]
-    if ctx.rank == 0:
-        ids = [i for _, got in parts for i in got]
-        result = [(scorer([d for dets, _ in parts for d in dets], ids), len(ids))]
-    tdist.broadcast_object_list(result, src=0)
-    return result[0]
+
+def load_split(bench: Benchmark, root: Path, split: str, flip: bool = False) -> coco_data.CocoDetection:
+    labels, images = coco_data.split_paths(root, split, bench.hparams["labels_file"])
+    index = coco_data.CocoIndex(labels, images)
+    # A --classes demo subset declares fewer categories than the model has outputs: that is fine.
+    if len(index.label_to_cat) > bench.num_classes:
+        raise DataError(f"{labels} declares {len(index.label_to_cat)} categories but {bench.name} "
+                        f"{bench.size} has {bench.num_classes} classes",
+                        "use the annotation json prepared for this size")
+    return coco_data.CocoDetection(index, flip=flip)
+
+
+def build_data(bench: Benchmark, spec: DataSpec) -> DataBundle:
+    root = data_root(bench, spec.data_dir)
+    train = load_split(bench, root, coco_data.SPLITS["train"], flip=True)
+    val = load_split(bench, root, coco_data.SPLITS["eval"])
+    if len(train) < spec.batch_size * spec.world_size:
+        raise DataError(f"the training set has {len(train)} images, fewer than one global batch "
+                        f"({spec.batch_size * spec.world_size})", "lower --batch-size or add images")
+    return DataBundle(
+        train=LoaderBatches(train, spec.batch_size, train=True, spec=spec, collate_fn=coco_data.collate),
+        eval=LoaderBatches(val, spec.eval_batch_size, train=False, spec=spec, collate_fn=coco_data.collate),
+        train_samples=len(train), eval_samples=len(val),
+    )
 
 
 WORKLOAD = RetinaNetWorkload

@@ -148,7 +148,7 @@ def _convert(src: Path, split: str, root: Path, say) -> Path:
 
 
 def prepare(cfg: PrepareConfig, say=print) -> list[Path]:
-    from mlbench.benchmarks.retinanet.prepare import download
+    from mlbench.data.download import fetch_resumable
 
     if not cfg.root:
         raise ConfigError("--root is required", "mlbench data prepare rnnt --root DIR")
@@ -163,8 +163,8 @@ def prepare(cfg: PrepareConfig, say=print) -> list[Path]:
     for split in splits:
         archive = root / "archives" / f"{split}.tar.gz"
         say(f"{split}: downloading {cfg.base_url.rstrip('/')}/{split}.tar.gz (verified by md5)")
-        download(f"{cfg.base_url.rstrip('/')}/{split}.tar.gz", archive, _verifier(split), retries=cfg.retries,
-                 timeout=120)
+        fetch_resumable(f"{cfg.base_url.rstrip('/')}/{split}.tar.gz", archive, _verifier(split), retries=cfg.retries,
+                        timeout=120, hint="check --base-url and the network; run again to resume")
         src = _extract(archive, split, root / "archives", say)
         written.append(_convert(src, split, root, say))
         if not cfg.keep_archives:
