@@ -27,6 +27,7 @@ from mlbench.definition import Benchmark
 from mlbench.errors import DataError
 from mlbench.inference.sample_store import ArrayStore
 from mlbench.inference.task import TaskOptions
+from mlbench.training.batches import DataBundle, DataSpec, LoaderBatches
 
 SPLITS = {"train": "train", "eval": "validation"}
 
@@ -166,6 +167,19 @@ class CocoDetection(Dataset):
 def collate(batch: list) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
     """Detection batches are lists: images may differ in size before the model's resize."""
     return [b[0] for b in batch], [b[1] for b in batch]
+
+
+def bundle(train: Dataset, val: Dataset, spec: DataSpec, what: str = "images") -> DataBundle:
+    """Training and evaluation loaders of detection list batches; DataError when the training set (of ``what``)
+    holds less than one global batch."""
+    if len(train) < spec.batch_size * spec.world_size:
+        raise DataError(f"the training set has {len(train)} {what}, fewer than one global batch "
+                        f"({spec.batch_size * spec.world_size})", "lower --batch-size or add images")
+    return DataBundle(
+        train=LoaderBatches(train, spec.batch_size, train=True, spec=spec, collate_fn=collate),
+        eval=LoaderBatches(val, spec.eval_batch_size, train=False, spec=spec, collate_fn=collate),
+        train_samples=len(train), eval_samples=len(val),
+    )
 
 
 def split_paths(root: Path, split: str, labels_file: str) -> tuple[Path, Path]:

@@ -34,7 +34,7 @@ from mlbench.data import download
 from mlbench.definition import Benchmark
 from mlbench.detection import coco_data
 from mlbench.errors import DataError
-from mlbench.training.batches import DataBundle, DataSpec, LoaderBatches
+from mlbench.training.batches import DataBundle, DataSpec
 
 COCO_SPLITS = {"train": ("instances_train2017.json", "train2017"),
                "eval": ("instances_val2017.json", "val2017")}
@@ -204,11 +204,4 @@ def build_data(bench: Benchmark, spec: DataSpec) -> DataBundle:
     train_index, val_index = load_index(bench, root, "train"), load_index(bench, root, "eval")
     train = MaskDataset(train_index, flip=True, positions=train_index.annotated())
     val = MaskDataset(val_index)
-    if len(train) < spec.batch_size * spec.world_size:
-        raise DataError(f"the training set has {len(train)} annotated images, fewer than one global batch "
-                        f"({spec.batch_size * spec.world_size})", "lower --batch-size or add images")
-    return DataBundle(
-        train=LoaderBatches(train, spec.batch_size, train=True, spec=spec, collate_fn=coco_data.collate),
-        eval=LoaderBatches(val, spec.eval_batch_size, train=False, spec=spec, collate_fn=coco_data.collate),
-        train_samples=len(train), eval_samples=len(val),
-    )
+    return coco_data.bundle(train, val, spec, what="annotated images")

@@ -20,7 +20,7 @@ from mlbench.definition import Benchmark
 from mlbench.detection import coco_data, synthetic
 from mlbench.detection.workload import DetectionWorkload, score_once
 from mlbench.errors import DataError
-from mlbench.training.batches import DataBundle, DataSpec, LoaderBatches
+from mlbench.training.batches import DataBundle, DataSpec
 from mlbench.training.recipe import OptimArgs, StepContext, StepSchedule
 
 
@@ -170,14 +170,7 @@ def build_data(bench: Benchmark, spec: DataSpec) -> DataBundle:
     root = data_root(bench, spec.data_dir)
     train = load_split(bench, root, coco_data.SPLITS["train"], flip=True)
     val = load_split(bench, root, coco_data.SPLITS["eval"])
-    if len(train) < spec.batch_size * spec.world_size:
-        raise DataError(f"the training set has {len(train)} images, fewer than one global batch "
-                        f"({spec.batch_size * spec.world_size})", "lower --batch-size or add images")
-    return DataBundle(
-        train=LoaderBatches(train, spec.batch_size, train=True, spec=spec, collate_fn=coco_data.collate),
-        eval=LoaderBatches(val, spec.eval_batch_size, train=False, spec=spec, collate_fn=coco_data.collate),
-        train_samples=len(train), eval_samples=len(val),
-    )
+    return coco_data.bundle(train, val, spec)
 
 
 WORKLOAD = RetinaNetWorkload
