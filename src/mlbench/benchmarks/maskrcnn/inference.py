@@ -32,7 +32,7 @@ from mlbench.benchmarks.maskrcnn import data as mdata
 from mlbench.benchmarks.maskrcnn import mask_map
 from mlbench.data import download
 from mlbench.definition import Benchmark
-from mlbench.detection.coco_data import image_store
+from mlbench.detection.coco_data import CocoDetection, image_store
 from mlbench.errors import MlbenchError
 from mlbench.inference.models import WEIGHTS_HINT, find_weights, load_weights, random_weights
 from mlbench.inference.sample_store import ArrayStore
@@ -96,7 +96,7 @@ class MaskRCNNTask:
             ds = mdata.MaskDataset(index)
 
             def image(i: int) -> torch.Tensor:
-                return mdata.rdata.CocoDetection.__getitem__(ds, i)[0]  # the image only, no masks
+                return CocoDetection.__getitem__(ds, i)[0]  # the image only, no masks
 
             self._index = index
             self._store = image_store(self.bench, self.opts, index, image, self.size)
