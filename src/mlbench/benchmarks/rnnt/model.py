@@ -10,6 +10,8 @@ by ``weights_init_scale`` (0.5), as in the reference.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
@@ -27,12 +29,28 @@ def _autocast_dtype(device_type: str) -> torch.dtype | None:
     return dtype if on else None
 
 
+@functools.cache
+def cpu_has_bf16_lstm() -> bool:
+    """Whether this CPU's oneDNN builds a bf16 LSTM (it needs AVX-512; on an AVX2-only CPU building the
+    primitive fails), probed once on a tiny LSTM."""
+    probe = nn.LSTM(4, 4)
+    try:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            probe(torch.zeros(2, 1, 4))
+    except RuntimeError:
+        return False
+    return True
+
+
 def lstm_leaves_autocast(x: torch.Tensor) -> bool:
     """Whether an LSTM on ``x`` must run in fp32 outside autocast, because autocast would pick a precision that
     is not the run's: CUDA's autocast runs cuDNN's LSTM in fp16 whatever its dtype (ATen's AutocastRNN casts
     to half), so under bf16 it would train in fp16 with no loss scaling (the scaler is for fp16 runs), where
-    small gradients underflow; a CPU's oneDNN has no fp16 LSTM (it fails to build the primitive)."""
+    small gradients underflow; a CPU's oneDNN has no fp16 LSTM (it fails to build the primitive), nor a bf16
+    one without AVX-512 (``cpu_has_bf16_lstm``)."""
     dtype = _autocast_dtype(x.device.type) if x.device.type in ("cuda", "cpu") else None
+    if x.device.type == "cpu" and dtype == torch.bfloat16:
+        return not cpu_has_bf16_lstm()
     return (x.device.type, dtype) in (("cuda", torch.bfloat16), ("cpu", torch.float16))
 
 
