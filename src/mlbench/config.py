@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlbench import registry
 from mlbench.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -47,7 +48,7 @@ def _host_port(value: str) -> str | None:
 class TrainConfig:
     """Everything ``mlbench train`` needs; saved as config.json in the run directory."""
 
-    benchmark: str = opt("resnet50", "benchmark name (see `mlbench list`)")
+    benchmark: str = opt(registry.names()[0], "benchmark name (see `mlbench list`)")
     size: str = opt("mini", "benchmark size", choices=("reference", "mini", "tiny"))
     data_dir: str | None = opt(None, "dataset root; default: the size's built-in or standard location")
     output_dir: str = opt("runs", "where run directories are created")

@@ -46,6 +46,11 @@ class Benchmark:
     performance_sample_count: int = 0
     server_latency_ms: float | None = None
     loadgen_model_name: str = ""  # the model name in LoadGen's mlperf.conf
+    inference_name: str = ""  # MLPerf Inference's name for it (its results folder, e.g. "resnet"); "" means ``name``
+    inference_name_has_target: bool = False  # MLPerf Inference adds the accuracy target: bert-99, bert-99.9
+    # inference options only this benchmark's task reads, name -> help: each is an `mlbench infer` option (a
+    # string, or None when not given) that reaches the task in TaskOptions.extra (see docs/ARCHITECTURE.md)
+    task_options: dict[str, str] = field(default_factory=dict)
     notes: str = ""
     in_suite: bool = True  # mini: part of `mlbench run` (False while its target is not yet set from measured runs)
 

@@ -80,6 +80,16 @@ def sizes(name: str) -> dict:
     return importlib.import_module(f"{_package(name)}.definition").SIZES
 
 
+def task_options() -> dict[str, str]:
+    """The inference options that some benchmark's task reads (its definitions' ``task_options``): name -> help."""
+    out: dict[str, str] = {}
+    for name in BENCHMARKS:
+        for bench in sizes(name).values():
+            for option, help_text in bench.task_options.items():
+                out.setdefault(option, help_text)
+    return out
+
+
 def _package(name: str) -> str:
     if name not in BENCHMARKS:
         raise did_you_mean(name, names(), "benchmark")

@@ -10,16 +10,19 @@ from mlbench.config import bounded
 
 
 def add_parser(sub) -> None:
+    from mlbench import registry
+
+    example = registry.names()[0]
     p = sub.add_parser(
         "compare", help="compare runs side by side: variance, validity, accuracy, ratios against a baseline",
         description="Compare runs side by side. Each argument is one entry: a run id (or a unique prefix), a run "
-                    "directory, or filters such as benchmark=resnet50,device=cpu (every matching run, pooled: "
+                    f"directory, or filters such as benchmark={example},device=cpu (every matching run, pooled: "
                     "median, min-max and coefficient of variation; since=DATE as in `mlbench results --since`). Ratios are against the baseline (the first "
                     "entry unless --baseline); when two entries are not comparable (different benchmark, size, "
                     "scenario, mode or workload settings, or an INVALID or aborted run) the table says why "
                     "instead of printing a ratio.",
         epilog="examples: mlbench compare 20261128-1830 20261128-1842;  "
-               "mlbench compare benchmark=resnet50,size=mini --by device")
+               f"mlbench compare benchmark={example},size=mini --by device")
     p.add_argument("specs", nargs="+", metavar="RUN_OR_FILTER", help="run id, run directory or key=value,...")
     p.add_argument("--output-dir", default="runs", help="results directory (default: runs)")
     p.add_argument("--by", default=None, metavar="FIELD",

@@ -27,7 +27,7 @@ def preparable() -> dict[str, str]:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("data", help="prepare a benchmark's data set (e.g. OpenImages-MLPerf for retinanet)",
+    p = sub.add_parser("data", help="prepare a benchmark's data set (the real data sets of the reference sizes)",
                        description="Data set tools. `mlbench data prepare BENCHMARK --root DIR` builds the "
                                    "benchmark's data set (downloads are verified and resumable: run it again "
                                    "after an interruption).")

@@ -33,14 +33,16 @@ SPLITS = {"train": "train", "eval": "validation"}
 
 
 class CocoIndex:
-    """A checked COCO detection json: images, their boxes (xyxy) and contiguous labels."""
+    """A checked COCO detection json: images, their boxes (xyxy) and contiguous labels. ``prepare`` is the command
+    that builds the set (``mlbench data prepare NAME``), named in the hints; None where there is none."""
 
-    def __init__(self, path: Path, image_dir: Path, check_files: bool = True):
+    def __init__(self, path: Path, image_dir: Path, check_files: bool = True, prepare: str | None = None):
         self.path, self.image_dir = path, image_dir
+        made_by = f"`{prepare}`" if prepare else "the data preparation"
         if not path.is_file():
             raise DataError(f"annotation file not found: {path}",
-                            "build the set with `mlbench data prepare retinanet --root DIR` and pass "
-                            "--data-dir DIR")
+                            f"build the set with `{prepare} --root DIR` and pass --data-dir DIR" if prepare
+                            else "pass --data-dir DIR holding the set")
         try:
             self.raw = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -48,11 +50,11 @@ class CocoIndex:
         if not isinstance(self.raw, dict):
             raise DataError(f"{path} holds a JSON {type(self.raw).__name__}, not a COCO detection object "
                             "({\"images\": [...], \"annotations\": [...], \"categories\": [...]})",
-                            "use the COCO json that `mlbench data prepare retinanet` writes")
+                            f"use the COCO json that {made_by} writes")
         for key in ("images", "annotations", "categories"):
             if not isinstance(self.raw.get(key), list):
                 raise DataError(f"{path} has no '{key}' list (not a COCO detection json)",
-                                "use the COCO json that `mlbench data prepare retinanet` writes")
+                                f"use the COCO json that {made_by} writes")
         for c in self.raw["categories"]:
             self._need(c, "category", ("id", int))
         for im in self.raw["images"]:
@@ -71,8 +73,8 @@ class CocoIndex:
             if missing:
                 raise DataError(f"{len(missing)} image(s) named in {path} are missing from {image_dir}, "
                                 f"e.g. {', '.join(missing[:3])}",
-                                "re-run `mlbench data prepare retinanet` (it resumes), or remove them from "
-                                "the json")
+                                f"re-run {made_by} (it resumes), or remove them from the json" if prepare
+                                else "restore them, or remove them from the json")
 
     def _add(self, ann: dict, by_id: dict[int, dict]) -> None:
         self._need(ann, "annotation", ("bbox", _BOX))

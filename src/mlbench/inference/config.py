@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from mlbench import registry
 from mlbench.config import opt
 
 SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
@@ -16,22 +17,19 @@ MLPERF_MIN_DURATION_S = 600  # mlperf.conf's min_duration for every scenario
 # LoadGen plans every query of a test before it starts: per sample a few hundred bytes of bookkeeping in
 # LoadGen and in the SUT's Python (QuerySample objects, response records, latencies).
 LOADGEN_BYTES_PER_SAMPLE = 256
-# Options that only some benchmarks' tasks read: passed in TaskOptions.extra when given (a task that does not
-# list one in its ``options`` refuses it, see inference.task.build).
-TASK_OPTIONS = ("query_sizes",)
 
 
 @dataclass(kw_only=True)
-class InferConfig:
-    """Options of one inference run. None means: chosen automatically (and recorded as chosen)."""
+class CommonInferConfig:
+    """The options of every inference run; ``InferConfig`` adds the benchmarks' own (their ``task_options``)."""
 
-    benchmark: str = opt("resnet50", "benchmark name (see `mlbench list`)")
+    benchmark: str = opt(registry.names()[0], "benchmark name (see `mlbench list`)")
     size: str = opt("mini", "benchmark size", choices=("reference", "mini", "tiny"))
     scenario: str = opt("Offline", "MLPerf scenario", choices=SCENARIOS)
     mode: str = opt("performance", "performance, accuracy (whole dataset, scored) or submission (both)",
                     choices=MODES)
-    target: str | None = opt(None, "accuracy target of benchmarks that have several, e.g. 99 or 99.9 (BERT: "
-                             "bert-99, bert-99.9); default: the first (see `mlbench list`)")
+    target: str | None = opt(None, "accuracy target of benchmarks that have several, e.g. 99 or 99.9 (MLPerf's "
+                             "<name>-99 and <name>-99.9); default: the first (see `mlbench list`)")
     backend: str = opt("pytorch", "inference backend", choices=BACKENDS)
     device: str = opt("cpu", "cpu, cuda or cuda:N (auto: cuda when available)")
     precision: str = opt("fp32", "numeric precision: bf16/fp16 autocast (pytorch), int8 static "
@@ -41,7 +39,7 @@ class InferConfig:
     max_wait_ms: float = opt(0.0, "Server: longest wait to fill a batch, in ms (0: a free worker takes what is "
                              "pending, so batches grow only under load)", min=0.0, max=60_000.0)
     workers: int | None = opt(None, "SUT worker threads running batches (Server, Offline); default: 1, or 2 "
-                              "when the benchmark post-processes on the host (RetinaNet's decoding and NMS "
+                              "when the benchmark post-processes on the host (e.g. decoding and NMS, which "
                               "then overlap the other worker's network)", min=1, max=256)
     threads: int | None = opt(None, "intra-op threads of the backend; default: cores / workers", min=1,
                                max=1024)
@@ -68,10 +66,6 @@ class InferConfig:
     user_conf: str | None = opt(None, "a user.conf in LoadGen's format, applied after mlperf.conf; kept")
     max_samples: int | None = opt(None, "accuracy mode: score only the first N samples (invalid)", min=1,
                                   max=10**9)
-    query_sizes: str | None = opt(None, "dlrm: user-item pairs per query (one LoadGen sample), drawn with a "
-                                  "fixed seed: uniform:MIN-MAX, fixed:N, or quantile:FILE (the MLPerf reference's "
-                                  "--samples-to-aggregate-quantile-file format, e.g. its tools/dist_quantile.txt); "
-                                  "default: uniform over the size's range")
     find_peak: bool = opt(False, "Server: search the highest VALID target QPS, then confirm it")
     compliance: bool = opt(False, "also run the audit tests TEST01 and TEST04 and report pass/fail")
     trace: bool = opt(False, "enable LoadGen's trace log (mlperf_log_trace.json)")
@@ -80,6 +74,17 @@ class InferConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# Options that only some benchmarks' tasks read, declared by their definitions (``task_options``): each is a field
+# of InferConfig (an `mlbench infer` option; None when not given), passed in TaskOptions.extra when given (a task
+# that does not list one in its ``options`` refuses it, see inference.task.build).
+TASK_OPTIONS = tuple(registry.task_options())
+InferConfig = dataclasses.make_dataclass(
+    "InferConfig", [(name, str | None, opt(None, help_text)) for name, help_text in registry.task_options().items()],
+    bases=(CommonInferConfig,), kw_only=True)
+InferConfig.__module__ = __name__
+InferConfig.__doc__ = """Options of one inference run. None means: chosen automatically (and recorded as chosen)."""
 
 
 def check(cfg: InferConfig) -> InferConfig:

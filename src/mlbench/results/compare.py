@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlbench import registry
 from mlbench.errors import MlbenchError
 from mlbench.results import fields, store
 
@@ -106,10 +107,11 @@ def resolve(spec: str, output_dir: Path) -> Group:
         rows = exact or rows
         if len(rows) > 1:
             raise MlbenchError(f"'{spec}' matches {len(rows)} runs", "give more of the run id, or a filter "
-                               "such as benchmark=resnet50,device=cpu to compare them as one group")
+                               f"such as benchmark={rows[0]['benchmark']},device=cpu to compare them as one group")
     if not rows:
         raise MlbenchError(f"no run matches '{spec}' in {store.db_path(output_dir)}",
-                           "list the runs with `mlbench results`; filters look like benchmark=resnet50,size=tiny")
+                           f"list the runs with `mlbench results`; filters look like benchmark={registry.names()[0]},"
+                           "size=tiny")
     return _fill(Group(spec if len(spec) <= 48 else spec[:45] + "...", rows))
 
 

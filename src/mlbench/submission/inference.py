@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlbench import registry
+from mlbench.errors import UnknownNameError
 from mlbench.submission import checks, system
 from mlbench.submission.training import (
     ask_for_system_fields,
@@ -37,10 +39,6 @@ from mlbench.submission.training import (
     refuse_unless_forced,
 )
 
-# mlbench benchmark -> MLPerf Inference's benchmark folder (the 99% target; "-99.9" with --target 99.9).
-MLPERF_NAMES = {"resnet50": "resnet", "retinanet": "retinanet", "bert": "bert", "dlrm": "dlrm-v2", "rnnt": "rnnt",
-                "maskrcnn": "maskrcnn"}
-WITH_TARGET_SUFFIX = {"bert", "dlrm-v2"}  # benchmarks MLPerf names with their accuracy target
 MAX_ACCURACY_LOG = 10 * 1024  # the checker's MAX_ACCURACY_LOG_SIZE
 KEEP = 4 * 1024  # truncation keeps this much of the head and of the tail
 MIN_DURATION_MS = 600_000
@@ -63,8 +61,16 @@ class InferRun:
 
     @property
     def mlperf_name(self) -> str:
-        name = MLPERF_NAMES.get(self.result.get("benchmark"), str(self.result.get("benchmark")))
-        if name in WITH_TARGET_SUFFIX:
+        """MLPerf Inference's benchmark folder, from the definition (``inference_name``), with the accuracy target
+        where MLPerf names it so (the 99% target; "-99.9" with --target 99.9)."""
+        name = str(self.result.get("benchmark"))
+        try:
+            bench = next(iter(registry.sizes(name).values()))
+        except UnknownNameError:  # a benchmark this mlbench no longer has: its own name
+            return name
+        if bench.inference_name:
+            name = bench.inference_name
+        if bench.inference_name_has_target:
             name += "-" + str((self.result.get("accuracy") or {}).get("target_name") or "99")
         return name
 

@@ -55,6 +55,7 @@ REFERENCE = Benchmark(
     performance_sample_count=10_833,  # MLPerf Inference: QSL performance sample count for BERT
     server_latency_ms=130.0,  # MLPerf Inference: Server p99 bound for BERT
     loadgen_model_name="bert",
+    inference_name_has_target=True,  # bert-99, bert-99.9
     notes=("MLPerf retired BERT training after Training v5.0 and datacenter BERT inference after Inference v4.1 "
            "(it stays in the edge suite): compare with those rounds' results."),
 )

@@ -72,6 +72,12 @@ REFERENCE = Benchmark(
     performance_sample_count=204_800,  # LoadGen mlperf.conf: dlrm-v2 performance_sample_count_override
     server_latency_ms=60.0,  # LoadGen mlperf.conf: dlrm-v2.Server.target_latency
     loadgen_model_name="dlrm-v2",
+    inference_name="dlrm-v2",
+    inference_name_has_target=True,  # dlrm-v2-99, dlrm-v2-99.9
+    task_options={"query_sizes": "dlrm: user-item pairs per query (one LoadGen sample), drawn with a fixed seed: "
+                                 "uniform:MIN-MAX, fixed:N, or quantile:FILE (the MLPerf reference's "
+                                 "--samples-to-aggregate-quantile-file format, e.g. its tools/dist_quantile.txt); "
+                                 "default: uniform over the size's range"},
     notes="MLPerf Training retired dlrm_dcnv2 after ruleset 6.0.0 (dlrmv4 in 6.1.0); "
           "MLPerf Inference replaced dlrm-v2 by DLRM-v3 after v5.1",
 )

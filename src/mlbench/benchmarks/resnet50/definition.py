@@ -41,6 +41,7 @@ REFERENCE = Benchmark(
     performance_sample_count=1024,  # MLPerf Inference: QSL performance sample count for ResNet-50
     server_latency_ms=15.0,  # MLPerf Inference: Server p99 bound for ResNet-50
     loadgen_model_name="resnet50",
+    inference_name="resnet",  # MLPerf Inference's results folder
 )
 
 MINI = REFERENCE.derive(

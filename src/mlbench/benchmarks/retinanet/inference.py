@@ -74,7 +74,7 @@ class RetinaNetTask:
         if self._store is None:
             root = data_root(self.bench, self.opts.data_dir)
             labels, images = coco_data.split_paths(root, coco_data.SPLITS["eval"], self.bench.hparams["labels_file"])
-            index = coco_data.CocoIndex(labels, images)
+            index = coco_data.CocoIndex(labels, images, prepare=f"mlbench data prepare {self.bench.name}")
             ds = coco_data.CocoDetection(index)
             self._index = index
             self._store = image_store(self.bench, self.opts, index, lambda i: ds[i][0], self.size)

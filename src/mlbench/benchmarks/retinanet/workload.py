@@ -157,7 +157,7 @@ def data_root(bench: Benchmark, data_dir: str | None) -> Path:
 
 def load_split(bench: Benchmark, root: Path, split: str, flip: bool = False) -> coco_data.CocoDetection:
     labels, images = coco_data.split_paths(root, split, bench.hparams["labels_file"])
-    index = coco_data.CocoIndex(labels, images)
+    index = coco_data.CocoIndex(labels, images, prepare=f"mlbench data prepare {bench.name}")
     # A --classes demo subset declares fewer categories than the model has outputs: that is fine.
     if len(index.label_to_cat) > bench.num_classes:
         raise DataError(f"{labels} declares {len(index.label_to_cat)} categories but {bench.name} "
