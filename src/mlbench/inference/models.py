@@ -85,11 +85,12 @@ def pytorch_weights(path: Path, files: str) -> Path:
     return path
 
 
-def load_weights(model: nn.Module, path: Path, *, what: str, hint: str, keys: tuple[str, ...] = ("model",)
-                 ) -> nn.Module:
+def load_weights(model: nn.Module, path: Path, *, what: str, hint: str, keys: tuple[str, ...] = ("model",),
+                 prefix: str = "") -> nn.Module:
     """``model`` with the state dict of ``path`` (read as tensors only: a file never runs code). A dict holding
     the state under one of ``keys`` (a training checkpoint's ``model``) is unwrapped, DDP's ``module.`` prefix
-    dropped; DataError "weights PATH do not fit <what>: ..." with ``hint`` when they do not fit."""
+    dropped, and ``prefix`` added when no name has it (the state of the model ``model`` wraps); DataError
+    "weights PATH do not fit <what>: ..." with ``hint`` when they do not fit."""
     from mlbench.training import checkpoint
 
     state = checkpoint.read(path, what="weights file")
@@ -97,7 +98,10 @@ def load_weights(model: nn.Module, path: Path, *, what: str, hint: str, keys: tu
         for key in keys:
             if isinstance(state, dict) and isinstance(state.get(key), dict):
                 state = state[key]
-        model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+        if prefix and not any(k.startswith(prefix) for k in state):
+            state = {prefix + k: v for k, v in state.items()}
+        model.load_state_dict(state)
     except (RuntimeError, KeyError, EOFError, ValueError, AttributeError, OSError) as exc:
         raise DataError(f"weights {path} do not fit {what}: {str(exc)[:300]}", hint) from exc
     return model

@@ -37,7 +37,7 @@ def validity(cfg: TrainConfig, bench, outcomes: list[RunOutcome], checks: list[d
              ) -> list[str]:
     """Why these runs are not a valid MLPerf result, in plain words (empty when they are)."""
     reasons = []
-    if bench.size != "reference":
+    if not bench.is_reference:
         reasons.append(f"size '{bench.size}' is not the MLPerf definition (open division): compare it only "
                        "with other mlbench runs of the same size, not with published MLPerf results")
     if cfg.lr is not None:
@@ -53,7 +53,7 @@ def validity(cfg: TrainConfig, bench, outcomes: list[RunOutcome], checks: list[d
         reasons.append("an evaluation covered a different number of samples than the evaluation set")
     if any(not c["passed"] for c in checks):
         reasons.append("the MLPerf log failed the official compliance checker (see compliance in the result)")
-    if bench.size == "reference" and not cache_cleared:
+    if bench.is_reference and not cache_cleared:
         reasons.append("the page cache could not be dropped before the run (MLPerf wants data on storage)")
     return reasons
 

@@ -44,6 +44,7 @@ from mlbench.benchmarks.dlrm import days
 from mlbench.definition import Benchmark
 from mlbench.errors import ConfigError, DataError, MlbenchError
 from mlbench.inference import inputs
+from mlbench.inference.models import find_weights, load_weights, pytorch_weights, seeded_model
 from mlbench.inference.task import TaskOptions
 
 QUERY_SEED = 123  # the reference's --numpy-rand-seed default, which seeds its query-size draws
@@ -328,27 +329,14 @@ class DLRMTask:
     def model(self) -> torch.nn.Module:
         from mlbench.benchmarks.dlrm.model import DLRMTrain
 
+        hp = self.bench.hparams
         if self.opts.weights == "random":
-            with torch.random.fork_rng():
-                torch.manual_seed(0)
-                return QueryModel(DLRMTrain(self.bench.hparams), self.bench.hparams["multi_hot"]).eval()
-        net = DLRMTrain(self.bench.hparams)
-        path = self._weights_path()
-        from mlbench.training import checkpoint
-
-        state = checkpoint.read(path, what="weights file")
-        if isinstance(state, dict) and isinstance(state.get("model"), dict):
-            state = state["model"]
-        try:
-            if not isinstance(state, dict):
-                raise ValueError(f"it holds a {type(state).__name__}, not a state dict")
-            if not any(k.startswith("model.") for k in state):
-                state = {f"model.{k}": v for k, v in state.items()}
-            net.load_state_dict(state)
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise DataError(f"weights {path} do not fit DLRM-DCNv2 {self.bench.size}: {str(exc)[:300]}",
-                            "pass a state dict of the same model and size (TorchRec DLRM_DCN names)") from exc
-        return QueryModel(net, self.bench.hparams["multi_hot"]).eval()
+            net = seeded_model(lambda: DLRMTrain(hp), 0)
+        else:
+            net = load_weights(DLRMTrain(hp), self._weights_path(), what=f"DLRM-DCNv2 {self.bench.size}",
+                               prefix="model.", hint="pass a state dict of the same model and size (TorchRec "
+                                                     "DLRM_DCN names)")
+        return QueryModel(net, hp["multi_hot"]).eval()
 
     def model_id(self) -> str:
         # "-packed": the model takes rows (no query axis) with the sparse fields packed in one input; keeps ONNX
@@ -361,23 +349,14 @@ class DLRMTask:
 
     def _weights_path(self) -> Path:
         if self._weights is None:
-            if self.opts.weights:
-                p = Path(self.opts.weights)
-                if p.suffix == ".onnx":
-                    raise ConfigError(f"{p} is an ONNX model; this task loads a PyTorch state dict",
-                                      "pass a .pt state dict")
-                if not p.is_file():
-                    raise DataError(f"weights file not found: {p}", "pass an existing .pt state dict")
-                self._weights = p
-            elif self.bench.is_reference:
-                raise MlbenchError("DLRM-DCNv2 reference inference needs trained weights",
-                                   "pass --weights FILE (a state dict with TorchRec DLRM_DCN names, e.g. converted "
-                                   "from the MLPerf dlrm-v2 checkpoint), or --weights random for throughput only")
-            else:
-                from mlbench.inference.models import trained_checkpoint
-
-                self._weights = trained_checkpoint(self.bench, self.opts)
+            found = find_weights(self.bench, self.opts, files=".pt state dict", reference=self._reference_weights)
+            self._weights = pytorch_weights(found, ".pt state dict")
         return self._weights
+
+    def _reference_weights(self) -> Path:
+        raise MlbenchError("DLRM-DCNv2 reference inference needs trained weights",
+                           "pass --weights FILE (a state dict with TorchRec DLRM_DCN names, e.g. converted "
+                           "from the MLPerf dlrm-v2 checkpoint), or --weights random for throughput only")
 
     def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> inputs.RaggedArray:
         """The batch's row probabilities cut back into its queries, in order (one array and the queries' offsets:

@@ -28,7 +28,7 @@ IMAGE_EXTS = {".jpeg", ".jpg", ".png"}
 
 
 def build_data(bench: Benchmark, spec: DataSpec) -> DataBundle:
-    if bench.size == "reference":
+    if bench.is_reference:
         bundle = imagenet_bundle(bench, spec)
     elif bench.size == "mini":
         bundle = fashion_mnist_bundle(bench, spec)

@@ -26,7 +26,7 @@ from mlbench.benchmarks.resnet50 import data as rdata
 from mlbench.data import download
 from mlbench.definition import Benchmark
 from mlbench.errors import DataError, MlbenchError
-from mlbench.inference.models import find_weights, load_weights, pytorch_weights, seeded_model
+from mlbench.inference.models import find_weights, load_weights, pytorch_weights, random_weights, seeded_model
 from mlbench.inference.sample_store import ArrayStore
 from mlbench.inference.task import TaskOptions
 
@@ -73,7 +73,7 @@ class ResNetTask:
 
     def _build_store(self) -> ArrayStore:
         b, cap = self.bench, self.opts.max_samples
-        if b.size == "reference":
+        if b.is_reference:
             return self._imagenet_store()
         if b.size == "mini":
             images, labels = rdata.load_fashion_mnist(rdata.fashion_mnist_dir(self.opts.data_dir), "t10k")
@@ -127,7 +127,7 @@ class ResNetTask:
     def model(self) -> torch.nn.Module:
         from mlbench.benchmarks.resnet50.model import build_model
 
-        if self.bench.size == "reference" and self.opts.weights == "random":
+        if random_weights(self.bench, self.opts):
             return seeded_model(lambda: build_model(self.bench), RANDOM_WEIGHTS_SEED)
         model = build_model(self.bench)
         path = pytorch_weights(self._weights(), ".pth")
@@ -136,7 +136,7 @@ class ResNetTask:
                             ).eval()
 
     def model_id(self) -> str:
-        if self.bench.size == "reference" and self.opts.weights == "random":
+        if random_weights(self.bench, self.opts):
             return f"random{RANDOM_WEIGHTS_SEED}"
         return download.sha256_file(self._weights())[:12]
 

@@ -9,7 +9,7 @@ from mlbench.definition import Benchmark
 
 
 def build_model(bench: Benchmark) -> nn.Module:
-    if bench.size == "reference":
+    if bench.is_reference:
         import torchvision
 
         model = torchvision.models.resnet50(weights=None, num_classes=bench.num_classes)

@@ -37,6 +37,7 @@ REFERENCE = Benchmark(
     hparams={
         "sentencepiece": True, "train_splits": ["train-clean-100", "train-clean-360", "train-other-500"],
         "eval_split": "dev-clean",
+        "inference_max_duration": 15.0,  # MLPerf Inference rnnt: dev-clean utterances up to 15 s (2,513)
         "n_mels": 80, "stacking": 3, "subsampling": 3, "dither": 1e-5,
         "enc_n_hid": 1024, "enc_pre_rnn_layers": 2, "enc_post_rnn_layers": 3, "enc_stack_time_factor": 2,
         "enc_dropout": 0.1, "pred_n_hid": 512, "pred_rnn_layers": 2, "pred_dropout": 0.3,
@@ -83,6 +84,7 @@ MINI = REFERENCE.derive(
     batch_size=32,
     hparams={
         "sentencepiece": False, "train_samples": 6000, "eval_samples": 300, "synth": "speech",
+        "train_splits": ["train"], "eval_split": "dev", "inference_max_duration": None,  # the generated set
         "enc_n_hid": 192, "enc_pre_rnn_layers": 1, "enc_post_rnn_layers": 1, "enc_dropout": 0.1,
         "pred_n_hid": 96, "pred_rnn_layers": 1, "pred_dropout": 0.1, "joint_n_hid": 160, "joint_dropout": 0.1,
         "weights_init_scale": 1.0, "lr": 0.01, "warmup_epochs": 0.3, "hold_epochs": 4.5, "lr_exp_gamma": 0.6,

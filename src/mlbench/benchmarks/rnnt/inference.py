@@ -28,12 +28,11 @@ from mlbench.benchmarks.rnnt.text import word_errors
 from mlbench.benchmarks.rnnt.workload import RNNTWorkload, data_root, tokenizer_for
 from mlbench.data import download
 from mlbench.definition import Benchmark
-from mlbench.errors import DataError, MlbenchError
-from mlbench.inference.models import trained_checkpoint
+from mlbench.errors import MlbenchError
+from mlbench.inference.models import find_weights, load_weights, seeded_model
 from mlbench.inference.task import TaskOptions
 
 PAD_TO = 1600  # samples (0.1 s): batch lengths are rounded up to a multiple
-INFERENCE_MAX_DURATION = 15.0  # MLPerf Inference rnnt: dev-clean utterances up to 15 s (2,513 samples)
 
 
 class SpeechStore:
@@ -103,11 +102,9 @@ class RNNTTask:
     def dataset(self) -> SpeechStore:
         if self._store is None:
             root = self._root()
-            if self.bench.size == "reference":
-                utts = sdata.read_manifest(root / sdata.manifest_name(self.bench.hparams["eval_split"]), root,
-                                           self.tokenizer, INFERENCE_MAX_DURATION)
-            else:
-                utts = sdata.read_manifest(root / sdata.manifest_name("dev"), root, self.tokenizer)
+            hp = self.bench.hparams
+            utts = sdata.read_manifest(root / sdata.manifest_name(hp["eval_split"]), root, self.tokenizer,
+                                       hp["inference_max_duration"])
             if self.opts.max_samples:
                 utts = utts[: self.opts.max_samples]
             self._store = SpeechStore(utts, self.bench.performance_sample_count)
@@ -116,24 +113,11 @@ class RNNTTask:
     def model(self) -> torch.nn.Module:
         hp = self.bench.hparams
         if self.opts.weights == "random":
-            with torch.random.fork_rng():
-                torch.manual_seed(0)
-                net = RNNTWorkload(self.bench).build_model()
+            net = seeded_model(RNNTWorkload(self.bench).build_model, 0)
         else:
-            net = RNNTWorkload(self.bench).build_model()
-            from mlbench.training import checkpoint
-
-            path = self._weights()
-            state = checkpoint.read(path, what="weights file")
-            try:
-                for key in ("model", "state_dict"):
-                    if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-                        state = state[key]
-                net.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
-            except (RuntimeError, KeyError, ValueError, AttributeError) as exc:
-                raise DataError(f"weights {path} do not fit the RNN-T {self.bench.size}: {str(exc)[:300]}",
-                                "pass weights of the same model and size (a state dict from mlbench train rnnt)"
-                                ) from exc
+            net = load_weights(RNNTWorkload(self.bench).build_model(), self._weights(),
+                               what=f"the RNN-T {self.bench.size}", keys=("model", "state_dict"),
+                               hint="pass weights of the same model and size (a state dict from mlbench train rnnt)")
         return RNNTInference(net, hp["stacking"], hp["subsampling"], hp["max_symbols"]).eval()
 
     def model_id(self) -> str:
@@ -141,18 +125,13 @@ class RNNTTask:
 
     def _weights(self) -> Path:
         if self._weights_file is None:
-            if self.opts.weights:
-                p = Path(self.opts.weights)
-                if not p.is_file():
-                    raise DataError(f"weights file not found: {p}", "pass an existing .pt file")
-                self._weights_file = p
-            elif self.bench.size == "reference":
-                raise MlbenchError("RNN-T reference inference needs --weights (a state dict of this model)",
-                                   "train one with mlbench train rnnt --size reference, or pass --weights random "
-                                   "to measure throughput only")
-            else:
-                self._weights_file = trained_checkpoint(self.bench, self.opts)
+            self._weights_file = find_weights(self.bench, self.opts, files=".pt", reference=self._reference_weights)
         return self._weights_file
+
+    def _reference_weights(self) -> Path:
+        raise MlbenchError("RNN-T reference inference needs --weights (a state dict of this model)",
+                           "train one with mlbench train rnnt --size reference, or pass --weights random "
+                           "to measure throughput only")
 
     def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> list[np.ndarray]:
         """Labels [N, 300] and counts [N] -> each sample's label ids (int32, variable length)."""

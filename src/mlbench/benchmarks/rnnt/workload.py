@@ -92,10 +92,10 @@ def num_classes(bench) -> int:
 
 
 def data_root(bench, data_dir: str | None, say=print) -> Path:
-    """Where the manifests are: --data-dir for the reference; for mini/tiny --data-dir or the cache,
-    generated there first when absent."""
+    """Where the manifests are: --data-dir for the reference (real data); for the sizes of generated data
+    (``hparams["synth"]``: mini, tiny) --data-dir or the cache, generated there first when absent."""
     hp = bench.hparams
-    if bench.size == "reference":
+    if not hp.get("synth"):
         if not data_dir:
             raise DataError("RNN-T reference training needs LibriSpeech in the reference's layout",
                             "run `mlbench data prepare rnnt --root DIR` and pass --data-dir DIR")
@@ -126,11 +126,8 @@ class RNNTWorkload(Workload):
         hp, b = self.bench.hparams, self.bench
         root = data_root(b, spec.data_dir)
         self.tokenizer = tok = tokenizer_for(b, root)
-        if b.size == "reference":
-            train_files = [root / sdata.manifest_name(s) for s in hp["train_splits"]]
-            eval_file = root / sdata.manifest_name(hp["eval_split"])
-        else:
-            train_files, eval_file = [root / sdata.manifest_name("train")], root / sdata.manifest_name("dev")
+        train_files = [root / sdata.manifest_name(s) for s in hp["train_splits"]]
+        eval_file = root / sdata.manifest_name(hp["eval_split"])
         train = [u for f in train_files for u in sdata.read_manifest(f, root, tok, hp["max_duration"])]
         ev = sdata.read_manifest(eval_file, root, tok)
         cache = bool(hp.get("cache_features"))
