@@ -33,9 +33,9 @@ def test_find_peak_reports_every_probe(infer):
     assert len(fp["probes"]) >= 2
     assert fp["probes"][0]["target_qps"] == 2000
     valid = [p["target_qps"] for p in fp["probes"] if p["valid"]]
-    assert fp["peak_qps"] == max(valid)
-    # the confirming performance test ran at the peak
-    assert r["loadgen"]["settings"]["server_target_qps"] == fp["peak_qps"]
+    assert fp["peak_qps"] == (max(valid) if valid else None)  # a loaded machine may find no VALID rate
+    if valid:  # the confirming performance test ran at the peak
+        assert r["loadgen"]["settings"]["server_target_qps"] == fp["peak_qps"]
     assert fp["confirmed"] == (r["loadgen"]["validity"] == "VALID")
     assert len(list((Path(r["run_dir"]) / "find_peak").iterdir())) == len(fp["probes"])
 
