@@ -37,9 +37,10 @@ PHASES = ("forward", "joint", "loss", "loss_bwd", "backward", "optimizer")
 
 
 def plain_loop(model, opt, sched, batches, phases: dict[str, list[float]] | None = None) -> int:
-    """The loop a user writes by hand: encoder + prediction network, joint, RNN-T loss, backward, LAMB step,
-    schedule. With ``phases``, each phase's seconds are appended there (one entry per step), and the backward
-    pass is split in two: the loss's (to the joint's logits, ``loss_bwd``) and the network's (``backward``)."""
+    """The loop a user writes by hand: encoder + prediction network, joint, RNN-T loss (plus the auxiliary CTC
+    loss where the model has a CTC head, as mini does), backward, LAMB step, schedule. With ``phases``, each
+    phase's seconds are appended there (one entry per step), and the backward pass is split in two: the loss's
+    (to the joint's and CTC head's logits, ``loss_bwd``) and the network's (``backward``)."""
     model.train()
     n = 0
     clock = time.perf_counter
@@ -50,15 +51,22 @@ def plain_loop(model, opt, sched, batches, phases: dict[str, list[float]] | None
         t1 = clock()
         logits = model.joint(f, g)
         t2 = clock()
+        heads = [logits]
         loss = rnnt_loss(logits, b["tokens"], f_lens, b["token_lens"], blank=model.blank)
+        if model.ctc_head is not None:
+            heads.append(model.ctc_head(f))
+            ctc = torch.nn.functional.ctc_loss(heads[1].log_softmax(-1).transpose(0, 1), b["tokens"], f_lens,
+                                               b["token_lens"], blank=model.blank, reduction="none",
+                                               zero_infinity=True).mean()
+            loss = loss + model.ctc_weight * ctc
         t3 = clock()
         if phases is None:
             loss.backward()
             t3b = t3
         else:
-            (grad,) = torch.autograd.grad(loss, logits)
+            grads = torch.autograd.grad(loss, heads)
             t3b = clock()
-            logits.backward(grad)
+            torch.autograd.backward(heads, grads)
         t4 = clock()
         opt.step()
         opt.zero_grad(set_to_none=True)

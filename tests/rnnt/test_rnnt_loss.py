@@ -127,3 +127,31 @@ def test_matches_torchaudio():
     g1, = torch.autograd.grad(ta.sum(), x)
     g2, = torch.autograd.grad(ours.sum(), x)
     torch.testing.assert_close(g2, g1, atol=1e-4, rtol=1e-4)
+
+
+def test_auxiliary_ctc_loss_trains_the_encoder_and_leaves_decoding_alone():
+    """mini's auxiliary CTC head: the loss is RNN-T + weight x CTC (both reported as parts), the CTC head's
+    gradient reaches the encoder, and greedy decoding does not use it."""
+    from contextlib import nullcontext
+
+    from mlbench.benchmarks.rnnt import definition
+    from mlbench.benchmarks.rnnt.workload import RNNTWorkload
+
+    bench = definition.SIZES["tiny"].derive(hparams={"ctc_weight": 0.5})
+    wl = RNNTWorkload(bench)
+    torch.manual_seed(0)
+    model = wl.build_model()
+    ctx = type("Ctx", (), {"device": torch.device("cpu"), "amp": staticmethod(nullcontext)})()
+    batch = wl.synthetic_batch(3, ctx)
+    loss, parts = wl.loss(model, batch, ctx)
+    assert set(parts) == {"rnnt", "ctc"}
+    assert torch.allclose(loss, parts["rnnt"] + 0.5 * parts["ctc"])
+    loss.backward()
+    assert model.ctc_head.weight.grad.abs().sum() > 0 and model.pre_rnn.weight_ih_l0.grad.abs().sum() > 0
+    plain = RNNTWorkload(definition.SIZES["tiny"].derive(hparams={"ctc_weight": 0.0})).build_model()
+    assert plain.ctc_head is None
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("ctc_head.")})
+    model.eval()
+    plain.eval()
+    feats, lens = batch["feats"], batch["feat_lens"]
+    assert all(torch.equal(a, b) for a, b in zip(model.greedy(feats, lens), plain.greedy(feats, lens)))

@@ -99,7 +99,7 @@ class RNNT(nn.Module):
                  enc_post_rnn_layers: int = 3, enc_stack_time_factor: int = 2, enc_dropout: float = 0.1,
                  pred_n_hid: int = 512, pred_rnn_layers: int = 2, pred_dropout: float = 0.3,
                  joint_n_hid: int = 512, joint_dropout: float = 0.3, forget_gate_bias: float = 1.0,
-                 weights_init_scale: float = 0.5, **_: object):
+                 weights_init_scale: float = 0.5, ctc_weight: float = 0.0, **_: object):
         super().__init__()
         self.num_classes, self.blank = num_classes, num_classes - 1
         self.pred_n_hid = pred_n_hid
@@ -113,6 +113,10 @@ class RNNT(nn.Module):
         self.joint_enc = nn.Linear(enc_n_hid, joint_n_hid)
         self.joint_pred = nn.Linear(pred_n_hid, joint_n_hid)
         self.joint_net = nn.Sequential(nn.ReLU(), nn.Dropout(joint_dropout), nn.Linear(joint_n_hid, num_classes))
+        # mlbench's auxiliary CTC head (not the reference's; mini only): the encoder's outputs to the classes, the
+        # blank shared with the joint's; trained beside the RNN-T loss and unused by decoding
+        self.ctc_head = nn.Linear(enc_n_hid, num_classes) if ctc_weight > 0 else None
+        self.ctc_weight = float(ctc_weight)
 
     # ------------------------------------------------------------------ training
     def encode(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,8 +139,12 @@ class RNNT(nn.Module):
         return self.joint_net(self.joint_enc(f).unsqueeze(2) + self.joint_pred(g).unsqueeze(1))
 
     def forward(self, feats, feat_lens, tokens):
+        """Joint logits ``[B, T, U+1, classes]`` and encoder lengths; with a CTC head, its logits ``[B, T,
+        classes]`` third."""
         f, f_lens = self.encode(feats, feat_lens)
         g, _ = self.predict(tokens)
+        if self.ctc_head is not None:
+            return self.joint(f, g), f_lens, self.ctc_head(f)
         return self.joint(f, g), f_lens
 
     # ------------------------------------------------------------------ greedy decoding

@@ -120,7 +120,8 @@ class RNNTWorkload(Workload):
         return RNNT(num_classes(self.bench), in_feats=hp["n_mels"] * hp["stacking"], **{
             k: hp[k] for k in ("enc_n_hid", "enc_pre_rnn_layers", "enc_post_rnn_layers", "enc_stack_time_factor",
                                "enc_dropout", "pred_n_hid", "pred_rnn_layers", "pred_dropout", "joint_n_hid",
-                               "joint_dropout", "forget_gate_bias", "weights_init_scale")})
+                               "joint_dropout", "forget_gate_bias", "weights_init_scale")},
+            ctc_weight=hp.get("ctc_weight", 0.0))
 
     def build_data(self, spec: DataSpec) -> DataBundle:
         hp, b = self.bench.hparams, self.bench
@@ -170,9 +171,15 @@ class RNNTWorkload(Workload):
 
     def loss(self, model, batch, ctx: StepContext):
         with ctx.amp():
-            logits, f_lens = model(batch["feats"], batch["feat_lens"], batch["tokens"])
-        loss = rnnt_loss(logits.float(), batch["tokens"], f_lens, batch["token_lens"],
-                         blank=num_classes(self.bench) - 1)
+            out = model(batch["feats"], batch["feat_lens"], batch["tokens"])
+        logits, f_lens = out[0], out[1]
+        blank = num_classes(self.bench) - 1
+        loss = rnnt_loss(logits.float(), batch["tokens"], f_lens, batch["token_lens"], blank=blank)
+        if len(out) > 2:  # mini's auxiliary CTC loss on the encoder (mlbench's, not the reference's), per utterance
+            ctc = torch.nn.functional.ctc_loss(out[2].float().log_softmax(-1).transpose(0, 1), batch["tokens"],
+                                               f_lens, batch["token_lens"], blank=blank, reduction="none",
+                                               zero_infinity=True).mean()
+            return loss + self.bench.hparams["ctc_weight"] * ctc, {"rnnt": loss.detach(), "ctc": ctc.detach()}
         return loss, {}
 
     @torch.no_grad()
