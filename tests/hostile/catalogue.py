@@ -28,8 +28,9 @@ class Case:
     cwd: str | None = None  # relative to tmp
 
 
-def check(case: Case, tmp: Path, timeout: float = 300) -> None:
-    """Run ``case`` as a user would and assert: exit code, a clear message, no traceback, no valid result."""
+def check(case: Case, tmp: Path, timeout: float = 300) -> str:
+    """Run ``case`` as a user would and assert: exit code, a clear message, no traceback, no valid result.
+    Returns what the command printed."""
     if case.setup:
         case.setup(tmp)
     args = [a.replace("{tmp}", str(tmp)) for a in case.args]
@@ -40,6 +41,7 @@ def check(case: Case, tmp: Path, timeout: float = 300) -> None:
     assert proc.returncode == case.exit_code, f"{case.id}: exit {proc.returncode}\n{out[-3000:]}"
     assert case.error.lower() in out.lower(), f"{case.id}: message lacks {case.error!r}\n{out[-3000:]}"
     assert_no_valid_result(tmp)
+    return out
 
 
 def assert_no_valid_result(root: Path) -> None:

@@ -58,7 +58,7 @@ def test_weights_that_do_not_fit(infer, tmp_path):
     bad = tmp_path / "bad.pt"
     torch.save({"model": {"fc.weight": torch.zeros(3, 3)}}, bad)
     code, r, out = infer(*QUICK, "--weights", str(bad))
-    assert code == 1 and "do not fit ResNet-50 tiny" in out
+    assert code == 2 and "do not fit ResNet-50 tiny" in out and "\n" not in out.split("do not fit")[1].split("fix:")[0].strip()
     code, r, out = infer(*QUICK, "--weights", str(tmp_path / "missing.pt"))
     assert code == 1 and "weights file not found" in out
 

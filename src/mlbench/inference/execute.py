@@ -35,6 +35,10 @@ def execute(cfg: InferConfig, run_dir: Path | None = None) -> dict[str, Any]:
         result["device"] = result["backend"].get("device", cfg.device)
         if hasattr(session.task, "info"):  # what the task chose that the options do not say (e.g. query sizes)
             result["task"] = session.task.info()
+            mf = result["task"].get("model_file") or {}
+            if mf.get("interface"):
+                console(f"model: {mf['interface']}" + (f"; pre-processing: {mf['pre_processing']}"
+                                                       if mf.get("pre_processing") else ""))
         _compute_info(result, session)
         if cfg.find_peak:  # probes first; the performance test below at the peak confirms it
             from mlbench.inference import find_peak
@@ -130,7 +134,7 @@ def _one_test(s, mode: str, outdir: Path, result: dict, state: dict, say) -> Non
     state["tests"][mode] = test
 
 
-def model_flops(model: Any, example: Any) -> float | None:
+def torch_flops(model: Any, example: Any) -> float | None:
     """FLOPs of one forward pass on one sample (multiply-add counted as 2), by torch's FLOP counter."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -145,20 +149,21 @@ def model_flops(model: Any, example: Any) -> float | None:
 
 
 def _compute_info(result: dict, s) -> None:
-    """FLOPs per sample (torch's counter) and the measured peak of this device at the run's precision."""
+    """FLOPs per sample (torch's counter on the PyTorch model; for ONNX Runtime, counted from the ONNX graph
+    it runs) and the measured peak of this device at the run's precision."""
     if not s.backend.runs_model:
         return
     idx = [0]
     s.store.load(idx)
     x = s.store.batch(idx)
     s.store.unload(idx)
-    flops = model_flops(s.task.model(), x) if s.cfg.weights is None or not str(s.cfg.weights).endswith(".onnx") else None
-    state: dict[str, Any] = {"flops_per_sample": flops}
-    if flops and isinstance(x, inputs.Ragged) and hasattr(s.store, "length"):
+    state: dict[str, Any] = model_flops(s.backend, s.task, x)
+    if state.get("flops_per_sample") and isinstance(x, inputs.Ragged) and hasattr(s.store, "length"):
         # rows scored each on its own (the Ragged contract): FLOPs are per row; a sample costs its rows
         n = s.store.total_count
         mean_rows = sum(s.store.length(i) for i in range(n)) / n
-        state["flops_per_sample"] = flops / int(x.offsets[-1]) * mean_rows
+        rows = 1 if state.get("flops_basis") == "row" else int(x.offsets[-1])
+        state["flops_per_sample"] = state["flops_per_sample"] / rows * mean_rows
         state["flops_basis"] = f"per row, times the mean rows per sample ({mean_rows:.1f})"
     dev = str(result["device"]) if str(result["device"]).startswith("cuda") else "cpu"
     try:
@@ -166,6 +171,26 @@ def _compute_info(result: dict, s) -> None:
     except Exception as exc:  # noqa: BLE001 - the calibration is informative only
         state["peak"] = {"error": f"{type(exc).__name__}: {exc}", "precision": s.cfg.precision}
     result["compute"] = state
+
+
+def model_flops(backend, task, x) -> dict[str, Any]:
+    """``{"flops_per_sample", "flops_method"}`` of one sample ``x`` (a batch of 1): from the fp32 ONNX graph
+    when the backend runs an ONNX file (the file given, or the one exported), else torch's FLOP counter on the
+    task's model. A Ragged sample's ONNX count is per row (``flops_basis: "row"``)."""
+    onnx_path = getattr(backend, "fp32_path", None)
+    if onnx_path is not None:
+        from mlbench.inference import modelfile
+
+        names = getattr(backend, "input_names", None) or [inputs.SINGLE]
+        shapes = ({k: tuple(v.shape[1:]) for k, v in x.items()} if isinstance(x, dict)
+                  else {names[0]: tuple(x.shape[1:])})
+        out = {"flops_per_sample": modelfile.flops_per_sample(onnx_path, shapes),
+               "flops_method": "counted from the ONNX graph (Conv, Gemm, MatMul, recurrent layers; multiply-add = 2)"}
+        if isinstance(x, inputs.Ragged):
+            out["flops_basis"] = "row"
+        return out
+    return {"flops_per_sample": torch_flops(task.model(), x),
+            "flops_method": "torch.utils.flop_counter on the PyTorch model (multiply-add = 2)"}
 
 
 def _finish(result: dict, state: dict, run_dir: Path, final: bool) -> None:

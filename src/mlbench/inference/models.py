@@ -11,6 +11,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -86,25 +87,86 @@ def pytorch_weights(path: Path, files: str) -> Path:
 
 
 def load_weights(model: nn.Module, path: Path, *, what: str, hint: str, keys: tuple[str, ...] = ("model",),
-                 prefix: str = "") -> nn.Module:
+                 prefix: str = "", modules: bool = False) -> nn.Module:
     """``model`` with the state dict of ``path`` (read as tensors only: a file never runs code). A dict holding
     the state under one of ``keys`` (a training checkpoint's ``model``) is unwrapped, DDP's ``module.`` prefix
-    dropped, and ``prefix`` added when no name has it (the state of the model ``model`` wraps); DataError
-    "weights PATH do not fit <what>: ..." with ``hint`` when they do not fit."""
+    dropped, and ``prefix`` added when no name has it (the state of the model ``model`` wraps); ``modules``: a
+    whole pickled ``nn.Module`` is accepted too (see :func:`read_weights`). ConfigError "weights PATH do not fit
+    <what>: ..." (one line: what is missing, extra or of another shape) with ``hint`` when they do not fit."""
+    state = read_weights(path, modules=modules)
+    for key in keys:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ConfigError(f"weights {path} do not fit {what}: the file holds a {type(state).__name__}, not a "
+                          "state dict", hint)
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if prefix and not any(k.startswith(prefix) for k in state):
+        state = {prefix + k: v for k, v in state.items()}
+    return load_state(model, state, path, what=what, hint=hint)
+
+
+def read_weights(path: Path, *, modules: bool = False, key: str | None = None) -> Any:
+    """What a weights file holds, read as tensors and plain values only (``training.checkpoint.read``). A file
+    refused because it pickles other objects is read without running any of their code
+    (``modelfile.read_inert``) when the caller says what it wants from it: ``modules``, the state dict of the
+    whole ``nn.Module`` it pickles (``torch.save(model)``, as MLPerf's RetinaNet .pth); ``key``, the dict of
+    tensors under that key (a training checkpoint that also pickles its optimizer or arguments, as MLPerf's
+    RNN-T ``rnnt.pt``). Without what was asked for, the refusal stands."""
     from mlbench.training import checkpoint
 
-    state = checkpoint.read(path, what="weights file")
     try:
-        for key in keys:
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-        if prefix and not any(k.startswith(prefix) for k in state):
-            state = {prefix + k: v for k, v in state.items()}
-        model.load_state_dict(state)
-    except (RuntimeError, KeyError, EOFError, ValueError, AttributeError, OSError) as exc:
-        raise DataError(f"weights {path} do not fit {what}: {str(exc)[:300]}", hint) from exc
+        return checkpoint.read(path, what="weights file")
+    except DataError as exc:
+        if not ((modules or key) and getattr(exc, "refused_objects", False)):
+            raise
+        from mlbench.inference import modelfile
+
+        try:
+            if modules:
+                return modelfile.read_pickled_module(path)
+            obj = modelfile.read_inert(path)
+            found = obj.get(key) if isinstance(obj, dict) else None
+            if not isinstance(found, dict) or not all(isinstance(v, torch.Tensor) for v in found.values()):
+                raise DataError(f"{path} holds no tensors under {key!r}", "")
+            return {key: found}
+        except DataError:
+            raise exc from None
+
+
+def load_state(model: nn.Module, state: dict, path: Path | str, *, what: str, hint: str, strict: bool = True
+               ) -> nn.Module:
+    """``model.load_state_dict(state)``, or a one-line ConfigError saying how the file differs from ``what``."""
+    try:  # load_state_dict first: some modules rename older keys as they load (torchvision's FPN and heads)
+        model.load_state_dict(state, strict=strict)
+    except (RuntimeError, KeyError, ValueError, AttributeError, TypeError) as exc:
+        problem = fit_problems(model, state, strict=strict) or " ".join(str(exc).split())[:300]
+        raise ConfigError(f"weights {path} do not fit {what}: {problem}", hint) from None
     return model
+
+
+def fit_problems(model: nn.Module, state: dict, strict: bool = True) -> str | None:
+    """How a state dict differs from ``model``'s, in one line (a few names of each kind), or None when it fits."""
+    want = model.state_dict()
+    missing = [k for k in want if k not in state]
+    extra = [k for k in state if k not in want] if strict else []
+    shapes = [f"{k} {list(getattr(state[k], 'shape', ()))} vs {list(want[k].shape)}" for k in want
+              if k in state and tuple(getattr(state[k], "shape", ())) != tuple(want[k].shape)]
+    return describe_mismatch(missing, extra, shapes, len(want)) if missing or extra or shapes else None
+
+
+def describe_mismatch(missing: list[str], extra: list[str], shapes: list[str], total: int) -> str:
+    """One line: which of the model's ``total`` tensors a file lacks, has in excess or has of another shape."""
+    def few(names: list[str]) -> str:
+        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} of the model's {total} tensors missing ({few(missing)})")
+    if extra:
+        parts.append(f"{len(extra)} the model does not have ({few(extra)})")
+    if shapes:
+        parts.append(f"{len(shapes)} of another shape (file vs model: {few(shapes)})")
+    return "; ".join(parts)
 
 
 def seeded_model(build: Callable[[], nn.Module], seed: int) -> nn.Module:

@@ -69,6 +69,7 @@ def open_session(cfg: InferConfig, say) -> Session:
     bs = cfg.batch_size or DEFAULT_BATCH[cfg.scenario]
     if cfg.batch_size is None and cfg.backend == "null" and cfg.scenario == "Offline":
         bs = NULL_OFFLINE_BATCH
+    bs = batch_limit(task, cfg, bs)
     workers = cfg.workers or default_workers(task)
     threads = cfg.threads or backends.base.default_threads(workers if cfg.scenario in ("Server", "Offline") else 1)
     backend = backends.get(cfg.backend)(cfg, threads)
@@ -89,6 +90,21 @@ def open_session(cfg: InferConfig, say) -> Session:
     qsl = QSL(store, store.performance_count, on_load=getattr(backend, "on_load", None))
     server_qps = cfg.target_qps or (NULL_SERVER_QPS if not backend.runs_model else qps * 0.5)
     return Session(cfg, bench, task, store, backend, sut, qsl, bs, qps, lat, lat_multi, server_qps, say)
+
+
+def batch_limit(task, cfg: InferConfig, bs: int) -> int:
+    """``bs``, or less where the model file runs at most ``task.max_batch_size`` samples at a time (e.g. an ONNX
+    file with a fixed batch of 1); an explicit larger --batch-size is refused."""
+    limit = getattr(task, "max_batch_size", None)
+    if not limit or cfg.backend == "null" or bs <= limit:
+        return bs
+    if cfg.batch_size is not None:
+        from mlbench.errors import ConfigError
+
+        raise ConfigError(f"invalid value for 'batch_size': {cfg.batch_size}: the model file runs at most {limit} "
+                          f"sample(s) at a time ({getattr(task, 'max_batch_reason', 'its interface')})",
+                          f"give --batch-size {limit}, or drop it")
+    return limit
 
 
 def default_workers(task) -> int:

@@ -83,6 +83,10 @@ class InferenceTask(Protocol):
     # then defaults to two SUT workers so that it overlaps the network (see runner.default_workers).
     # Optional: ``cuda_graphs_unsupported = "why"`` when the model's forward has shapes or control flow that
     # depend on the data (NMS, a decoding loop): --cuda-graphs is then refused with that reason.
+    # Optional: ``onnx_outputs``: the outputs of a given ONNX model file to fetch, in the order ``postprocess``
+    # reads them (None: all of the model's, in its order); a task recognises the file's interface from the file
+    # (mlbench.inference.modelfile) in ``dataset()``, before anything is pre-processed. ``info() -> dict``:
+    # what result.json records under ``task`` (e.g. ``model_file``: the interface found and the pre-processing).
     response_dtype: str  # numpy dtype of the logged response bytes, e.g. "int32", "float32"
 
     def dataset(self) -> SampleStore:

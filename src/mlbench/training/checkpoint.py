@@ -91,8 +91,10 @@ def read(path: str | Path, *, what: str = "weights file", hint: str = PLAIN_HINT
         text = str(exc)
         refused = _refused(text)
         if refused:
-            raise DataError(f"{what} {p} is not a plain weights file: it holds {refused}, which could run code "
-                            "when loaded; refused", hint) from None
+            err = DataError(f"{what} {p} is not a plain weights file: it holds {refused}, which could run code "
+                            "when loaded; refused", hint)
+            err.refused_objects = True  # a caller may read it inertly (inference.modelfile.read_pickled_module)
+            raise err from None
         raise DataError(f"{what} {p} is not a PyTorch weights file, or is corrupt ({_one_line(text)})",
                         hint) from None
     except Exception as exc:  # noqa: BLE001 - a corrupt file makes torch/pickle raise many types

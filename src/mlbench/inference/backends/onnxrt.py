@@ -72,6 +72,8 @@ def quantize_int8(fp32_path: Path, calibration: inputs.Inputs, dest: Path) -> Pa
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    output_names: list[str] | None = None  # the outputs fetched (None: all), set by prepare
+    fp32_path: Path | None = None  # the fp32 ONNX file (given or exported): its graph's FLOPs are counted
 
     def prepare(self, task: Any, example: inputs.Inputs) -> None:
         import torch
@@ -92,14 +94,18 @@ class OnnxRuntimeBackend(Backend):
             fp32 = cache_dir("onnx", f"{self.cfg.benchmark}-{self.cfg.size}-{task.model_id()}-op{OPSET}.onnx")
             if not fp32.is_file():
                 export(model, example, fp32)
+        self.fp32_path = fp32
         path = fp32
-        if self.cfg.precision == "int8":
-            path = fp32.with_name(fp32.stem + "-int8.onnx")
+        if self.cfg.precision == "int8":  # quantized into the cache (never beside a user's file)
+            path = cache_dir("onnx", f"{self.cfg.benchmark}-{self.cfg.size}-{task.model_id()}-op{OPSET}-int8.onnx"
+                             if not given_onnx else f"{fp32.stem}-{task.model_id()}-int8.onnx")
             if not path.is_file():
                 quantize_int8(fp32, self._calibration(task, example), path)
         self.path = path
         self.session = self._session(path)
         self.input_names = [i.name for i in self.session.get_inputs()]
+        # the outputs the task reads, in its order (a model file's interface may offer more, e.g. ArgMax and softmax)
+        self.output_names = getattr(task, "onnx_outputs", None) if given_onnx else None
         if model is None:
             self.check = {"ok": True, "detail": "given as ONNX: no PyTorch model to compare with"}
             self.predict(example)
@@ -156,8 +162,8 @@ class OnnxRuntimeBackend(Backend):
 
     def predict(self, x: inputs.Inputs) -> list[np.ndarray]:
         if isinstance(x, dict):
-            return self.session.run(None, x)
-        return self.session.run(None, {self.input_names[0]: x})
+            return self.session.run(self.output_names, x)
+        return self.session.run(self.output_names, {self.input_names[0]: x})
 
     def info(self) -> dict[str, Any]:
         import onnxruntime as ort
