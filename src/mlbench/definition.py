@@ -13,6 +13,21 @@ from typing import Any
 SIZE_NAMES = ("reference", "mini", "tiny")
 
 
+@dataclass(frozen=True)
+class ModelFile:
+    """A model file MLCommons publishes for a benchmark's inference (its reference README's model table), which
+    ``mlbench infer --weights`` accepts: its name, format, the accuracy the reference measured with it, where
+    it is published."""
+
+    file: str  # e.g. "resnet50_v1.onnx"
+    format: str  # e.g. "ONNX, opset 8 or 11 (from TensorFlow)"
+    accuracy: str  # e.g. "top-1 76.456%"
+    where: str  # the address(es) MLCommons gives
+
+    def text(self) -> str:
+        return f"{self.file} ({self.format}; {self.accuracy}; {self.where})"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Benchmark:
     """One benchmark at one size."""
@@ -51,6 +66,7 @@ class Benchmark:
     # inference options only this benchmark's task reads, name -> help: each is an `mlbench infer` option (a
     # string, or None when not given) that reaches the task in TaskOptions.extra (see docs/ARCHITECTURE.md)
     task_options: dict[str, str] = field(default_factory=dict)
+    model_files: tuple[ModelFile, ...] = ()  # reference: the published model files --weights accepts
     notes: str = ""
     in_suite: bool = True  # mini: part of `mlbench run` (False while its target is not yet set from measured runs)
 

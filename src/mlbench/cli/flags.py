@@ -10,14 +10,16 @@ from typing import Any
 from mlbench import config as cfgmod
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One ``--flag`` per field of ``cls``; defaults are None so only given flags override lower layers."""
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
+                     more_help: dict[str, str] | None = None) -> None:
+    """One ``--flag`` per field of ``cls``; defaults are None so only given flags override lower layers.
+    ``more_help`` adds text to some fields' help (facts read from the registry)."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help", "") + (more_help or {}).get(f.name, "").replace("%", "%%")
         choices = f.metadata.get("choices")
         default = f.default if f.default is not dataclasses.MISSING else None
         help_text += f" (default: {default})"

@@ -19,9 +19,23 @@ def add_parser(sub) -> None:
                     "status aborted); a backend or LoadGen crash is a failed run (exit code 1).",
     )
     p.add_argument("benchmark", help="benchmark name (see `mlbench list`)")
-    flags.add_config_flags(p, InferConfig, skip=("benchmark",))
+    flags.add_config_flags(p, InferConfig, skip=("benchmark",), more_help={"weights": official_files_help()})
     flags.add_layer_flags(p)
     p.set_defaults(func=main)
+
+
+def official_files_help() -> str:
+    """The model files MLCommons publishes per benchmark (the definitions' ``model_files``), for --weights."""
+    from mlbench import registry
+
+    parts = []
+    for name in registry.names():
+        files = registry.sizes(name).get("reference")
+        files = files.model_files if files is not None else ()
+        if files:
+            parts.append(f"{name}: " + "; ".join(m.text() for m in files))
+    return (". The official files accepted (the interface is read from the file; --backend onnxruntime for "
+            ".onnx): " + " | ".join(parts)) if parts else ""
 
 
 def main(args: argparse.Namespace) -> int:

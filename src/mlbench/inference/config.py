@@ -51,7 +51,8 @@ class CommonInferConfig:
     cuda_graphs: bool = opt(False, "pytorch on a CUDA device: replay the model from CUDA graphs captured before "
                             "the test, one per power-of-two batch size up to --batch-size (a batch runs in the "
                             "smallest that holds it); inputs of a fixed shape per sample only")
-    weights: str | None = opt(None, "model weights file (reference size: PyTorch .pth/.pt or .onnx)")
+    weights: str | None = opt(None, "model weights file: reference size, a PyTorch file or an .onnx (onnxruntime); "
+                               "mini/tiny, default: the cached model of mlbench train; random: throughput only")
     data_dir: str | None = opt(None, "dataset root; default: the size's built-in or standard location")
     output_dir: str = opt("runs", "where run directories are created")
     quick: bool = opt(False, "short duration and query counts for development; never valid for submission")

@@ -5,14 +5,23 @@ polynomial (power 2) decay to 1e-4, as in the MLPerf ResNet reference's SGD path
 rate scales linearly with the global batch (0.1 per 256 images, Goyal et al.), on MLPerf's 0.001 grid.
 """
 
-from mlbench.definition import Benchmark
+from mlbench.definition import Benchmark, ModelFile
+
+# mlcommons/inference vision/classification_and_detection README, "Supported Models" (read 2026-12)
+MODEL_FILES = (
+    ModelFile("resnet50_v1.onnx", "ONNX, opset 8 or 11, converted from TensorFlow", "top-1 76.456%",
+              "https://zenodo.org/record/2592612/files/resnet50_v1.onnx (opset 8), "
+              "https://zenodo.org/record/4735647/files/resnet50_v1.onnx (opset 11)"),
+    ModelFile("resnet50-19c8e357.pth", "PyTorch state dict (torchvision)", "top-1 76.014%",
+              "https://zenodo.org/record/4588417/files/resnet50-19c8e357.pth"),
+)
 
 REFERENCE = Benchmark(
     name="resnet50",
     size="reference",
     mlperf_name="resnet",
     task="image classification",
-    description="ResNet-50 v1.5 (torchvision) on ImageNet-1k, MLPerf training pre-processing",
+    description="ResNet-50 v1.5 on ImageNet-1k",
     ruleset="4.0.0",
     division="closed",
     dataset="ImageNet-1k (ILSVRC2012: train/<wnid>/*.JPEG, val/ with val_map.txt)",
@@ -42,10 +51,12 @@ REFERENCE = Benchmark(
     server_latency_ms=15.0,  # MLPerf Inference: Server p99 bound for ResNet-50
     loadgen_model_name="resnet50",
     inference_name="resnet",  # MLPerf Inference's results folder
+    model_files=MODEL_FILES,
 )
 
 MINI = REFERENCE.derive(
     size="mini",
+    model_files=(),
     division="open",
     description="a small ResNet (3 stages of basic blocks, 16-32-64 channels) on Fashion-MNIST",
     dataset="Fashion-MNIST (IDX files; Debian package dataset-fashion-mnist)",

@@ -1,15 +1,19 @@
 """ResNet-50 inference (``mlbench infer resnet50``): the task of :mod:`mlbench.inference.task`.
 
-Pre-processing is the evaluation transform of ``data``: resize 256, centre crop 224, ImageNet normalisation
-for the reference size; the normalised 28x28 image for mini (Fashion-MNIST test set) and tiny (generated
-gratings, the training evaluation set). The response LoadGen logs per sample is the predicted class as one
-int32; accuracy is top-1 against the labels.
+Reference size: the model file decides the pre- and post-processing, as in the MLPerf reference
+(:mod:`.modelfiles`): MLPerf's ``resnet50_v1.onnx`` (input ``input_tensor:0``, NCHW or NHWC read from its shape,
+``ArgMax:0`` over 1001 classes with the background at 0) gets OpenCV-style area resizing and mean subtraction
+on the 0-255 scale; torchvision's state dict (``resnet50-19c8e357.pth``, or an ONNX with its interface) gets
+torchvision's resize, crop and normalisation. An ONNX file with another interface is refused before the test
+(exit 2), naming what it has and what was expected. Mini and tiny use the normalised 28x28 image of the
+Fashion-MNIST test set / generated gratings. The response LoadGen logs per sample is the predicted ImageNet
+class as one int32; accuracy is top-1 against the labels.
 
 Models: mini/tiny use the checkpoint of ``mlbench train resnet50 --size mini|tiny``, cached under
-``cache_dir('models')`` and trained first when missing. Reference takes ``--weights`` (a torchvision
-ResNet-50 state dict, or an .onnx file for the onnxruntime backend), else downloads torchvision's ResNet-50
-weights, checked against the sha256 prefix in their published file name. ``--weights random`` runs
-randomly initialised weights: throughput only, the accuracy is meaningless and the run is invalid.
+``cache_dir('models')`` and trained first when missing. Reference takes ``--weights`` (one of the files above),
+else downloads MLCommons' ``resnet50-19c8e357.pth``, checked against the sha256 prefix in its file name.
+``--weights random`` runs randomly initialised weights: throughput only, the accuracy is meaningless and the
+run is invalid.
 """
 
 from __future__ import annotations
@@ -23,22 +27,20 @@ import numpy as np
 import torch
 
 from mlbench.benchmarks.resnet50 import data as rdata
+from mlbench.benchmarks.resnet50 import modelfiles
 from mlbench.data import download
 from mlbench.definition import Benchmark
 from mlbench.errors import DataError, MlbenchError
+from mlbench.inference import modelfile
 from mlbench.inference.models import find_weights, load_weights, pytorch_weights, random_weights, seeded_model
 from mlbench.inference.sample_store import ArrayStore
 from mlbench.inference.task import TaskOptions
 
-# torchvision's ResNet-50 v1.5 weights (top-1 76.13%); the 8 hex digits in the name prefix their sha256.
-REFERENCE_WEIGHTS_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
-REFERENCE_WEIGHTS_SHA256_PREFIX = "0676ba61"
+# The PyTorch ResNet-50 v1.5 MLCommons publishes (torchvision's weights; top-1 76.014% with the reference's
+# pre-processing); the 8 hex digits in the name prefix its sha256.
+REFERENCE_WEIGHTS_URL = "https://zenodo.org/record/4588417/files/resnet50-19c8e357.pth"
+REFERENCE_WEIGHTS_SHA256_PREFIX = "19c8e357"
 RANDOM_WEIGHTS_SEED = 0  # --weights random: throughput only, but the same weights every time
-
-
-def postprocess(logits: torch.Tensor) -> np.ndarray:
-    """Predicted class per sample as int32 (what goes into mlperf_log_accuracy.json)."""
-    return logits.argmax(1).to(torch.int32).cpu().numpy()
 
 
 def accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
@@ -64,10 +66,35 @@ class ResNetTask:
         self.bench, self.opts = bench, opts
         self._store: ArrayStore | None = None
         self._weights_file: Path | None = None
+        self._interface: modelfiles.Interface | None = None
+
+    # ------------------------------------------------------------------ model file
+    def interface(self) -> modelfiles.Interface:
+        """How the model file is fed and read, recognised from the file (ConfigError when unknown)."""
+        if self._interface is None:
+            b, w = self.bench, self.opts.weights
+            if w and str(w).endswith(".onnx"):
+                sig = modelfile.signature(w)
+                self._interface = modelfiles.recognise_onnx(sig, b.size, tuple(b.input_shape), b.num_classes)
+            elif b.is_reference:
+                self._interface = modelfiles.TORCHVISION
+            else:
+                self._interface = modelfiles.own_interface(b.size, b.num_classes)
+        return self._interface
+
+    @property
+    def onnx_outputs(self) -> list[str] | None:
+        """The ONNX outputs the onnxruntime backend fetches, in this order (None: all of the model's)."""
+        out = self.interface().output
+        return [out] if out and self.opts.weights and str(self.opts.weights).endswith(".onnx") else None
+
+    def info(self) -> dict:
+        return {"model_file": {**self.interface().info(), "file": self.opts.weights}}
 
     # ------------------------------------------------------------------ data
     def dataset(self) -> ArrayStore:
         if self._store is None:
+            self.interface()  # an unknown model file fails here, before any image is read
             self._store = self._build_store()
         return self._store
 
@@ -95,22 +122,25 @@ class ResNetTask:
                             "pass --data-dir DIR holding val/ with its images and val_map.txt (the ILSVRC2012 "
                             "layout MLPerf uses); ImageNet cannot be downloaded automatically")
         hp = self.bench.hparams
-        folder = rdata.ImageNetFolder(self.opts.data_dir, "val", rdata.eval_transform(hp["image_size"], hp["resize"]))
+        folder = rdata.ImageNetFolder(self.opts.data_dir, "val")
         n = len(folder) if self.opts.max_samples is None else min(self.opts.max_samples, len(folder))
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        iface = self.interface()
+        image = modelfiles.image_preprocessor(iface, hp["image_size"], hp["resize"])
 
         def preprocess(indices: Sequence[int]) -> np.ndarray:
-            self.opts.say(f"pre-processing {len(indices)} images (resize 256, centre crop 224)")
-            with ThreadPoolExecutor(max(1, cores)) as pool:  # PIL decodes and resizes without the GIL
-                return np.stack(list(pool.map(lambda i: folder[i][0].numpy(), indices)))
+            self.opts.say(f"pre-processing {len(indices)} images ({iface.preprocessing}: resize 256, centre crop 224)")
+            with ThreadPoolExecutor(max(1, cores)) as pool:  # PIL and numpy decode and resize without the GIL
+                return np.stack(list(pool.map(lambda i: image(folder.samples[i][0]), indices)))
 
         return ArrayStore(total_count=n, performance_count=self.bench.performance_sample_count,
                           preprocess=preprocess, labels=[s[1] for s in folder.samples[:n]])
 
     # ------------------------------------------------------------------ outputs
     def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> np.ndarray:
-        """Logits -> the predicted class of each sample, one int32 each (row i is sample i's response)."""
-        return np.ascontiguousarray(np.asarray(outputs[0]).argmax(axis=1).astype(np.int32))
+        """Scores (or the model's own ArgMax) -> the predicted class of each sample, background offset removed,
+        one int32 each (row i is sample i's response)."""
+        return modelfiles.classes_of(outputs, self.interface())
 
     def accuracy(self, responses: dict[int, bytes], store: ArrayStore) -> dict[str, float]:
         """Top-1 over the logged responses: each response is the predicted class as one int32."""
@@ -131,9 +161,11 @@ class ResNetTask:
             return seeded_model(lambda: build_model(self.bench), RANDOM_WEIGHTS_SEED)
         model = build_model(self.bench)
         path = pytorch_weights(self._weights(), ".pth")
+        hint = ("pass torchvision's ResNet-50 state dict (MLCommons' resnet50-19c8e357.pth), or resnet50_v1.onnx with "
+                "--backend onnxruntime" if self.bench.is_reference else
+                "pass weights of the same model and size (a state dict, as saved by torch.save)")
         return load_weights(model, path, what=f"ResNet-50 {self.bench.size}", keys=("model", "state_dict"),
-                            hint="pass weights of the same model and size (a state dict, as saved by torch.save)"
-                            ).eval()
+                            hint=hint).eval()
 
     def model_id(self) -> str:
         if random_weights(self.bench, self.opts):
@@ -161,6 +193,7 @@ class ResNetTask:
             return download.fetch(REFERENCE_WEIGHTS_URL, dest, verify=check, timeout=60)
         except DataError as exc:
             raise MlbenchError(f"no ResNet-50 weights and the download failed: {exc.message}",
-                               f"pass --weights FILE (torchvision ResNet-50 state dict or .onnx), or copy "
+                               f"pass --weights FILE (resnet50-19c8e357.pth, or resnet50_v1.onnx with "
+                               "--backend onnxruntime), or copy "
                                f"{Path(REFERENCE_WEIGHTS_URL).name} into {dest.parent}; "
                                "--weights random measures throughput only") from exc
