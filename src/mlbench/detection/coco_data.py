@@ -188,18 +188,18 @@ def split_paths(root: Path, split: str, labels_file: str) -> tuple[Path, Path]:
     return root / split / "labels" / labels_file, root / split / "data"
 
 
-def image_store(bench: Benchmark, opts: TaskOptions, index: CocoIndex, image: Callable[[int], torch.Tensor],
-                size: int) -> ArrayStore:
+def image_store(bench: Benchmark, opts: TaskOptions, index: CocoIndex, image: Callable[[int], torch.Tensor] | None,
+                size: int, read: Callable[[int], np.ndarray] | None = None) -> ArrayStore:
     """The evaluation images of ``index`` as samples (the first ``--max-samples``): ``image(i)``, a 0-1
-    ``[3, H, W]`` tensor, resized bilinearly to ``size`` x ``size``, float32; each sample's label is
-    ``(image id, width, height)`` of the original image."""
+    ``[3, H, W]`` tensor, resized bilinearly to ``size`` x ``size``, float32 (or ``read(i)``, the sample
+    itself); each sample's label is ``(image id, width, height)`` of the original image."""
     n = len(index) if opts.max_samples is None else min(opts.max_samples, len(index))
 
     def preprocess(indices: Sequence[int]) -> np.ndarray:
         out = np.empty((len(indices), 3, size, size), dtype=np.float32)
         for k, i in enumerate(indices):
-            out[k] = nn.functional.interpolate(image(i)[None], size=(size, size), mode="bilinear",
-                                               align_corners=False)[0].numpy()
+            out[k] = read(i) if read is not None else nn.functional.interpolate(
+                image(i)[None], size=(size, size), mode="bilinear", align_corners=False)[0].numpy()
         return out
 
     meta = [(im["id"], im["width"], im["height"]) for im in index.images[:n]]

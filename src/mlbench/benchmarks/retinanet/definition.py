@@ -9,7 +9,15 @@ Mini and tiny train a light RetinaNet (a small conv backbone, FPN P3-P5, 64 chan
 shape images written as COCO json + JPEG files, so they go through the same loader as OpenImages.
 """
 
-from mlbench.definition import Benchmark
+from mlbench.definition import Benchmark, ModelFile
+
+# mlcommons/inference vision/classification_and_detection README, "Supported Models" (read 2026-12)
+MODEL_FILES = (
+    ModelFile("resnext50_32x4d_fpn.onnx", "ONNX opset 13, the whole detector (NMS included)", "mAP 0.3757",
+              "https://zenodo.org/record/6617879/files/resnext50_32x4d_fpn.onnx"),
+    ModelFile("resnext50_32x4d_fpn.pth", "PyTorch, a whole pickled module", "mAP 0.3755",
+              "https://zenodo.org/record/6617981/files/resnext50_32x4d_fpn.pth"),
+)
 
 REFERENCE = Benchmark(
     name="retinanet",
@@ -47,9 +55,11 @@ REFERENCE = Benchmark(
     performance_sample_count=64,  # MLPerf Inference: QSL performance sample count for RetinaNet
     server_latency_ms=100.0,  # MLPerf Inference: Server p99 bound for RetinaNet
     loadgen_model_name="retinanet",
+    model_files=MODEL_FILES,
 )
 
 MINI = REFERENCE.derive(
+    model_files=(),
     size="mini",
     division="open",
     description="a light RetinaNet (small conv backbone, FPN P3-P5 48 ch, GroupNorm head), 128x128, on generated shapes",

@@ -11,9 +11,13 @@ Each sample's logged response is float32 rows ``[x0, y0, x1, y1, score, category
 image's pixels; accuracy is COCO box mAP@[.5:.95] with pycocotools over the scored images.
 
 Models: mini/tiny use the checkpoint of ``mlbench train retinanet --size mini|tiny`` (cached; trained first
-when missing). Reference needs ``--weights``: a state dict of torchvision's RetinaNet ResNeXt50 FPN with
-264 classes (an mlbench training checkpoint, or the MLPerf reference's, whose dict holds ``model``);
-``--weights random`` measures throughput only (its accuracy is meaningless).
+when missing). Reference needs ``--weights``: MLPerf's ``resnext50_32x4d_fpn.pth`` (a whole pickled module, read
+without running its code) or ``resnext50_32x4d_fpn.onnx`` (the whole detector: boxes, scores and labels of one
+image per run, served as the reference serves it), or a state dict of torchvision's RetinaNet ResNeXt50 FPN
+with 264 classes (an mlbench training checkpoint, or the MLPerf training reference's, whose dict holds
+``model``); see :mod:`.modelfiles`. The reference size's samples are the MLPerf reference's pre-processing
+(OpenCV-style decode and bilinear resize to 800x800). ``--weights random`` measures throughput only (its
+accuracy is meaningless).
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from mlbench.benchmarks.retinanet import decode
+from mlbench.benchmarks.retinanet import decode, modelfiles
 from mlbench.benchmarks.retinanet.workload import data_root
 from mlbench.data import download
 from mlbench.definition import Benchmark
 from mlbench.detection import coco_data, coco_map
 from mlbench.detection.coco_data import image_store
 from mlbench.errors import MlbenchError
+from mlbench.inference import modelfile
 from mlbench.inference.models import WEIGHTS_HINT, find_weights, load_weights, random_weights
 from mlbench.inference.sample_store import ArrayStore
 from mlbench.inference.task import TaskOptions
@@ -68,22 +73,66 @@ class RetinaNetTask:
         self._index: coco_data.CocoIndex | None = None
         self._post: nn.Module | None = None  # a CPU RetinaNet whose anchors and box coder decode outputs
         self._anchors: tuple[torch.Tensor, list[int]] | None = None
+        self._interface: modelfiles.Interface | None = None
+        self._table_cache: tuple[np.ndarray, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ model file
+    def interface(self) -> modelfiles.Interface:
+        """How the model file is fed and read, recognised from the file (ConfigError when unknown)."""
+        if self._interface is None:
+            w = self.opts.weights
+            if w and str(w).endswith(".onnx"):
+                self._interface = modelfiles.recognise_onnx(modelfile.signature(w), f"RetinaNet {self.bench.size}",
+                                                            self.size, self.bench.num_classes)
+            else:
+                self._interface = modelfiles.NETWORK
+        return self._interface
+
+    @property
+    def detections_in_file(self) -> bool:
+        return self.interface().kind == "detections"
+
+    @property
+    def onnx_outputs(self) -> list[str] | None:
+        """The ONNX outputs the onnxruntime backend fetches (the whole detector's, by name), else all."""
+        return list(modelfiles.DETECTION_OUTPUTS) if self.detections_in_file else None
+
+    @property
+    def max_batch_size(self) -> int | None:
+        """The whole-detector ONNX file runs one image at a time (its outputs have no batch dimension)."""
+        return 1 if self.detections_in_file else None
+
+    max_batch_reason = "MLPerf's resnext50_32x4d_fpn.onnx returns the detections of one image"
+
+    def info(self) -> dict:
+        return {"model_file": {**self.interface().info(), "file": self.opts.weights}}
 
     # ------------------------------------------------------------------ data
     def dataset(self) -> ArrayStore:
         if self._store is None:
+            self.interface()  # an unknown model file fails here, before any image is read
             root = data_root(self.bench, self.opts.data_dir)
             labels, images = coco_data.split_paths(root, coco_data.SPLITS["eval"], self.bench.hparams["labels_file"])
             index = coco_data.CocoIndex(labels, images, prepare=f"mlbench data prepare {self.bench.name}")
             ds = coco_data.CocoDetection(index)
             self._index = index
-            self._store = image_store(self.bench, self.opts, index, lambda i: ds[i][0], self.size)
+            if self.bench.is_reference:  # the MLPerf reference's pre-processing, from the image file
+                files = [images / im["file_name"] for im in index.images]
+                self._store = image_store(self.bench, self.opts, index, None, self.size,
+                                          read=lambda i: modelfiles.reference_image(files[i], self.size))
+            else:
+                self._store = image_store(self.bench, self.opts, index, lambda i: ds[i][0], self.size)
         return self._store
 
     # ------------------------------------------------------------------ outputs
     def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> list[np.ndarray]:
         """Decode, threshold and NMS for the whole batch at once (:mod:`.decode`, the result of
-        torchvision's RetinaNet post-processing); rows [x0, y0, x1, y1, score, category] per sample."""
+        torchvision's RetinaNet post-processing); rows [x0, y0, x1, y1, score, category] per sample. A file
+        holding the whole detector gives one image's detections, kept from a score of 0.05 as the reference does."""
+        if self.detections_in_file:
+            if len(indices) != 1:
+                raise ValueError(f"the whole-detector model file gives one image's detections, not {len(indices)}")
+            return [modelfiles.detection_rows(outputs, self._tables()[0][int(indices[0])])]
         if self._post is None:
             self._prepare_decode()
         cls, reg = (torch.from_numpy(np.asarray(o, dtype=np.float32)) for o in outputs[:2])
@@ -105,14 +154,22 @@ class RetinaNetTask:
         from mlbench.benchmarks.retinanet.model import build_model
 
         net = build_model(self.bench, backbone_weights=False).eval()
-        store = self.dataset()
-        wh = torch.tensor([store.label(i)[1:] for i in range(store.total_count)], dtype=torch.float32)
-        self._scale = (wh / self.size).repeat(1, 2)  # [w, h, w, h] / size per sample index
-        cats = self._index.label_to_cat
-        self._categories = torch.tensor([cats[c] if c < len(cats) else -1 for c in range(self.bench.num_classes)],
-                                        dtype=torch.float32)  # a label the data lacks: category -1, never a match
+        scale, categories = self._tables()
+        self._scale, self._categories = torch.from_numpy(scale), torch.from_numpy(categories)
         self._settings = decode.DecodeSettings.of(net, self.size)
         self._post = net
+
+    def _tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per sample index, ``[w, h, w, h] / size`` (back to the original image's pixels); per label, its COCO
+        category (-1 for a label the data lacks: never a match). Float32."""
+        if self._table_cache is None:
+            store = self.dataset()
+            wh = np.asarray([store.label(i)[1:] for i in range(store.total_count)], dtype=np.float32).reshape(-1, 2)
+            cats = self._index.label_to_cat
+            self._table_cache = (np.ascontiguousarray(np.tile(wh / self.size, (1, 2)), dtype=np.float32),
+                                 np.asarray([cats[c] if c < len(cats) else -1 for c in range(self.bench.num_classes)],
+                                            dtype=np.float32))
+        return self._table_cache
 
     def _anchor_grid(self, total: int) -> tuple[torch.Tensor, list[int]]:
         """The anchors of one input (fixed size) and how many fall on each pyramid level."""
@@ -153,7 +210,9 @@ class RetinaNetTask:
 
         net = build_model(self.bench, backbone_weights=False)  # the full weights below replace the backbone's
         if not random_weights(self.bench, self.opts):
-            load_weights(net, self._weights(), what=f"RetinaNet {self.bench.size}", hint=WEIGHTS_HINT)
+            hint = (f"pass MLPerf's resnext50_32x4d_fpn.pth or a RetinaNet ResNeXt50 FPN state dict; {WEIGHTS_HINT}"
+                    if self.bench.is_reference else WEIGHTS_HINT)
+            load_weights(net, self._weights(), what=f"RetinaNet {self.bench.size}", hint=hint, modules=True)
         return DetectorCore(net.eval()).eval()
 
     def model_id(self) -> str:
