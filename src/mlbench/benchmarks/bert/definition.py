@@ -10,7 +10,16 @@ Hyper-parameters are the reference convergence point for global batch 256 (mlper
 ``floor(0.05 * (230.23 * global_batch + 3,000,000) / 25,000) * 25,000`` samples (150,000 at batch 256).
 """
 
-from mlbench.definition import Benchmark
+from mlbench.definition import Benchmark, ModelFile
+
+# mlcommons/inference language/bert README, "Supported Models" (read 2026-12); all tokenised with its vocab.txt
+MODEL_FILES = (
+    ModelFile("model.onnx", "ONNX opset 11, fp32", "F1 90.874", "https://zenodo.org/record/3733910/files/model.onnx"),
+    ModelFile("bert_large_v1_1_fake_quant.onnx", "ONNX, int8 (symmetric per-tensor)", "F1 90.067",
+              "https://zenodo.org/record/3750364/files/bert_large_v1_1_fake_quant.onnx"),
+    ModelFile("model.pytorch", "PyTorch state dict (transformers BertForQuestionAnswering)", "F1 90.874",
+              "https://zenodo.org/record/3733896/files/model.pytorch"),
+)
 
 BERT_LARGE = {  # the MLPerf reference's bert_config.json (BERT-large, uncased)
     "vocab_size": 30522, "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
@@ -56,6 +65,7 @@ REFERENCE = Benchmark(
     server_latency_ms=130.0,  # MLPerf Inference: Server p99 bound for BERT
     loadgen_model_name="bert",
     inference_name_has_target=True,  # bert-99, bert-99.9
+    model_files=MODEL_FILES,
     notes=("MLPerf retired BERT training after Training v5.0 and datacenter BERT inference after Inference v4.1 "
            "(it stays in the edge suite): compare with those rounds' results."),
 )
@@ -68,6 +78,7 @@ SMALL = {
 }
 
 MINI = REFERENCE.derive(
+    model_files=(),
     size="mini",
     division="open",
     description="a 2-layer BERT (hidden 128) on Python's documentation prose (Debian python3.11-doc)",

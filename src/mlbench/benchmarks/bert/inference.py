@@ -11,9 +11,11 @@ scores exact match and F1 (percent) with the official SQuAD v1.1 semantics; the 
 Data and weights per size:
 
 * **reference**: ``--data-dir`` holding ``dev-v1.1.json`` and the model's ``vocab.txt`` (seq 384, query 64,
-  stride 128: 10,833 features); ``--weights`` a ``BertForQuestionAnswering`` state dict (``.pt``/``.pth``/
-  ``.bin``, read with ``weights_only=True``) or an ``.onnx`` file for the onnxruntime backend;
-  ``--weights random`` measures throughput only.
+  stride 128: 10,833 features); ``--weights`` a ``BertForQuestionAnswering`` state dict (MLPerf's
+  ``model.pytorch``, or ``.pt``/``.pth``/``.bin``, read with ``weights_only=True``) or, for the onnxruntime
+  backend, an ``.onnx`` file whose interface is read from it (MLPerf's ``model.onnx`` with ``input_mask``/
+  ``segment_ids``, its int8 file, mlbench's export: :mod:`.modelfiles`); ``--weights random`` measures
+  throughput only.
 * **mini / tiny**: the QA data of :mod:`.qa_data` (WordNet definitions / generated), and a QA model
   fine-tuned on its train split (:func:`finetune`), cached as ``cache_dir("models", "bert-<size>-qa.pt")``
   and trained when missing. Fine-tuning starts from the masked-LM encoder of ``mlbench train bert`` when
@@ -34,11 +36,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from mlbench.benchmarks.bert import qa_data, squad
+from mlbench.benchmarks.bert import modelfiles, qa_data, squad
 from mlbench.data import download
 from mlbench.definition import Benchmark
 from mlbench.errors import DataError, MlbenchError
-from mlbench.inference.models import find_weights, pytorch_weights, seeded_model
+from mlbench.inference import modelfile
+from mlbench.inference.models import find_weights, load_state, pytorch_weights, read_weights, seeded_model
 from mlbench.inference.task import TaskOptions
 
 RANDOM_WEIGHTS_SEED = 0
@@ -133,11 +136,12 @@ class FeatureStore:
     ``batch`` is a gather of three int64 arrays."""
 
     def __init__(self, features: squad.Features, examples: list[squad.Example], *, total_count: int,
-                 performance_count: int):
+                 performance_count: int, names: dict[str, str] | None = None):
         self.features, self.examples = features, examples
         self.total_count = int(total_count)
         self.performance_count = int(min(performance_count, total_count))
-        self._arrays = {name: np.ascontiguousarray(getattr(features, name)[:self.total_count])
+        names = names or {}  # a model file's own input names (e.g. input_mask, segment_ids)
+        self._arrays = {names.get(name, name): np.ascontiguousarray(getattr(features, name)[:self.total_count])
                         for name in INPUT_NAMES}
         self._loaded = np.zeros(self.total_count, dtype=bool)
 
@@ -182,6 +186,27 @@ class BertTask:
         self.n_best, self.max_answer_len = hp.get("squad_n_best", 20), hp.get("squad_max_answer_len", 30)
         self._store: FeatureStore | None = None
         self._weights_file: Path | None = None
+        self._interface: modelfiles.Interface | None = None
+
+    # ------------------------------------------------------------------ model file
+    def interface(self) -> modelfiles.Interface:
+        """How the model file is fed and read, recognised from the file (ConfigError when unknown)."""
+        if self._interface is None:
+            w = self.opts.weights
+            if w and str(w).endswith(".onnx"):
+                self._interface = modelfiles.recognise_onnx(modelfile.signature(w), f"BERT {self.bench.size}",
+                                                            self.seq_len)
+            else:
+                self._interface = modelfiles.PYTORCH
+        return self._interface
+
+    @property
+    def onnx_outputs(self) -> list[str] | None:
+        """The ONNX outputs the onnxruntime backend fetches: the file's start and end logits, in that order."""
+        return list(self.interface().outputs) or None
+
+    def info(self) -> dict:
+        return {"model_file": {**self.interface().info(), "file": self.opts.weights}}
 
     # ------------------------------------------------------------------ data
     def files(self) -> tuple[Path, Path]:
@@ -200,6 +225,7 @@ class BertTask:
 
     def dataset(self) -> FeatureStore:
         if self._store is None:
+            self.interface()  # an unknown model file fails here, before SQuAD is tokenised
             dev, vocab = self.files()
             tokenizer = squad.load_tokenizer(vocab)
             self._check_vocab(tokenizer, vocab)
@@ -212,7 +238,8 @@ class BertTask:
                           f"{time.perf_counter() - t:.1f} s")
             n = len(features) if self.opts.max_samples is None else min(self.opts.max_samples, len(features))
             self._store = FeatureStore(features, examples, total_count=n,
-                                       performance_count=self.bench.performance_sample_count)
+                                       performance_count=self.bench.performance_sample_count,
+                                       names=self.interface().feeds)
         return self._store
 
     def _check_vocab(self, tokenizer, vocab: Path) -> None:
@@ -270,21 +297,18 @@ class BertTask:
 
 
 def load_model(bench: Benchmark, path: Path) -> QAModel:
-    """The QA model of ``bench`` with the weights of ``path``; DataError when they do not fit."""
-    from mlbench.training import checkpoint
-
+    """The QA model of ``bench`` with the weights of ``path``; ConfigError when they do not fit (DataError when
+    the vocabulary differs)."""
     model = QAModel(bench.hparams["model"])
-    state = qa_state_dict(checkpoint.read(path, what="weights file"), path)
+    state = qa_state_dict(read_weights(path), path)
     emb = state.get("bert.embeddings.word_embeddings.weight")
     want = bench.hparams["model"]["vocab_size"]
     if emb is not None and emb.shape[0] != want:
         raise DataError(f"weights {path} embed a vocabulary of {emb.shape[0]} tokens; BERT {bench.size} uses "
                         f"{want}", "pass weights trained with the same vocab.txt and model size")
-    try:
-        model.qa.load_state_dict(state)
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise DataError(f"weights {path} do not fit BERT {bench.size}: {' '.join(str(exc).split())[:300]}",
-                        "pass a BertForQuestionAnswering state dict of the same model size") from exc
+    load_state(model.qa, state, path, what=f"BERT {bench.size}",
+               hint="pass a BertForQuestionAnswering state dict of the same model size (MLPerf's model.pytorch "
+                    "for the reference)")
     return model.eval()
 
 
