@@ -42,6 +42,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements/cpu.tx
   # DLRM's optional TorchRec engine (its tests skip without it); see requirements/recsys-cpu.txt.
   pip_install -r requirements/recsys-cpu.txt
   pip_install --no-deps "torchrec==1.9.2"
+  pip_install --no-deps "torchsnapshot==0.1.0"  # tests only: writes snapshots as MLPerf's DLRM weights are
   touch "$stamp"
 fi
 echo "setup: done (.venv/bin/mlbench)"

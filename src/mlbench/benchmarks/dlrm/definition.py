@@ -14,7 +14,14 @@ Sources (checked against the files, not from memory):
   Server latency bound 60 ms, performance sample count 204,800, user queries of 100-700 consecutive samples.
 """
 
-from mlbench.definition import Benchmark
+from mlbench.definition import Benchmark, ModelFile
+
+# mlcommons/inference recommendation/dlrm_v2/pytorch README, "Downloading model weights" (read 2026-12)
+MODEL_FILES = (
+    ModelFile("model_weights/ (a folder)", "PyTorch torchsnapshot of the training code's sharded model, 97.31 GB",
+              "AUC 80.31%", "MLCommons R2 storage, https://inference.mlcommons-storage.org/metadata/"
+              "dlrm-v2-model-weights.uri (mlc-r2-downloader.sh)"),
+)
 
 # recommendation_v2/torchrec_dlrm/README.MD, "Running the MLPerf DLRM v2 benchmark"
 REFERENCE_TABLE_ROWS = (40000000, 39060, 17295, 7424, 20265, 3, 7122, 1543, 63, 40000000, 3067956, 405282, 10,
@@ -78,6 +85,7 @@ REFERENCE = Benchmark(
                                  "uniform:MIN-MAX, fixed:N, or quantile:FILE (the MLPerf reference's "
                                  "--samples-to-aggregate-quantile-file format, e.g. its tools/dist_quantile.txt); "
                                  "default: uniform over the size's range"},
+    model_files=MODEL_FILES,
     notes="MLPerf Training retired dlrm_dcnv2 after ruleset 6.0.0 (dlrmv4 in 6.1.0); "
           "MLPerf Inference replaced dlrm-v2 by DLRM-v3 after v5.1",
 )
@@ -89,6 +97,7 @@ MINI_TABLE_ROWS = (4000, 390, 170, 74, 200, 3, 71, 15, 63, 4000, 3000, 400, 10,
 MINI_MULTI_HOT = (2, 1, 1, 1, 2, 1, 1, 1, 1, 3, 2, 3, 1, 2, 3, 2, 1, 1, 1, 3, 8, 4, 2, 1, 1, 1)
 
 MINI = REFERENCE.derive(
+    model_files=(),
     size="mini",
     division="open",
     description="a small DLRM-DCNv2 (dimension 16, bottom MLP 64-32-16, 3 low-rank (32) cross layers, top MLP "

@@ -43,10 +43,12 @@ from mlbench.benchmarks.dlrm import auc as auc_mod
 from mlbench.benchmarks.dlrm import days
 from mlbench.definition import Benchmark
 from mlbench.errors import ConfigError, DataError, MlbenchError
-from mlbench.inference import inputs
+from mlbench.inference import inputs, snapshot
 from mlbench.inference.models import find_weights, load_weights, pytorch_weights, seeded_model
 from mlbench.inference.task import TaskOptions
 
+WEIGHTS_HINT = ("pass MLPerf's dlrm-v2 model_weights folder (torchsnapshot) for the reference, or a state dict of "
+                "the same model and size (TorchRec DLRM_DCN names)")
 QUERY_SEED = 123  # the reference's --numpy-rand-seed default, which seeds its query-size draws
 QUERY_FORMS = "uniform:MIN-MAX, fixed:N or quantile:FILE"
 
@@ -299,6 +301,7 @@ class DLRMTask:
         self._store: QueryStore | None = None
         self._weights: Path | None = None
         self.sizes: QuerySizes | None = None
+        self._snapshot: dict | None = None  # what load_into read from a torchsnapshot folder
 
     def dataset(self) -> QueryStore:
         if self._store is None:
@@ -324,7 +327,10 @@ class DLRMTask:
                 "rows_per_query_min": int(lengths.min()) if len(lengths) else 0,
                 "rows_per_query_max": int(lengths.max()) if len(lengths) else 0,
                 "batch_layout": "the rows of a batch's queries back to back, no padding",
-                "sample": "one LoadGen sample is one query (throughput/samples_per_s counts queries)"}
+                "sample": "one LoadGen sample is one query (throughput/samples_per_s counts queries)",
+                "model_file": {"file": self.opts.weights, **({"interface": "torchsnapshot of the training code's "
+                               "DistributedModelParallel(DLRMTrain(DLRM_DCN)) (MLPerf's model_weights), app 'model'",
+                               **self._snapshot} if self._snapshot else {})}}
 
     def model(self) -> torch.nn.Module:
         from mlbench.benchmarks.dlrm.model import DLRMTrain
@@ -333,9 +339,14 @@ class DLRMTask:
         if self.opts.weights == "random":
             net = seeded_model(lambda: DLRMTrain(hp), 0)
         else:
-            net = load_weights(DLRMTrain(hp), self._weights_path(), what=f"DLRM-DCNv2 {self.bench.size}",
-                               prefix="model.", hint="pass a state dict of the same model and size (TorchRec "
-                                                     "DLRM_DCN names)")
+            net, path = DLRMTrain(hp), self._weights_path()
+            what = f"DLRM-DCNv2 {self.bench.size}"
+            if snapshot.is_snapshot(path):  # MLPerf's published weights: the training code's torchsnapshot
+                self.opts.say(f"reading the torchsnapshot {path} into the model")
+                self._snapshot = snapshot.load_into(path, net, app="model", what=what, hint=WEIGHTS_HINT,
+                                                    rename=lambda k: k if k.startswith("model.") else f"model.{k}")
+            else:
+                load_weights(net, path, what=what, prefix="model.", hint=WEIGHTS_HINT)
         return QueryModel(net, hp["multi_hot"]).eval()
 
     def model_id(self) -> str:
@@ -345,18 +356,29 @@ class DLRMTask:
             return "random0-packed"
         from mlbench.data import download
 
-        return download.sha256_file(self._weights_path())[:12] + "-packed"  # (no padding, no embedding Loop)
+        path = self._weights_path()
+        if snapshot.is_snapshot(path):  # a folder: its metadata names every tensor, file and byte range
+            path = path / snapshot.METADATA
+        return download.sha256_file(path)[:12] + "-packed"  # (no padding, no embedding Loop)
 
     def _weights_path(self) -> Path:
         if self._weights is None:
-            found = find_weights(self.bench, self.opts, files=".pt state dict", reference=self._reference_weights)
-            self._weights = pytorch_weights(found, ".pt state dict")
+            p = Path(self.opts.weights) if self.opts.weights and self.opts.weights != "random" else None
+            if p is not None and p.is_dir():
+                if not snapshot.is_snapshot(p):
+                    raise ConfigError(f"{p} is a folder without {snapshot.METADATA}: not a torchsnapshot",
+                                      "pass MLPerf's model_weights folder (the torchsnapshot the reference restores) "
+                                      "or a .pt state dict")
+                self._weights = p
+            else:
+                found = find_weights(self.bench, self.opts, files=".pt state dict", reference=self._reference_weights)
+                self._weights = pytorch_weights(found, ".pt state dict")
         return self._weights
 
     def _reference_weights(self) -> Path:
         raise MlbenchError("DLRM-DCNv2 reference inference needs trained weights",
-                           "pass --weights FILE (a state dict with TorchRec DLRM_DCN names, e.g. converted "
-                           "from the MLPerf dlrm-v2 checkpoint), or --weights random for throughput only")
+                           "pass --weights DIR (MLPerf's dlrm-v2 model_weights torchsnapshot folder) or a "
+                           "state dict with TorchRec DLRM_DCN names, or --weights random for throughput only")
 
     def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> inputs.RaggedArray:
         """The batch's row probabilities cut back into its queries, in order (one array and the queries' offsets:
