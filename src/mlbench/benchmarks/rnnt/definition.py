@@ -11,7 +11,14 @@ symbols per utterance. MLPerf Inference rnnt (retired after v3.1 too, replaced b
 99% of the FP32 reference accuracy (WER 7.452%), Server latency bound 1000 ms.
 """
 
-from mlbench.definition import Benchmark
+from mlbench.definition import Benchmark, ModelFile
+
+# mlcommons/inference retired_benchmarks/speech_recognition/rnnt (README, run.sh; read 2026-12)
+MODEL_FILES = (
+    ModelFile("rnnt.pt", "PyTorch training checkpoint (characters; the inference model, not the training benchmark's)",
+              "WER 7.452%", "https://zenodo.org/record/3662521/files/DistributedDataParallel_1576581068.9962234-"
+              "epoch-100.pt"),
+)
 
 REFERENCE_WER = 0.07452  # MLPerf Inference: the FP32 reference's WER on dev-clean
 # MLPerf Inference scores accuracy as 1 - WER: 99% of it is WER <= 1 - 0.99 * (1 - 0.07452)
@@ -59,9 +66,11 @@ REFERENCE = Benchmark(
     performance_sample_count=2513,  # MLPerf Inference: rnnt QSL performance sample count (dev-clean)
     server_latency_ms=1000.0,  # MLPerf Inference: rnnt Server p99 bound
     loadgen_model_name="rnnt",
+    model_files=MODEL_FILES,
 )
 
 MINI = REFERENCE.derive(
+    model_files=(),
     size="mini",
     division="open",
     description="a small RNN-T (plus mlbench's auxiliary CTC loss) on speech synthesised with espeak-ng and flite "

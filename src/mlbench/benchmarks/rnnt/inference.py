@@ -10,7 +10,9 @@ accuracy is the WER of the decoded transcripts (lower is better), as MLPerf's ``
 Data: reference, LibriSpeech dev-clean from ``--data-dir`` (``librispeech-dev-clean-wav.json``, utterances up
 to 15 s: MLPerf's 2,513); mini/tiny, the generated evaluation set. Models: mini/tiny, the checkpoint of
 ``mlbench train rnnt --size mini|tiny`` (cached, trained first when missing) or ``--weights``; reference,
-``--weights`` (a state dict of this model with the SentencePiece vocabulary; ``random`` measures throughput).
+``--weights``: MLPerf Inference's ``rnnt.pt`` (characters; recognised from its tensors and served with the
+inference reference's features and decoding, :mod:`.modelfiles`), or a state dict of mlbench's training model
+with the SentencePiece vocabulary; ``random`` measures throughput.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ import torch
 
 from mlbench.benchmarks.rnnt import audio as audio_io
 from mlbench.benchmarks.rnnt import data as sdata
+from mlbench.benchmarks.rnnt import modelfiles
 from mlbench.benchmarks.rnnt.model import RNNTInference
-from mlbench.benchmarks.rnnt.text import word_errors
+from mlbench.benchmarks.rnnt.text import Tokenizer, word_errors
 from mlbench.benchmarks.rnnt.workload import RNNTWorkload, data_root, tokenizer_for
 from mlbench.data import download
 from mlbench.definition import Benchmark
-from mlbench.errors import MlbenchError
-from mlbench.inference.models import find_weights, load_weights, seeded_model
+from mlbench.errors import ConfigError, MlbenchError
+from mlbench.inference.models import find_weights, load_state, read_weights, seeded_model
 from mlbench.inference.task import TaskOptions
 
 PAD_TO = 1600  # samples (0.1 s): batch lengths are rounded up to a multiple
@@ -89,18 +92,37 @@ class RNNTTask:
         self._store: SpeechStore | None = None
         self._tokenizer = None
         self._weights_file: Path | None = None
+        self._state = None  # the weights file's content, read once
+        self._official: modelfiles.Interface | None = None
+
+    # ------------------------------------------------------------------ model file
+    def interface(self) -> modelfiles.Interface | None:
+        """MLPerf's inference rnnt.pt, recognised from its tensors (None: mlbench's own model)."""
+        if self._state is None and self.opts.weights and self.opts.weights != "random":
+            self._state = read_weights(self._weights(), key="state_dict")
+            self._official = modelfiles.recognise(self._state)
+            if self._official is not None and self._official.num_classes != len(Tokenizer().labels) + 1:
+                raise ConfigError(f"{self._weights()}: MLPerf's inference RNN-T layout with "
+                                  f"{self._official.num_classes} classes; its 28 characters and the blank make 29",
+                                  "pass MLPerf's rnnt.pt (zenodo record 3662521) or a state dict of mlbench's model")
+        return self._official
+
+    def info(self) -> dict:
+        iface = self.interface()
+        return {"model_file": {**(iface.info() if iface else {}), "file": self.opts.weights}}
 
     def _root(self) -> Path:
         return data_root(self.bench, self.opts.data_dir, say=self.opts.say)
 
     @property
     def tokenizer(self):
-        if self._tokenizer is None:
-            self._tokenizer = tokenizer_for(self.bench, self._root())
+        if self._tokenizer is None:  # the official inference model reads characters, whatever the size says
+            self._tokenizer = Tokenizer() if self.interface() else tokenizer_for(self.bench, self._root())
         return self._tokenizer
 
     def dataset(self) -> SpeechStore:
         if self._store is None:
+            self.interface()  # the weights decide the labels (characters for MLPerf's inference model)
             root = self._root()
             hp = self.bench.hparams
             utts = sdata.read_manifest(root / sdata.manifest_name(hp["eval_split"]), root, self.tokenizer,
@@ -115,9 +137,27 @@ class RNNTTask:
         if self.opts.weights == "random":
             net = seeded_model(RNNTWorkload(self.bench).build_model, 0)
         else:
-            net = load_weights(RNNTWorkload(self.bench).build_model(), self._weights(),
-                               what=f"the RNN-T {self.bench.size}", keys=("model", "state_dict"),
-                               hint="pass weights of the same model and size (a state dict from mlbench train rnnt)")
+            iface, state, path = self.interface(), self._state, self._weights()
+            hint = ("pass MLPerf's rnnt.pt, or weights of the same model and size (a state dict from mlbench train "
+                    "rnnt)")
+            if iface is not None:  # MLPerf's inference model: its sizes, the reference's features and decoding
+                from mlbench.benchmarks.rnnt.model import RNNT
+
+                net = RNNT(iface.num_classes, in_feats=iface.in_feats, enc_n_hid=iface.enc_n_hid,
+                           enc_pre_rnn_layers=iface.enc_pre_rnn_layers, enc_post_rnn_layers=iface.enc_post_rnn_layers,
+                           enc_stack_time_factor=iface.enc_stack_time_factor, pred_n_hid=iface.pred_n_hid,
+                           pred_rnn_layers=iface.pred_rnn_layers, joint_n_hid=iface.joint_n_hid)
+                load_state(net, modelfiles.convert(state, iface), path, what="MLPerf's inference RNN-T", hint=hint)
+                return modelfiles.ReferenceRNNTInference(net.eval()).eval()
+            net = RNNTWorkload(self.bench).build_model()
+            for key in ("model", "state_dict"):
+                if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+                    state = state[key]
+            if not isinstance(state, dict):
+                raise ConfigError(f"weights {path} do not fit the RNN-T {self.bench.size}: the file holds a "
+                                  f"{type(state).__name__}, not a state dict", hint)
+            load_state(net, {k.removeprefix("module."): v for k, v in state.items()}, path,
+                       what=f"the RNN-T {self.bench.size}", hint=hint)
         return RNNTInference(net, hp["stacking"], hp["subsampling"], hp["max_symbols"]).eval()
 
     def model_id(self) -> str:
@@ -129,9 +169,9 @@ class RNNTTask:
         return self._weights_file
 
     def _reference_weights(self) -> Path:
-        raise MlbenchError("RNN-T reference inference needs --weights (a state dict of this model)",
-                           "train one with mlbench train rnnt --size reference, or pass --weights random "
-                           "to measure throughput only")
+        raise MlbenchError("RNN-T reference inference needs --weights",
+                           "pass MLPerf's rnnt.pt (zenodo record 3662521), or the model of mlbench train rnnt "
+                           "--size reference, or --weights random to measure throughput only")
 
     def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> list[np.ndarray]:
         """Labels [N, 300] and counts [N] -> each sample's label ids (int32, variable length)."""
