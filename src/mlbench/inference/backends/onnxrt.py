@@ -60,6 +60,7 @@ def quantize_int8(fp32_path: Path, calibration: inputs.Inputs, dest: Path) -> Pa
             b = next(self.batches, None)
             return None if b is None else {k: np.ascontiguousarray(v) for k, v in inputs.named(b).items()}
 
+    dest.parent.mkdir(parents=True, exist_ok=True)
     pre = dest.with_name(f".{dest.stem}.pre.{os.getpid()}.onnx")
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
