@@ -148,23 +148,22 @@ def _area_fractional(img: np.ndarray, width: int, height: int, sx: float, sy: fl
     yi, yw = _area_table(h, height, sy)
     used = np.unique(yi)  # the source rows some output row reads
     cols = np.ascontiguousarray(img[used].transpose(1, 0, 2)).reshape(w, -1).astype(np.float32)  # [W, rows*C]
-    across = np.take(cols, xi[:, 0], axis=0)
-    across *= xw[:, 0, None]
-    term = np.empty_like(across)
-    for u in range(1, xi.shape[1]):
-        np.take(cols, xi[:, u], axis=0, out=term)
-        term *= xw[:, u, None]
-        across += term
+    across = _taps(cols, xi, xw)
     across = np.ascontiguousarray(across.reshape(width, len(used), c).transpose(1, 0, 2)).reshape(len(used), -1)
     rows = np.searchsorted(used, yi)  # each output row's taps as positions in ``used``
-    out = np.take(across, rows[:, 0], axis=0)
-    out *= yw[:, 0, None]
-    part = np.empty_like(out)
-    for t in range(1, yi.shape[1]):
-        np.take(across, rows[:, t], axis=0, out=part)
-        part *= yw[:, t, None]
-        out += part
-    return _round_u8(out).reshape(height, width, c)
+    return _round_u8(_taps(across, rows, yw)).reshape(height, width, c)
+
+
+def _taps(src: np.ndarray, index: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Row k of the result: the sum over taps t, in tap order, of ``src[index[k, t]] * weight[k, t]``."""
+    out = np.take(src, index[:, 0], axis=0)
+    out *= weight[:, 0, None]
+    term = np.empty_like(out)
+    for t in range(1, index.shape[1]):
+        np.take(src, index[:, t], axis=0, out=term)
+        term *= weight[:, t, None]
+        out += term
+    return out
 
 
 def _linear_fixed_point(img: np.ndarray, width: int, height: int, sx: float, sy: float, area: bool) -> np.ndarray:
