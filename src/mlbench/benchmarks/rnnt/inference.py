@@ -150,6 +150,8 @@ class RNNTTask:
                 load_state(net, modelfiles.convert(state, iface), path, what="MLPerf's inference RNN-T", hint=hint)
                 return modelfiles.ReferenceRNNTInference(net.eval()).eval()
             net = RNNTWorkload(self.bench).build_model()
+            if state is None:  # no --weights: the cached model of mlbench train (interface() read no file)
+                state = read_weights(path)
             for key in ("model", "state_dict"):
                 if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                     state = state[key]
