@@ -18,7 +18,7 @@ from mlbench.errors import RunAborted
 def test_ctrl_c_keeps_what_loadgen_wrote(tmp_path):
     out = tmp_path / "runs"
     cmd = [sys.executable, "-m", "mlbench", "infer", "resnet50", "--size", "tiny", "--backend", "null",
-           "--scenario", "Server", "--quick", "--duration-s", "60", "--output-dir", str(out)]
+           "--scenario", "Server", "--target-qps", "1000", "--quick", "--duration-s", "60", "--output-dir", str(out)]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.time() + 120
@@ -27,7 +27,7 @@ def test_ctrl_c_keeps_what_loadgen_wrote(tmp_path):
             break
     time.sleep(1.5)  # LoadGen is running now
     p.send_signal(signal.SIGINT)
-    rest, _ = p.communicate(timeout=60)
+    rest, _ = p.communicate(timeout=120)  # a loaded machine is slow to stop; a run ignoring ^C would take 60 s+
     assert p.returncode == 130, rest
     run_dir = next(p for p in out.iterdir() if p.is_dir())  # results.db lies beside the run
     result = json.loads((run_dir / "result.json").read_text())
