@@ -68,6 +68,7 @@ class Benchmark:
     task_options: dict[str, str] = field(default_factory=dict)
     model_files: tuple[ModelFile, ...] = ()  # reference: the published model files --weights accepts
     notes: str = ""
+    log_progress_in: str = "epoch_num"  # MLPerf log metadata of an evaluation: epoch_num or samples_count (LLMs)
     in_suite: bool = True  # mini: part of `mlbench run` (False while its target is not yet set from measured runs)
 
     @property

@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, str] = {
     "maskrcnn": "mlbench.benchmarks.maskrcnn",
     "dlrm": "mlbench.benchmarks.dlrm",
     "rnnt": "mlbench.benchmarks.rnnt",
+    "llama31_8b": "mlbench.benchmarks.llama31_8b",
     "dummy": "mlbench.benchmarks.dummy",  # the harness tests' workload; hidden from lists and suites
 }
 HIDDEN = {"dummy"}

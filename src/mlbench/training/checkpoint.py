@@ -145,3 +145,117 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     while hasattr(model, "module") or hasattr(model, "_orig_mod"):
         model = getattr(model, "module", None) or model._orig_mod
     return model
+
+
+# ---------------------------------------------------------------- sharded models (torch.distributed.checkpoint)
+
+PROGRESS = "progress.json"
+
+
+def is_distributed(path: str | Path) -> bool:
+    """True when ``path`` is the folder of a sharded checkpoint (written by :func:`save_distributed`)."""
+    return Path(path).is_dir() and (Path(path) / PROGRESS).is_file()
+
+
+def save_distributed(folder: Path, *, model: torch.nn.Module, optimizer, scheduler, epoch: int,
+                     extra: dict | None = None) -> None:
+    """Every rank writes its shards of the model and the optimizer state into ``folder`` (one file per rank,
+    torch.distributed.checkpoint's layout), rank 0 the progress as JSON; written beside ``folder`` and renamed
+    when all ranks are done, so an interrupted save leaves the previous checkpoint whole. Call on every rank."""
+    import json
+    import shutil
+
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    tmp = folder.with_name(folder.name + ".part")
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _barrier()
+    msd, osd = get_state_dict(model, optimizer)
+    dcp.save({"model": msd, "optimizer": osd}, checkpoint_id=str(tmp))
+    if rank == 0:
+        progress = plain({"scheduler": scheduler.state_dict() if scheduler is not None else None, "epoch": epoch,
+                          "extra": extra or {}})
+        (tmp / PROGRESS).write_text(json.dumps(progress) + "\n")
+    _barrier()
+    if rank == 0:
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    _barrier()
+
+
+def load_distributed(folder: str | Path, *, model: torch.nn.Module, optimizer, scheduler) -> dict[str, Any]:
+    """Restore a sharded checkpoint on every rank; returns its ``epoch`` and ``extra`` (as :func:`load`). Its
+    index is read with an unpickler that builds checkpoint metadata only: a folder passed by a user runs no code."""
+    import json
+
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    p = Path(folder)
+    hint = "pass the checkpoint folder of an earlier sharded mlbench run to --resume"
+    if not is_distributed(p):
+        raise DataError(f"{p} is not a sharded checkpoint folder (no {PROGRESS})", hint)
+    try:
+        progress = json.loads((p / PROGRESS).read_text())
+        msd, osd = get_state_dict(model, optimizer)
+        state = {"model": msd, "optimizer": osd}
+        dcp.load(state, storage_reader=_SafeReader(str(p)))
+        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+        if scheduler is not None and progress.get("scheduler") is not None:
+            scheduler.load_state_dict(progress["scheduler"])
+        epoch = int(progress["epoch"])
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - DCP wraps every failure of every rank in its own exception
+        raise DataError(f"sharded checkpoint {p} does not fit this benchmark and size: {_one_line(exc)}",
+                        hint) from exc
+    return {"epoch": epoch, "extra": progress.get("extra", {})}
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Builds torch.distributed.checkpoint's metadata and nothing else (no other class can be named)."""
+
+    def find_class(self, module: str, name: str):  # noqa: D401
+        if module in ("torch.distributed.checkpoint.metadata", "torch.distributed.checkpoint.filesystem") or \
+                (module, name) in (("torch", "Size"), ("torch.serialization", "_get_layout"),
+                                   ("pathlib", "PosixPath"), ("pathlib", "PurePosixPath"), ("collections",
+                                                                                            "OrderedDict")) or \
+                (module == "torch" and isinstance(getattr(torch, name, None), torch.dtype)):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused: the checkpoint's index names {module}.{name}")
+
+
+def _safe_reader_class():
+    from torch.distributed.checkpoint import FileSystemReader
+
+    class SafeReader(FileSystemReader):
+        def read_metadata(self, *args: Any, **kwargs: Any):
+            with open(Path(self.path) / ".metadata", "rb") as f:
+                metadata = _MetadataUnpickler(f).load()
+            if getattr(metadata, "storage_meta", None) is None:
+                from torch.distributed.checkpoint.metadata import StorageMeta
+
+                metadata.storage_meta = StorageMeta()
+            metadata.storage_meta.load_id = self.load_id
+            return metadata
+
+    return SafeReader
+
+
+def _SafeReader(path: str):  # noqa: N802 - reads like the class it builds
+    return _safe_reader_class()(path)

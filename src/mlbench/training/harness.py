@@ -58,10 +58,14 @@ class RunOutcome:
     energy: dict[str, Any] = field(default_factory=dict)  # run_start..run_stop, informative (results.energy)
     # counted after run_stop (untimed): training FLOPs per sample and the peak of the run's precision/device
     flops_per_sample: float | None = None
+    flops_method: str = ("forward+backward on one synthetic batch after run_stop (torch FlopCounterMode, "
+                         "multiply-add = 2)")
     peak: dict[str, Any] | None = None
     world_size: int = 1
     precision: str = ""
     speed: dict[str, Any] = field(default_factory=dict)  # the workload's own speed choices (Workload.speed_record)
+    tokens_per_sample: int = 0  # language models: throughput in tokens/s too
+    memory: dict[str, Any] = field(default_factory=dict)  # peak memory of this process at run_stop (peak_memory)
 
     @property
     def throughput(self) -> float | None:
@@ -76,10 +80,13 @@ class RunOutcome:
             "train/s": self.train_s,
             "eval/s": self.eval_s,
             "throughput/samples_per_s": self.throughput,
+            "throughput/tokens_per_s": self.throughput * self.tokens_per_sample
+            if self.throughput and self.tokens_per_sample else None,
             "data/wait_share": self.data_wait_s / self.train_s if self.train_s > 0 else None,
             "epochs": self.epochs,
             "samples": self.samples,
             "dist/params_in_sync": self.params_in_sync,
+            **self.memory,
             **self.energy,
             **self.compute_metrics(),
         }
@@ -107,8 +114,7 @@ class RunOutcome:
 
     def compute_record(self) -> dict[str, Any]:
         """How the efficiency figure was made, for result.json (the peak's method and figures)."""
-        return {"flops_per_sample": self.flops_per_sample, "flops_counted": "forward+backward on one synthetic "
-                "batch after run_stop (torch FlopCounterMode, multiply-add = 2)", "peak": self.peak,
+        return {"flops_per_sample": self.flops_per_sample, "flops_counted": self.flops_method, "peak": self.peak,
                 "devices": self.world_size, "precision": self.precision}
 
 
@@ -154,13 +160,14 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
         mll.event(C.SEED, seed)
 
         wl: Workload = handle.workload()
+        wl.precision = cfg.precision
         local_bs = cfg.batch_size or bench.batch_size
         global_bs = local_bs * dist.world_size * cfg.grad_accum
         spec = DataSpec(batch_size=local_bs, eval_batch_size=max(local_bs, bench.batch_size),
                         rank=dist.rank, world_size=dist.world_size, workers=cfg.workers, seed=seed,
                         data_dir=cfg.data_dir, pin_memory=device.type == "cuda")
         wl.check_data(spec)  # missing or malformed data fails before a large model is built
-        model = wl.build_model().to(device)
+        model = wl.place_model(wl.build_model(), device, dist.enabled)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         data = wl.build_data(spec)  # indexes the data; reads no samples yet
@@ -172,8 +179,11 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
         out.base_lr = oargs.extra.get("base_lr")
         start_epoch = skip_batches = 0
         if cfg.resume:
-            resume = checkpoint.rank_path(cfg.resume, dist.rank) if wl.sharded_checkpoint else cfg.resume
-            state = checkpoint.load(resume, model=model, optimizer=optimizer, scheduler=scheduler)
+            if checkpoint.is_distributed(cfg.resume):  # a folder of shards (FSDP2), read by every rank
+                state = checkpoint.load_distributed(cfg.resume, model=model, optimizer=optimizer, scheduler=scheduler)
+            else:
+                resume = checkpoint.rank_path(cfg.resume, dist.rank) if wl.sharded_checkpoint else cfg.resume
+                state = checkpoint.load(resume, model=model, optimizer=optimizer, scheduler=scheduler)
             start_epoch, out.resumed_from = state["epoch"], str(cfg.resume)
             out.samples = int(state.get("extra", {}).get("samples", 0))
             # a checkpoint written mid-epoch (sample cadence) continues with the next batch of that epoch
@@ -183,6 +193,7 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
         if cfg.compile:
             train_model = wl.compile_model(train_model)
         out.speed = wl.speed_record()
+        out.tokens_per_sample = wl.tokens_per_sample
         scaler = precision.grad_scaler(device, cfg.precision)
         if cfg.compile or device.type == "cuda":
             _warm_up(train_model, model, optimizer, wl, local_bs, ctx, restore=wl.warm_up_restores_weights,
@@ -190,6 +201,8 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
 
         mll.event(C.GLOBAL_BATCH_SIZE, global_bs)
         mll.event(C.GRADIENT_ACCUMULATION_STEPS, cfg.grad_accum)
+        for key, value in disclosures(bench, cfg, wl, local_bs, device).items():
+            mll.event(key, value)
         for key, value in wl.mllog_hparams(oargs, optimizer).items():
             mll.event(key, value)
         mll.event(C.TRAIN_SAMPLES, data.train_samples)
@@ -205,18 +218,21 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
         t0 = time.perf_counter()
         meter = EnergyMeter(enabled=dist.is_main).start()
         ckpt = checkpoint.rank_path(run_dir / "checkpoint.pt", dist.rank)  # rank 0's, or a sharded rank's own
+        save = checkpoint.save_distributed if wl.distributed_checkpoint else checkpoint.save
+        if wl.distributed_checkpoint:
+            ckpt = run_dir / "checkpoint"  # one folder, every rank's shards
         loop = _Loop(wl, bench, cfg, budget, mll, say, out, dist, ctx, run_dir, t0, data,
-                     lambda: checkpoint.save(ckpt, model=model, optimizer=optimizer,
-                                             scheduler=scheduler, epoch=out.epochs,
-                                             extra={"seed": seed, "samples": out.samples,
-                                                    "epoch_batches": loop.epoch_batches}))
+                     lambda: save(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, epoch=out.epochs,
+                                  extra={"seed": seed, "samples": out.samples, "epoch_batches": loop.epoch_batches}))
         loop.run(train_model, optimizer, scheduler, scaler, start_epoch, skip_batches)
         precision.synchronize(device)
         out.time_to_train_s = time.perf_counter() - t0
         out.energy = meter.stop(samples=out.samples)
         mll.end(C.RUN_STOP, status=out.status)
-        if dist.enabled:  # DDP keeps the replicas identical; check it, outside the timed part
-            out.params_in_sync = distributed.params_in_sync(wl.replicated(model))
+        out.memory = peak_memory(device)
+        replicated = wl.replicated(model)
+        if dist.enabled and replicated is not None:  # DDP keeps the replicas identical; check it, untimed
+            out.params_in_sync = distributed.params_in_sync(replicated)
             if not out.params_in_sync:
                 say("WARNING: the ranks' parameters differ at run_stop: data parallelism is broken")
         _efficiency(out, wl, model, local_bs, ctx, device, cfg.precision, dist)  # after run_stop: untimed
@@ -333,7 +349,8 @@ class _Loop:
         t_eval = time.perf_counter()
         if self.budget.by_samples:  # the form the benchmark's rules and RCPs read (samples, or epochs)
             at = self.wl.logged_epoch_num(at, self.data.train_samples)
-        mll.start(C.EVAL_START, epoch_num=at)
+        progress = {self.bench.log_progress_in: at}  # epoch_num, or samples_count (the LLM rulesets)
+        mll.start(C.EVAL_START, **progress)
         metrics, count = wl.evaluate(self.model, self.data.eval, self.ctx)
         self.model.train()
         out.eval_s += time.perf_counter() - t_eval
@@ -345,12 +362,12 @@ class _Loop:
         out.evals.append({"epoch": out.epochs if self.budget.by_samples else at, "samples": out.samples,
                           "quality": quality, "metrics": {k: float(v) for k, v in metrics.items()},
                           "elapsed_s": time.perf_counter() - self.t0})
-        mll.event(C.EVAL_ACCURACY, wl.logged_accuracy(metrics), epoch_num=at)
-        mll.end(C.EVAL_STOP, epoch_num=at)
+        mll.event(C.EVAL_ACCURACY, wl.logged_accuracy(metrics), **progress)
+        mll.end(C.EVAL_STOP, **progress)
         mll.end(C.BLOCK_STOP, **block_stop)
         others = "".join(f", {k} = {v:.4f}" for k, v in metrics.items() if k != wl.target_metric)
         self.say(f"eval {where}: {wl.target_metric} = {quality:.4f} (target {wl.target_text()}){others}")
-        if self.cfg.checkpoint and (self.dist.is_main or self.wl.sharded_checkpoint):
+        if self.cfg.checkpoint and (self.dist.is_main or self.wl.sharded_checkpoint or self.wl.distributed_checkpoint):
             self.save()
         if wl.has_reached_target(metrics):
             out.status, out.reached_target = "success", True
@@ -364,6 +381,45 @@ class _Loop:
         spent = (f"the sample budget ({b.max_samples} samples)" if b.max_samples and self.out.samples >= b.max_samples
                  else f"the epoch budget ({b.epochs} epochs)")
         self.out.reason = f"{spent} ran out before the target {wl.target_text()} was reached (best {best:.4f})"
+
+
+def peak_memory(device: torch.device) -> dict[str, Any]:
+    """This process's peak memory so far: the accelerator's allocations on CUDA, the resident set on the host."""
+    import resource
+
+    m: dict[str, Any] = {"memory/host_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if device.type == "cuda":
+        m["memory/device_peak_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return m
+
+
+def _ruleset(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in version.split("."))
+    except ValueError:
+        return (0,)
+
+
+#: ``--precision`` as the 6.1.0 rules name numeric precisions (lowest_numerical_precision_in_*)
+_PRECISION_NAMES = {"fp32": "fp32", "bf16": "bfloat16", "fp16": "fp16"}
+
+
+def disclosures(bench: Benchmark, cfg: TrainConfig, wl: Workload, local_bs: int, device: torch.device
+                ) -> dict[str, Any]:
+    """The precision, parallelism and run-configuration keys the rulesets from 6.1.0 on require in every log:
+    the lowest precision of the linear layers and attention (``--precision``; fp32 matmuls on a GPU that lets
+    them run in TF32 are tf32), of the communication (``Workload.communication_precision``: fp32 gradients,
+    bf16 parameter gathers when sharded), and the parallelism (data-parallel only: tensor, pipeline, context and expert
+    parallelism 1)."""
+    if _ruleset(bench.ruleset) < (6, 1, 0):
+        return {}
+    compute = _PRECISION_NAMES[cfg.precision]
+    if compute == "fp32" and device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32:
+        compute = "tf32"
+    return {"lowest_numerical_precision_in_linear": compute, "lowest_numerical_precision_in_attn": compute,
+            "lowest_numerical_precision_in_comm": wl.communication_precision(), "tensor_parallelism": 1, "pipeline_parallelism": 1,
+            "context_parallelism": 1, "expert_parallelism": 1, "micro_batch_size": local_bs,
+            "config_filename": "config.json"}
 
 
 def _stop_aborted(mll: MLPerfLog, run_started: bool, out: RunOutcome) -> None:
@@ -425,6 +481,8 @@ def train_epoch(model, optimizer, scheduler, scaler, wl: Workload, batches, epoc
         now = time.perf_counter()
         out.data_wait_s += now - t_prev
         n = wl.count_samples(batch)
+        if logger.rate is None and wl.tokens_per_sample:
+            logger.rate = ("tokens/s", n * dist.world_size * wl.tokens_per_sample)
         batch = wl.to_device(batch, ctx)
         sync = (i + 1) % accum == 0
         with (model.no_sync() if (not sync and hasattr(model, "no_sync")) else contextlib.nullcontext()):
@@ -483,10 +541,14 @@ def _efficiency(out: RunOutcome, wl: Workload, model: torch.nn.Module, batch_siz
     raised to the run's own FLOP/s per device when that is higher (never a fraction above 1)."""
     from mlbench import peak
 
-    if dist.enabled and wl.sharded_checkpoint:
-        return  # model-parallel (sharded) models run collectives in their forward: not counted on one rank
     out.world_size, out.precision = dist.world_size, precision_name
-    out.flops_per_sample = training_flops_per_sample(wl, model, batch_size, ctx)
+    out.flops_per_sample = wl.flops_per_sample()  # the model's own formula, when it has one
+    if out.flops_per_sample is not None:
+        out.flops_method = f"the model's formula ({type(wl).__name__}.flops_per_sample), multiply-add = 2"
+    else:
+        if dist.enabled and (wl.sharded_checkpoint or wl.distributed_checkpoint):
+            return  # model-parallel (sharded) models run collectives in their forward: not counted on one rank
+        out.flops_per_sample = training_flops_per_sample(wl, model, batch_size, ctx)
     if not (out.flops_per_sample and out.throughput and dist.is_main):
         return
     dev = "cuda" if device.type == "cuda" else "cpu"

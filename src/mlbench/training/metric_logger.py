@@ -65,6 +65,7 @@ class MetricLogger:
         self.delimiter = delimiter
         self.bar = sys.stdout.isatty() if bar is None else bar
         self.on_print: Callable[[int], None] | None = None  # called with the step index before printing
+        self.rate: tuple[str, float] | None = None  # (unit, amount per step): e.g. ("tokens/s", tokens a step)
 
     def update(self, **values: float) -> None:
         for name, v in values.items():
@@ -103,6 +104,8 @@ class MetricLogger:
                 eta = datetime.timedelta(seconds=int(step_time.avg * max(0, total - i - 1)))
                 parts = [header, f"[{i:{width}d}/{total}]", f"eta: {eta}", str(self),
                          f"time: {step_time}", f"data: {data_time}"]
+                if self.rate and step_time.median > 0:
+                    parts.append(f"{self.rate[0]}: {self.rate[1] / step_time.median:.0f}")
                 if cuda:
                     parts.append(f"max mem: {torch.cuda.max_memory_allocated() / 2**20:.0f}")
                 self._clear_bar()

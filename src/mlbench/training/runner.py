@@ -272,6 +272,9 @@ def finish_result(result, cfg, bench, outcomes, checks, cache_cleared, run_dir: 
     result["metrics"] = {
         "time_to_train/minutes": score.minutes,
         "throughput/samples_per_s": sorted(thr)[len(thr) // 2] if thr else None,
+        **({"throughput/tokens_per_s": sorted(thr)[len(thr) // 2] * last.tokens_per_sample}
+           if thr and last and last.tokens_per_sample else {}),
+        **(last.memory if last else {}),  # the last run's peak memory (this process)
         "quality/last": last.quality if last else None,
         "data/wait_share": last.metrics()["data/wait_share"] if last else None,
         **(last.energy if last else {}),  # the last run's energy (informative), see mlbench.results.energy

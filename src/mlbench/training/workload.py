@@ -38,8 +38,16 @@ class Workload(abc.ABC):
     #: own checkpoint (rank 0 ``checkpoint.pt``, rank r ``checkpoint.rank<r>.pt``) and resumes from its own.
     sharded_checkpoint: bool = False
 
+    #: True when the model is sharded across ranks (FSDP2): every rank then writes its shards of the model and the
+    #: optimizer into one checkpoint folder through torch.distributed.checkpoint, and resumes from that folder.
+    distributed_checkpoint: bool = False
+
+    #: Tokens in one sample, for language models (throughput in tokens/s and FLOPs per token); 0 otherwise.
+    tokens_per_sample: int = 0
+
     def __init__(self, bench: Benchmark):
         self.bench = bench
+        self.precision = "fp32"  # the run's --precision, set by the harness before build_model
 
     # ------------------------------------------------------------------ target
     @property
@@ -79,6 +87,11 @@ class Workload(abc.ABC):
     def build_model(self) -> torch.nn.Module:
         """The model with freshly initialised (or phase-1 checkpoint) weights, on the CPU."""
 
+    def place_model(self, model: torch.nn.Module, device: torch.device, distributed: bool) -> torch.nn.Module:
+        """The model of ``build_model`` on ``device``, before the optimizer is built. Override to shard it
+        (FSDP2, :mod:`mlbench.training.sharding`) or to give a model built on the meta device its storage."""
+        return model.to(device)
+
     def wrap_model(self, model: torch.nn.Module, device: torch.device, distributed: bool) -> torch.nn.Module:
         """The module the training loop calls; data-parallel by default. Override to shard (embeddings)."""
         if not distributed:
@@ -96,10 +109,20 @@ class Workload(abc.ABC):
         result.json as ``speed`` beside the flags of the config; called after ``wrap_model``/``compile_model``."""
         return {}
 
-    def replicated(self, model: torch.nn.Module) -> torch.nn.Module:
+    def replicated(self, model: torch.nn.Module) -> torch.nn.Module | None:
         """The part of the model every rank holds identically (checked at ``run_stop``); all of it by default,
-        the dense part when tables are sharded."""
+        the dense part when tables are sharded, None when every parameter is sharded (nothing to compare)."""
         return model
+
+    def communication_precision(self) -> str:
+        """The lowest precision its collectives carry, as the MLPerf rules name them: fp32 (gradients reduced in
+        fp32) unless the workload shards its parameters and gathers them in a lower precision."""
+        return "fp32"
+
+    def flops_per_sample(self) -> float | None:
+        """Model FLOPs of one training sample (forward + backward) from the model's own formula, e.g. a
+        transformer's 6N + attention; None lets the harness count them with torch's FLOP counter."""
+        return None
 
     # ------------------------------------------------------------------ data
     @abc.abstractmethod
