@@ -51,6 +51,8 @@ class TrainConfig:
     benchmark: str = opt(registry.names()[0], "benchmark name (see `mlbench list`)")
     size: str = opt("mini", "benchmark size", choices=("reference", "mini", "tiny"))
     data_dir: str | None = opt(None, "dataset root; default: the size's built-in or standard location")
+    model_dir: str | None = opt(None, "pretrained model a benchmark starts from (a Hugging Face directory: config.json "
+                                      "and safetensors), e.g. llama2_70b_lora's base model")
     output_dir: str = opt("runs", "where run directories are created")
     run_dir: str | None = opt(None, "use exactly this run directory (set by launchers)")
     device: str = opt("auto", "auto (cuda when available), cpu, cuda or cuda:N")
@@ -63,6 +65,8 @@ class TrainConfig:
     epochs: int | None = opt(None, "epoch budget; default: the benchmark's", min=1, max=100_000)
     lr: float | None = opt(None, "override the base learning rate (makes the run open division)", min=0.0,
                            max=100.0)
+    hparams: dict | None = opt(None, "overrides of the benchmark's tunable hyper-parameters, KEY=VALUE (--hparam, "
+                                     "repeatable; makes the run open division; `mlbench list` names them)")
     seed: int | None = opt(None, "seed of the first run (later runs add 1 each); default: random", min=0,
                            max=SEED_MAX)
     runs: int = opt(1, "number of runs, scored like MLPerf (olympic mean) when >= 3", min=1, max=100)

@@ -68,6 +68,7 @@ class Benchmark:
     task_options: dict[str, str] = field(default_factory=dict)
     model_files: tuple[ModelFile, ...] = ()  # reference: the published model files --weights accepts
     notes: str = ""
+    tunable: tuple[str, ...] = ()  # keys of ``hparams`` a run may change (``--hparam KEY=VALUE``; open division)
     log_progress_in: str = "epoch_num"  # MLPerf log metadata of an evaluation: epoch_num or samples_count (LLMs)
     in_suite: bool = True  # mini: part of `mlbench run` (False while its target is not yet set from measured runs)
 
@@ -80,6 +81,31 @@ class Benchmark:
         if "hparams" in changes:
             changes["hparams"] = {**self.hparams, **changes["hparams"]}
         return dataclasses.replace(self, **changes)
+
+    def tuned(self, overrides: dict[str, Any]) -> Benchmark:
+        """This definition with ``overrides`` of its tunable hyper-parameters, each checked against the type of
+        the value it replaces (a whole number stays whole; every number finite); ConfigError otherwise."""
+        import math
+
+        from mlbench.errors import ConfigError
+
+        changed = {}
+        for key, value in overrides.items():
+            if key not in self.tunable:
+                known = ", ".join(self.tunable) or "none"
+                raise ConfigError(f"invalid --hparam {key}: {self.name} {self.size} has no tunable hyper-parameter "
+                                  f"of that name (tunable: {known})", "give one of the tunable names")
+            old = self.hparams[key]
+            if isinstance(old, bool) or not isinstance(old, (int, float)):
+                raise ConfigError(f"invalid --hparam {key}: only numbers can be changed", "leave it out")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"invalid --hparam {key}={value!r}: it must be a finite number",
+                                  f"give a number like the definition's {old}")
+            if isinstance(old, int) and not float(value).is_integer():
+                raise ConfigError(f"invalid --hparam {key}={value!r}: it must be a whole number",
+                                  f"give a whole number like the definition's {old}")
+            changed[key] = type(old)(value)
+        return self.derive(hparams=changed) if changed else self
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

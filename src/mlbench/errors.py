@@ -59,7 +59,8 @@ class RunAborted(MlbenchError):
 OPTIONAL_PACKAGES = {
     "pycocotools": ("pycocotools", "detection"),
     "transformers": ("transformers", "language"), "tokenizers": ("tokenizers", "language"),
-    "h5py": ("h5py", "language"),
+    "h5py": ("h5py", "language"), "peft": ("peft", "language"), "pyarrow": ("pyarrow", "language"),
+    "safetensors": ("safetensors", "language"),
     "soundfile": ("soundfile", "speech"), "sentencepiece": ("sentencepiece", "speech"),
     "torchrec": ("torchrec", "recsys"),
     "onnx": ("onnx", "onnx"), "onnxruntime": ("onnxruntime", "onnx"), "onnxscript": ("onnxscript", "onnx"),

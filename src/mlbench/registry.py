@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, str] = {
     "dlrm": "mlbench.benchmarks.dlrm",
     "rnnt": "mlbench.benchmarks.rnnt",
     "llama31_8b": "mlbench.benchmarks.llama31_8b",
+    "llama2_70b_lora": "mlbench.benchmarks.llama2_70b_lora",
     "dummy": "mlbench.benchmarks.dummy",  # the harness tests' workload; hidden from lists and suites
 }
 HIDDEN = {"dummy"}
@@ -51,13 +52,15 @@ class BenchmarkHandle:
     name: str
     size: str
     package: str
+    hparams: tuple[tuple[str, object], ...] = ()  # --hparam overrides of tunable hyper-parameters
 
     def module(self, part: str) -> ModuleType:
         return importlib.import_module(f"{self.package}.{part}")
 
     @property
     def definition(self):
-        return self.module("definition").SIZES[self.size]
+        base = self.module("definition").SIZES[self.size]
+        return base.tuned(dict(self.hparams)) if self.hparams else base
 
     def workload(self):
         """The training workload of this size (:class:`mlbench.training.workload.Workload`)."""
@@ -97,10 +100,13 @@ def _package(name: str) -> str:
     return BENCHMARKS[name]
 
 
-def get(name: str, size: str = "mini") -> BenchmarkHandle:
-    """The benchmark ``name`` at ``size``; unknown names get a did-you-mean error."""
+def get(name: str, size: str = "mini", hparams: dict | None = None) -> BenchmarkHandle:
+    """The benchmark ``name`` at ``size`` (with ``hparams`` overrides, checked here); unknown names get a
+    did-you-mean error."""
     package = _package(name)
     known_sizes = sizes(name)
     if size not in known_sizes:
         raise did_you_mean(size, list(known_sizes), f"size for {name}")
-    return BenchmarkHandle(name, size, package)
+    handle = BenchmarkHandle(name, size, package, tuple(sorted((hparams or {}).items())))
+    handle.definition  # noqa: B018 - invalid overrides fail here
+    return handle

@@ -19,7 +19,10 @@ def add_parser(sub) -> None:
                     "finished). A --run-dir that already holds a result is refused unless --resume continues it.",
     )
     p.add_argument("benchmark", help="benchmark name (see `mlbench list`)")
-    flags.add_config_flags(p, TrainConfig, skip=("benchmark",))
+    flags.add_config_flags(p, TrainConfig, skip=("benchmark", "hparams"))
+    p.add_argument("--hparam", dest="hparam_items", action="append", metavar="KEY=VALUE",
+                   help="change a tunable hyper-parameter of the benchmark, e.g. --hparam lora_rank=8 (repeatable; "
+                        "the run becomes open division; `mlbench list --json` shows each benchmark's tunable ones)")
     flags.add_layer_flags(p)
     p.set_defaults(func=main)
 
@@ -27,9 +30,29 @@ def add_parser(sub) -> None:
 def main(args: argparse.Namespace) -> int:
     from mlbench import registry
 
-    cfg = flags.resolve(TrainConfig, args, benchmark=args.benchmark)
-    registry.get(cfg.benchmark, cfg.size)  # unknown names fail here, before anything runs
+    fixed = {"benchmark": args.benchmark}
+    if args.hparam_items:
+        fixed["hparams"] = parse_hparams(args.hparam_items)
+    cfg = flags.resolve(TrainConfig, args, **fixed)
+    registry.get(cfg.benchmark, cfg.size, cfg.hparams)  # unknown names and bad values fail here, before anything
     return train(cfg)
+
+
+def parse_hparams(items: list[str]) -> dict:
+    """``["lora_rank=8", "lora_dropout=0.05"]`` as numbers ("nan" stays a float, refused by the definition)."""
+    from mlbench.errors import ConfigError
+
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--hparam expects KEY=VALUE, got {item!r}", "for example: --hparam lora_rank=8")
+        try:
+            value = int(text) if text.strip().lstrip("+-").isdigit() else float(text)
+        except ValueError:
+            raise ConfigError(f"invalid --hparam {key.strip()}={text!r}: not a number", "give a number") from None
+        out[key.strip()] = value
+    return out
 
 
 def train(cfg: TrainConfig) -> int:

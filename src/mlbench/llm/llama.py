@@ -222,7 +222,15 @@ def save_hf_dir(model: nn.Module, dest: str | Path, tokenizer_files: list[Path] 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.config.use_cache = True  # for generation, where the directory is served
-    model.save_pretrained(str(tmp))
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(str(tmp))
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     model.config.use_cache = False
     for f in tokenizer_files or []:
         shutil.copyfile(f, tmp / Path(f).name)

@@ -10,6 +10,9 @@ Training visits the samples of all files in an order shuffled per epoch from the
 documents before cutting) is not reproduced bit for bit: the statistics are the same, the exact samples are not.
 Evaluation reads the first ``n`` samples of its file in order (MLPerf's Llama 3.1 8B: the first 1,024 sequences,
 unshuffled), each rank a disjoint share.
+
+The batch iterators take any sample source with ``len()`` and ``batch(indices) -> dict of tensors`` (these
+windows, or rows packed in memory), so that the fine-tuning benchmark shares them.
 """
 
 from __future__ import annotations
@@ -46,6 +49,13 @@ class Windows:
         return out
 
 
+    def batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        return to_batch(self.get(indices))
+
+    def describe(self) -> str:
+        return f"samples of {self.seq_len} tokens"
+
+
 def to_batch(samples: np.ndarray) -> dict[str, torch.Tensor]:
     t = torch.from_numpy(samples)
     return {"input_ids": t[:, :-1].contiguous(), "labels": t[:, 1:].contiguous()}
@@ -54,15 +64,13 @@ def to_batch(samples: np.ndarray) -> dict[str, torch.Tensor]:
 class TrainWindows:
     """This rank's training batches, one epoch at a time (the harness's ``Batches``; resumable mid-epoch)."""
 
-    def __init__(self, windows: Windows, batch_size: int, *, rank: int, world_size: int, seed: int):
+    def __init__(self, windows, batch_size: int, *, rank: int, world_size: int, seed: int):
         self.windows, self.batch_size = windows, batch_size
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.epoch = 0
         if len(self) == 0:
-            need = (batch_size * world_size) * (windows.seq_len + 1)
-            raise DataError(f"the training data holds {len(windows)} samples of {windows.seq_len} tokens, fewer than "
-                            f"one global batch of {batch_size * world_size} (about {need} tokens)",
-                            "use more training data, or a smaller batch")
+            raise DataError(f"the training data holds {len(windows)} {windows.describe()}, fewer than one global "
+                            f"batch of {batch_size * world_size}", "use more training data, or a smaller batch")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -81,18 +89,26 @@ class TrainWindows:
         step = self.batch_size * self.world_size
         for b in range(k, len(self)):
             lo = b * step + self.rank * self.batch_size
-            yield to_batch(self.windows.get(order[lo:lo + self.batch_size]))
+            yield self.windows.batch(order[lo:lo + self.batch_size])
 
 
 class EvalWindows:
-    """The first ``count`` samples of the evaluation file, in order; this rank's share in batches."""
+    """The first ``count`` samples of the evaluation source, in order; this rank's share in batches.
 
-    def __init__(self, windows: Windows, count: int, batch_size: int, *, rank: int, world_size: int):
+    Every rank runs the same number of batches of the same size (a sharded model needs every rank in every
+    forward pass): a rank whose share is short repeats its last sample, marked ``weight`` 0 in the batch, and
+    scores only the samples of weight 1."""
+
+    def __init__(self, windows, count: int, batch_size: int, *, rank: int, world_size: int):
         if len(windows) < count:
-            raise DataError(f"the evaluation data holds {len(windows)} samples of {windows.seq_len} tokens; the "
-                            f"benchmark evaluates on {count}", "use the complete evaluation file")
+            raise DataError(f"the evaluation data holds {len(windows)} {windows.describe()}; the benchmark "
+                            f"evaluates on {count}", "use the complete evaluation file")
         self.windows, self.batch_size, self.total = windows, batch_size, count
-        self.mine = np.arange(rank, count, world_size, dtype=np.int64)
+        mine = np.arange(rank, count, world_size, dtype=np.int64)
+        per_rank = -(-count // world_size)
+        self.weight = np.zeros(per_rank, dtype=np.float32)
+        self.weight[:len(mine)] = 1.0
+        self.mine = np.concatenate([mine, np.full(per_rank - len(mine), mine[-1] if len(mine) else 0)])
 
     def set_epoch(self, epoch: int) -> None:
         return None
@@ -102,4 +118,6 @@ class EvalWindows:
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for lo in range(0, len(self.mine), self.batch_size):
-            yield to_batch(self.windows.get(self.mine[lo:lo + self.batch_size]))
+            batch = self.windows.batch(self.mine[lo:lo + self.batch_size])
+            batch["weight"] = torch.from_numpy(self.weight[lo:lo + self.batch_size])
+            yield batch

@@ -144,7 +144,7 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
     run_started = False
     meter = None  # energy during the timed part (RAPL/NVML where readable)
     try:
-        division = bench.division if cfg.lr is None else "open"
+        division = bench.division if cfg.lr is None and not cfg.hparams else "open"
         mll.event(C.SUBMISSION_ORG, cfg.submission_org)
         mll.event(C.SUBMISSION_PLATFORM, cfg.submission_platform or _platform(device, dist))
         mll.event(C.SUBMISSION_DIVISION, division)
@@ -161,6 +161,7 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
 
         wl: Workload = handle.workload()
         wl.precision = cfg.precision
+        wl.model_dir = cfg.model_dir
         local_bs = cfg.batch_size or bench.batch_size
         global_bs = local_bs * dist.world_size * cfg.grad_accum
         spec = DataSpec(batch_size=local_bs, eval_batch_size=max(local_bs, bench.batch_size),
@@ -171,7 +172,8 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         data = wl.build_data(spec)  # indexes the data; reads no samples yet
-        budget = Budget.of(bench, cfg, len(data.train), local_bs * dist.world_size)
+        budget = Budget.of(bench, cfg, len(data.train), local_bs * dist.world_size,
+                           skip_evals=wl.evaluations_skipped(global_bs))
         steps_per_epoch = max(1, len(data.train) // cfg.grad_accum)
         oargs = OptimArgs(global_batch_size=global_bs, steps_per_epoch=steps_per_epoch, epochs=budget.epochs,
                           base_lr=cfg.lr, grad_accum=cfg.grad_accum, world_size=dist.world_size)
@@ -262,15 +264,18 @@ class Budget:
     eval_every_epochs: int
     eval_every_samples: int  # 0: evaluate by epochs
     max_samples: int  # 0: no sample budget
+    first_eval: int = 0  # sample cadence: no evaluation before this many samples (evaluations the rules skip)
 
     @classmethod
-    def of(cls, bench: Benchmark, cfg: TrainConfig, batches_per_epoch: int, samples_per_batch: int) -> Budget:
+    def of(cls, bench: Benchmark, cfg: TrainConfig, batches_per_epoch: int, samples_per_batch: int,
+           skip_evals: int = 0) -> Budget:
         if not bench.eval_every_samples:
             return cls(cfg.epochs or bench.max_epochs, bench.eval_every_epochs, 0, 0)
         per_epoch = max(1, batches_per_epoch * samples_per_batch)
         # --epochs bounds a sample-budget run too; otherwise enough passes over the data for the budget.
         epochs = cfg.epochs or max(1, -(-bench.max_samples // per_epoch))
-        return cls(epochs, 1, bench.eval_every_samples, bench.max_samples)
+        return cls(epochs, 1, bench.eval_every_samples, bench.max_samples,
+                   first_eval=(skip_evals + 1) * bench.eval_every_samples if skip_evals else 0)
 
     @property
     def by_samples(self) -> bool:
@@ -295,7 +300,7 @@ class _Loop:
         self.model = model
         b, out, mll = self.budget, self.out, self.mll
         if b.by_samples:
-            self.next_eval = (out.samples // b.eval_every_samples + 1) * b.eval_every_samples
+            self.next_eval = max((out.samples // b.eval_every_samples + 1) * b.eval_every_samples, b.first_eval)
             self.block_from = out.samples
             mll.start(C.BLOCK_START, samples_count=out.samples)
         for epoch in range(start_epoch, b.epochs):

@@ -42,6 +42,9 @@ def validity(cfg: TrainConfig, bench, outcomes: list[RunOutcome], checks: list[d
                        "with other mlbench runs of the same size, not with published MLPerf results")
     if cfg.lr is not None:
         reasons.append("the learning rate was overridden (--lr): open division")
+    if cfg.hparams:
+        changed = ", ".join(f"{k}={v}" for k, v in sorted(cfg.hparams.items()))
+        reasons.append(f"hyper-parameters changed with --hparam ({changed}): open division")
     if len(outcomes) < bench.runs_required:
         reasons.append(f"{len(outcomes)} run(s); MLPerf scores {bench.name} over {bench.runs_required} runs")
     failed = [i + 1 for i, o in enumerate(outcomes) if o.status != "success"]
@@ -62,7 +65,7 @@ def execute(cfg: TrainConfig, say_prefix: str = "") -> dict[str, Any]:
     """Run ``cfg.runs`` runs of ``cfg.benchmark`` in this process (one rank of a job) and return the result."""
     host_allocator = allocator.configure()  # freed host memory kept for reuse (MLBENCH_MALLOC); first, so that
     # an unknown setting fails before anything is made
-    handle = registry.get(cfg.benchmark, cfg.size)
+    handle = registry.get(cfg.benchmark, cfg.size, cfg.hparams)
     bench = handle.definition
     dinfo = distributed.env_info()
     device = precision.resolve_device(cfg.device, dinfo.local_rank)
@@ -81,7 +84,7 @@ def execute(cfg: TrainConfig, say_prefix: str = "") -> dict[str, Any]:
         base_seed = cfg.seed if cfg.seed is not None else distributed.broadcast_int(secrets.randbelow(2**31), device)
     result: dict[str, Any] = {
         "schema": runs.RESULT_SCHEMA, "kind": "train", "run_id": run_dir.name, "benchmark": bench.name,
-        "size": bench.size, "division": bench.division if cfg.lr is None else "open",
+        "size": bench.size, "division": bench.division if cfg.lr is None and not cfg.hparams else "open",
         "ruleset": bench.ruleset, "command": runs.command_line(), "started_at": runs.now_iso(),
         "device": str(device), "precision": cfg.precision, "world_size": dinfo.world_size,
         "quality": {"metric": bench.metric, "target": bench.target, "source": bench.target_source,

@@ -48,6 +48,7 @@ class Workload(abc.ABC):
     def __init__(self, bench: Benchmark):
         self.bench = bench
         self.precision = "fp32"  # the run's --precision, set by the harness before build_model
+        self.model_dir: str | None = None  # the run's --model-dir (pretrained weights), set by the harness
 
     # ------------------------------------------------------------------ target
     @property
@@ -113,6 +114,11 @@ class Workload(abc.ABC):
         """The part of the model every rank holds identically (checked at ``run_stop``); all of it by default,
         the dense part when tables are sharded, None when every parameter is sharded (nothing to compare)."""
         return model
+
+    def evaluations_skipped(self, global_batch_size: int) -> int:
+        """Evaluations the rules skip at the start of a sample-cadence run (Llama 2 70B LoRA's
+        floor(0.125 x global batch + 2)): the first one comes after that many intervals more. Default none."""
+        return 0
 
     def communication_precision(self) -> str:
         """The lowest precision its collectives carry, as the MLPerf rules name them: fp32 (gradients reduced in

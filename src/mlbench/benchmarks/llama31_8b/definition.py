@@ -56,6 +56,7 @@ REFERENCE = Benchmark(
     max_epochs=1,
     batch_size=4,  # per process: the reference's global batch 32 on 8 GPUs
     log_progress_in="samples_count",  # closed_llama31_8b.yaml: eval_accuracy carries samples_count
+    tunable=("seq_len",),  # --hparam seq_len=N (open division): shorter or longer sequences than the rules' 8,192
     hparams={
         "model": LLAMA31_8B,
         "init_std": 0.02,  # Llama31Config.init_method_std

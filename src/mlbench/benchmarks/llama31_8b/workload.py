@@ -27,7 +27,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from mlbench.benchmarks.llama31_8b import data as lldata
 from mlbench.data.indexed_tokens import IndexedTokens
-from mlbench.errors import DataError
+from mlbench.errors import ConfigError, DataError
 from mlbench.llm import llama, windows
 from mlbench.llm.recipe import ClippedAdamW, CosineWithWarmup, decay_groups
 from mlbench.training import distributed, sharding
@@ -63,10 +63,10 @@ class LlamaPretrainWorkload(Workload):
         self.vocab_size: int = self.spec["vocab_size"]
         self.sharded = False
         self.root: Path | None = None  # the data folder (mini/tiny: the cache, with the tokenizer)
-        if self.seq_len > self.spec["max_position_embeddings"]:
-            raise DataError(f"sequence length {self.seq_len} is over the model's context "
-                            f"({self.spec['max_position_embeddings']} positions)",
-                            "use a sequence length within max_position_embeddings")
+        if not 1 <= self.seq_len <= self.spec["max_position_embeddings"]:
+            raise ConfigError(f"sequence length {self.seq_len} is over the model's context "
+                              f"({self.spec['max_position_embeddings']} positions)",
+                              f"give a sequence length from 1 to {self.spec['max_position_embeddings']}")
 
     @property
     def tokens_per_sample(self) -> int:
@@ -84,10 +84,6 @@ class LlamaPretrainWorkload(Workload):
             self.sharded = True
         llama.materialize(model, device, self.bench.hparams["init_std"])
         return model
-
-    @staticmethod
-    def sharded_run(spec: DataSpec) -> bool:
-        return spec.world_size > 1
 
     def wrap_model(self, model: torch.nn.Module, device: torch.device, distributed_run: bool) -> torch.nn.Module:
         return model  # sharded (or single-process) in place_model: no DDP on top
@@ -114,6 +110,27 @@ class LlamaPretrainWorkload(Workload):
         return {"sharding": "fsdp2 per block" if self.sharded else "none",
                 "activation_checkpointing": bool(self.bench.hparams.get("activation_checkpointing")),
                 "attention": "sdpa"}
+
+    def export_hf(self, checkpoint_path: Path, dest: Path, data_dir: str | None = None) -> Path:
+        """The model of a checkpoint (``checkpoint.pt``, or a sharded checkpoint folder) as a Hugging Face
+        directory at ``dest``, with the tokenizer the data was made with (mini/tiny: built here)."""
+        from mlbench.llm import tokenizer
+        from mlbench.training import checkpoint
+
+        model = llama.build(self.spec, init_std=self.bench.hparams["init_std"])
+        if checkpoint.is_distributed(checkpoint_path):
+            import torch.distributed.checkpoint as dcp
+
+            state = {"model": model.state_dict()}
+            dcp.load(state, storage_reader=checkpoint._SafeReader(str(checkpoint_path)))
+            model.load_state_dict(state["model"])
+        else:
+            state = checkpoint.read(checkpoint_path, what="checkpoint")
+            model.load_state_dict(state["model"])
+        root = Path(data_dir) if data_dir else (None if self.bench.is_reference else lldata.ensure_data(self.bench))
+        files = tokenizer.Encoder(root / lldata.TOKENIZER).files() if root and (root / lldata.TOKENIZER).is_dir() \
+            else []
+        return llama.save_hf_dir(model, dest, files)
 
     # ------------------------------------------------------------------ data
     def _prefixes(self, spec: DataSpec) -> tuple[list[Path], Path]:
@@ -145,10 +162,6 @@ class LlamaPretrainWorkload(Workload):
 
     def _bundle(self, spec: DataSpec, train: windows.Windows, ev: windows.Windows) -> DataBundle:
         n_eval = self.bench.hparams["eval_samples"]
-        if self.sharded_run(spec) and n_eval % spec.world_size:
-            raise DataError(f"{n_eval} evaluation samples do not split evenly over {spec.world_size} processes "
-                            "(a sharded model needs every rank in every evaluation step)",
-                            "use a process count that divides the evaluation set")
         return DataBundle(
             train=windows.TrainWindows(train, spec.batch_size, rank=spec.rank, world_size=spec.world_size,
                                        seed=spec.seed),
@@ -214,12 +227,14 @@ class LlamaPretrainWorkload(Workload):
         model.eval()
         total = torch.zeros((), dtype=torch.float64, device=ctx.device)
         tokens = samples = 0
-        for batch in batches:
+        for batch in batches:  # rows of weight 0 pad a short share (EvalWindows): run, not scored
             batch = self.to_device(batch, ctx)
             logits = self._logits(model, batch, ctx)
-            total += F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(), reduction="sum").double()
-            tokens += batch["labels"].numel()
-            samples += len(batch["labels"])
+            per_row = F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(), reduction="none")
+            w = batch["weight"].double()
+            total += (per_row.view(len(w), -1).double().sum(1) * w).sum()
+            tokens += int(w.sum().item()) * batch["labels"].shape[1]
+            samples += int(w.sum().item())
         s, t, n = distributed.all_reduce_sum([float(total), float(tokens), float(samples)], ctx.device)
         return {"log_perplexity": s / t if t else float("nan")}, int(n)
 
