@@ -83,6 +83,16 @@ def materialize(model: nn.Module, device: torch.device, init_std: float | None) 
             init_weights(model, init_std)
 
 
+def checkpoint_activations(model: nn.Module) -> None:
+    """Recompute each decoder layer's activations in the backward pass (non-reentrant checkpoints), through
+    transformers' own switch (``activation_checkpointing_enable`` from 5.x, ``gradient_checkpointing_enable``
+    before)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def parameter_count(spec: dict[str, Any]) -> dict[str, int]:
     """Parameters of the model ``spec`` describes, counted from the config (no model is built)."""
     h, v, layers = spec["hidden_size"], spec["vocab_size"], spec["num_hidden_layers"]

@@ -155,7 +155,7 @@ class LoraWorkload(Workload):
     def place_model(self, model: torch.nn.Module, device: torch.device, distributed_run: bool) -> torch.nn.Module:
         inner = lora.inner(model)
         if self.bench.hparams.get("activation_checkpointing"):
-            inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            llama.checkpoint_activations(inner)
         if distributed_run:
             sharding.fully_shard_blocks(model, lora.decoder_layers(model), self.precision)
             self.sharded = True

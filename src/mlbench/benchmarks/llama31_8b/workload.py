@@ -78,7 +78,7 @@ class LlamaPretrainWorkload(Workload):
 
     def place_model(self, model: torch.nn.Module, device: torch.device, distributed_run: bool) -> torch.nn.Module:
         if self.bench.hparams.get("activation_checkpointing"):
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            llama.checkpoint_activations(model)
         if distributed_run:
             sharding.fully_shard_blocks(model, model.model.layers, self.precision)
             self.sharded = True
