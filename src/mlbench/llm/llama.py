@@ -177,6 +177,14 @@ def check_safetensors(path: Path) -> dict[str, Any]:
     return header
 
 
+def tensor_names(model_dir: str | Path) -> set[str]:
+    """The tensor names of a model directory's safetensors files (read from their headers only)."""
+    names: set[str] = set()
+    for f in weight_files(model_dir):
+        names |= {k for k in check_safetensors(f) if k != "__metadata__"}
+    return names
+
+
 def read_config(model_dir: str | Path) -> dict[str, Any]:
     """``config.json`` of a model directory as a dict (checked to be a Llama)."""
     path = Path(model_dir) / "config.json"

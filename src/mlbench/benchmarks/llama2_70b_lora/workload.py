@@ -100,7 +100,12 @@ class LoraWorkload(Workload):
             self.base_dir = pretrained.trained_hf_dir(name, size, say=print)
         else:
             self.base_dir = self._tiny_base()
-        llama.weight_files(self.base_dir)  # a directory without (safe) weights fails here, before anything runs
+        names = llama.tensor_names(self.base_dir)  # no (safe) weights, or a truncated file, fails here
+        if any(n.endswith("qkv_proj.weight") for n in names):
+            raise DataError(f"{self.base_dir} holds fused q/k/v projections (qkv_proj: the reference's "
+                            "trust_remote_code checkpoint); mlbench reads the standard Llama layout",
+                            "pass the Hugging Face Llama 2 70B directory (meta-llama/Llama-2-70b-hf: q_proj, k_proj, "
+                            "v_proj and o_proj per layer, as safetensors)")
         return self.base_dir
 
     def _tiny_base(self) -> Path:
