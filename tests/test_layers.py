@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("results", ("mlbench.results",)),
     ("training", ("mlbench.training",)),
     ("inference", ("mlbench.inference",)),
-    ("shared blocks", ("mlbench.detection",)),
+    ("shared blocks", ("mlbench.detection", "mlbench.llm")),
     ("benchmarks", ("mlbench.benchmarks",)),
     ("slurm", ("mlbench.slurm",)),
     ("submission", ("mlbench.submission",)),

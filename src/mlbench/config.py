@@ -52,7 +52,7 @@ class TrainConfig:
     size: str = opt("mini", "benchmark size", choices=("reference", "mini", "tiny"))
     data_dir: str | None = opt(None, "dataset root; default: the size's built-in or standard location")
     model_dir: str | None = opt(None, "pretrained model a benchmark starts from (a Hugging Face directory: config.json "
-                                      "and safetensors), e.g. llama2_70b_lora's base model")
+                                      "and safetensors), e.g. the base model of a fine-tuning benchmark")
     output_dir: str = opt("runs", "where run directories are created")
     run_dir: str | None = opt(None, "use exactly this run directory (set by launchers)")
     device: str = opt("auto", "auto (cuda when available), cpu, cuda or cuda:N")

@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("benchmark", help="benchmark name (see `mlbench list`)")
     flags.add_config_flags(p, TrainConfig, skip=("benchmark", "hparams"))
     p.add_argument("--hparam", dest="hparam_items", action="append", metavar="KEY=VALUE",
-                   help="change a tunable hyper-parameter of the benchmark, e.g. --hparam lora_rank=8 (repeatable; "
+                   help="change a tunable hyper-parameter of the benchmark, e.g. --hparam NAME=0.1 (repeatable; "
                         "the run becomes open division; `mlbench list --json` shows each benchmark's tunable ones)")
     flags.add_layer_flags(p)
     p.set_defaults(func=main)
@@ -39,14 +39,14 @@ def main(args: argparse.Namespace) -> int:
 
 
 def parse_hparams(items: list[str]) -> dict:
-    """``["lora_rank=8", "lora_dropout=0.05"]`` as numbers ("nan" stays a float, refused by the definition)."""
+    """``["rank=8", "dropout=0.05"]`` as numbers ("nan" stays a float, refused by the definition)."""
     from mlbench.errors import ConfigError
 
     out = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--hparam expects KEY=VALUE, got {item!r}", "for example: --hparam lora_rank=8")
+            raise ConfigError(f"--hparam expects KEY=VALUE, got {item!r}", "for example: --hparam NAME=8")
         try:
             value = int(text) if text.strip().lstrip("+-").isdigit() else float(text)
         except ValueError:

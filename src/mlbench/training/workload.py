@@ -116,8 +116,8 @@ class Workload(abc.ABC):
         return model
 
     def evaluations_skipped(self, global_batch_size: int) -> int:
-        """Evaluations the rules skip at the start of a sample-cadence run (Llama 2 70B LoRA's
-        floor(0.125 x global batch + 2)): the first one comes after that many intervals more. Default none."""
+        """Evaluations the rules skip at the start of a sample-cadence run (a fine-tuning
+        rule such as floor(0.125 x global batch + 2)): the first one comes after that many intervals more. Default none."""
         return 0
 
     def communication_precision(self) -> str:

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from mlbench.benchmarks.base import Benchmark
 from mlbench.data import download
 from mlbench.data.folders import build_once
+from mlbench.definition import Benchmark
 from mlbench.errors import DataError
 
 FORMAT_VERSION = 1

@@ -21,7 +21,7 @@ Llama layout and puts one rank-16 adapter on each of q_proj, k_proj, v_proj and 
 dropout; 65.5M trainable parameters where the fused layout has 44.6M).
 """
 
-from mlbench.benchmarks.base import Benchmark
+from mlbench.definition import Benchmark
 
 # rcps_llama2_70b_lora.json (training_6.1.0): global batch -> opt_base_learning_rate
 RCP_LR = {8: 4e-4, 16: 4e-4, 32: 4e-4, 128: 1e-3}

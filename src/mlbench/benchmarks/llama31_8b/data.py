@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from mlbench.benchmarks.base import Benchmark
 from mlbench.data import download, indexed_tokens
 from mlbench.data.folders import build_once
+from mlbench.definition import Benchmark
 from mlbench.errors import DataError
 from mlbench.llm import tokenizer
 

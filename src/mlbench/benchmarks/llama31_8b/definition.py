@@ -20,7 +20,7 @@ Sources (read from the files, not from memory):
   no evaluations skipped; opt_end_learning_rate = 0.1 x base; dropout 0.
 """
 
-from mlbench.benchmarks.base import Benchmark
+from mlbench.definition import Benchmark
 
 LLAMA31_8B = {  # NeMo Llama31Config8B, as Hugging Face's LlamaConfig fields
     "vocab_size": 128_256, "hidden_size": 4096, "intermediate_size": 14_336, "num_hidden_layers": 32,
