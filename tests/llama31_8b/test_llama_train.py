@@ -28,7 +28,7 @@ def test_tiny_trains_sharded_on_two_processes_and_resumes_its_checkpoint_in_one(
                    "--device", "cpu", "--output-dir", str(tmp_path / "runs"), env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "tokens/s:" in proc.stdout  # the progress line
-    run = next((tmp_path / "runs").iterdir())
+    run = next((tmp_path / "runs").glob("*/result.json")).parent  # beside it: results.db
     result = json.loads((run / "result.json").read_text())
     assert result["status"] == "success" and result["runs"][0]["compliance"]["passed"]
     assert result["speed"]["sharding"] == "fsdp2 per block"
@@ -46,7 +46,7 @@ def test_tiny_trains_sharded_on_two_processes_and_resumes_its_checkpoint_in_one(
     proc = mlbench("train", "llama31_8b", "--size", "tiny", "--seed", "1", "--device", "cpu", "--resume", str(ckpt),
                    "--output-dir", str(tmp_path / "again"), env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    again = json.loads(next((tmp_path / "again").iterdir()).joinpath("result.json").read_text())
+    again = json.loads(next((tmp_path / "again").glob("*/result.json")).read_text())
     first = json.loads((ckpt / "progress.json").read_text())["extra"]["samples"]
     assert again["runs"][0]["resumed_from"] == str(ckpt) and again["runs"][0]["evals"][0]["samples"] > first
 
