@@ -88,3 +88,48 @@ class FileServer:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def check_closed_llm_log(path: Path, name: str, *, global_batch: int, local_batch: int, train_samples: int,
+                         eval_samples: int, eval_at: int, quality: float) -> dict:
+    """What a reference run of the language model ``name`` logs before run_start (the workload's
+    hyper-parameters at ``global_batch`` on 8 processes, bf16, the 6.1.0 disclosures), then one evaluation of
+    ``quality`` at ``eval_at`` samples; returns the official closed checker's verdict on that log."""
+    import torch
+
+    from mlbench import registry
+    from mlbench.config import TrainConfig
+    from mlbench.training import harness, runner
+    from mlbench.training.mlperf_log import C, MLPerfLog
+    from mlbench.training.recipe import OptimArgs
+
+    handle = registry.get(name, "reference")
+    bench, wl = handle.definition, handle.workload()
+    wl.precision = "bf16"
+    args = OptimArgs(global_batch_size=global_batch, steps_per_epoch=1, epochs=1, world_size=8)
+    wl.build_optimizer(torch.nn.Linear(4, 4), args)  # the recipe does not depend on the model's size
+    cfg = TrainConfig(benchmark=name, size="reference", precision="bf16")
+    mll = MLPerfLog(path)
+    for key, value in (("submission_org", "mlbench"), ("submission_platform", "8xH100"),
+                       ("submission_division", "closed"), ("submission_status", "onprem"),
+                       ("submission_benchmark", bench.mlperf_name), ("cache_clear", True)):
+        mll.event(key, value)
+    mll.start(C.INIT_START)
+    mll.event(C.SEED, 1)
+    mll.event(C.GLOBAL_BATCH_SIZE, global_batch)
+    mll.event(C.GRADIENT_ACCUMULATION_STEPS, 1)
+    for key, value in {**harness.disclosures(bench, cfg, wl, local_batch, torch.device("cpu")),
+                       **wl.mllog_hparams(args, None)}.items():
+        mll.event(key, value)
+    mll.event(C.TRAIN_SAMPLES, train_samples)
+    mll.event(C.EVAL_SAMPLES, eval_samples)
+    mll.end(C.INIT_STOP)
+    mll.start(C.RUN_START)
+    mll.start(C.BLOCK_START, samples_count=0)
+    mll.start(C.EVAL_START, samples_count=eval_at)
+    mll.event(C.EVAL_ACCURACY, quality, samples_count=eval_at)
+    mll.end(C.EVAL_STOP, samples_count=eval_at)
+    mll.end(C.BLOCK_STOP, samples_count=eval_at)
+    mll.end(C.RUN_STOP, status="success")
+    mll.close()
+    return runner.check_log(path, bench.ruleset)

@@ -13,13 +13,9 @@ import torch
 
 from mlbench import registry
 from mlbench.benchmarks.llama2_70b_lora import data, lora
-from mlbench.config import TrainConfig
 from mlbench.errors import ConfigError, DataError
 from mlbench.llm import llama
-from mlbench.training import harness, runner
-from mlbench.training.mlperf_log import C, MLPerfLog
-from mlbench.training.recipe import OptimArgs
-from support import mlbench
+from support import check_closed_llm_log, mlbench
 
 SPEC = registry.get("llama2_70b_lora", "tiny").definition.hparams["tiny_model"]
 
@@ -114,36 +110,8 @@ def test_tiny_fine_tunes_to_its_target(tmp_path):
 
 
 def test_the_reference_keys_pass_the_closed_6_1_0_checker(tmp_path):
-    bench = registry.get("llama2_70b_lora", "reference").definition
     wl = registry.get("llama2_70b_lora", "reference").workload()
-    stand_in = torch.nn.Linear(4, 4)
-    args = OptimArgs(global_batch_size=8, steps_per_epoch=1, epochs=1, world_size=8)
-    wl.build_optimizer(stand_in, args)
     assert wl.evaluations_skipped(8) == 3  # floor(0.125 x 8 + 2)
-    cfg = TrainConfig(benchmark="llama2_70b_lora", size="reference", precision="bf16")
-    path = tmp_path / "mlperf_log.txt"
-    mll = MLPerfLog(path)
-    for key, value in (("submission_org", "mlbench"), ("submission_platform", "8xH100"),
-                       ("submission_division", "closed"), ("submission_status", "onprem"),
-                       ("submission_benchmark", bench.mlperf_name), ("cache_clear", True)):
-        mll.event(key, value)
-    mll.start(C.INIT_START)
-    mll.event(C.SEED, 1)
-    mll.event(C.GLOBAL_BATCH_SIZE, 8)
-    mll.event(C.GRADIENT_ACCUMULATION_STEPS, 1)
-    for key, value in {**harness.disclosures(bench, cfg, wl, 1, torch.device("cpu")),
-                       **wl.mllog_hparams(args, None)}.items():
-        mll.event(key, value)
-    mll.event(C.TRAIN_SAMPLES, 3901)
-    mll.event(C.EVAL_SAMPLES, 173)
-    mll.end(C.INIT_STOP)
-    mll.start(C.RUN_START)
-    mll.start(C.BLOCK_START, samples_count=0)
-    mll.start(C.EVAL_START, samples_count=1536)
-    mll.event(C.EVAL_ACCURACY, 0.92, samples_count=1536)
-    mll.end(C.EVAL_STOP, samples_count=1536)
-    mll.end(C.BLOCK_STOP, samples_count=1536)
-    mll.end(C.RUN_STOP, status="success")
-    mll.close()
-    check = runner.check_log(path, bench.ruleset)
+    check = check_closed_llm_log(tmp_path / "mlperf_log.txt", "llama2_70b_lora", global_batch=8, local_batch=1,
+                                 train_samples=3901, eval_samples=173, eval_at=1536, quality=0.92)
     assert check["passed"], check["output"]

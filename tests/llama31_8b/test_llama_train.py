@@ -7,14 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from mlbench import registry
-from mlbench.config import TrainConfig
-from mlbench.training import harness, runner
-from mlbench.training.mlperf_log import C, MLPerfLog
-from mlbench.training.recipe import OptimArgs
-from support import mlbench
+from support import check_closed_llm_log, mlbench
 
 
 def _log(path: Path) -> list[dict]:
@@ -54,36 +48,6 @@ def test_tiny_trains_sharded_on_two_processes_and_resumes_its_checkpoint_in_one(
 def test_the_reference_keys_pass_the_closed_6_1_0_checker(tmp_path):
     """What a reference run logs before run_start (the workload's hyper-parameters at global batch 32 on 8
     processes, the disclosures), then one evaluation below 3.3: the official closed checker accepts it."""
-    bench = registry.get("llama31_8b", "reference").definition
-    wl = registry.get("llama31_8b", "reference").workload()
-    wl.precision = "bf16"
-    stand_in = torch.nn.Linear(4, 4)  # the optimizer's recipe does not depend on the model's size
-    args = OptimArgs(global_batch_size=32, steps_per_epoch=1, epochs=1, world_size=8)
-    wl.build_optimizer(stand_in, args)
-    cfg = TrainConfig(benchmark="llama31_8b", size="reference", precision="bf16")
-    path = tmp_path / "mlperf_log.txt"
-    mll = MLPerfLog(path)
-    for key, value in (("submission_org", "mlbench"), ("submission_platform", "8xH100"),
-                       ("submission_division", "closed"), ("submission_status", "onprem"),
-                       ("submission_benchmark", bench.mlperf_name), ("cache_clear", True)):
-        mll.event(key, value)
-    mll.start(C.INIT_START)
-    mll.event(C.SEED, 1)
-    mll.event(C.GLOBAL_BATCH_SIZE, 32)
-    mll.event(C.GRADIENT_ACCUMULATION_STEPS, 1)
-    for key, value in {**harness.disclosures(bench, cfg, wl, 4, torch.device("cpu")),
-                       **wl.mllog_hparams(args, None)}.items():
-        mll.event(key, value)
-    mll.event(C.TRAIN_SAMPLES, 2_600_000)
-    mll.event(C.EVAL_SAMPLES, bench.hparams["eval_samples"])
-    mll.end(C.INIT_STOP)
-    mll.start(C.RUN_START)
-    mll.start(C.BLOCK_START, samples_count=0)
-    mll.start(C.EVAL_START, samples_count=12_288)
-    mll.event(C.EVAL_ACCURACY, 3.29, samples_count=12_288)
-    mll.end(C.EVAL_STOP, samples_count=12_288)
-    mll.end(C.BLOCK_STOP, samples_count=12_288)
-    mll.end(C.RUN_STOP, status="success")
-    mll.close()
-    check = runner.check_log(path, bench.ruleset)
+    check = check_closed_llm_log(tmp_path / "mlperf_log.txt", "llama31_8b", global_batch=32, local_batch=4,
+                                 train_samples=2_600_000, eval_samples=1024, eval_at=12_288, quality=3.29)
     assert check["passed"], check["output"]

@@ -29,11 +29,11 @@ from mlbench.data.folders import build_once
 from mlbench.errors import ConfigError, DataError
 from mlbench.llm import llama, tokenizer
 from mlbench.llm.recipe import ClippedAdamW, CosineWithWarmup, decay_groups
+from mlbench.llm.sharded import ShardedWorkload
 from mlbench.llm.windows import EvalWindows, TrainWindows
 from mlbench.training import distributed, sharding
 from mlbench.training.batches import DataBundle, DataSpec
 from mlbench.training.recipe import OptimArgs, StepContext
-from mlbench.training.workload import Workload
 
 _LLAMA_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                  "num_key_value_heads", "max_position_embeddings", "rope_theta", "rope_scaling", "rms_norm_eps",
@@ -59,7 +59,7 @@ class PackedRows:
         return f"packed rows of {self.x.shape[1]} tokens"
 
 
-class LoraWorkload(Workload):
+class LoraWorkload(ShardedWorkload):
     def __init__(self, bench):
         super().__init__(bench)
         hp = bench.hparams
@@ -67,7 +67,6 @@ class LoraWorkload(Workload):
         self.model_dir: str | None = None  # --model-dir, set by the harness
         self.base_dir: Path | None = None
         self.spec: dict[str, Any] | None = None
-        self.sharded = False
         rank = hp["lora_rank"]
         if not (isinstance(rank, int) and rank >= 1):
             raise ConfigError(f"invalid LoRA rank {rank!r}: the rank is a whole number of at least 1 (16 in the "
@@ -168,19 +167,6 @@ class LoraWorkload(Workload):
         lora.load_base(model, self._base(), sharded=self.sharded)
         lora.init_adapters(model)
         return model
-
-    def wrap_model(self, model: torch.nn.Module, device: torch.device, distributed_run: bool) -> torch.nn.Module:
-        return model
-
-    def replicated(self, model: torch.nn.Module) -> torch.nn.Module | None:
-        return None if self.sharded else model
-
-    @property
-    def distributed_checkpoint(self) -> bool:  # type: ignore[override]
-        return self.sharded
-
-    def communication_precision(self) -> str:
-        return sharding.communication_precision(self.precision) if self.sharded else "fp32"
 
     def compile_model(self, model: torch.nn.Module) -> torch.nn.Module:
         for layer in lora.decoder_layers(model):

@@ -30,10 +30,10 @@ from mlbench.data.indexed_tokens import IndexedTokens
 from mlbench.errors import ConfigError, DataError
 from mlbench.llm import llama, windows
 from mlbench.llm.recipe import ClippedAdamW, CosineWithWarmup, decay_groups
+from mlbench.llm.sharded import ShardedWorkload
 from mlbench.training import distributed, sharding
 from mlbench.training.batches import DataBundle, DataSpec
 from mlbench.training.recipe import OptimArgs, StepContext
-from mlbench.training.workload import Workload
 
 
 def recipe_for(recipes: dict[int, tuple[float, int]], global_batch: int) -> tuple[float, int, str]:
@@ -54,14 +54,13 @@ def recipe_for(recipes: dict[int, tuple[float, int]], global_batch: int) -> tupl
     return lr, warm, f"interpolated between the reference convergence points of global batch {lo} and {hi}"
 
 
-class LlamaPretrainWorkload(Workload):
+class LlamaPretrainWorkload(ShardedWorkload):
     def __init__(self, bench):
         super().__init__(bench)
         hp = bench.hparams
         self.spec: dict[str, Any] = hp["model"]
         self.seq_len: int = hp["seq_len"]
         self.vocab_size: int = self.spec["vocab_size"]
-        self.sharded = False
         self.root: Path | None = None  # the data folder (mini/tiny: the cache, with the tokenizer)
         if not 1 <= self.seq_len <= self.spec["max_position_embeddings"]:
             raise ConfigError(f"sequence length {self.seq_len} is over the model's context "
@@ -84,19 +83,6 @@ class LlamaPretrainWorkload(Workload):
             self.sharded = True
         llama.materialize(model, device, self.bench.hparams["init_std"])
         return model
-
-    def wrap_model(self, model: torch.nn.Module, device: torch.device, distributed_run: bool) -> torch.nn.Module:
-        return model  # sharded (or single-process) in place_model: no DDP on top
-
-    def replicated(self, model: torch.nn.Module) -> torch.nn.Module | None:
-        return None if self.sharded else model
-
-    @property
-    def distributed_checkpoint(self) -> bool:  # type: ignore[override]
-        return self.sharded
-
-    def communication_precision(self) -> str:
-        return sharding.communication_precision(self.precision) if self.sharded else "fp32"
 
     def compile_model(self, model: torch.nn.Module) -> torch.nn.Module:
         for layer in model.model.layers:  # per block: the shapes repeat, FSDP2's hooks stay outside the graphs
