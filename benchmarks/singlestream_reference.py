@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=64, help="JPEGs to make when --data is not given")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = args.model or make_model(work / "resnet50_v1.onnx")
