@@ -44,13 +44,23 @@ def _host_port(value: str) -> str | None:
     return None
 
 
+def data_dir_problem(value: str) -> str | None:
+    """A ``--data-dir`` naming a file is refused before anything runs (a folder that does not exist is each
+    benchmark's to report, or to generate its data into)."""
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        return "it is a file, not a folder: pass the folder that holds the data set"
+    return None
+
+
 @dataclass(kw_only=True)
 class TrainConfig:
     """Everything ``mlbench train`` needs; saved as config.json in the run directory."""
 
     benchmark: str = opt(registry.names()[0], "benchmark name (see `mlbench list`)")
     size: str = opt("mini", "benchmark size", choices=("reference", "mini", "tiny"))
-    data_dir: str | None = opt(None, "dataset root; default: the size's built-in or standard location")
+    data_dir: str | None = opt(None, "dataset root; default: the size's built-in or standard location",
+                               check=data_dir_problem)
     model_dir: str | None = opt(None, "pretrained model a benchmark starts from (a Hugging Face directory: config.json "
                                       "and safetensors), e.g. the base model of a fine-tuning benchmark")
     output_dir: str = opt("runs", "where run directories are created")
@@ -269,8 +279,8 @@ def load_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}", "pass an existing YAML or JSON file to --config")
-    text = p.read_text()
     try:
+        text = p.read_text()
         if p.suffix == ".json":
             data = json.loads(text)
         else:

@@ -7,6 +7,7 @@ temporary folder and calls :func:`check`. New commands add their cases here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ class Case:
     setup: Callable[[Path], None] | None = None  # builds the bad input under tmp
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None  # relative to tmp
+    keep: tuple[str, ...] = ()  # paths under tmp (the user's files and folders) that must be left exactly as they were
 
 
 def check(case: Case, tmp: Path, timeout: float = 300) -> str:
@@ -35,13 +37,26 @@ def check(case: Case, tmp: Path, timeout: float = 300) -> str:
         case.setup(tmp)
     args = [a.replace("{tmp}", str(tmp)) for a in case.args]
     cwd = tmp / case.cwd if case.cwd else tmp
-    proc = mlbench(*args, env=case.env, timeout=timeout, cwd=cwd)
+    before = {k: snapshot(tmp / k) for k in case.keep}
+    proc = mlbench(*args, env={k: v.replace("{tmp}", str(tmp)) for k, v in case.env.items()}, timeout=timeout,
+                   cwd=cwd)
     out = proc.stdout + proc.stderr
+    for k, was in before.items():
+        assert snapshot(tmp / k) == was, f"{case.id}: {k} was changed\n{out[-3000:]}"
     assert "Traceback (most recent call last)" not in out, f"{case.id}: traceback\n{out[-3000:]}"
     assert proc.returncode == case.exit_code, f"{case.id}: exit {proc.returncode}\n{out[-3000:]}"
     assert case.error.lower() in out.lower(), f"{case.id}: message lacks {case.error!r}\n{out[-3000:]}"
     assert_no_valid_result(tmp)
     return out
+
+
+def snapshot(path: Path) -> object:
+    """What a user would notice changing: a file's bytes, a folder's names (hidden ones too) and files' bytes."""
+    if path.is_symlink() or not path.exists():
+        return ("link", str(path.readlink())) if path.is_symlink() else None
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sorted((str(p.relative_to(path)), snapshot(p) if p.is_file() else "dir") for p in path.rglob("*"))
 
 
 def assert_no_valid_result(root: Path) -> None:

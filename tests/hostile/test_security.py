@@ -450,6 +450,9 @@ def test_a_planted_link_is_never_written_through(oi_server, tmp_path):
     root = tmp_path / "oi"
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
+    from mlbench.data import folders
+
+    folders.claim(root, "OpenImages-MLPerf")  # the link is planted in a folder of an earlier, interrupted prepare
     (root / "validation" / "data").mkdir(parents=True)
     (root / "validation" / "data" / "000a.jpg.part").symlink_to(victim)
     assert main(list(_prepare_args(oi_server, str(root)))) == 0

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mlbench.data import folders
+
 CLASSES = ("circle", "square", "triangle", "ring")
 VERSION = 1  # bump when the drawing changes: caches with another stamp are regenerated
 MASKS_VERSION = 1  # bump when the instance masks change (sets made with masks=True only)
@@ -158,8 +160,7 @@ def write_split(root: Path, split: str, count: int, size: int, seed: int, labels
                                 "iscrowd": 0})
     (tmp / "labels" / labels_file).write_text(json.dumps(coco_dict(images, annotations)))
     (tmp / "generated.json").write_text(json.dumps(params))
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
+    folders.replace_dir(tmp, dest)  # an older set of mlbench's; never a folder it did not make
     return dest
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlbench import registry
-from mlbench.config import opt
+from mlbench.config import data_dir_problem, opt
 
 SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
 MODES = ("performance", "accuracy", "submission")
@@ -53,7 +53,8 @@ class CommonInferConfig:
                             "smallest that holds it); inputs of a fixed shape per sample only")
     weights: str | None = opt(None, "model weights file: reference size, a PyTorch file or an .onnx (onnxruntime); "
                                "mini/tiny, default: the cached model of mlbench train; random: throughput only")
-    data_dir: str | None = opt(None, "dataset root; default: the size's built-in or standard location")
+    data_dir: str | None = opt(None, "dataset root; default: the size's built-in or standard location",
+                               check=data_dir_problem)
     output_dir: str = opt("runs", "where run directories are created")
     quick: bool = opt(False, "short duration and query counts for development; never valid for submission")
     duration_s: float = opt(5.0, "--quick: minimum test duration in seconds", min=0.1,

@@ -22,15 +22,15 @@ Layout (the loader reads it like the reference's folders)::
     <root>/hdf5/eval/part_eval.hdf5                      # the evaluation set
     <root>/manifest.json                                 # counts and the parameters they were built with
 
-Built once per parameter set into ``mlbench.data.download.cache_dir('bert', ...)``: in a temporary folder,
-renamed into place when complete; deterministic (fixed seeds, sorted inputs).
+Built once per parameter set into ``mlbench.data.download.cache_dir('bert', ...)`` (or the ``--root`` of
+``mlbench data prepare bert``: a new or empty folder, never one holding other files): in a hidden folder inside
+it, moved into place when complete, ``manifest.json`` last; deterministic (fixed seeds, sorted inputs).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
 import shutil
@@ -42,9 +42,10 @@ from typing import Any
 import numpy as np
 
 from mlbench.benchmarks.bert import shards
-from mlbench.data import download
+from mlbench.data import download, folders
 from mlbench.definition import Benchmark
 from mlbench.errors import DataError
+from mlbench.untrusted import load_json
 
 FORMAT_VERSION = 1
 PYDOC_DIR = Path("/usr/share/doc/python3.11/html/_sources")
@@ -323,27 +324,28 @@ def is_complete(root: Path) -> bool:
 
 
 def ensure_data(bench: Benchmark, root: str | Path | None = None, say=None) -> Path:
-    """The folder holding this size's generated shards; built (atomically) when missing."""
+    """The folder holding this size's generated shards; built when missing, into the cache or into ``root``
+    (a new or empty folder, or one mlbench made: see :mod:`mlbench.data.folders`; a folder holding other
+    files is refused and left as it is). The build goes to a hidden folder inside it and moves into place,
+    ``manifest.json`` last: a folder with a manifest is complete."""
     if bench.is_reference:
         raise DataError("BERT reference data cannot be generated", "pass --data-dir with the MLPerf shards")
     root = Path(root) if root is not None else data_root(bench)
     if is_complete(root):
         return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
-        t0 = time.perf_counter()
-        build(bench, tmp)
+    with folders.writing(root, f"the BERT {bench.size} data", say=say):
+        if is_complete(root):  # another process built it while this one waited
+            return root
+        for stale in root.glob(".building-*"):  # left by a build that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
         try:
-            os.replace(tmp, root)
-        except OSError:  # another process finished first (or root exists half-made): keep a complete one
-            if not is_complete(root):
-                shutil.rmtree(root, ignore_errors=True)
-                os.replace(tmp, root)
-        if say:
-            say(f"built BERT {bench.size} data in {time.perf_counter() - t0:.1f} s: {root}")
-    finally:
-        if tmp.exists():
+            t0 = time.perf_counter()
+            build(bench, tmp)
+            folders.move_into(tmp, root, last=("manifest.json",))
+            if say:
+                say(f"built BERT {bench.size} data in {time.perf_counter() - t0:.1f} s: {root}")
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return root
 
@@ -419,12 +421,12 @@ def check_reference(bench: Benchmark, root: str | Path) -> dict[str, Any]:
     if train_dir is None:
         problems.append("training shards: none of " + ", ".join(f"{root}/{d}" for d in REFERENCE_TRAIN_DIRS))
     else:
-        infos = shards.open_folder(train_dir, hp["seq_len"], hp["max_predictions"], "training")
+        infos = shards.open_folder(train_dir, hp["seq_len"], hp["max_predictions"], "training", hp["model"]["vocab_size"])
         report.update(train_dir=str(train_dir), train_shards=len(infos), train_samples=sum(i.samples for i in infos))
     if eval_dir is None:
         problems.append("evaluation set: none of " + ", ".join(f"{root}/{d}" for d in REFERENCE_EVAL_DIRS))
     else:
-        infos = shards.open_folder(eval_dir, hp["seq_len"], hp["max_predictions"], "evaluation")
+        infos = shards.open_folder(eval_dir, hp["seq_len"], hp["max_predictions"], "evaluation", hp["model"]["vocab_size"])
         n = sum(i.samples for i in infos)
         report.update(eval_dir=str(eval_dir), eval_samples=n)
         if n != hp["eval_samples"]:
@@ -454,7 +456,11 @@ def prepare(bench: Benchmark, root: str | Path | None = None, say=print) -> dict
             f"checkpoint {report['init_checkpoint']}")
         return report
     folder = ensure_data(bench, root, say=say)
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = load_json(folder / "manifest.json", "BERT data manifest", expect=dict,
+                         hint=f"{folder} is not BERT data mlbench generated: name a new or empty folder")
+    if not all(isinstance(manifest.get(k), int) for k in ("train_samples", "eval_samples", "vocab_entries")):
+        raise DataError(f"{folder / 'manifest.json'} is not the manifest of BERT data mlbench generated (it lacks "
+                        "the sample counts)", "name a new or empty folder for the data")
     say(f"BERT {bench.size} data in {folder}: {manifest['train_samples']} training and "
         f"{manifest['eval_samples']} evaluation examples, {manifest['vocab_entries']}-entry vocabulary")
     return {"root": str(folder), **manifest}

@@ -27,6 +27,7 @@ import numpy as np
 
 from mlbench.benchmarks.dlrm import auc as auc_mod
 from mlbench.benchmarks.dlrm.days import DENSE_FEATURES, SPARSE_FEATURES, day_paths
+from mlbench.data import folders
 
 FACTORS = 4
 PAIRS = ((0, 9), (0, 19), (9, 20), (19, 21), (10, 11), (2, 13), (3, 20), (21, 22), (1, 4), (11, 20))
@@ -107,9 +108,7 @@ def generate(root: Path, hp: dict, say: Callable[[str], None] = print) -> dict:
             info["bayes_auc_test"] = auc_mod.auc(prob[half:], y[half:])
             info["click_rate"] = float(y.mean())
     (tmp / "planted.json").write_text(json.dumps(info, indent=1))
-    if root.exists():
-        shutil.rmtree(root)
-    os.replace(tmp, root)
+    folders.replace_dir(tmp, root)  # an older set of mlbench's; never a folder it did not make
     return info
 
 

@@ -13,6 +13,9 @@ complete, and running the command again resumes where it stopped; a file already
 verified the same way before it counts as done (else it is fetched again). Failed images are listed in
 ``ROOT/<split>/failed.txt``.
 
+``--root`` must be a new or empty folder, or one this command made (it holds a ``.mlbench-data`` marker): a
+folder holding other files is refused before anything is downloaded, and left as it is.
+
 The image IDs come from a downloaded CSV and become file names: an ID that is not a plain name (absolute,
 ``..``, a path separator, a space, a control character) is refused with its line, and nothing is written
 outside ``--root``.
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlbench.config import opt
+from mlbench.data import folders
 from mlbench.data.download import fetch_resumable
 from mlbench.errors import ConfigError, DataError
 
@@ -240,6 +244,11 @@ def prepare(cfg: PrepareConfig, say: Callable[[str], None] = print) -> list[Path
         if not getattr(cfg, name).endswith("/"):
             setattr(cfg, name, getattr(cfg, name) + "/")
     wanted = [c.strip() for c in cfg.classes.split(",") if c.strip()] if cfg.classes else list(MLPERF_CLASSES)
+    with folders.writing(Path(cfg.root), "OpenImages-MLPerf", say=say):
+        return _prepare(cfg, wanted, say)
+
+
+def _prepare(cfg: PrepareConfig, wanted: list[str], say: Callable[[str], None]) -> list[Path]:
     class_file = _download(cfg.annotations_url + CLASS_FILE, Path(cfg.root) / "annotations" / Path(CLASS_FILE).name,
                            check_class_file, cfg.retries)
     labels = resolve_classes(class_file, wanted)

@@ -11,6 +11,8 @@ on the training transcripts::
     ROOT/sentencepieces/librispeech1023.model
 
 Run it again after an interruption: a verified archive is not fetched again, a WAV already converted is kept.
+``--root`` must be a new or empty folder, or one this command made (it holds a ``.mlbench-data`` marker): a
+folder holding other files is refused before anything is downloaded, and left as it is.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlbench.config import opt
+from mlbench.data import folders
 from mlbench.errors import ConfigError, DataError
 
 BASE_URL = "https://www.openslr.org/resources/12/"
@@ -148,8 +151,6 @@ def _convert(src: Path, split: str, root: Path, say) -> Path:
 
 
 def prepare(cfg: PrepareConfig, say=print) -> list[Path]:
-    from mlbench.data.download import fetch_resumable
-
     if not cfg.root:
         raise ConfigError("--root is required", "mlbench data prepare rnnt --root DIR")
     splits = [s.strip() for s in cfg.splits.split(",") if s.strip()]
@@ -158,7 +159,14 @@ def prepare(cfg: PrepareConfig, say=print) -> list[Path]:
         raise ConfigError(f"unknown LibriSpeech split(s): {', '.join(unknown) or '(none)'}",
                           f"known: {', '.join(ARCHIVES)}")
     root = Path(cfg.root)
-    (root / "archives").mkdir(parents=True, exist_ok=True)
+    with folders.writing(root, "LibriSpeech for RNN-T", say=say):
+        return _prepare(cfg, root, splits, say)
+
+
+def _prepare(cfg: PrepareConfig, root: Path, splits: list[str], say) -> list[Path]:
+    from mlbench.data.download import fetch_resumable
+
+    (root / "archives").mkdir(exist_ok=True)
     written: list[Path] = []
     for split in splits:
         archive = root / "archives" / f"{split}.tar.gz"

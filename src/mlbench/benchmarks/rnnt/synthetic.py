@@ -15,7 +15,6 @@ back by the same loader as LibriSpeech.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mlbench.benchmarks.rnnt import audio as audio_io
+from mlbench.data import folders
 from mlbench.errors import MlbenchError
 
 DIGITS = "zero one two three four five six seven eight nine".split()
@@ -161,9 +161,11 @@ def _tone_job(i: int, split: str, seed: int) -> tuple[np.ndarray, str]:
 
 
 def generate(root: str | Path, kind: str, train: int, eval_: int, seed: int = 0, workers: int = 2,
-             say=print) -> Path:
+             say=print, hint: str | None = None) -> Path:
     """Write ``root/{train,dev}-wav/*.wav`` and ``root/librispeech-{train,dev}-wav.json``; a directory that
-    already holds both manifests (the ``complete`` marker) is reused."""
+    already holds both manifests (the ``complete`` marker) is reused. ``root`` must be new, empty or made by
+    mlbench (:mod:`mlbench.data.folders`; ``hint`` is the fix when it is not): another folder is refused, its
+    files left as they are."""
     root = Path(root)
     version = f"-v{SPEECH_VERSION}" if kind == "speech" else ""
     marker = root / f".complete-{kind}{version}-{train}-{eval_}-{seed}"
@@ -174,14 +176,8 @@ def generate(root: str | Path, kind: str, train: int, eval_: int, seed: int = 0,
         if missing:
             raise MlbenchError(f"the mini speech data is synthesised with espeak-ng and flite; missing: "
                                f"{', '.join(missing)}", "apt-get install espeak-ng flite (make setup does)")
-    root.mkdir(parents=True, exist_ok=True)
     # One writer at a time: two runs generating into the same cache at once would interleave their files.
-    with open(root / ".generate.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            say(f"waiting for another process that is generating {root}")
-            fcntl.flock(lock, fcntl.LOCK_EX)
+    with folders.writing(root, f"generated {kind} speech data", hint=hint, say=say):
         if _complete(root, marker, train, eval_):  # the other process finished it
             return root
         for other in root.glob(".complete-*"):  # the files below replace whatever another setting wrote
@@ -199,7 +195,7 @@ def _complete(root: Path, marker: Path, train: int, eval_: int) -> bool:
     try:
         return all(len(json.loads((root / f"librispeech-{split}-wav.json").read_text())) == n
                    for split, n in (("train", train), ("dev", eval_)))
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError, RecursionError):
         return False
 
 

@@ -91,9 +91,16 @@ def num_classes(bench) -> int:
     return (SENTENCEPIECE_VOCAB if bench.hparams.get("sentencepiece") else len(Tokenizer().labels)) + 1
 
 
+GENERATE_HINT = ("for RNN-T {size}, --data-dir names a folder holding librispeech-train-wav.json and "
+                 "librispeech-dev-wav.json (used as they are), or a new or empty folder to generate the {size} data "
+                 "into; without --data-dir it is generated in mlbench's cache. LibriSpeech made by `mlbench data "
+                 "prepare rnnt` trains with --size reference")
+
+
 def data_root(bench, data_dir: str | None, say=print) -> Path:
     """Where the manifests are: --data-dir for the reference (real data); for the sizes of generated data
-    (``hparams["synth"]``: mini, tiny) --data-dir or the cache, generated there first when absent."""
+    (``hparams["synth"]``: mini, tiny) a --data-dir holding both manifests, else the generated data, in --data-dir
+    (a new or empty folder, or one mlbench generated) or the cache."""
     hp = bench.hparams
     if not hp.get("synth"):
         if not data_dir:
@@ -104,9 +111,10 @@ def data_root(bench, data_dir: str | None, say=print) -> Path:
     from mlbench.data.download import cache_dir
 
     root = Path(data_dir) if data_dir else cache_dir(f"rnnt-{bench.size}")
-    if data_dir and (root / sdata.manifest_name("train")).is_file():
+    if data_dir and all((root / sdata.manifest_name(s)).is_file() for s in ("train", "dev")):
         return root  # given data: used as it is
-    return synthetic.generate(root, hp["synth"], hp["train_samples"], hp["eval_samples"], seed=0, say=say)
+    return synthetic.generate(root, hp["synth"], hp["train_samples"], hp["eval_samples"], seed=0, say=say,
+                              hint=GENERATE_HINT.format(size=bench.size))
 
 
 class RNNTWorkload(Workload):
