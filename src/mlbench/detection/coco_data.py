@@ -12,7 +12,6 @@ at random, as the reference.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from mlbench.errors import DataError
 from mlbench.inference.sample_store import ArrayStore
 from mlbench.inference.task import TaskOptions
 from mlbench.training.batches import DataBundle, DataSpec, LoaderBatches
+from mlbench.untrusted import inside, load_json
 
 SPLITS = {"train": "train", "eval": "validation"}
 
@@ -39,16 +39,14 @@ class CocoIndex:
     def __init__(self, path: Path, image_dir: Path, check_files: bool = True, prepare: str | None = None):
         self.path, self.image_dir = path, image_dir
         made_by = f"`{prepare}`" if prepare else "the data preparation"
-        if not path.is_file():
+        if not path.is_file() and not path.is_dir():
             raise DataError(f"annotation file not found: {path}",
                             f"build the set with `{prepare} --root DIR` and pass --data-dir DIR" if prepare
                             else "pass --data-dir DIR holding the set")
-        try:
-            self.raw = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path} is not valid JSON: {exc}", "prepare the data again") from exc
+        self.raw = load_json(path, "COCO annotation file", expect=(dict, list),
+                             hint=f"prepare the data again, or use the COCO json that {made_by} writes")
         if not isinstance(self.raw, dict):
-            raise DataError(f"{path} holds a JSON {type(self.raw).__name__}, not a COCO detection object "
+            raise DataError(f"{path} holds a json list, not a COCO detection object "
                             "({\"images\": [...], \"annotations\": [...], \"categories\": [...]})",
                             f"use the COCO json that {made_by} writes")
         for key in ("images", "annotations", "categories"):
@@ -59,6 +57,9 @@ class CocoIndex:
             self._need(c, "category", ("id", int))
         for im in self.raw["images"]:
             self._need(im, "image", ("id", int), ("file_name", str), ("width", _SIZE), ("height", _SIZE))
+            inside(image_dir, im["file_name"], f"{path}: image {im['id']}", what="file_name",
+                   hint=f"a COCO file_name is a name inside the image folder {image_dir}, e.g. '000001.jpg'; fix "
+                        "the entry or re-create the annotation json")
         cat_ids = sorted(c["id"] for c in self.raw["categories"])
         self.cat_to_label = {c: i for i, c in enumerate(cat_ids)}
         self.label_to_cat = cat_ids
@@ -82,6 +83,10 @@ class CocoIndex:
         if im is None:
             raise DataError(f"{self.path}: annotation {ann.get('id')} refers to image {ann.get('image_id')}, "
                             "which the json does not list", "fix or re-create the annotation json")
+        crowd = ann.get("iscrowd", 0)
+        if isinstance(crowd, bool) or crowd not in (0, 1):  # "0" is truthy: pycocotools would ignore the object
+            raise DataError(f"{self.path}: annotation {ann.get('id')} has iscrowd {crowd!r}; it must be the number 0 "
+                            "or 1", "write iscrowd as 0 (one object) or 1 (a crowd region), not as text")
         if ann.get("category_id") not in self.cat_to_label:
             raise DataError(f"{self.path}: annotation {ann.get('id')} has undeclared category "
                             f"{ann.get('category_id')}", "add the category to 'categories' or drop the box")

@@ -59,6 +59,7 @@ class ShardInfo:
     samples: int
     varlen: bool
     predictions: int  # width of masked_lm_positions (fixed format) or the size's maximum (varlen)
+    vocab_size: int | None = None  # the model's vocabulary: token ids are checked against it when the rows are read
 
 
 def _int_dtype(ds) -> np.dtype:
@@ -68,8 +69,9 @@ def _int_dtype(ds) -> np.dtype:
     return np.dtype(base) if base is not None else ds.dtype
 
 
-def open_shard(path: str | Path, seq_len: int, max_predictions: int) -> ShardInfo:
-    """Check one shard's keys, dtypes and shapes (reads no samples); a DataError names the file and key."""
+def open_shard(path: str | Path, seq_len: int, max_predictions: int, vocab_size: int | None = None) -> ShardInfo:
+    """Check one shard's keys, dtypes and shapes (reads no samples); a DataError names the file and key. The
+    values are checked when rows are read (:func:`check_values`), against ``vocab_size`` when given."""
     import h5py
 
     path = Path(path)
@@ -126,7 +128,7 @@ def open_shard(path: str | Path, seq_len: int, max_predictions: int) -> ShardInf
         if not varlen and f["masked_lm_ids"].shape[1] != preds:
             raise DataError(f"{path}: masked_lm_ids has {f['masked_lm_ids'].shape[1]} columns but "
                             f"masked_lm_positions has {preds}", FORMAT_HINT)
-        return ShardInfo(path=path, samples=int(n or 0), varlen=varlen, predictions=preds)
+        return ShardInfo(path=path, samples=int(n or 0), varlen=varlen, predictions=preds, vocab_size=vocab_size)
 
 
 def list_shards(folder: str | Path) -> list[Path]:
@@ -134,7 +136,8 @@ def list_shards(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix in SHARD_EXTS and p.is_file())
 
 
-def open_folder(folder: str | Path, seq_len: int, max_predictions: int, what: str) -> list[ShardInfo]:
+def open_folder(folder: str | Path, seq_len: int, max_predictions: int, what: str,
+                vocab_size: int | None = None) -> list[ShardInfo]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"BERT {what} folder not found: {folder}", "see `mlbench data prepare bert --help` for the "
@@ -143,7 +146,11 @@ def open_folder(folder: str | Path, seq_len: int, max_predictions: int, what: st
     if not files:
         raise DataError(f"no .hdf5 shards in the BERT {what} folder {folder}",
                         "put the MLPerf pre-training shards (*.hdf5) there")
-    return [open_shard(p, seq_len, max_predictions) for p in files]
+    infos = [open_shard(p, seq_len, max_predictions, vocab_size) for p in files]
+    if not any(i.samples for i in infos):
+        raise DataError(f"the {len(infos)} BERT {what} shard(s) in {folder} hold no samples (every dataset has "
+                        "0 rows)", "copy the shards again or regenerate them: the files are empty or truncated")
+    return infos
 
 
 def read_shard(info: ShardInfo, seq_len: int, max_predictions: int,
@@ -153,14 +160,50 @@ def read_shard(info: ShardInfo, seq_len: int, max_predictions: int,
 
     try:
         with h5py.File(info.path, "r") as f:
-            if not info.varlen:
-                raw = {k: (f[k][...] if select is None else f[k][select]) for k in KEYS}
-                return _fixed(raw, info, seq_len, max_predictions)
             raw = {k: (f[k][...] if select is None else f[k][select]) for k in KEYS if k in f}
     except OSError as exc:
         raise DataError(f"{info.path}: cannot read samples ({exc})",
                         "the file is truncated or corrupt; copy it again or regenerate it") from exc
-    return _from_varlen(raw, info, seq_len, max_predictions)
+    out = _from_varlen(raw, info, seq_len, max_predictions) if info.varlen else _fixed(raw, info, seq_len,
+                                                                                       max_predictions)
+    check_values(out, info, seq_len, select)
+    return out
+
+
+# key, what its values are, their range [low, high) ("vocab": the model's vocabulary; "seq": the sequence), the fix
+_RANGES = (
+    ("input_ids", "token id", "vocab", "use shards tokenised with this model's vocabulary ({vocab} tokens), or "
+     "regenerate them"),
+    ("input_mask", "mask value", 2, "input_mask is 1 for a token and 0 for padding; regenerate the shard"),
+    ("segment_ids", "segment id", 2, "segment ids are 0 (first sentence) or 1 (second); regenerate the shard"),
+    ("masked_lm_positions", "masked position", "seq", "masked_lm_positions index the sequence (0 to {last}); use "
+     "shards made with max_seq_length={seq}, or regenerate them"),
+    ("masked_lm_ids", "masked token id", "vocab", "use shards tokenised with this model's vocabulary ({vocab} "
+     "tokens), or regenerate them"),
+    ("next_sentence_labels", "next-sentence label", 2, "next_sentence_labels are 0 (is the next sentence) or 1 "
+     "(a random one); regenerate the shard"),
+)
+
+
+def check_values(arrays: dict[str, np.ndarray], info: ShardInfo, seq_len: int,
+                 select: np.ndarray | None = None) -> None:
+    """Every id inside its range (tokens and masked labels in the vocabulary, positions in the sequence,
+    segments, mask and next-sentence labels 0/1); a DataError names the file, the row and the fix.
+
+    Two reductions per key on the rows already in memory (the scan of the bad row runs only on failure)."""
+    for key, what, high, fix in _RANGES:
+        a = arrays[key]
+        top = info.vocab_size if high == "vocab" else seq_len if high == "seq" else high
+        if not a.size or (a.min() >= 0 and (top is None or a.max() < top)):
+            continue
+        rows = a.reshape(len(a), -1)
+        bad = (rows < 0) | (rows >= top) if top is not None else rows < 0
+        r = int(np.flatnonzero(bad.any(axis=1))[0])
+        value = int(rows[r][bad[r]][0])
+        row = int(select[r]) if select is not None else r
+        span = f"0..{top - 1}" if top is not None else "0 or more"
+        raise DataError(f"{info.path}: row {row}: {key} holds the {what} {value}, outside {span}",
+                        fix.format(vocab=info.vocab_size, last=seq_len - 1, seq=seq_len))
 
 
 def _fixed(raw: dict[str, np.ndarray], info: ShardInfo, seq_len: int, max_predictions: int) -> dict[str, np.ndarray]:

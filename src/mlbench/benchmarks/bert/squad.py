@@ -27,7 +27,6 @@ Nothing here needs torch.
 from __future__ import annotations
 
 import collections
-import json
 import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from mlbench.errors import DataError
+from mlbench.untrusted import load_json
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _WHITESPACE = frozenset(" \t\r\n\u202f")
@@ -81,21 +81,7 @@ def split_words(text: str) -> tuple[list[str], list[int]]:
 def read_squad(path: str | Path) -> list[Example]:
     """The questions of a SQuAD v1.1 JSON file, checked: DataError naming the file, the question and the fix."""
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"SQuAD file not found: {p}", SQUAD_HINT) from None
-    except OSError as exc:
-        raise DataError(f"cannot read SQuAD file {p}: {exc.strerror or exc}", "check the file and its permissions"
-                        ) from None
-    try:
-        obj = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise DataError(f"SQuAD file {p} is not UTF-8 text ({exc.reason} at byte {exc.start})", SQUAD_HINT
-                        ) from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"SQuAD file {p} is not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg}; "
-                        "truncated?)", SQUAD_HINT) from None
+    obj = load_json(p, "SQuAD file", expect=(dict, list), hint=SQUAD_HINT)  # parse_squad explains a list
     return parse_squad(obj, source=str(p))
 
 
@@ -198,7 +184,10 @@ def load_tokenizer(vocab: str | Path, *, lowercase: bool = True):
 
 
 def vocab_size(tokenizer) -> int:
-    return int(tokenizer.get_vocab_size(with_added_tokens=True))
+    """One more than the largest token id the tokenizer gives: the rows a model's embedding needs. (Not the count
+    of distinct tokens: a vocab.txt that repeats a token has ids up to its line count.)"""
+    vocab = tokenizer.get_vocab(with_added_tokens=True)
+    return max(vocab.values()) + 1 if vocab else 0
 
 
 # ---------------------------------------------------------------------------------------------- features

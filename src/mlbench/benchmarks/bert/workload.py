@@ -99,8 +99,9 @@ class BertWorkload(Workload):
         hp = self.bench.hparams
         seq_len, max_pred = hp["seq_len"], hp["max_predictions"]
         train_dir, eval_dir = self._folders(spec)
-        train_info = shards.open_folder(train_dir, seq_len, max_pred, "training")
-        eval_info = shards.open_folder(eval_dir, seq_len, max_pred, "evaluation")
+        vocab = hp["model"]["vocab_size"]
+        train_info = shards.open_folder(train_dir, seq_len, max_pred, "training", vocab)
+        eval_info = shards.open_folder(eval_dir, seq_len, max_pred, "evaluation", vocab)
         eval_total = sum(i.samples for i in eval_info)
         limit = hp.get("eval_samples") if eval_total > hp.get("eval_samples", eval_total) else None
         train = shards.ShardStream(train_info, spec.batch_size, seq_len=seq_len, max_predictions=max_pred,

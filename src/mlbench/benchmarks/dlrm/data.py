@@ -7,7 +7,6 @@ reference size refuses to start.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from mlbench.definition import Benchmark
 from mlbench.errors import DataError
 from mlbench.training import distributed
 from mlbench.training.batches import DataBundle, DataSpec
+from mlbench.untrusted import load_json
 
 
 def data_root(bench: Benchmark, data_dir: str | None, say: Callable[[str], None] = print,
@@ -42,7 +42,8 @@ def data_root(bench: Benchmark, data_dir: str | None, say: Callable[[str], None]
 def planted_info(root: Path) -> dict | None:
     """planted.json of a generated click log (Bayes-optimal AUC ...), None for other data."""
     p = root / "planted.json"
-    return json.loads(p.read_text()) if p.is_file() else None
+    return load_json(p, "planted.json", expect=dict, hint="it describes a generated click log: delete it (the day "
+                     "files are read without it), or regenerate the data") if p.is_file() else None
 
 
 def build(bench: Benchmark, spec: DataSpec, say: Callable[[str], None] = print) -> DataBundle:

@@ -6,9 +6,9 @@ One day ``d`` is three files in one directory::
     day_{d}_sparse_multi_hot.npz  members 0.npy .. 25.npy, int32 [N, h_k] each, stored uncompressed
     day_{d}_labels.npy            int32 (or any integer/bool/float dtype holding 0/1) [N] or [N, 1]
 
-Opening a day reads headers only (shapes, dtypes, the byte offset of each npz member); rows are read when a
-batch asks for them, and each batch is checked (indices inside their table, labels 0/1) as it is read. Any
-problem is a :class:`DataError` naming the file.
+Opening a day reads headers only (shapes, dtypes, the byte offset of each npz member, each member's bytes
+present); rows are read when a batch asks for them, and each batch is checked (dense features finite, indices
+inside their table, labels 0/1) as it is read. Any problem is a :class:`DataError` naming the file and row.
 
 Training batches (``TrainStream``): global batch ``b`` is rows ``[b*G, (b+1)*G)`` of the training days read in
 order (the reference does not shuffle the pre-shuffled days), and rank ``r`` takes its slice
@@ -76,13 +76,19 @@ def _npz_member(path: Path, zf: zipfile.ZipFile, name: str) -> np.ndarray:
             raise DataError(f"{path}: corrupt zip entry for {name}", FIX)
         name_len = int.from_bytes(local[26:28], "little")
         extra_len = int.from_bytes(local[28:30], "little")
-        f.seek(info.header_offset + 30 + name_len + extra_len)
+        start = info.header_offset + 30 + name_len + extra_len
+        f.seek(start)
         shape, fortran, dtype = _npy_header(f, path)
         offset = f.tell()
     if np.dtype(dtype) != np.int32:
         raise DataError(f"{path}: member {name} holds {dtype}, the reference's multi-hot indices are int32", FIX)
     if len(shape) != 2:
         raise DataError(f"{path}: member {name} has shape {shape}, expected [rows, multi-hot size]", FIX)
+    need = offset - start + 4 * int(np.prod(shape, dtype=np.int64))
+    have = min(info.file_size, path.stat().st_size - start)
+    if need > have:  # a memory map past the end would fail later, or read another member's bytes
+        raise DataError(f"{path}: member {name} is truncated: its header says {shape[0]} rows x {shape[1]} indices "
+                        f"({need} bytes), the archive holds {max(0, have)}", FIX)
     if shape[0] == 0:
         return np.zeros(shape, np.int32)
     return np.memmap(path, dtype=np.int32, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
@@ -144,6 +150,11 @@ def open_day(root: str | Path, day: int, table_rows: Sequence[int], multi_hot: S
 def read_rows(day: Day, start: int, stop: int, table_rows: Sequence[int]) -> dict[str, np.ndarray]:
     """Rows ``[start, stop)`` of one day, checked: indices inside their tables, labels 0/1."""
     dense = np.array(day.dense[start:stop], dtype=np.float32)  # a copy: torch wants writable memory
+    if not np.isfinite(dense).all():  # a NaN feature would train to NaN, or score as a perfect AUC
+        r, c = (int(v) for v in np.argwhere(~np.isfinite(dense))[0])
+        raise DataError(f"{day.paths[0]}: row {start + r} holds {dense[r, c]} in dense feature {c}; dense features "
+                        "must be finite numbers", "fix or drop that row (the reference's features are log(1 + "
+                        "count)), or regenerate the day files")
     labels = np.asarray(day.labels[start:stop])
     if len(labels) and not np.isin(labels, (0, 1)).all():
         bad = int(np.flatnonzero(~np.isin(labels, (0, 1)))[0])

@@ -7,9 +7,10 @@ A manifest (``librispeech-<split>-wav.json``, written by the reference's ``conve
       "files": [{"fname": "dev-clean-wav/1272/128104/1272-128104-0000.wav", "channels": 1,
                  "sample_rate": 16000.0, "duration": 14.53, "num_samples": 232480, "speed": 1, ...}]}, ...]
 
-``fname`` is relative to the data set directory. Reading checks every entry (keys present, files that
-exist, transcripts within the tokenizer's labels) before anything trains; each problem is a DataError
-naming the manifest and entry.
+``fname`` is relative to the data set directory. Reading checks the file (:func:`mlbench.untrusted.load_json`:
+valid JSON, not absurdly nested, a list) and every entry (keys present, durations and sample counts finite and
+positive, ``fname`` inside the data set directory, files that exist, transcripts text within the tokenizer's
+labels) before anything trains; each problem is a DataError naming the manifest and entry.
 
 Training batches follow the reference's BucketingSampler: utterances sorted by duration into
 ``num_buckets`` buckets, shuffled within each bucket, cut into batches, the batches shuffled; every rank
@@ -18,7 +19,7 @@ takes the same number of batches. Evaluation batches cover the set once across r
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,16 @@ from mlbench.benchmarks.rnnt import audio as audio_io
 from mlbench.benchmarks.rnnt.features import FilterbankFeatures, spec_augment, stack_subsample, warp
 from mlbench.benchmarks.rnnt.text import Tokenizer
 from mlbench.errors import DataError
+from mlbench.untrusted import inside, load_json
 
 REQUIRED_FILE_KEYS = ("fname", "duration", "num_samples")
+
+
+MAX_DURATION_S = 24 * 3600  # longer than any utterance (LibriSpeech's are at most 35 s): a damaged entry
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass(frozen=True)
@@ -51,44 +60,45 @@ def read_manifest(path: str | Path, root: str | Path, tokenizer: Tokenizer, max_
                   check_files: bool = True) -> list[Utterance]:
     """The utterances of one manifest (those up to ``max_duration`` seconds when given)."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"manifest not found: {p}", "run `mlbench data prepare rnnt --root DIR` and pass "
-                        "--data-dir DIR (it holds librispeech-*-wav.json)")
-    try:
-        entries = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"manifest {p} is not valid JSON: {exc}", "re-create it (mlbench data prepare rnnt)") from exc
-    if not isinstance(entries, list) or not entries:
-        raise DataError(f"manifest {p} is not a non-empty JSON list of utterances", "re-create it")
+    hint = "run `mlbench data prepare rnnt --root DIR` and pass --data-dir DIR (it holds librispeech-*-wav.json)"
+    entries = load_json(p, "manifest", expect=list, hint=hint if not p.exists() else
+                        "re-create it (mlbench data prepare rnnt), or fix it by hand: a JSON list of utterances")
+    if not entries:
+        raise DataError(f"manifest {p} is an empty list: no utterance", "re-create it (mlbench data prepare rnnt)")
     root = Path(root)
     out = []
+    fmt = ("the reference's manifest format: {'transcript': ..., 'files': [{'fname', 'duration', 'num_samples', "
+           "...}]}; fix the entry or re-create the manifest")
     for i, e in enumerate(entries):
         where = f"{p.name} entry {i}"
         if not isinstance(e, dict) or "transcript" not in e or not isinstance(e.get("files"), list) or not e["files"]:
-            raise DataError(f"{where}: needs 'transcript' and a non-empty 'files' list",
-                            "the reference's manifest format: {'transcript': ..., 'files': [{'fname', "
-                            "'duration', 'num_samples', ...}]}")
+            raise DataError(f"{where}: needs 'transcript' and a non-empty 'files' list", fmt)
+        if not isinstance(e["transcript"], str):
+            raise DataError(f"{where}: 'transcript' is a {type(e['transcript']).__name__}, not text", fmt)
         f = e["files"][-1]  # the reference takes the last file (speed-perturbed copies come first)
         missing = [k for k in REQUIRED_FILE_KEYS if not isinstance(f, dict) or k not in f]
         if missing:
             raise DataError(f"{where}: files[] lacks {', '.join(missing)}", "re-create the manifest")
-        fname = str(f["fname"])
-        if Path(fname).is_absolute() or ".." in Path(fname).parts:
-            raise DataError(f"{where}: fname {fname!r} must be a path relative to the data set directory", None)
-        try:
-            duration, num_samples = float(f["duration"]), int(f["num_samples"])
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"{where}: duration/num_samples are not numbers ({exc})", "re-create the manifest"
-                            ) from exc
-        if not np.isfinite(duration) or duration <= 0 or num_samples <= 0:
+        wav = inside(root, f["fname"], where, what="fname",
+                     hint="an fname is a path relative to the data set directory (e.g. dev-clean-wav/1272/128104/"
+                          "1272-128104-0000.wav); fix the entry or re-create the manifest")
+        duration, num_samples = f["duration"], f["num_samples"]
+        if not _number(duration) or not _number(num_samples) or num_samples != int(num_samples):
+            raise DataError(f"{where}: duration {duration!r} / num_samples {num_samples!r} are not finite numbers "
+                            "(seconds, and a whole number of samples)", fmt)
+        duration, num_samples = float(duration), int(num_samples)
+        if duration <= 0 or num_samples <= 0:
             raise DataError(f"{where}: duration {duration} s / {num_samples} samples: an empty utterance",
                             "drop it from the manifest or re-create the audio")
+        if duration > MAX_DURATION_S or num_samples > MAX_DURATION_S * audio_io.SAMPLE_RATE:
+            raise DataError(f"{where}: duration {duration:g} s / {num_samples} samples: longer than any speech "
+                            f"data set holds (more than {MAX_DURATION_S // 3600} hours)", "fix the entry: the "
+                            "duration is in seconds, num_samples counts 16 kHz samples")
         if max_duration is not None and duration > max_duration:
             continue
-        wav = root / fname
         if check_files and not wav.is_file():
             raise DataError(f"{where}: audio file not found: {wav}", "check --data-dir and the manifest")
-        text = tokenizer.check(str(e["transcript"]), where)
+        text = tokenizer.check(e["transcript"], where)
         out.append(Utterance(wav, duration, num_samples, text, tuple(tokenizer.encode(text))))
     if not out:
         raise DataError(f"manifest {p}: no utterance of at most {max_duration} s", "check the manifest")

@@ -36,10 +36,15 @@ class Tokenizer:
                 raise DataError("the reference size tokenises with SentencePiece, which is not installed",
                                 "pip install sentencepiece (the speech extra)") from exc
             p = Path(sentencepiece_model)
-            if not p.is_file():
+            if not p.exists():
                 raise DataError(f"SentencePiece model not found: {p}",
                                 "run `mlbench data prepare rnnt --root DIR` (it trains librispeech1023.model)")
-            self.sp = spm.SentencePieceProcessor(model_file=str(p))
+            try:
+                self.sp = spm.SentencePieceProcessor(model_file=str(p))
+            except (OSError, RuntimeError) as exc:  # a folder, an unreadable or damaged file (protobuf parse)
+                raise DataError(f"cannot load the SentencePiece model {p}: {' '.join(str(exc).split())[:160]}",
+                                "re-create it with `mlbench data prepare rnnt --root DIR` (it trains "
+                                "librispeech1023.model), or copy the reference's model again") from None
         self.num_labels = self.sp.get_piece_size() if self.sp is not None else len(labels)
 
     @property
