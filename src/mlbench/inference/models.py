@@ -19,6 +19,7 @@ from torch import nn
 from mlbench.data import download
 from mlbench.definition import Benchmark
 from mlbench.errors import ConfigError, DataError, MlbenchError
+from mlbench.finite import nonfinite_weights
 from mlbench.inference.task import TaskOptions
 
 WEIGHTS_HINT = "pass a state dict of the same model and size (as mlbench train saves)"
@@ -136,12 +137,18 @@ def read_weights(path: Path, *, modules: bool = False, key: str | None = None) -
 
 def load_state(model: nn.Module, state: dict, path: Path | str, *, what: str, hint: str, strict: bool = True
                ) -> nn.Module:
-    """``model.load_state_dict(state)``, or a one-line ConfigError saying how the file differs from ``what``."""
+    """``model.load_state_dict(state)``, or a one-line ConfigError saying how the file differs from ``what`` (a
+    DataError when the weights hold NaN or infinity)."""
     try:  # load_state_dict first: some modules rename older keys as they load (torchvision's FPN and heads)
         model.load_state_dict(state, strict=strict)
     except (RuntimeError, KeyError, ValueError, AttributeError, TypeError) as exc:
         problem = fit_problems(model, state, strict=strict) or " ".join(str(exc).split())[:300]
         raise ConfigError(f"weights {path} do not fit {what}: {problem}", hint) from None
+    bad = nonfinite_weights(model.state_dict())
+    if bad:  # every prediction would be NaN: nothing to measure or score
+        raise DataError(f"weights {path} hold NaN or infinite values (in {', '.join(bad[:3])}"
+                        f"{', ...' if len(bad) > 3 else ''}): saved from a run whose training diverged?",
+                        "pass weights from a run that converged (its result.json says success)")
     return model
 
 

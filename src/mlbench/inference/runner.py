@@ -16,6 +16,7 @@ from typing import Any
 
 from mlbench import allocator, registry, runs, signals, sysinfo
 from mlbench.errors import RunAborted
+from mlbench.finite import HINT, NonFinite, nonfinite_metrics
 from mlbench.inference import backends, inputs, logs, settings
 from mlbench.inference import task as task_mod
 from mlbench.inference.config import TASK_OPTIONS, InferConfig
@@ -269,6 +270,9 @@ def accuracy_of(s: Session, outdir: Path) -> dict[str, Any]:
     scores = s.task.accuracy(responses, s.store)
     name, target = accuracy_target(s.bench, s.cfg.target)
     value = scores.get(s.task.metric)
+    if value is not None and nonfinite_metrics({s.task.metric: value}):
+        raise NonFinite(f"the accuracy check gave {s.task.metric} = {value}: the model's outputs hold NaN or "
+                        "infinite values, so nothing is scored", HINT)
     higher = getattr(s.task, "higher_is_better", True)
     reached = value is not None and target is not None and (value >= target if higher else value <= target)
     return {"metric": s.task.metric, "value": value, "target": target, "target_name": name,

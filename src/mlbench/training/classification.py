@@ -10,6 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from mlbench.finite import HINT, NonFinite
 from mlbench.training import distributed
 from mlbench.training.recipe import OptimArgs, StepContext, StepSchedule
 from mlbench.training.workload import Workload
@@ -94,14 +95,20 @@ class ClassificationWorkload(Workload):
     def evaluate(self, model, batches, ctx: StepContext) -> tuple[dict[str, float], int]:
         model.eval()  # batch-norm running statistics, as inference uses them (the harness restores train())
         correct = torch.zeros((), dtype=torch.int64, device=ctx.device)
+        nonfinite = torch.zeros((), dtype=torch.int64, device=ctx.device)  # samples whose logits hold NaN/inf
         count = 0
         for batch in batches:
             x, y = self.to_device(batch, ctx)
             with ctx.amp():
                 logits = model(x)
             correct += (logits.argmax(1) == y).sum()
+            nonfinite += (~torch.isfinite(logits)).any(1).sum()
             count += y.numel()
-        total_correct, total = distributed.all_reduce_sum([float(correct.item()), float(count)], ctx.device)
+        total_correct, total, bad = distributed.all_reduce_sum(
+            [float(correct.item()), float(count), float(nonfinite.item())], ctx.device)
+        if bad:
+            raise NonFinite(f"the model's logits are NaN or infinite for {int(bad)} of {int(total)} evaluation "
+                            "images: they are not scored, and the run has no result", HINT)
         return {"top1": total_correct / total if total else 0.0}, int(total)
 
     def synthetic_batch(self, batch_size: int, ctx: StepContext):

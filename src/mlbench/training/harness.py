@@ -24,6 +24,8 @@ import torch
 from mlbench import signals
 from mlbench.config import TrainConfig
 from mlbench.definition import Benchmark
+from mlbench.errors import DataError
+from mlbench.finite import NonFinite, nonfinite_metrics
 from mlbench.registry import BenchmarkHandle
 from mlbench.results.energy import EnergyMeter
 from mlbench.training import checkpoint, distributed, precision
@@ -31,7 +33,7 @@ from mlbench.training.batches import DataSpec
 from mlbench.training.metric_logger import MetricLogger
 from mlbench.training.mlperf_log import C, MLPerfLog, clear_page_cache
 from mlbench.training.recipe import OptimArgs, StepContext
-from mlbench.training.workload import Workload, members
+from mlbench.training.workload import NO_TARGET, NONFINITE_INPUT, Workload, members
 
 
 @dataclass
@@ -118,8 +120,7 @@ class RunOutcome:
                 "devices": self.world_size, "precision": self.precision}
 
 
-class _NonFinite(Exception):
-    pass
+_NonFinite = NonFinite  # a non-finite loss, predictions or metric: the run ends aborted (no traceback)
 
 
 def seed_everything(seed: int) -> None:
@@ -172,6 +173,7 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         data = wl.build_data(spec)  # indexes the data; reads no samples yet
+        _check_sizes(data, local_bs, dist.world_size)
         budget = Budget.of(bench, cfg, len(data.train), local_bs * dist.world_size,
                            skip_evals=wl.evaluations_skipped(global_bs))
         steps_per_epoch = max(1, len(data.train) // cfg.grad_accum)
@@ -239,7 +241,7 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
                 say("WARNING: the ranks' parameters differ at run_stop: data parallelism is broken")
         _efficiency(out, wl, model, local_bs, ctx, device, cfg.precision, dist)  # after run_stop: untimed
     except _NonFinite as exc:
-        out.reason = str(exc)
+        out.reason = exc.message + (f"; fix: {exc.hint}" if exc.hint else "")
         _stop_aborted(mll, run_started, out)
     except KeyboardInterrupt:
         out.reason = "interrupted (Ctrl-C) before the target was reached"
@@ -254,6 +256,18 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
             out.energy = meter.stop(samples=out.samples)
         mll.close()
     return out
+
+
+def _check_sizes(data: Any, batch_size: int, world_size: int) -> None:
+    """An empty training or evaluation set fails here, before the run: it would otherwise run its whole epoch
+    budget of empty epochs (or divide by zero evaluations) and record a result of nothing."""
+    if len(data.train) == 0:
+        raise DataError(f"the training data gives no batch: {data.train_samples} sample(s) for a global batch of "
+                        f"{batch_size * world_size}", "check that the training files hold rows (empty or truncated "
+                        "files?), or lower --batch-size")
+    if not data.eval_samples:
+        raise DataError("the evaluation set holds no sample", "check that the evaluation files hold rows (empty or "
+                        "truncated files?)")
 
 
 @dataclass(frozen=True)
@@ -358,6 +372,12 @@ class _Loop:
         mll.start(C.EVAL_START, **progress)
         metrics, count = wl.evaluate(self.model, self.data.eval, self.ctx)
         self.model.train()
+        bad = nonfinite_metrics(metrics)
+        if bad:  # never logged or compared with the target: a NaN is not a quality
+            raise NonFinite(f"the evaluation at {where} gave {', '.join(f'{k} = {v}' for k, v in bad.items())}: the "
+                            "model's predictions or the evaluation data hold NaN or infinite values, so nothing is "
+                            "scored", "check the evaluation data for NaN or infinite values; if it is clean, the "
+                            "training diverged: train with fp32 or a lower learning rate")
         out.eval_s += time.perf_counter() - t_eval
         if count != self.data.eval_samples:
             out.eval_count_mismatch = True
@@ -462,9 +482,11 @@ def train_epoch(model, optimizer, scheduler, scaler, wl: Workload, batches, epoc
             return
         values = torch.stack(pending).float().cpu()
         pending.clear()
+        flags, values = values[:, -1], values[:, :-1]  # the last column: Workload.input_problem of the batch
         if not torch.isfinite(values).all():
-            raise _NonFinite(f"the loss became non-finite (nan or inf) at epoch {epoch}, step {step}: "
-                             "the run is aborted; lower the learning rate or use fp32")
+            first = int((~torch.isfinite(values)).any(1).nonzero()[0])
+            at = (step if step >= 0 else i) - (len(values) - 1 - first)
+            raise _NonFinite(*_nonfinite_loss(epoch, at, int(flags[first]), int(flags[:first + 1].max())))
         logger.extend(lr=lrs, loss=values[:, 0].tolist(),
                       **{n: values[:, i + 1].tolist() for i, n in enumerate(part_names)})
         lrs.clear()
@@ -505,7 +527,9 @@ def train_epoch(model, optimizer, scheduler, scaler, wl: Workload, batches, epoc
             scheduler.step()
         if not part_names and parts:
             part_names.extend(parts)
-        pending.append(torch.stack([loss.detach().float(), *(p.detach().float() for p in parts.values())]))
+        problem = wl.input_problem(batch)
+        pending.append(torch.stack([loss.detach().float(), *(p.detach().float() for p in parts.values()),
+                                    problem if problem is not None else loss.new_zeros(())]))
         lrs.append(optimizer.param_groups[0]["lr"])
         out.samples += n * dist.world_size
         if sync and after_step is not None:
@@ -519,6 +543,25 @@ def train_epoch(model, optimizer, scheduler, scaler, wl: Workload, batches, epoc
     flush(-1)
     out.train_s += time.perf_counter() - t_start - paused
     return stopped
+
+
+def _nonfinite_loss(epoch: int, step: int, here: int, window: int) -> tuple[str, str]:
+    """(message, fix) for a loss that became non-finite at ``step``: the data when the step's batch (``here``),
+    or one before it since the last check (``window``), had a problem (:meth:`Workload.input_problem`), else the
+    optimisation."""
+    where = f"the loss became non-finite (nan or inf) at epoch {epoch}, step {step}"
+    problem = here or window
+    which = "the batch of that step" if here else "a batch before it"
+    if problem & NONFINITE_INPUT:
+        return (f"{where}; {which} holds NaN or infinite input values: the data is the likely cause, not the "
+                "learning rate", "find and fix the non-finite values in the training data (or drop those rows), "
+                "then run again")
+    if problem & NO_TARGET:
+        return (f"{where}; {which} has nothing to learn (every label is padding, so the loss is 0/0): the data is "
+                "the likely cause, not the learning rate", "drop the samples without a target from the training "
+                "data (or regenerate it), then run again")
+    return (f"{where}; its inputs were finite and held targets, so the optimisation diverged",
+            "lower the learning rate (--lr) or train with fp32")
 
 
 def training_flops_per_sample(wl: Workload, model: torch.nn.Module, batch_size: int, ctx: StepContext

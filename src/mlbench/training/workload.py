@@ -25,6 +25,20 @@ from mlbench.definition import Benchmark
 from mlbench.training.batches import DataBundle, DataSpec
 from mlbench.training.recipe import OptimArgs, StepContext
 
+NONFINITE_INPUT = 1  # Workload.input_problem: a floating-point input holds NaN or infinity
+NO_TARGET = 2  # Workload.input_problem: the batch has no target to learn (every label is padding)
+
+
+def _tensors(batch: Any):
+    if isinstance(batch, torch.Tensor):
+        yield batch
+    elif isinstance(batch, dict):
+        for v in batch.values():
+            yield from _tensors(v)
+    elif isinstance(batch, (list, tuple)):
+        for v in batch:
+            yield from _tensors(v)
+
 
 class Workload(abc.ABC):
     """One benchmark at one size, as the training harness sees it."""
@@ -153,6 +167,17 @@ class Workload(abc.ABC):
         else:
             first = batch
         return len(first)
+
+    def input_problem(self, batch: Any) -> torch.Tensor | None:
+        """Why this (device) batch could make the loss non-finite without the optimisation being at fault, as a
+        device scalar read only when the loss turns out non-finite: 0 nothing, :data:`NONFINITE_INPUT` a
+        floating-point input holds NaN or infinity, :data:`NO_TARGET` nothing to learn (every label is
+        padding). Default: the non-finite check over every floating-point tensor of the batch (lists, tuples and
+        dicts walked); a workload with padded labels adds :data:`NO_TARGET`. None: nothing to check."""
+        flags = [torch.isfinite(t).all() for t in _tensors(batch) if t.is_floating_point()]
+        if not flags:
+            return None
+        return (~torch.stack(flags).all()).to(torch.float32) * NONFINITE_INPUT
 
     @abc.abstractmethod
     def to_device(self, batch: Any, ctx: StepContext) -> Any:

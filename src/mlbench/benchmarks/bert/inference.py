@@ -40,6 +40,7 @@ from mlbench.benchmarks.bert import modelfiles, qa_data, squad
 from mlbench.data import download
 from mlbench.definition import Benchmark
 from mlbench.errors import DataError, MlbenchError
+from mlbench.finite import require_finite
 from mlbench.inference import modelfile
 from mlbench.inference.models import find_weights, load_state, pytorch_weights, read_weights, seeded_model
 from mlbench.inference.task import TaskOptions
@@ -245,8 +246,9 @@ class BertTask:
     def _check_vocab(self, tokenizer, vocab: Path) -> None:
         n, model_n = squad.vocab_size(tokenizer), self.bench.hparams["model"]["vocab_size"]
         if n > model_n:
-            raise DataError(f"vocabulary {vocab} has {n} tokens but the {self.bench.size} model embeds "
-                            f"{model_n}", "pass the vocab.txt that belongs to the model")
+            raise DataError(f"vocabulary {vocab} gives token ids up to {n - 1} but the {self.bench.size} model "
+                            f"embeds {model_n} tokens", "pass the vocab.txt that belongs to the model (one token a "
+                            "line, none repeated)")
 
     # ------------------------------------------------------------------ outputs
     def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> np.ndarray:
@@ -266,6 +268,7 @@ class BertTask:
             got = np.frombuffer(responses[i], dtype=np.float32)
             got = got[:(len(got) // 2) * 2].reshape(-1, 2)[:L]
             logits[k, :len(got)] = got
+        require_finite(logits, "logged start/end logits")
         predictions = squad.decode(store.features, rows, logits[..., 0], logits[..., 1], store.examples,
                                    n_best=self.n_best, max_answer_length=self.max_answer_len)
         scores = squad.evaluate(store.examples, predictions)

@@ -34,11 +34,12 @@ import torch.nn.functional as F  # noqa: N812
 from mlbench.benchmarks.bert import pretrain_data, shards
 from mlbench.benchmarks.bert.model import build_pretraining_model, load_phase1_checkpoint
 from mlbench.errors import DataError
+from mlbench.finite import HINT, NonFinite
 from mlbench.training import distributed
 from mlbench.training.batches import DataBundle, DataSpec
 from mlbench.training.optimizers import Lamb, ReferenceSchedule, parameter_groups
 from mlbench.training.recipe import OptimArgs, StepContext
-from mlbench.training.workload import Workload
+from mlbench.training.workload import NO_TARGET, Workload
 
 INIT_CHECKPOINT_ENV = "MLBENCH_BERT_INIT_CHECKPOINT"
 
@@ -112,6 +113,10 @@ class BertWorkload(Workload):
         return DataBundle(train=train, eval=ev, train_samples=sum(i.samples for i in train_info),
                           eval_samples=ev.total)
 
+    def input_problem(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """NO_TARGET when no token of the batch is masked (every masked_lm_id is padding: the MLM loss is 0/0)."""
+        return (batch["masked_lm_ids"] == 0).all().to(torch.float32) * NO_TARGET
+
     def count_samples(self, batch: Any) -> int:
         return len(batch["input_ids"])
 
@@ -180,6 +185,7 @@ class BertWorkload(Workload):
         correct = torch.zeros((), dtype=torch.float64, device=ctx.device)
         total = torch.zeros((), dtype=torch.float64, device=ctx.device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
+        nonfinite = torch.zeros((), dtype=torch.float64, device=ctx.device)  # masked tokens with NaN/inf logits
         samples = 0
         for batch in batches:
             batch = self.to_device(batch, ctx)
@@ -189,12 +195,19 @@ class BertWorkload(Workload):
             logits = mlm_logits.float().flatten(0, 1)
             valid = labels != 0
             correct += ((logits.argmax(-1) == labels) & valid).sum()
+            nonfinite += (~torch.isfinite(logits.sum(-1)) & valid).sum()  # a row's sum is NaN/inf when one is
             total += valid.sum()
             loss_sum += F.cross_entropy(logits, labels, ignore_index=0, reduction="sum").double()
             samples += len(batch["input_ids"])
-        c, t, ls, n = distributed.all_reduce_sum([float(correct), float(total), float(loss_sum), float(samples)],
-                                                 ctx.device)
-        return {"mlm_accuracy": c / t if t else 0.0, "mlm_loss": ls / t if t else float("nan")}, int(n)
+        c, t, ls, n, bad = distributed.all_reduce_sum(
+            [float(correct), float(total), float(loss_sum), float(samples), float(nonfinite)], ctx.device)
+        if bad:
+            raise NonFinite(f"the model's logits are NaN or infinite for {int(bad)} of {int(t)} masked tokens of "
+                            "the evaluation set: they are not scored, and the run has no result", HINT)
+        if not t:
+            raise DataError(f"the evaluation set ({int(n)} samples) has no masked token to score: every "
+                            "masked_lm_id is padding", "use the MLPerf evaluation shards (or regenerate the data)")
+        return {"mlm_accuracy": c / t, "mlm_loss": ls / t}, int(n)
 
 
 WORKLOAD = BertWorkload

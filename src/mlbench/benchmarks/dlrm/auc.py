@@ -6,10 +6,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mlbench.finite import require_finite
+
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """P(score of a random positive > score of a random negative) + 0.5 P(tie). nan without both classes."""
+    """P(score of a random positive > score of a random negative) + 0.5 P(tie). nan without both classes;
+    :class:`~mlbench.finite.NonFinite` when a score is NaN or infinite."""
     s = np.asarray(scores, dtype=np.float64).ravel()
+    require_finite(s, "click scores")  # NaN sorts like a score: the clicked rows' NaNs scored an AUC of 1.0
     y = np.asarray(labels).ravel() > 0.5
     pos = int(y.sum())
     neg = len(y) - pos

@@ -26,6 +26,7 @@ from mlbench.benchmarks.dlrm import auc as auc_mod
 from mlbench.benchmarks.dlrm import model as dlrm_model
 from mlbench.benchmarks.dlrm import sharding, torchrec_engine
 from mlbench.benchmarks.dlrm.optim import RowWiseAdagrad
+from mlbench.finite import HINT, NonFinite, count_nonfinite
 from mlbench.training import distributed
 from mlbench.training.batches import DataBundle, DataSpec
 from mlbench.training.recipe import ConstantSchedule, OptimArgs, StepContext
@@ -160,13 +161,18 @@ class DLRMWorkload(Workload):
         # computes the exact metrics and broadcasts them: [auc, logloss, click_rate, count]
         s = auc_mod.gather_to_root(torch.cat(scores) if scores else torch.zeros(0))
         y = auc_mod.gather_to_root(torch.cat(labels).to(torch.uint8) if labels else torch.zeros(0, dtype=torch.uint8))
-        values = [float("nan")] * 3 + [0.0]
+        values = [float("nan")] * 3 + [0.0, 0.0]
         if s is not None and len(y):
+            bad, _ = count_nonfinite(s)  # shared with every rank, so that all of them stop
             yd = y.double()
-            values = [auc_mod.auc(s.numpy(), y.numpy()),
-                      float(F.binary_cross_entropy_with_logits(s.double(), yd)), float(yd.mean()), float(len(y))]
+            values = [float("nan")] * 3 + [float(len(y)), float(bad)] if bad else [
+                auc_mod.auc(s.numpy(), y.numpy()), float(F.binary_cross_entropy_with_logits(s.double(), yd)),
+                float(yd.mean()), float(len(y)), 0.0]
         del s, y
-        auc, logloss, click_rate, n = auc_mod.broadcast_floats(values)
+        auc, logloss, click_rate, n, bad = auc_mod.broadcast_floats(values)
+        if bad:
+            raise NonFinite(f"{int(bad)} of {int(n)} click scores are NaN or infinite: they are not scored (NaN "
+                            "ranks like a score: the AUC would be meaningless), and the run has no result", HINT)
         return {"auc": auc, "logloss": logloss, "click_rate": click_rate}, int(n)
 
     def mllog_hparams(self, args: OptimArgs, optimizer: Any) -> dict[str, Any]:

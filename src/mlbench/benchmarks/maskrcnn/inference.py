@@ -34,6 +34,7 @@ from mlbench.data import download
 from mlbench.definition import Benchmark
 from mlbench.detection.coco_data import CocoDetection, image_store
 from mlbench.errors import MlbenchError
+from mlbench.finite import require_finite
 from mlbench.inference.models import WEIGHTS_HINT, find_weights, load_weights, random_weights
 from mlbench.inference.sample_store import ArrayStore
 from mlbench.inference.task import TaskOptions
@@ -136,7 +137,10 @@ class MaskRCNNTask:
         for i, raw in responses.items():
             image_id, w, h = store.label(int(i))
             ids.append(image_id)
-            for x, y, bw, bh, s, cat, counts in json.loads(bytes(raw).decode()):
+            records = json.loads(bytes(raw).decode())
+            require_finite(np.asarray([r[:6] for r in records], dtype=np.float64),
+                           f"values of the detections of image {image_id} (boxes, scores)")
+            for x, y, bw, bh, s, cat, counts in records:
                 dets.append({"image_id": image_id, "category_id": int(cat), "bbox": [x, y, bw, bh], "score": s,
                              "segmentation": {"size": [int(h), int(w)], "counts": counts}})
         self.dataset()

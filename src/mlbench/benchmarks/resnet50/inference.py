@@ -31,6 +31,7 @@ from mlbench.benchmarks.resnet50 import modelfiles
 from mlbench.data import download
 from mlbench.definition import Benchmark
 from mlbench.errors import DataError, MlbenchError
+from mlbench.finite import HINT, NonFinite
 from mlbench.inference import modelfile
 from mlbench.inference.models import find_weights, load_weights, pytorch_weights, random_weights, seeded_model
 from mlbench.inference.sample_store import ArrayStore
@@ -41,6 +42,7 @@ from mlbench.inference.task import TaskOptions
 REFERENCE_WEIGHTS_URL = "https://zenodo.org/record/4588417/files/resnet50-19c8e357.pth"
 REFERENCE_WEIGHTS_SHA256_PREFIX = "19c8e357"
 RANDOM_WEIGHTS_SEED = 0  # --weights random: throughput only, but the same weights every time
+NONFINITE = -2  # the response of a sample whose logits are not finite (-1: an empty response)
 
 
 def accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
@@ -139,8 +141,13 @@ class ResNetTask:
     # ------------------------------------------------------------------ outputs
     def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> np.ndarray:
         """Scores (or the model's own ArgMax) -> the predicted class of each sample, background offset removed,
-        one int32 each (row i is sample i's response)."""
-        return modelfiles.classes_of(outputs, self.interface())
+        one int32 each (row i is sample i's response); :data:`NONFINITE` for a sample whose scores hold NaN or
+        infinity (never scored: accuracy fails on it)."""
+        pred = modelfiles.classes_of(outputs, self.interface())
+        scores = np.asarray(outputs[0])
+        if scores.dtype.kind == "f":
+            pred[~np.isfinite(scores.reshape(len(scores), -1)).all(axis=1)] = NONFINITE
+        return pred
 
     def accuracy(self, responses: dict[int, bytes], store: ArrayStore) -> dict[str, float]:
         """Top-1 over the logged responses: each response is the predicted class as one int32."""
@@ -150,6 +157,10 @@ class ResNetTask:
         # an empty response (the null backend, an aborted batch) counts as wrong: -1 is never a class
         pred = np.asarray([np.frombuffer(responses[i][:4], dtype=np.int32)[0] if len(responses[i]) >= 4 else -1
                            for i in idx], dtype=np.int64)
+        bad = int((pred == NONFINITE).sum())
+        if bad:
+            raise NonFinite(f"{bad} of {len(pred)} logged predictions come from logits holding NaN or infinity: "
+                            "they are not scored, and the run has no result", HINT)
         truth = np.asarray([store.label(int(i)) for i in idx])
         return {"top1": accuracy(pred, truth), "samples": len(idx)}
 

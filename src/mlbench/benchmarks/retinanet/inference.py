@@ -36,6 +36,7 @@ from mlbench.definition import Benchmark
 from mlbench.detection import coco_data, coco_map
 from mlbench.detection.coco_data import image_store
 from mlbench.errors import MlbenchError
+from mlbench.finite import require_finite
 from mlbench.inference import modelfile
 from mlbench.inference.models import WEIGHTS_HINT, find_weights, load_weights, random_weights
 from mlbench.inference.sample_store import ArrayStore
@@ -197,6 +198,7 @@ class RetinaNetTask:
             image_id = store.label(int(i))[0]
             ids.append(image_id)
             rows = np.frombuffer(raw, dtype=np.float32).reshape(-1, 6)
+            require_finite(rows, f"values of the detections of image {image_id} (boxes, scores)")
             for x0, y0, x1, y1, score, cat in rows.tolist():
                 dets.append({"image_id": image_id, "category_id": int(cat), "bbox": [x0, y0, x1 - x0, y1 - y0],
                              "score": score})

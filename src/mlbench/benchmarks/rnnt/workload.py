@@ -14,6 +14,7 @@ from mlbench.benchmarks.rnnt.loss import implementation, rnnt_loss
 from mlbench.benchmarks.rnnt.model import RNNT
 from mlbench.benchmarks.rnnt.text import SENTENCEPIECE_VOCAB, Tokenizer, word_errors
 from mlbench.errors import DataError
+from mlbench.finite import HINT, NonFinite, nonfinite_weights
 from mlbench.training import checkpoint, distributed
 from mlbench.training.batches import DataBundle, DataSpec, default_workers
 from mlbench.training.optimizers import Lamb
@@ -202,6 +203,11 @@ class RNNTWorkload(Workload):
         errors = words = count = 0
         tok = self.tokenizer or Tokenizer()
         try:
+            bad = nonfinite_weights(net.state_dict())  # the same on every rank (replicas): all of them stop
+            if bad:  # greedy decoding turns NaN scores into labels: the WER would look like a result
+                raise NonFinite(f"the weights being evaluated hold NaN or infinity ({', '.join(bad[:3])}"
+                                f"{', ...' if len(bad) > 3 else ''}): the predictions are not scored, and the run has "
+                                "no result", HINT)
             for batch in batches:
                 batch = self.to_device(batch, ctx)
                 with ctx.amp():
