@@ -32,6 +32,11 @@ _KIND = {dict: "object", list: "list", str: "string", int: "number", float: "num
          type(None): "null"}
 # Everything but the characters that open or close a value: deleted before the depth is counted.
 _NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'[]{}"')
+_QUOTE = np.zeros(256, np.uint8)
+_QUOTE[ord('"')] = 1
+_STEP = np.zeros(256, np.int8)
+_STEP[[ord("["), ord("{")]] = 1
+_STEP[[ord("]"), ord("}")]] = -1
 
 
 def depth(raw: bytes) -> int:
@@ -45,11 +50,26 @@ def depth(raw: bytes) -> int:
     s = np.frombuffer(raw.translate(None, _NOT_STRUCTURE), dtype=np.uint8)
     if not len(s):
         return 0
-    outside = (np.cumsum(s == ord('"'), dtype=np.int64) & 1) == 0  # a bracket inside a string is text
-    opens = outside & ((s == ord("[")) | (s == ord("{")))
-    closes = outside & ((s == ord("]")) | (s == ord("}")))
-    step = opens.astype(np.int32) - closes.astype(np.int32)
-    return int(np.cumsum(step, dtype=np.int64).max(initial=0))
+    in_string = np.bitwise_xor.accumulate(_QUOTE[s])  # 1 from an opening quote to its closing one
+    step = _STEP[s] * (1 - in_string).view(np.int8)  # +1 opens, -1 closes, 0 inside a string
+    return int(np.cumsum(step, dtype=np.int32).max(initial=0))
+
+
+def read_bytes(path: str | Path, what: str, hint: str | None, *, limit: int | None = None,
+               error: type[MlbenchError] = DataError) -> bytes:
+    """The bytes of ``path`` (the first ``limit`` when given), or ``error`` naming ``what``: not found, a folder,
+    unreadable."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            return f.read() if limit is None else f.read(limit)
+    except FileNotFoundError:
+        raise error(f"{what} not found: {p}", hint) from None
+    except IsADirectoryError:
+        raise error(f"{what} {p} is a folder, not a file", hint) from None
+    except OSError as exc:
+        raise error(f"cannot read the {what} {p}: {exc.strerror or exc}", "check the file and its permissions"
+                    ) from None
 
 
 def load_json(path: str | Path, what: str, *, expect: type | tuple[type, ...] = (dict, list), hint: str,
@@ -60,15 +80,7 @@ def load_json(path: str | Path, what: str, *, expect: type | tuple[type, ...] = 
     kind of its top level. ``NaN``/``Infinity`` (not JSON, but Python writes them) are refused unless
     ``allow_nan`` (a result.json of a failed run may hold a NaN loss)."""
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise error(f"{what} not found: {p}", hint) from None
-    except IsADirectoryError:
-        raise error(f"{what} {p} is a folder, not a file", hint) from None
-    except OSError as exc:
-        raise error(f"cannot read the {what} {p}: {exc.strerror or exc}", "check the file and its permissions"
-                    ) from None
+    raw = read_bytes(p, what, hint, error=error)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -529,7 +529,7 @@ def train_epoch(model, optimizer, scheduler, scaler, wl: Workload, batches, epoc
             part_names.extend(parts)
         problem = wl.input_problem(batch)
         pending.append(torch.stack([loss.detach().float(), *(p.detach().float() for p in parts.values()),
-                                    problem if problem is not None else loss.new_zeros(())]))
+                                    problem if problem is not None else loss.new_zeros((), dtype=torch.float32)]))
         lrs.append(optimizer.param_groups[0]["lr"])
         out.samples += n * dist.world_size
         if sync and after_step is not None:

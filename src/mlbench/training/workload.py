@@ -172,12 +172,13 @@ class Workload(abc.ABC):
         """Why this (device) batch could make the loss non-finite without the optimisation being at fault, as a
         device scalar read only when the loss turns out non-finite: 0 nothing, :data:`NONFINITE_INPUT` a
         floating-point input holds NaN or infinity, :data:`NO_TARGET` nothing to learn (every label is
-        padding). Default: the non-finite check over every floating-point tensor of the batch (lists, tuples and
-        dicts walked); a workload with padded labels adds :data:`NO_TARGET`. None: nothing to check."""
-        flags = [torch.isfinite(t).all() for t in _tensors(batch) if t.is_floating_point()]
-        if not flags:
+        padding). Default: a float32 sum of every floating-point tensor of the batch (lists, tuples and dicts
+        walked), non-finite when a value is (NaN and infinity survive a sum; one read of the batch, on the device,
+        no synchronisation); a workload with padded labels adds :data:`NO_TARGET`. None: nothing to check."""
+        sums = [t.sum(dtype=torch.float32) for t in _tensors(batch) if t.is_floating_point()]
+        if not sums:
             return None
-        return (~torch.stack(flags).all()).to(torch.float32) * NONFINITE_INPUT
+        return (~torch.isfinite(torch.stack(sums)).all()).to(torch.float32) * NONFINITE_INPUT
 
     @abc.abstractmethod
     def to_device(self, batch: Any, ctx: StepContext) -> Any:

@@ -190,11 +190,12 @@ def check_values(arrays: dict[str, np.ndarray], info: ShardInfo, seq_len: int,
     """Every id inside its range (tokens and masked labels in the vocabulary, positions in the sequence,
     segments, mask and next-sentence labels 0/1); a DataError names the file, the row and the fix.
 
-    Two reductions per key on the rows already in memory (the scan of the bad row runs only on failure)."""
+    One reduction per key on the rows already in memory: seen as unsigned, a negative id is larger than any
+    range, so ``max() < top`` checks both ends (the scan of the bad row runs only on failure)."""
     for key, what, high, fix in _RANGES:
         a = arrays[key]
         top = info.vocab_size if high == "vocab" else seq_len if high == "seq" else high
-        if not a.size or (a.min() >= 0 and (top is None or a.max() < top)):
+        if not a.size or int(a.astype(np.int64, copy=False).view(np.uint64).max()) < (top or 2**63):
             continue
         rows = a.reshape(len(a), -1)
         bad = (rows < 0) | (rows >= top) if top is not None else rows < 0

@@ -147,14 +147,20 @@ def open_day(root: str | Path, day: int, table_rows: Sequence[int], multi_hot: S
     return Day(day, dense, sparse, labels, paths)
 
 
-def read_rows(day: Day, start: int, stop: int, table_rows: Sequence[int]) -> dict[str, np.ndarray]:
-    """Rows ``[start, stop)`` of one day, checked: indices inside their tables, labels 0/1."""
-    dense = np.array(day.dense[start:stop], dtype=np.float32)  # a copy: torch wants writable memory
-    if not np.isfinite(dense).all():  # a NaN feature would train to NaN, or score as a perfect AUC
+def check_dense(dense: np.ndarray, day: Day, start: int) -> None:
+    """Every dense feature of rows ``start..`` finite: a NaN feature trains to NaN, or scores as a perfect AUC
+    (one vectorised pass; the scan for the bad row runs on failure)."""
+    if not np.isfinite(dense).all():
         r, c = (int(v) for v in np.argwhere(~np.isfinite(dense))[0])
         raise DataError(f"{day.paths[0]}: row {start + r} holds {dense[r, c]} in dense feature {c}; dense features "
                         "must be finite numbers", "fix or drop that row (the reference's features are log(1 + "
                         "count)), or regenerate the day files")
+
+
+def read_rows(day: Day, start: int, stop: int, table_rows: Sequence[int]) -> dict[str, np.ndarray]:
+    """Rows ``[start, stop)`` of one day, checked: indices inside their tables, labels 0/1."""
+    dense = np.array(day.dense[start:stop], dtype=np.float32)  # a copy: torch wants writable memory
+    check_dense(dense, day, start)
     labels = np.asarray(day.labels[start:stop])
     if len(labels) and not np.isin(labels, (0, 1)).all():
         bad = int(np.flatnonzero(~np.isin(labels, (0, 1)))[0])

@@ -46,7 +46,10 @@ class MaskCocoIndex(coco_data.CocoIndex):
     def __init__(self, path: Path, image_dir: Path, check_files: bool = True):
         self.segms: dict[int, list[Any]] = {}  # image id -> segmentations, parallel to boxes/labels
         self.crowd = 0  # crowd annotations seen (evaluation only, as the reference)
+        self._compressed: list = []  # compressed RLE strings, checked together once every annotation is read
         super().__init__(path, image_dir, check_files=check_files)
+        check_compressed(self._compressed)
+        del self._compressed
 
     def _add(self, ann: Any, by_id: dict[int, dict]) -> None:
         if not isinstance(ann, dict):
@@ -54,7 +57,7 @@ class MaskCocoIndex(coco_data.CocoIndex):
                             "fix or re-create the annotation json")
         super()._add(ann, by_id)  # the box checks: image listed, category declared, box inside the image
         im = by_id[ann["image_id"]]
-        check_segmentation(ann, im, self.path)
+        check_segmentation(ann, im, self.path, self._compressed)
         if ann.get("iscrowd", 0):  # checked like any other, but not a training target: take its box back
             self.boxes[im["id"]].pop()
             self.labels[im["id"]].pop()
@@ -71,12 +74,14 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def check_segmentation(ann: dict, im: dict, path: Path) -> None:
-    """DataError naming the annotation when its segmentation is missing, malformed or outside its image."""
+def check_segmentation(ann: dict, im: dict, path: Path, pending: list | None = None) -> None:
+    """DataError naming the annotation when its segmentation is missing, malformed or outside its image.
+
+    A compressed RLE string is appended to ``pending`` when given (the index checks all of them at once:
+    :func:`check_compressed`, vectorised), else checked here."""
     where = f"{path}: annotation {ann.get('id')} (image {im.get('file_name')}, {im['width']}x{im['height']})"
     seg = ann.get("segmentation")
-    fix = ("COCO segmentations are polygons [[x1, y1, x2, y2, x3, y3, ...], ...] in pixels, or RLE "
-           "{\"size\": [height, width], \"counts\": ...} of the whole image; fix the mask or drop the annotation")
+    fix = SEGMENTATION_FIX
     if seg is None:
         raise DataError(f"{where} has no 'segmentation' (Mask R-CNN needs a mask for every object)", fix)
     W, H = float(im["width"]), float(im["height"])  # noqa: N806
@@ -110,49 +115,100 @@ def check_segmentation(ann: dict, im: dict, path: Path) -> None:
             if sum(counts) != size[0] * size[1]:
                 raise DataError(f"{where}: RLE counts cover {sum(counts)} pixels, but the image has "
                                 f"{size[0] * size[1]}", fix)
-        elif isinstance(counts, str):
-            runs = rle_runs(counts)  # pycocotools decodes without bounds checks: check the runs first
-            if isinstance(runs, str):
-                raise DataError(f"{where}: RLE counts is not a valid compressed RLE string: {runs}", fix)
-            if (runs < 0).any():
-                raise DataError(f"{where}: RLE counts decode to a negative run length", fix)
-            if int(runs.sum()) != size[0] * size[1]:
-                raise DataError(f"{where}: RLE counts cover {int(runs.sum())} pixels, but the image has "
-                                f"{size[0] * size[1]}", fix)
+        elif isinstance(counts, str):  # pycocotools decodes it without bounds checks: its runs are checked first
+            item = (where, size[0] * size[1], counts)
+            if pending is not None:
+                pending.append(item)
+            else:
+                check_compressed([item])
         else:
             raise DataError(f"{where}: RLE 'counts' is {type(counts).__name__}, not a string or a list", fix)
         return
     raise DataError(f"{where}: 'segmentation' is {type(seg).__name__}, not polygons or RLE", fix)
 
 
-def rle_runs(counts: str) -> np.ndarray | str:
-    """The run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``, vectorised), or why it is
-    not one. Each run is 5-bit groups, least significant first, in characters ``0`` + 0..63 (bit 5: more groups
-    follow; bit 4 of the last group: negative); from the third run on, each is a difference to the run two back.
-    """
-    if not counts.isascii():
-        return "it holds non-ASCII characters"
-    c = np.frombuffer(counts.encode("ascii"), dtype=np.uint8).astype(np.int64) - 48
+SEGMENTATION_FIX = ("COCO segmentations are polygons [[x1, y1, x2, y2, x3, y3, ...], ...] in pixels, or RLE "
+                    "{\"size\": [height, width], \"counts\": ...} of the whole image; fix the mask or drop the "
+                    "annotation")
+_RLE_PROBLEMS = {1: "RLE counts is not a valid compressed RLE string: it holds characters outside '0' to 'o'",
+                 2: "RLE counts is not a valid compressed RLE string: it is empty or ends in the middle of a run "
+                    "(truncated)",
+                 3: "RLE counts is not a valid compressed RLE string: a run is longer than 7 characters",
+                 4: "RLE counts decode to a negative run length"}
+
+
+def check_compressed(items: list[tuple[str, int, str]]) -> None:
+    """Check compressed RLE strings (``(where, pixels of the image, counts)`` each) all at once: valid, and their
+    runs covering exactly the image (a longer mask made pycocotools write past its buffer). DataError naming the
+    first bad one."""
+    if not items:
+        return
+    runs, owner, problems = rle_decode([c for _, _, c in items])
+    totals = np.zeros(len(items), np.int64)
+    np.add.at(totals, owner, runs)
+    pixels = np.array([n for _, n, _ in items], dtype=np.int64)
+    bad = np.flatnonzero(problems | (totals != pixels))
+    if len(bad):
+        i = int(bad[0])
+        what = _RLE_PROBLEMS.get(int(problems[i])) or f"RLE counts cover {totals[i]} pixels, but the image has " \
+                                                    f"{pixels[i]}"
+        raise DataError(f"{items[i][0]}: {what}", SEGMENTATION_FIX)
+
+
+def rle_decode(strings: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The run lengths of many compressed COCO RLE strings at once (pycocotools' ``rleFrString``, vectorised over
+    their concatenation): ``(runs, owner, problems)``, ``owner[j]`` the string of run ``j``, ``problems[i]`` 0 for
+    a sound string, else the key of what is wrong with it (:data:`_RLE_PROBLEMS`; its runs are then meaningless).
+
+    Each run is 5-bit groups, least significant first, in characters ``0`` + 0..63 (bit 5: more groups follow;
+    bit 4 of the last group: negative); from the third run on, each is a difference to the run two back."""
+    n = len(strings)
+    problems = np.zeros(n, np.int64)
+    lengths = np.array([len(s) for s in strings], dtype=np.int64)
+    problems[[i for i, s in enumerate(strings) if not s.isascii()]] = 1
+    text = "".join(s if s.isascii() else "0" * len(s) for s in strings).encode("ascii")
+    c = np.frombuffer(text, dtype=np.uint8).astype(np.int64) - 48
+    owner_c = np.repeat(np.arange(n), lengths)
+    out_of_range = (c < 0) | (c > 63)
+    problems[np.unique(owner_c[out_of_range])] = 1
+    c = np.clip(c, 0, 63)
+    last = (c & 0x20) == 0
+    ends_of_strings = np.cumsum(lengths) - 1
+    filled = lengths > 0
+    truncated = np.zeros(n, bool)
+    truncated[filled] = ~last[ends_of_strings[filled]]
+    problems[(~filled | truncated) & (problems == 0)] = 2
     if not len(c):
-        return "it is empty"
-    if (c < 0).any() or (c > 63).any():
-        return "it holds characters outside '0' to 'o'"
-    last = (c & 0x20) == 0  # the last group of its run
-    if not last[-1]:
-        return "it ends in the middle of a run (truncated)"
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), problems
+    last[ends_of_strings[filled]] = True  # a group never runs into the next string
     ends = np.flatnonzero(last)
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    k = np.arange(len(c)) - np.repeat(starts, ends - starts + 1)  # each group's place in its run
-    if k.max() > 6:  # 35 bits: more than any image's pixel count
-        return "a run is longer than 7 characters"
+    starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)
+    k = np.arange(len(c)) - np.repeat(starts, ends - starts + 1)  # each character's place in its run
+    long = np.unique(owner_c[k > 6])  # more than 35 bits: no image has that many pixels
+    problems[long[problems[long] == 0]] = 3
+    k = np.minimum(k, 6)
     runs = np.add.reduceat((c & 0x1F) << (5 * k), starts)
     negative = (c[ends] & 0x10) != 0
     runs[negative] -= np.int64(1) << (5 * (k[ends][negative] + 1))
-    # cnts[i] = x[i] + cnts[i - 2] for i > 2: running sums over the odd runs from 1 and the even ones from 2
-    if len(runs) > 3:
-        runs[1::2] = np.cumsum(runs[1::2])
-        runs[2::2] = np.cumsum(runs[2::2])
-    return runs
+    owner = owner_c[ends]
+    first = np.searchsorted(owner, np.arange(n))
+    pos = np.arange(len(runs)) - first[owner]
+    # run i (i > 2) adds run i - 2: running sums within each string over the odd runs and the even runs from 2
+    key = owner * 3 + np.where(pos == 0, 0, np.where(pos % 2 == 1, 1, 2))
+    order = np.argsort(key, kind="stable")
+    sums = np.cumsum(runs[order])
+    head = np.flatnonzero(np.diff(key[order], prepend=-1))
+    sums -= np.repeat(sums[head] - runs[order][head], np.diff(np.append(head, len(order))))
+    runs[order] = sums
+    neg = np.unique(owner[runs < 0])
+    problems[neg[problems[neg] == 0]] = 4
+    return runs, owner, problems
+
+
+def rle_runs(counts: str) -> np.ndarray | str:
+    """The run lengths of one compressed RLE string, or what is wrong with it (see :func:`rle_decode`)."""
+    runs, _, problems = rle_decode([counts])
+    return _RLE_PROBLEMS[int(problems[0])] if problems[0] else runs
 
 
 def decode_masks(segms: list[Any], height: int, width: int) -> torch.Tensor:
