@@ -111,7 +111,7 @@ def test_reference_errors(tmp_path):
     empty.mkdir()
     with pytest.raises(DataError, match="dev-v1.1.json not found"):
         inference.build_task(bench, _quiet(data_dir=str(empty))).dataset()
-    with pytest.raises(DataError, match="tokens but the reference model embeds"):
+    with pytest.raises(DataError, match="but the reference model embeds 16 tokens"):
         inference.build_task(_small_reference(16), _quiet(data_dir=str(root))).dataset()
     with pytest.raises(MlbenchError, match="needs fine-tuned SQuAD weights"):
         inference.build_task(bench, _quiet(data_dir=str(root))).model()

@@ -258,9 +258,10 @@ def test_rnnt_manifest_entries_are_checked(sets, tmp_path, change, message):
     ("0`?0`?0`?0`?", "cover 4960 pixels, but the image has 9216"),
     ("@", "negative run length"),
     ("0`", "ends in the middle of a run"),
-    ("\u00ff\u00ff", "non-ASCII"),
+    ("\u00ff\u00ff", "outside '0' to 'o'"),
     ("abc~", "outside '0' to 'o'"),
-    ("", "it is empty"),
+    ("", "it is empty or ends in the middle"),
+    ("0" + "`" * 8 + "1", "longer than 7 characters"),
 ])
 def test_compressed_rle_is_checked_against_its_image(counts, message):
     from mlbench.benchmarks.maskrcnn.data import check_segmentation
@@ -297,6 +298,18 @@ def test_coco_iscrowd_must_be_0_or_1(tmp_path, crowd):
             "categories": [{"id": 1, "name": "circle"}]}
     (tmp_path / "gt.json").write_text(json.dumps(data))
     with pytest.raises(DataError, match=re.escape(f"has iscrowd {crowd!r}; it must be the number 0 or 1")):
+        CocoIndex(tmp_path / "gt.json", tmp_path, check_files=False)
+
+
+@pytest.mark.parametrize("what", ["images", "categories"])
+def test_coco_ids_are_unique(tmp_path, what):
+    from mlbench.detection.coco_data import CocoIndex
+
+    data = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80}], "annotations": [],
+            "categories": [{"id": 1, "name": "circle"}]}
+    data[what].append({**data[what][0], "file_name": "b.jpg"} if what == "images" else {"id": 1, "name": "ring"})
+    (tmp_path / "gt.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match=f"two {what} have the id 1"):
         CocoIndex(tmp_path / "gt.json", tmp_path, check_files=False)
 
 

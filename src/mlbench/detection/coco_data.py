@@ -60,6 +60,13 @@ class CocoIndex:
             inside(image_dir, im["file_name"], f"{path}: image {im['id']}", what="file_name",
                    hint=f"a COCO file_name is a name inside the image folder {image_dir}, e.g. '000001.jpg'; fix "
                         "the entry or re-create the annotation json")
+        for what, items in (("categories", self.raw["categories"]), ("images", self.raw["images"])):
+            ids = [item["id"] for item in items]
+            if len(set(ids)) != len(ids):  # the second would silently take the first's place
+                seen: set[int] = set()
+                dup = next(i for i in ids if i in seen or seen.add(i))
+                raise DataError(f"{path}: two {what} have the id {dup}", f"give each of the {what} its own id; fix "
+                                "or re-create the annotation json")
         cat_ids = sorted(c["id"] for c in self.raw["categories"])
         self.cat_to_label = {c: i for i, c in enumerate(cat_ids)}
         self.label_to_cat = cat_ids

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from mlbench.errors import DataError
+from mlbench.untrusted import read_bytes
 
 PLAIN_HINT = ("pass a file of tensors and plain values, as `mlbench train` writes (run_N/checkpoint.pt) or "
               "torch.save(model.state_dict(), FILE) does")
@@ -68,16 +69,7 @@ def read(path: str | Path, *, what: str = "weights file", hint: str = PLAIN_HINT
     PyTorch file at all (text, truncated, empty) is a DataError too. Neither ends in a traceback.
     """
     p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            head = f.read(4)
-    except FileNotFoundError:
-        raise DataError(f"{what} not found: {p}", hint) from None
-    except IsADirectoryError:
-        raise DataError(f"{what} {p} is a directory, not a file", hint) from None
-    except OSError as exc:
-        raise DataError(f"cannot read {what} {p}: {exc.strerror or exc}", "check the file and its permissions"
-                        ) from None
+    head = read_bytes(p, what, hint, limit=4)
     if not head:
         raise DataError(f"{what} {p} is empty (an interrupted copy?)", hint)
     if not head.startswith((b"PK", b"\x80")):  # torch.save writes a zip archive; older PyTorch, a pickle
