@@ -18,8 +18,8 @@ class PrepareConfig:
 
     size: str = opt("mini", "which size's data: mini/tiny are built, reference is checked",
                     choices=("reference", "mini", "tiny"))
-    root: str = opt("", "where to build (mini/tiny; default: the cache that `mlbench train bert` reads) or "
-                        "the folder of real data to check (reference)")
+    root: str = opt("", "where to build (mini/tiny: a new or empty folder, or one this command made; default: the "
+                        "cache that `mlbench train bert` reads) or the folder of real data to check (reference)")
 
 
 def prepare(cfg: PrepareConfig, say) -> list[Path]:

@@ -51,7 +51,8 @@ _IMAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")  # OpenImages IDs: 16
 class PrepareConfig:
     """Options of ``mlbench data prepare retinanet``."""
 
-    root: str = opt("", "where to build the data set (ROOT/<split>/{data,labels})")
+    root: str = opt("", "where to build the data set (ROOT/<split>/{data,labels}): a new or empty folder, or one "
+                        "this command made (it resumes there)")
     split: str = opt("validation", "which split to build", choices=("validation", "train", "all"))
     classes: str | None = opt(None, "comma-separated class names for a small demo subset; default: "
                                     "MLPerf's 264 classes")

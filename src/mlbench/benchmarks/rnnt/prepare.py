@@ -46,7 +46,8 @@ DEFAULT_SPLITS = "dev-clean,train-clean-100,train-clean-360,train-other-500"
 class PrepareConfig:
     """Options of ``mlbench data prepare rnnt``."""
 
-    root: str = opt("", "where to build the data set (manifests, <split>-wav/, sentencepieces/)")
+    root: str = opt("", "where to build the data set (manifests, <split>-wav/, sentencepieces/): a new or empty "
+                        "folder, or one this command made (it resumes there)")
     splits: str = opt(DEFAULT_SPLITS, "comma-separated LibriSpeech splits (" + ", ".join(ARCHIVES) + ")")
     base_url: str = opt(BASE_URL, "base address of the LibriSpeech archives (<split>.tar.gz)")
     retries: int = opt(3, "attempts per archive", min=1, max=100)
