@@ -1,4 +1,4 @@
-"""mlbench package inference: the Inference layout and mlbench's structural checks."""
+"""mlbench package inference: the round's layout, verdicts derived from the logs, checks of the written tree."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mlbench.submission import inference
+from mlbench.submission import checks, inference, official, rounds, verify
+from mlbench.submission.output import MARKER, Output
 
 
 def test_accuracy_log_is_truncated_and_its_hash_kept(tmp_path):
@@ -17,74 +18,155 @@ def test_accuracy_log_is_truncated_and_its_hash_kept(tmp_path):
     digest = inference._truncate(src, tmp_path / "out.json")
     assert digest == hashlib.sha256(src.read_bytes()).hexdigest()
     assert (tmp_path / "out.json").stat().st_size <= inference.MAX_ACCURACY_LOG
-    text = inference._accuracy_txt({"metric": "top1", "value": 0.75, "target": 0.5, "reached": True,
-                                    "scores": {"samples": 256}}, digest)
-    assert text.splitlines()[0] == "accuracy=75.000%, good=192, total=256"  # the official checker's pattern
-    assert f"hash={digest}" in text
 
 
-def test_summary_flags_are_read_from_loadgen_summary():
-    text = "Result is : INVALID\n  Min duration satisfied : NO\n  Min queries satisfied : Yes\n"
-    assert inference._summary_flags(text) == {"Result is": "INVALID", "Min duration satisfied": "NO",
-                                              "Min queries satisfied": "Yes"}
+@pytest.mark.parametrize("metric,scores,kind,expect", [
+    ("top1", {"samples": 256}, "acc", 75.0),
+    ("f1", {"exact_match": 80.5}, "F1", 0.75),
+    ("mAP", {}, "mAP", 75.0),
+    ("auc", {}, "AUC", 75.0),
+])
+def test_accuracy_txt_is_in_the_line_format_the_checker_reads(metric, scores, kind, expect):
+    text = inference.accuracy_text({"metric": metric, "value": 0.75, "target": 0.5, "reached": True,
+                                    "scores": scores}, "ab12")
+    found = [float(m.group(1)) for ln in text.splitlines() if (m := official.ACCURACY_LINE[kind].match(ln))]
+    assert found and found[0] == pytest.approx(expect), text
+    assert "hash=ab12" in text.splitlines()
 
 
-def _run(tmp_path: Path, **result) -> inference.InferRun:
-    base = {"kind": "infer", "benchmark": "resnet50", "size": "tiny", "scenario": "Offline", "mode": "submission",
-            "status": "success", "config": {"quick": False, "backend": "pytorch"}}
-    return inference.InferRun(tmp_path, {**base, **result}, {"system_fingerprint": "abc"})
+def _detail(path: Path, **values) -> Path:
+    path.write_text("".join(f':::MLLOG {json.dumps({"key": k, "value": v, "metadata": {}})}\n'
+                            for k, v in values.items()))
+    return path
 
 
-def test_quick_accuracy_only_and_open_as_closed_runs_are_refused(tmp_path):
-    quick = _run(tmp_path / "q", config={"quick": True, "duration_s": 5.0})
-    acc_only = _run(tmp_path / "a", mode="accuracy", scenario="Server")
-    reasons = inference.refusals([quick, acc_only], "closed")
-    assert f"{tmp_path / 'q'}: a --quick run (5.0 s instead of MLPerf's 600 s minimum): rerun without --quick" \
-        in reasons
-    assert any(r.startswith(f"{tmp_path / 'a'}: --mode accuracy") for r in reasons)
-    assert sum("cannot be packaged as closed" in r for r in reasons) == 2
+def test_test01_performance_follows_the_official_rule_both_ways(tmp_path):
+    ref = _detail(tmp_path / "ref.txt", effective_scenario="Offline", result_validity="VALID",
+                  result_samples_per_second=1000.0)
+    names = ("ref", "test")
+    for qps, ok in ((1090.0, True), (910.0, True), (1150.0, False), (850.0, False)):
+        test = _detail(tmp_path / "test.txt", effective_scenario="Offline", result_validity="VALID",
+                       result_samples_per_second=qps)
+        text = verify.test01_performance(ref, test, names)
+        assert verify.passed(text) is ok, text
+    bad = _detail(tmp_path / "bad.txt", effective_scenario="Offline", result_validity="INVALID",
+                  result_samples_per_second=1000.0)
+    assert verify.test01_performance(ref, bad, names).splitlines()[-1] == "TEST FAIL: Invalid results in test"
 
 
-def test_bert_and_dlrm_folders_carry_the_accuracy_target(tmp_path):
-    assert _run(tmp_path, benchmark="bert", accuracy={"target_name": "99.9"}).mlperf_name == "bert-99.9"
-    assert _run(tmp_path, benchmark="dlrm").mlperf_name == "dlrm-v2-99"
-    assert _run(tmp_path).mlperf_name == "resnet"
+def test_test04_fails_a_same_sample_run_that_is_much_faster(tmp_path):
+    def summary(name, qps):
+        p = tmp_path / name
+        p.write_text(f"Scenario : Offline\nSamples per second: {qps}\nResult is : VALID\n")
+        return p
+
+    assert verify.passed(verify.test04_performance(summary("r", 1000), summary("t", 1050)))
+    assert verify.test04_performance(summary("r", 1000), summary("t", 1200)).splitlines()[-1] == \
+        "TEST FAIL: Test score invalid"
 
 
-USER = {"status": "available", "system_type": "edge", "host_networking_card_count": "0",
-        "host_processor_frequency": "2.0 GHz", "host_processor_caches": "L2 1 MiB", "host_processor_interconnect": "N/A",
-        "host_storage_type": "SSD", "host_storage_capacity": "100 GB", "host_networking_topology": "N/A",
-        "host_memory_configuration": "N/A", "cooling": "air"}
+def test_test01_accuracy_compares_every_logged_response(tmp_path):
+    ref = tmp_path / "acc.json"
+    ref.write_text(json.dumps([{"seq_id": i, "qsl_idx": i, "data": f"{i:02x}00"} for i in range(4)]))
+    same, diff = tmp_path / "same.json", tmp_path / "diff.json"
+    same.write_text(json.dumps([{"seq_id": 9, "qsl_idx": 2, "data": "0200"}]))
+    diff.write_text(json.dumps([{"seq_id": 9, "qsl_idx": 2, "data": "0201"}]))  # first byte equal, second not
+    assert verify.passed(verify.test01_accuracy(ref, same))
+    text = verify.test01_accuracy(ref, diff)
+    assert not verify.passed(text) and "num_perf_log_data_mismatch = 1" in text
+
+
+def test_the_round_is_the_one_whose_seeds_the_installed_loadgen_carries():
+    from importlib.metadata import version
+
+    rnd = rounds.loadgen_round()
+    assert rnd is not None
+    if version("mlcommons-loadgen") == "6.0.17":
+        assert rnd.name == "v6.1"
+    assert [rounds.round_of_seeds(r.seeds).name for r in rounds.ROUNDS.values()] == list(rounds.ROUNDS)
+    assert rounds.rounds_with("retinanet") == ["v5.0", "v5.1", "v6.0"]
+
+
+def test_official_lines_are_sorted_and_each_must_be_among_ours():
+    text = ("[2026 main.py:1 ERROR] /p/open/ACME/results/s1/resnet/Offline/performance/run_1/mlperf_log_detail.txt "
+            "performance_sample_count, found 256, needs to be >= 1024\n"
+            "[2026 main.py:1 ERROR] /p/open/ACME/results/s1, field system_type_detail is missing\n"
+            "[2026 main.py:1 ERROR] Some performance checks Checks failed for: x\n")
+    found = official.problems(text)
+    assert [(k, s) for k, s, _ in found] == [("performance-sample-count", "resnet/Offline"), ("system", "system")]
+    ours = checks.Check("x")
+    ours.fail("a")
+    ours.tags["a"] = {("performance-sample-count", "resnet/Offline")}
+    missed = official.agreement(found, [ours])
+    assert missed.status == checks.FAIL and len(missed.findings) == 1 and "system_type_detail" in missed.findings[0]
+
+
+def test_output_is_replaced_whole_marker_included(tmp_path):
+    out = tmp_path / "out"
+    first = Output(out, "inference", "ACME", "s1")
+    first.claim()
+    first.build(lambda stage: (stage / "open" / "ACME" / "results" / "old").mkdir(parents=True), ["forced"])
+    assert (out / MARKER).read_text().endswith("- forced\n")
+    second = Output(out, "inference", "ACME", "s1")
+    second.claim()
+    second.build(lambda stage: (stage / "open" / "ACME" / "results" / "new").mkdir(parents=True), [])
+    assert not (out / MARKER).exists()
+    assert [p.name for p in (out / "open" / "ACME" / "results").iterdir()] == ["new"]
+    from mlbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not of OTHER / s1"):
+        Output(out, "inference", "OTHER", "s1").claim()
+
+
+SYSTEM = {"status": "available", "system_type": "edge", "system_type_detail": "workstation",
+          "host_networking": "N/A", "host_network_card_count": "0", "host_processor_frequency": "2.0 GHz",
+          "host_processor_caches": "L2 1 MiB", "host_processor_interconnect": "N/A", "host_storage_type": "SSD",
+          "host_storage_capacity": "100 GB", "host_networking_topology": "N/A", "host_memory_configuration": "N/A",
+          "cooling": "air"}
 
 
 @pytest.mark.slow
-def test_quick_submission_run_is_refused_then_forced_package_reports_each_problem(tmp_path, capsys, monkeypatch):
-    """A real `mlbench infer --mode submission --quick --compliance` run (tiny model), packaged."""
+def test_quick_resnet_run_packaged_for_v61_and_v51_reports_what_the_official_checker_does(tmp_path, capsys,
+                                                                                          monkeypatch):
+    """A real `mlbench infer resnet50 --size tiny --mode submission --quick --compliance` run, packaged in the
+    round of its LoadGen (v6.1) and in v5.1's layout: each reports exactly the problems the official checker
+    reported on the same packages (measured with benchmarks/official_inference_checker.py)."""
     from mlbench.cli import main
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "runs"
-    assert main(["infer", "resnet50", "--size", "tiny", "--mode", "submission", "--quick", "--duration-s", "2",
+    assert main(["infer", "resnet50", "--size", "tiny", "--mode", "submission", "--quick", "--duration-s", "1",
                  "--compliance", "--output-dir", str(out)]) in (0, 1)
     (run,) = [d for d in out.iterdir() if d.is_dir() and "infer" in d.name]
     capsys.readouterr()
-    user = tmp_path / "user.json"
-    user.write_text(json.dumps(USER))
-    args = ["package", "inference", str(run), "--submitter", "ACME", "--system", "cpu_2c", "-o", str(tmp_path / "p"),
-            "--system-json", str(user)]
-    assert main(args) == 1
-    assert f"{run}: a --quick run" in capsys.readouterr().err
-    assert main([*args, "--force"]) == 1
+    (tmp_path / "user.json").write_text(json.dumps(SYSTEM))
+    args = ["package", "inference", str(run), "--submitter", "ACME", "--system", "cpu_2c", "--system-json",
+            str(tmp_path / "user.json")]
+    assert main([*args, "-o", str(tmp_path / "p")]) == 1
+    assert f"{run}: the performance test ran with a 1 s minimum duration (a --quick run)" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
+    assert main([*args, "-o", str(tmp_path / "p"), "--force"]) == 1
     text = capsys.readouterr().out
-    scen = tmp_path / "p" / "open" / "ACME" / "results" / "cpu_2c" / "resnet" / "Offline"
-    for rel in ("performance/run_1/mlperf_log_summary.txt", "performance/run_1/mlperf_log_detail.txt",
-                "accuracy/accuracy.txt", "accuracy/mlperf_log_accuracy.json", "measurements.json", "user.conf",
-                "README.md", "TEST01/verify_performance.txt", "TEST01/verify_accuracy.txt",
+    assert "(MLPerf Inference v6.1 layout)" in text
+    org = tmp_path / "p" / "open" / "ACME"
+    scen = org / "results" / "cpu_2c" / "resnet" / "Offline"
+    for rel in ("performance/run_1/mlperf_log_detail.txt", "accuracy/accuracy.txt", "accuracy/mlperf_log_accuracy.json",
+                "measurements.json", "user.conf", "README.md", "TEST01/verify_performance.txt",
+                "TEST01/verify_accuracy.txt", "TEST01/accuracy/mlperf_log_accuracy.json",
                 "TEST04/verify_performance.txt", "TEST04/performance/run_1/mlperf_log_summary.txt"):
         assert (scen / rel).is_file(), rel
-    assert (tmp_path / "p" / "open" / "ACME" / "code" / "resnet" / "README.md").is_file()
-    assert (scen / "accuracy" / "mlperf_log_accuracy.json").stat().st_size <= inference.MAX_ACCURACY_LOG
-    lines = text.splitlines()
-    for name in ("system description", "files", "LoadGen VALID"):
-        assert any(ln.split()[:len(name.split()) + 1] == [*name.split(), "pass"] for ln in lines), text
-    assert "performance/run_1: the test ran with a 2 s minimum duration; MLPerf requires 600 s" in text
+    assert (org / "src" / "resnet" / "README.md").is_file() and (tmp_path / "p" / MARKER).is_file()
+    tree = inference.check_tree(org, "cpu_2c", rounds.ROUNDS["v6.1"], "open")
+    kinds = {t for c in tree for ts in c.tags.values() for t in ts if t[0] not in ("compliance", "accuracy")}
+    # what the official v6.1 checker reported on such a package: duration, performance samples, dataset coverage
+    # (and a warning when the tiny model's top-1 is under the round's 75.7%)
+    assert kinds == {("min-duration", "resnet/Offline"), ("performance-sample-count", "resnet/Offline"),
+                     ("dataset-size", "resnet/Offline")}
+    assert main([*args, "-o", str(tmp_path / "p51"), "--force", "--version", "v5.1", "--no-check"]) == 1
+    assert "NOT CHECKED (--no-check)" in capsys.readouterr().out
+    org = tmp_path / "p51" / "open" / "ACME"
+    assert (org / "measurements" / "cpu_2c" / "resnet" / "Offline" / "cpu_2c_mlbench_Offline.json").is_file()
+    assert (org / "compliance" / "cpu_2c" / "resnet" / "Offline" / "TEST01" / "verify_accuracy.txt").is_file()
+    assert (org / "code" / "resnet" / "README.md").is_file()
+    tree = inference.check_tree(org, "cpu_2c", rounds.ROUNDS["v5.1"], "open")
+    assert ("seeds", "resnet/Offline") in {t for c in tree for ts in c.tags.values() for t in ts}

@@ -8,9 +8,12 @@ import argparse
 def add_parser(sub) -> None:
     p = sub.add_parser("package", help="package runs as an MLPerf submission and run the official checkers",
                        description="Write mlbench runs into MLPerf's submission layout, then check the tree: the "
-                                   "official mlperf-logging package_checker and result_summarizer for training, "
-                                   "mlbench's structural checks (and optionally the official submission checker) "
-                                   "for inference. See docs/submission.md.")
+                                   "official mlperf-logging package_checker and result_summarizer for training; for "
+                                   "inference, mlbench's checks against the rules of the round whose LoadGen made "
+                                   "the runs (and the official submission checker with --inference-repo). Verdicts "
+                                   "come from the MLPerf logs, never from result.json alone. -o must be empty or "
+                                   "hold an earlier package of the same submitter and system (replaced whole). "
+                                   "See docs/submission.md.")
     kinds = p.add_subparsers(dest="kind", metavar="KIND")
     kinds.required = True
     for kind, what in (("training", "mlbench train run directories"), ("inference", "mlbench infer run directories")):
@@ -28,12 +31,16 @@ def add_parser(sub) -> None:
         k.add_argument("--force", action="store_true",
                        help="write the package even when runs are refused, to see what the checkers say (marked "
                             "NOT_FOR_SUBMISSION)")
-        k.add_argument("--no-check", action="store_true", help="write the tree only, run no checker")
+        k.add_argument("--no-check", action="store_true",
+                       help="write the tree only, run no checker (the verdict then says NOT CHECKED)")
         if kind == "inference":
             k.add_argument("--inference-repo", metavar="PATH",
-                           help="a clone of mlcommons/inference: also run its official submission checker")
-            k.add_argument("--version", dest="round", default="v5.1",
-                           help="the inference round for the official checker (default: v5.1)")
+                           help="a clone of mlcommons/inference: also run its official submission checker and "
+                                "fail if it reports a problem mlbench's checks did not")
+            k.add_argument("--version", dest="round", default=None, metavar="ROUND",
+                           help="the MLPerf Inference round whose layout and rules to follow (v5.0, v5.1, v6.0, "
+                                "v6.1); default: the round whose RNG seeds the runs' LoadGen logged (LoadGen "
+                                "6.0.17 carries v6.1's)")
         k.set_defaults(func=main)
 
 
@@ -70,12 +77,17 @@ def main(args: argparse.Namespace) -> int:
         pkg = inference.package([Path(d) for d in args.run_dirs], submitter=args.submitter, system_name=args.system,
                                 out=out, division=args.division, system_json=args.system_json, force=args.force,
                                 inference_repo=args.inference_repo, round_=args.round, run_checkers=not args.no_check)
-        print(f"package written: {pkg.root}")
+        print(f"package written: {pkg.root} (MLPerf Inference {pkg.round} layout)")
         for f in pkg.forced:
             print(f"  NOT FOR SUBMISSION (--force): {f}")
-        print("checks (mlbench's structural checks" + (", official submission checker" if args.inference_repo else "")
-              + "):")
-        print(checks.table(pkg.checks))
+        if pkg.checks:
+            print(f"checks (mlbench's checks of the tree against {pkg.round}'s rules"
+                  + ("; the official submission checker" if args.inference_repo else "") + "):")
+            print(checks.table(pkg.checks))
         ok = pkg.passed
+    if args.no_check:
+        print("verdict: NOT CHECKED (--no-check): the tree was written and nothing in it was checked"
+              + ("; NOT FOR SUBMISSION (--force)" if pkg.forced else ""))
+        return 1 if pkg.forced else 0
     print("verdict: " + ("every check passes" if ok else "NOT a valid submission (see the failures above)"))
     return 0 if ok else 1

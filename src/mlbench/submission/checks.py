@@ -24,6 +24,7 @@ class Check:
     status: str = PASS  # PASS, FAIL or SKIP
     detail: str = ""  # one line: what was checked, or why it was not run
     findings: list[str] = field(default_factory=list)  # each failure in words, with its file
+    tags: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # finding -> {(kind, scope)} (inference)
 
     def fail(self, finding: str) -> None:
         self.status = FAIL

@@ -30,12 +30,31 @@ TRAINING_REQUIRED = (
 # The training checker accepts these availability values (ruleset 4.0.0 and later).
 TRAINING_STATUS = ("Available on-premise", "Available cloud", "Research, Development, or Internal (RDI)", "Preview")
 
-# MLPerf Inference's submission checker (mlcommons/inference tools/submission, SYSTEM_DESC_REQUIRED_FIELDS and
-# the fields it wants a meaningful answer for) asks for the training fields plus the system type and the number
-# of network cards; its status values are lower case.
-INFERENCE_REQUIRED = TRAINING_REQUIRED + ("system_type", "host_networking_card_count")
+# MLPerf Inference's submission checker (mlcommons/inference tools/submission/submission_checker/constants.py,
+# SYSTEM_DESC_REQUIRED_FIELDS): the fields it requires, and those it wants a non-empty answer for
+# (SYSTEM_DESC_MEANINGFUL_RESPONSE_REQUIRED_FIELDS). Its status values are compared in lower case.
+INFERENCE_REQUIRED = (
+    "division", "submitter", "status", "system_name", "number_of_nodes", "host_processor_model_name",
+    "host_processors_per_node", "host_processor_core_count", "host_memory_capacity", "host_storage_capacity",
+    "host_storage_type", "accelerators_per_node", "accelerator_model_name", "accelerator_memory_capacity",
+    "framework", "operating_system", "system_type", "other_software_stack", "host_processor_frequency",
+    "host_processor_caches", "host_memory_configuration", "host_processor_interconnect", "host_networking",
+    "host_networking_topology", "accelerator_frequency", "accelerator_host_interconnect", "accelerator_interconnect",
+    "accelerator_interconnect_topology", "accelerator_memory_configuration", "accelerator_on-chip_memories",
+    "cooling", "hw_notes", "sw_notes", "host_network_card_count", "system_type_detail",
+)
+INFERENCE_MEANINGFUL = (
+    "division", "submitter", "system_type", "status", "system_name", "number_of_nodes", "host_processor_model_name",
+    "host_processors_per_node", "host_processor_core_count", "host_memory_capacity", "host_memory_configuration",
+    "host_storage_capacity", "host_storage_type", "host_networking", "host_network_card_count",
+    "host_networking_topology", "accelerators_per_node", "accelerator_model_name", "accelerator_memory_capacity",
+    "accelerator_host_interconnect", "accelerator_memory_configuration", "accelerator_interconnect", "cooling",
+    "framework", "operating_system", "other_software_stack",
+)
 INFERENCE_STATUS = ("available", "preview", "rdi")
-SYSTEM_TYPES = ("datacenter", "edge", "datacenter,edge")
+SYSTEM_TYPES = ("datacenter", "edge", "datacenter,edge", "edge,datacenter")
+# Inference fields only the submitter can give, beyond the training ones.
+INFERENCE_USER_FIELDS = ("system_type", "system_type_detail", "host_networking", "host_network_card_count")
 
 # Fields that only the submitter knows: never guessed.
 USER_FIELDS = (
@@ -58,19 +77,22 @@ RECORDED = (
 
 
 def read_user_fields(path: str | Path | None) -> dict[str, Any]:
+    """``--system-json``: one JSON object of text (or number) fields; one-line error otherwise (exit code 2)."""
     if not path:
         return {}
+    from mlbench.submission.untrusted import BadInput, read_object
+
+    hint = 'the file holds one JSON object of system fields, e.g. {"status": "available", "cooling": "air"}'
     try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"invalid value for 'system_json': cannot read {path}: {exc.strerror or exc}",
-                          "give a readable JSON file of system fields") from None
-    except ValueError as exc:
-        raise ConfigError(f"invalid value for 'system_json': {path} is not JSON ({exc})",
-                          "the file holds one JSON object, e.g. {\"status\": \"Available on-premise\"}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"invalid value for 'system_json': {path} holds a {type(data).__name__}, not an object",
-                          "the file holds one JSON object of system fields")
+        data = read_object(Path(path), "--system-json")
+    except BadInput as exc:
+        raise ConfigError(f"invalid value for 'system_json': {exc.message}", hint) from None
+    for key, value in data.items():
+        if not isinstance(value, (str, int, float, bool)) or isinstance(value, float) and value != value:
+            raise ConfigError(f"invalid value for 'system_json': {path}: field {key!r} is not text or a number",
+                              hint)
+        if len(key) > 200 or len(str(value)) > 10_000:
+            raise ConfigError(f"invalid value for 'system_json': {path}: field {key[:40]!r} is too long", hint)
     return data
 
 
@@ -90,6 +112,8 @@ def software_stack(recorded: dict[str, Any]) -> str:
 def describe(recorded: dict[str, Any], user: dict[str, Any], *, submitter: str, system_name: str, division: str,
              usage: str = "training") -> dict[str, Any]:
     """The systems JSON: recorded fields, then derived ones, then the user's (which win)."""
+    # an empty recorded value (host_networking, where mlbench sysinfo has nothing to say) is asked for where the
+    # checker wants an answer (inference: see problems())
     desc: dict[str, Any] = {k: recorded[k] for k in RECORDED if k in recorded}
     desc["other_software_stack"] = software_stack(recorded)
     if "host_processor_core_count" in recorded:
@@ -116,18 +140,25 @@ def problems(desc: dict[str, Any], usage: str = "training") -> list[str]:
     missing = [f for f in required if f not in desc]
     if missing:
         out.append("missing field(s) only you can give: " + ", ".join(missing))
+    if usage != "training":
+        empty = [f for f in INFERENCE_MEANINGFUL if f in desc and not str(desc[f]).strip()]
+        if empty:
+            out.append("empty field(s) the checker wants an answer in (N/A where nothing applies): "
+                       + ", ".join(empty))
     allowed = TRAINING_STATUS if usage == "training" else INFERENCE_STATUS
-    if "status" in desc and desc["status"] not in allowed:
+    status = desc.get("status")
+    if "status" in desc and (status if usage == "training" else str(status).lower()) not in allowed:
         out.append(f"status {desc['status']!r} is not one MLPerf accepts: one of " + ", ".join(map(repr, allowed)))
     if usage != "training" and "system_type" in desc and desc["system_type"] not in SYSTEM_TYPES:
-        out.append(f"system_type {desc['system_type']!r} must be one of " + ", ".join(map(repr, SYSTEM_TYPES)))
+        out.append(f"system_type {desc['system_type']!r} must be one of " + ", ".join(map(repr, SYSTEM_TYPES[:3])))
     return out
 
 
 def template(desc: dict[str, Any], usage: str = "training") -> dict[str, Any]:
     """A ``--system-json`` file to fill: every missing field, empty."""
     required = TRAINING_REQUIRED if usage == "training" else INFERENCE_REQUIRED
-    return {f: "" for f in required if f not in desc}
+    empty = INFERENCE_MEANINGFUL if usage != "training" else ()
+    return {f: "" for f in required if f not in desc or (f in empty and not str(desc[f]).strip())}
 
 
 def dumps(desc: dict[str, Any]) -> bytes:

@@ -7,13 +7,18 @@
     <out>/<org>/results/<system>/<bench>/result_<i>.txt      (the runs' MLLOG files, unchanged)
     <out>/checks/                                             (the official checkers' logs and summary)
 
-``<bench>`` is MLPerf's name for the benchmark (the ``submission_benchmark`` the logs carry: ``resnet``, ...).
-What can never be a valid submission is refused before anything is written, each reason with its run.
+``<bench>`` is MLPerf's name for the benchmark (``resnet``, ...): the registry definition's ``mlperf_name``, which
+the ``submission_benchmark`` of every log must equal. What can never be a valid submission is refused before
+anything is written, each reason with its run. Verdicts come from the MLPerf logs, not from result.json: a run's
+status, time to train and convergence are read from its log's ``run_start``, ``eval_accuracy`` and ``run_stop``,
+and where result.json says otherwise that is a reason of its own; compliance, seeds, RCPs and the score are
+the official checkers' (package_checker, result_summarizer).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -22,13 +27,26 @@ from typing import Any, NoReturn
 
 from mlbench.errors import ConfigError, MlbenchError
 from mlbench.submission import checks, system
+from mlbench.submission.output import Output
+from mlbench.submission.untrusted import (
+    BadInput,
+    check_name,
+    check_shape,
+    inside,
+    mllog_events,
+    read_object,
+    read_results,
+)
 from mlbench.training.scoring import olympic_score
 
 # Config keys that say where or how often a run was made, not what was run: they may differ between the
 # commands whose runs make one submission.
 BOOKKEEPING = {"output_dir", "run_dir", "runs", "seed", "resume", "log_every", "dist_timeout_s", "checkpoint",
                "rdzv_endpoint", "rdzv_id", "node_rank", "workers"}
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+RESULT_SHAPE = {"kind": str, "benchmark": str, "size": str, "division": str, "ruleset": str, "status": str,
+                "runs": list, "config": dict, "command": str, "system": dict}
+RECORD_SHAPE = {"status": str, "metrics": dict, "compliance": dict, "resumed_from": str}
+SAFE_COMMAND = re.compile(r"mlbench [A-Za-z0-9_./=:,+@%-][A-Za-z0-9_./=:,+@% -]*")
 
 
 class Refused(MlbenchError):
@@ -43,6 +61,8 @@ class Run:
     result: dict[str, Any]  # the command's result.json
     system: dict[str, Any]
     config: dict[str, Any]
+    mlperf_name: str = ""  # the registry definition's: the results folder
+    facts: LogFacts | None = None  # what the MLPerf log itself says
 
     @property
     def name(self) -> str:
@@ -66,10 +86,11 @@ class Package:
     mlbench_log_score: float | None = None  # olympic_score over the logs' run_start..run_stop
     warnings: list[str] = field(default_factory=list)
     forced: list[str] = field(default_factory=list)  # refusals overridden by --force
+    checked: bool = True  # False with --no-check: nothing was checked
 
     @property
     def passed(self) -> bool:
-        return all(c.status != checks.FAIL for c in self.checks) and not self.forced
+        return self.checked and all(c.status != checks.FAIL for c in self.checks) and not self.forced
 
 
 def nothing_to_package(problems: list[str], hint: str) -> NoReturn:
@@ -85,78 +106,103 @@ def refuse_unless_forced(reasons: list[str], force: bool, checkers: str) -> None
                       "say; it is marked not for submission)")
 
 
-def ask_for_system_fields(out: Path, bad: list[str], template: dict[str, Any], values: str) -> NoReturn:
-    """ConfigError naming the missing system fields, with ``template`` written into ``out`` for the user to fill
-    (``values``: what the fields may hold)."""
-    out.mkdir(parents=True, exist_ok=True)
-    tmpl = out / "system-fields-to-fill.json"
-    tmpl.write_text(json.dumps(template, indent=2) + "\n")
-    raise ConfigError("the system description is incomplete: " + "; ".join(bad),
-                      f"fill in {tmpl} ({values}) and pass it with --system-json FILE")
-
-
-def mark_forced(out: Path, forced: list[str]) -> None:
-    """``out/NOT_FOR_SUBMISSION.txt`` listing the refusals that --force overrode; removed when there are none."""
-    marker = out / "NOT_FOR_SUBMISSION.txt"
-    if forced:
-        marker.write_text("Written with --force despite these reasons; this package is not a valid submission:\n"
-                          + "".join(f"- {p}\n" for p in forced))
-    elif marker.exists():
-        marker.unlink()
-
-
 def _listed(items: list[str]) -> str:
     return "\n".join(f"  - {p}" for p in items)
 
 
-def check_name(value: str, what: str) -> str:
-    if not NAME_RE.match(value or ""):
-        raise ConfigError(f"invalid value for '{what}': {value!r}: it becomes a folder and a file name",
-                          "use letters, digits and . _ + - (no spaces or slashes), e.g. MyOrg or 1xH100_pytorch")
-    return value
+@dataclass
+class LogFacts:
+    """What one MLPerf training log says, read from its events alone."""
+
+    start_ms: float | None = None
+    stop_ms: float | None = None
+    status: str | None = None  # run_stop's metadata status
+    benchmark: Any = None  # submission_benchmark
+    org: Any = None  # submission_org
+    last_eval: Any = None  # the last eval_accuracy value
+    cache_cleared: bool = False
+    bad_lines: list[int] = field(default_factory=list)
+    out_of_order: int = 0  # events timed before run_start or after run_stop between the two
+
+    @property
+    def minutes(self) -> float | None:
+        if self.start_ms is None or self.stop_ms is None or self.status != "success":
+            return None
+        return (self.stop_ms - self.start_ms) / 60000
 
 
-def _read(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+def read_log(log: Path) -> LogFacts:
+    events, bad = mllog_events(log)
+    f = LogFacts(bad_lines=bad)
+    timed = []
+    for ev in events:
+        key, value, t = ev["key"], ev.get("value"), ev.get("time_ms")
+        t = t if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) else None
+        if key == "run_start" and f.start_ms is None:
+            f.start_ms = t
+        elif key == "run_stop" and f.stop_ms is None:
+            f.stop_ms = t
+            f.status = ev.get("metadata", {}).get("status")
+        elif key == "submission_benchmark" and f.benchmark is None:
+            f.benchmark = value
+        elif key == "submission_org" and f.org is None:
+            f.org = value
+        elif key == "eval_accuracy":
+            f.last_eval = value
+        elif key == "cache_clear":
+            f.cache_cleared = f.cache_cleared or value is True
+        if f.start_ms is not None and f.stop_ms is None and key != "run_start":
+            timed.append(t)
+    if f.start_ms is not None:
+        stop = f.stop_ms if f.stop_ms is not None else float("inf")
+        f.out_of_order = sum(1 for t in timed if t is None or not f.start_ms <= t <= stop)
+        if f.stop_ms is not None and f.stop_ms < f.start_ms:
+            f.out_of_order += 1
+    return f
 
 
 def collect(run_dirs: list[Path]) -> tuple[list[Run], list[str]]:
-    """Every finished run in ``run_dirs`` (in the order given, then run_1, run_2, ...); problems with dirs."""
+    """Every finished run in ``run_dirs`` (in the order given, then run_1, run_2, ...); problems with dirs.
+    Each result.json is checked for its shape and its names against the registry before anything is used."""
+    from mlbench import registry
+
     found: list[Run] = []
     problems: list[str] = []
-    seen: set[Path] = set()
-    for d in run_dirs:
-        d = Path(d)
-        if d.resolve() in seen:
+    results, problems = read_results(run_dirs, "train", RESULT_SHAPE)
+    for d, result in results:
+        bench, size = result.get("benchmark"), result.get("size")
+        if bench not in registry.names(hidden=True) or size not in registry.sizes(bench):
+            problems.append(f"{d}: result.json names benchmark {str(bench)[:60]!r} size {str(size)[:20]!r}, which "
+                            f"mlbench does not know (known: {', '.join(registry.names())})")
             continue
-        seen.add(d.resolve())
-        result = _read(d / "result.json")
-        if not isinstance(result, dict):
-            problems.append(f"{d}: no readable result.json: not an mlbench run directory")
+        mlperf_name = registry.sizes(bench)[size].mlperf_name
+        try:
+            sysdesc = read_object(d / "system.json", "the run's system") if (d / "system.json").exists() else {}
+            config = read_object(d / "config.json", "the run's config") if (d / "config.json").exists() else \
+                result.get("config") or {}
+        except BadInput as exc:
+            problems.append(exc.message)
             continue
-        if result.get("kind") != "train":
-            problems.append(f"{d}: a '{result.get('kind')}' run, not a training run (mlbench train)")
-            continue
-        sysdesc = _read(d / "system.json") or {}
-        config = _read(d / "config.json") or result.get("config") or {}
         records = result.get("runs") or []
         if not records:
             problems.append(f"{d}: holds no finished run")
-        for rec in records:
-            k = rec.get("run")
-            own = _read(d / f"run_{k}" / "result.json")
-            found.append(Run(d, k, own if isinstance(own, dict) else rec, result, sysdesc, config))
+        for i, rec in enumerate(records):
+            k = rec.get("run") if isinstance(rec, dict) else None
+            if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 10_000:
+                problems.append(f"{d}/result.json: runs[{i}] has no run number (a whole number from 1)")
+                continue
+            own = d / f"run_{k}" / "result.json"
+            try:
+                rec = read_object(own, "the run's record", RECORD_SHAPE) if own.exists() else rec
+                check_shape(rec, RECORD_SHAPE, f"{d}/result.json runs[{i}]")
+            except BadInput as exc:
+                problems.append(exc.message)
+                continue
+            run = Run(d, k, rec, result, sysdesc, config, mlperf_name=mlperf_name)
+            if run.log.is_file():
+                run.facts = read_log(run.log)
+            found.append(run)
     return found, problems
-
-
-def _cache_dropped(log: Path) -> bool:
-    for line in log.read_text(errors="replace").splitlines():
-        if '"key": "cache_clear"' in line:
-            return '"value": true' in line
-    return False
 
 
 def refusals(runs: list[Run], division: str, counts: dict[str, int]) -> list[str]:
@@ -176,13 +222,12 @@ def refusals(runs: list[Run], division: str, counts: dict[str, int]) -> list[str
                           if "CHECK for" in ln or "did not" in ln or "no compliance" in ln), "")
             out.append(f"{r.name}: its MLPerf log failed the official compliance checker"
                        + (f" ({first.strip()})" if first else "") + "; rerun it")
-        if rec.get("status") not in ("success", "aborted"):
-            out.append(f"{r.name}: the run did not finish ({rec.get('status')}: {rec.get('reason')})")
+        out += _log_disagreements(r)
         if division == "closed" and r.result.get("division") != "closed":
             why = (f"size '{r.result.get('size')}' is not the MLPerf definition" if r.result.get("size") != "reference"
                    else "its settings (e.g. --lr) leave the closed rules")
             out.append(f"{r.name}: an open-division run ({why}) cannot be packaged as closed; use --division open")
-        if division == "closed" and not _cache_dropped(r.log):
+        if division == "closed" and not (r.facts and r.facts.cache_cleared):
             out.append(f"{r.name}: the page cache was not dropped before the run (closed MLPerf runs start with the "
                        "data on storage); run as root or with /proc/sys/vm/drop_caches writable")
     by_bench: dict[str, list[Run]] = {}
@@ -194,7 +239,7 @@ def refusals(runs: list[Run], division: str, counts: dict[str, int]) -> list[str
                    "is for one round: package each ruleset separately")
     for bench, group in by_bench.items():
         need = counts.get(bench)
-        failed = [r.name for r in group if r.record.get("status") != "success"]
+        failed = [r.name for r in group if not (r.facts and r.facts.minutes is not None)]
         if len(failed) > 1:
             out.append(f"{bench}: {len(failed)} runs did not reach the target ({', '.join(failed)}); MLPerf's olympic "
                        "scoring allows at most one")
@@ -227,28 +272,64 @@ def refusals(runs: list[Run], division: str, counts: dict[str, int]) -> list[str
     return out
 
 
+def _log_disagreements(r: Run) -> list[str]:
+    """What the run's MLPerf log says that result.json does not, or that makes the log untrustworthy."""
+    from mlbench import registry
+
+    f, rec, out = r.facts, r.record, []
+    if f is None:
+        return out
+    if f.bad_lines:
+        out.append(f"{r.log}: line(s) {', '.join(map(str, f.bad_lines[:5]))} are not valid MLLOG events (the log "
+                   "was altered or cut)")
+    if f.start_ms is None or f.stop_ms is None or f.status not in ("success", "aborted"):
+        out.append(f"{r.name}: its MLPerf log has no complete run_start .. run_stop with a status: the run did not "
+                   "finish")
+        return out
+    if f.out_of_order:
+        out.append(f"{r.log}: {f.out_of_order} event(s) timed outside run_start .. run_stop, or run_stop before "
+                   "run_start: the log's clock does not run forward (an altered log)")
+    if rec.get("status") != f.status:
+        out.append(f"{r.name}: result.json says {str(rec.get('status'))[:40]!r} but its MLPerf log's run_stop says "
+                   f"{f.status!r}")
+    if f.benchmark != r.mlperf_name:
+        out.append(f"{r.log}: logs submission_benchmark {str(f.benchmark)[:60]!r} but result.json's benchmark "
+                   f"{r.result.get('benchmark')} is MLPerf's {r.mlperf_name!r}")
+    claimed = (rec.get("metrics") or {}).get("time_to_train/minutes")
+    if f.minutes is not None and isinstance(claimed, (int, float)) and abs(claimed - f.minutes) * 60 > 1.0:
+        out.append(f"{r.name}: result.json says a time to train of {claimed:.4f} min but its MLPerf log's run_start .. "
+                   f"run_stop is {f.minutes:.4f} min")
+    definition = registry.sizes(r.result["benchmark"])[r.result["size"]]
+    value = f.last_eval
+    if f.status == "success" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        ok = math.isfinite(value) and (value >= definition.target if definition.higher_is_better
+                                       else value <= definition.target)
+        if not ok:
+            out.append(f"{r.name}: its MLPerf log's run_stop says success but its last eval_accuracy {value:.6g} does "
+                       f"not reach the target {definition.target}")
+    elif f.status == "success" and value is None:
+        out.append(f"{r.name}: its MLPerf log's run_stop says success but it logs no eval_accuracy")
+    return out
+
+
 def _log_minutes(log: Path) -> float | None:
-    start = stop = None
-    status = None
-    for line in log.read_text(errors="replace").splitlines():
-        if not line.startswith(":::MLLOG "):
-            continue
-        try:
-            ev = json.loads(line[len(":::MLLOG "):])
-        except ValueError:
-            continue
-        if ev.get("key") == "run_start" and start is None:
-            start = ev["time_ms"]
-        elif ev.get("key") == "run_stop" and stop is None:
-            stop, status = ev["time_ms"], (ev.get("metadata") or {}).get("status")
-    if start is None or stop is None or status != "success":
-        return None
-    return (stop - start) / 60000
+    return read_log(log).minutes if Path(log).is_file() else None
+
+
+def commands(results: list[dict[str, Any]]) -> list[str]:
+    """The recorded commands that are plain mlbench command lines (run.sh runs them: anything else a result.json
+    says is left out, named as such)."""
+    out = set()
+    for res in results:
+        cmd = res.get("command")
+        out.add(cmd if isinstance(cmd, str) and SAFE_COMMAND.fullmatch(cmd) else
+                "# (a recorded command that is not a plain mlbench command line was left out)")
+    return sorted(out)
 
 
 def _implementation_readme(runs: list[Run], bench: str, system_name: str) -> str:
     r0 = runs[0]
-    commands = sorted({str(r.result.get("command", "")) for r in runs})
+    commands_ = commands([r.result for r in runs])
     commits = sorted({f"{r.system.get('mlbench_version', '?')} (commit {r.system.get('mlbench_commit') or 'unknown'})"
                       for r in runs})
     lines = [
@@ -263,7 +344,7 @@ def _implementation_readme(runs: list[Run], bench: str, system_name: str) -> str
         "The exact command(s), as recorded in each run directory's result.json:",
         "",
         "```bash",
-        *commands,
+        *commands_,
         "```",
         "",
         "`run.sh` beside this file repeats them. Each run logs its own seed; the time to train is the wall clock",
@@ -290,9 +371,8 @@ def _implementation_readme(runs: list[Run], bench: str, system_name: str) -> str
 
 
 def _run_sh(runs: list[Run]) -> str:
-    commands = sorted({str(r.result.get("command", "")) for r in runs})
     return "#!/bin/sh\n# The commands that made these results (from each run directory's result.json).\nset -e\n" + \
-        "".join(f"{c}\n" for c in commands)
+        "".join(f"{c}\n" for c in commands([r.result for r in runs]))
 
 
 def package(run_dirs: list[Path], *, submitter: str, system_name: str, out: Path, division: str | None = None,
@@ -303,63 +383,67 @@ def package(run_dirs: list[Path], *, submitter: str, system_name: str, out: Path
 
     check_name(submitter, "submitter")
     check_name(system_name, "system")
+    if division is not None and division not in ("closed", "open"):
+        raise BadInput(f"invalid division {division!r}", "closed or open")
+    user = system.read_user_fields(system_json)
+    target = Output(out, "training", submitter, system_name)
+    target.claim()
     runs, problems = collect(run_dirs)
-    if problems and not runs:
+    if not runs:
         nothing_to_package(problems, "give the run directories that `mlbench train` printed (runs/<id>/)")
     divisions = {r.result.get("division") for r in runs}
     division = division or ("closed" if divisions == {"closed"} else "open")
-    counts = {}
-    for r in runs:
-        name = r.result.get("benchmark")
-        mlperf = _mlperf_name(r)
-        counts[name] = get_result_file_counts("training").get(mlperf)
+    counts = {r.result["benchmark"]: get_result_file_counts("training").get(r.mlperf_name) for r in runs}
     reasons = problems + refusals(runs, division, counts)
     refuse_unless_forced(reasons, force, "the official checkers")
     # The system description: recorded by the first run, completed by the user.
-    user = system.read_user_fields(system_json)
     desc = system.describe(runs[0].system, user, submitter=submitter, system_name=system_name, division=division)
     bad = system.problems(desc)
     if bad:
-        ask_for_system_fields(out, bad, {**system.template(desc), **({"status": "Available on-premise"}
-                                                                     if "status" not in desc else {})},
-                              f"status is one of: {', '.join(system.TRAINING_STATUS)}")
-    org = out / submitter
-    sys_file = org / "systems" / f"{system_name}.json"
-    sys_file.parent.mkdir(parents=True, exist_ok=True)
-    sys_file.write_bytes(system.dumps(desc))
-    written: dict[str, list[Path]] = {}
+        tmpl = target.write_template({**system.template(desc),
+                                      **({"status": "Available on-premise"} if "status" not in desc else {})})
+        raise ConfigError("the system description is incomplete: " + "; ".join(bad),
+                          f"fill in {tmpl} (status is one of: {', '.join(system.TRAINING_STATUS)}) and pass it "
+                          "with --system-json FILE")
     groups: dict[str, list[Run]] = {}
     for r in runs:
-        groups.setdefault(_mlperf_name(r), []).append(r)
-    for bench, group in groups.items():
-        res_dir = org / "results" / system_name / bench
-        res_dir.mkdir(parents=True, exist_ok=True)
-        for stale in res_dir.glob("result_*.txt"):
-            stale.unlink()
-        files = []
-        for i, r in enumerate(group):
-            dest = res_dir / f"result_{i}.txt"
-            shutil.copyfile(r.log, dest)
-            files.append(dest)
-        written[bench] = files
-        impl = org / "benchmarks" / bench / "implementations" / "mlbench"
-        impl.mkdir(parents=True, exist_ok=True)
-        (impl / "README.md").write_text(_implementation_readme(group, bench, system_name))
-        (impl / "run.sh").write_text(_run_sh(group))
-    pkg = Package(out=out, org_dir=org, system_file=sys_file, result_files=written, forced=reasons if force else [])
-    mark_forced(out, reasons if force else [])
-    logged_orgs = {_logged(r.log, "submission_org") for r in runs}
+        groups.setdefault(r.mlperf_name, []).append(r)
+    counts_written: dict[str, int] = {}
+
+    def fill(stage: Path) -> None:
+        org_stage = inside(stage, submitter)
+        inside(org_stage, "systems").mkdir(parents=True)
+        inside(org_stage, "systems", f"{system_name}.json").write_bytes(system.dumps(desc))
+        for bench, group in groups.items():
+            res_dir = inside(org_stage, "results", system_name, bench)
+            res_dir.mkdir(parents=True)
+            for i, r in enumerate(group):
+                shutil.copyfile(r.log, res_dir / f"result_{i}.txt")
+            counts_written[bench] = len(group)
+            impl = inside(org_stage, "benchmarks", bench, "implementations", "mlbench")
+            impl.mkdir(parents=True)
+            (impl / "README.md").write_text(_implementation_readme(group, bench, system_name))
+            (impl / "run.sh").write_text(_run_sh(group))
+
+    target.build(fill, reasons if force else [])
+    org = Path(out) / submitter
+    written = {b: [org / "results" / system_name / b / f"result_{i}.txt" for i in range(n)]
+               for b, n in counts_written.items()}
+    pkg = Package(out=Path(out), org_dir=org, system_file=org / "systems" / f"{system_name}.json",
+                  result_files=written, forced=reasons if force else [])
+    logged_orgs = {r.facts.org if r.facts else None for r in runs}
     if logged_orgs != {submitter}:
         pkg.warnings.append(f"the logs name submission_org {', '.join(sorted(map(str, logged_orgs)))}, not "
                             f"{submitter}: train with --submission-org {submitter} so that they agree")
     minutes = [r.record.get("metrics", {}).get("time_to_train/minutes") if r.record.get("status") == "success"
                else None for r in runs]
+    minutes = [m if isinstance(m, (int, float)) and not isinstance(m, bool) else None for m in minutes]
     need = max((c for c in counts.values() if c), default=5)
     pkg.mlbench_score = olympic_score(minutes, need).minutes
-    pkg.mlbench_log_score = olympic_score([_log_minutes(r.log) for r in runs], need).minutes
+    pkg.mlbench_log_score = olympic_score([r.facts.minutes if r.facts else None for r in runs], need).minutes
     if run_checkers:
         ruleset = runs[0].result.get("ruleset")
-        check_dir = out / "checks"
+        check_dir = Path(out) / "checks"
         found, _ = checks.package_checker(org, ruleset, division, check_dir)
         pkg.checks.extend(found)
         if len(groups) == 1:
@@ -374,22 +458,7 @@ def package(run_dirs: list[Path], *, submitter: str, system_name: str, out: Path
                 if not same:
                     c.fail("the official score and mlbench's differ: report this as an mlbench bug")
                 pkg.checks.append(c)
+    else:
+        pkg.checked = False
+    target.finish()
     return pkg
-
-
-def _mlperf_name(r: Run) -> str:
-    return _logged(r.log, "submission_benchmark") or str(r.result.get("benchmark"))
-
-
-def _logged(log: Path, key: str) -> Any:
-    try:
-        text = log.read_text(errors="replace")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if f'"key": "{key}"' in line:
-            try:
-                return json.loads(line.split(":::MLLOG ", 1)[1])["value"]
-            except (IndexError, ValueError, KeyError):
-                return None
-    return None
