@@ -68,8 +68,11 @@ def main(args: argparse.Namespace) -> int:
             print("official checks (mlperf-logging; logs in " + str(out / "checks") + "):")
             print(checks.table(pkg.checks))
         if pkg.summarizer_score is not None:
-            print(f"score (result_summarizer): {pkg.summarizer_score:.4f} minutes; mlbench's olympic score: "
-                  f"{pkg.mlbench_log_score:.4f} minutes from the logs, {pkg.mlbench_score:.4f} from result.json")
+            def mins(v):
+                return "none" if v is None else f"{v:.4f} minutes"
+
+            print(f"score (result_summarizer): {mins(pkg.summarizer_score)}; mlbench's olympic score: "
+                  f"{mins(pkg.mlbench_log_score)} from the logs, {mins(pkg.mlbench_score)} from result.json")
         ok = pkg.passed
     else:
         from mlbench.submission import inference
