@@ -48,7 +48,9 @@ def compliance(s, run_dir: Path, result: dict, state: dict, say) -> dict:
         p = runner.plan_for(s, "performance")
         test = runner.run_planned(s, p, d, audit_config=audit)
         check = _check_performance(name, perf, test, s.cfg.scenario)
-        check["passed"] = _official_verdicts(name, ref_dir, d, acc_log)
+        check["passed"], failing = _official_verdicts(name, ref_dir, d, acc_log)
+        if failing:
+            check["detail"] += f"; {failing}"
         if name == "TEST01":
             check["accuracy"] = _check_responses(acc_ref, d / "mlperf_log_accuracy.json")
             check["passed"] = check["passed"] and check["accuracy"]["passed"]
@@ -74,8 +76,9 @@ def _accuracy_reference(s, run_dir: Path, tests: dict, say) -> tuple[dict[int, b
     return logs.read_accuracy(log), log
 
 
-def _official_verdicts(name: str, ref_dir: Path, d: Path, acc_log: Path) -> bool:
-    """The compliance scripts' verify files for test ``name`` (in ``d``), by MLPerf's rules; whether all pass."""
+def _official_verdicts(name: str, ref_dir: Path, d: Path, acc_log: Path) -> tuple[bool, str]:
+    """The compliance scripts' verify files for test ``name`` (in ``d``), by MLPerf's rules: whether all pass, and
+    the verdict line of the first that does not."""
     from mlbench.submission import verify
 
     if name == "TEST01":
@@ -86,7 +89,8 @@ def _official_verdicts(name: str, ref_dir: Path, d: Path, acc_log: Path) -> bool
     else:
         perf, acc = verify.test04_performance(ref_dir / "mlperf_log_summary.txt", d / "mlperf_log_summary.txt"), ""
     (d / "verify_performance.txt").write_text(perf)
-    return verify.passed(perf) and (name != "TEST01" or verify.passed(acc))
+    failing = next((t.strip().splitlines()[-1] for t in (perf, acc) if t and not verify.passed(t)), "")
+    return not failing, failing
 
 
 def _check_responses(reference: dict[int, bytes], log: Path) -> dict[str, Any]:
