@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mlbench.submission import checks, inference, official, rounds, verify
+from mlbench.inference import verdicts
+from mlbench.submission import checks, inference, official, rounds
 from mlbench.submission.output import MARKER, Output
 
 
@@ -47,11 +48,11 @@ def test_test01_performance_follows_the_official_rule_both_ways(tmp_path):
     for qps, ok in ((1090.0, True), (910.0, True), (1150.0, False), (850.0, False)):
         test = _detail(tmp_path / "test.txt", effective_scenario="Offline", result_validity="VALID",
                        result_samples_per_second=qps)
-        text = verify.test01_performance(ref, test, names)
-        assert verify.passed(text) is ok, text
+        text = verdicts.test01_performance(ref, test, names)
+        assert verdicts.passed(text) is ok, text
     bad = _detail(tmp_path / "bad.txt", effective_scenario="Offline", result_validity="INVALID",
                   result_samples_per_second=1000.0)
-    assert verify.test01_performance(ref, bad, names).splitlines()[-1] == "TEST FAIL: Invalid results in test"
+    assert verdicts.test01_performance(ref, bad, names).splitlines()[-1] == "TEST FAIL: Invalid results in test"
 
 
 def test_test04_fails_a_same_sample_run_that_is_much_faster(tmp_path):
@@ -60,8 +61,8 @@ def test_test04_fails_a_same_sample_run_that_is_much_faster(tmp_path):
         p.write_text(f"Scenario : Offline\nSamples per second: {qps}\nResult is : VALID\n")
         return p
 
-    assert verify.passed(verify.test04_performance(summary("r", 1000), summary("t", 1050)))
-    assert verify.test04_performance(summary("r", 1000), summary("t", 1200)).splitlines()[-1] == \
+    assert verdicts.passed(verdicts.test04_performance(summary("r", 1000), summary("t", 1050)))
+    assert verdicts.test04_performance(summary("r", 1000), summary("t", 1200)).splitlines()[-1] == \
         "TEST FAIL: Test score invalid"
 
 
@@ -71,9 +72,9 @@ def test_test01_accuracy_compares_every_logged_response(tmp_path):
     same, diff = tmp_path / "same.json", tmp_path / "diff.json"
     same.write_text(json.dumps([{"seq_id": 9, "qsl_idx": 2, "data": "0200"}]))
     diff.write_text(json.dumps([{"seq_id": 9, "qsl_idx": 2, "data": "0201"}]))  # first byte equal, second not
-    assert verify.passed(verify.test01_accuracy(ref, same))
-    text = verify.test01_accuracy(ref, diff)
-    assert not verify.passed(text) and "num_perf_log_data_mismatch = 1" in text
+    assert verdicts.passed(verdicts.test01_accuracy(ref, same))
+    text = verdicts.test01_accuracy(ref, diff)
+    assert not verdicts.passed(text) and "num_perf_log_data_mismatch = 1" in text
 
 
 def test_the_round_is_the_one_whose_seeds_the_installed_loadgen_carries():

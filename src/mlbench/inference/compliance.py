@@ -5,7 +5,7 @@ Compliance goes through LoadGen's audit.config mechanism (LoadGen reads the file
   same samples, and performance with logging on must stay within 10% of the performance run.
 - TEST04 issues the same sample over and over; the result must not be more than 10% better than the
   performance run (a faster result means the SUT caches answers).
-The verdicts are MLPerf's compliance scripts' rules (``mlbench.submission.verify``), written beside each test's
+The verdicts are MLPerf's compliance scripts' rules (``mlbench.inference.verdicts``), written beside each test's
 logs as they write them (``verify_performance.txt``, TEST01's ``verify_accuracy.txt``); ``mlbench package``
 derives them again from the logs.
 """
@@ -79,17 +79,18 @@ def _accuracy_reference(s, run_dir: Path, tests: dict, say) -> tuple[dict[int, b
 def _official_verdicts(name: str, ref_dir: Path, d: Path, acc_log: Path) -> tuple[bool, str]:
     """The compliance scripts' verify files for test ``name`` (in ``d``), by MLPerf's rules: whether all pass, and
     the verdict line of the first that does not."""
-    from mlbench.submission import verify
+    from mlbench.inference import verdicts
 
     if name == "TEST01":
-        perf = verify.test01_performance(ref_dir / "mlperf_log_detail.txt", d / "mlperf_log_detail.txt",
-                                         ("performance/mlperf_log_detail.txt", f"compliance/{name}/mlperf_log_detail.txt"))
-        acc = verify.test01_accuracy(acc_log, d / "mlperf_log_accuracy.json")
+        perf = verdicts.test01_performance(
+            ref_dir / "mlperf_log_detail.txt", d / "mlperf_log_detail.txt",
+            ("performance/mlperf_log_detail.txt", f"compliance/{name}/mlperf_log_detail.txt"))
+        acc = verdicts.test01_accuracy(acc_log, d / "mlperf_log_accuracy.json")
         (d / "verify_accuracy.txt").write_text(acc)
     else:
-        perf, acc = verify.test04_performance(ref_dir / "mlperf_log_summary.txt", d / "mlperf_log_summary.txt"), ""
+        perf, acc = verdicts.test04_performance(ref_dir / "mlperf_log_summary.txt", d / "mlperf_log_summary.txt"), ""
     (d / "verify_performance.txt").write_text(perf)
-    failing = next((t.strip().splitlines()[-1] for t in (perf, acc) if t and not verify.passed(t)), "")
+    failing = next((t.strip().splitlines()[-1] for t in (perf, acc) if t and not verdicts.passed(t)), "")
     return not failing, failing
 
 

@@ -37,7 +37,8 @@ from typing import Any
 
 from mlbench.definition import Benchmark
 from mlbench.errors import ConfigError
-from mlbench.submission import checks, rounds, system, verify
+from mlbench.inference import verdicts
+from mlbench.submission import checks, rounds, system
 from mlbench.submission.inference_checks import (
     MAX_ACCURACY_LOG,
     MIN_DURATION_MS,
@@ -303,13 +304,13 @@ def compliance_verdicts(r: InferRun) -> dict[str, dict[str, str]]:
             continue
         if test == "TEST01":
             out[test] = {
-                "verify_performance.txt": verify.test01_performance(
+                "verify_performance.txt": verdicts.test01_performance(
                     r.log("performance", "mlperf_log_detail.txt"), src / "mlperf_log_detail.txt",
                     (f"{r.scenario}/performance/run_1/mlperf_log_detail.txt",
                      f"{r.scenario}/{test}/performance/run_1/mlperf_log_detail.txt")),
-                "verify_accuracy.txt": verify.test01_accuracy(acc_ref, src / "mlperf_log_accuracy.json")}
+                "verify_accuracy.txt": verdicts.test01_accuracy(acc_ref, src / "mlperf_log_accuracy.json")}
         else:
-            out[test] = {"verify_performance.txt": verify.test04_performance(
+            out[test] = {"verify_performance.txt": verdicts.test04_performance(
                 r.log("performance", "mlperf_log_summary.txt"), src / "mlperf_log_summary.txt")}
     return out
 
@@ -319,9 +320,9 @@ def _compliance_disagreement(r: InferRun) -> list[str]:
     claimed = r.result.get("compliance") or {}
     for test, files in compliance_verdicts(r).items():
         said = claimed.get(test).get("passed") if isinstance(claimed.get(test), dict) else None
-        derived = all(verify.passed(t) for t in files.values())
+        derived = all(verdicts.passed(t) for t in files.values())
         if isinstance(said, bool) and said != derived:
-            last = next((t.strip().splitlines()[-1] for t in files.values() if not verify.passed(t)), "TEST PASS")
+            last = next((t.strip().splitlines()[-1] for t in files.values() if not verdicts.passed(t)), "TEST PASS")
             out.append(f"{r.run_dir}: result.json says {test} {'passed' if said else 'failed'}, but its logs judged by "
                        f"MLPerf's rules say {last!r}")
     return out

@@ -11,7 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mlbench.submission import checks, rounds, system, verify
+from mlbench.inference import verdicts
+from mlbench.submission import checks, rounds, system
 from mlbench.submission.untrusted import BadInput, read_object
 
 MAX_ACCURACY_LOG = 10 * 1024  # the checker's MAX_ACCURACY_LOG_SIZE
@@ -133,12 +134,12 @@ def _check_scenario(org, base, system_name, folder, scen, rules, rnd, division, 
         p = meas_dir / n
         if not p.is_file() or p.stat().st_size == 0:
             _tag(files, f"{p.relative_to(base)}: missing or empty", "files", scope)
-    perf = verify.first_values(res / "performance" / "run_1" / "mlperf_log_detail.txt")
+    perf = verdicts.first_values(res / "performance" / "run_1" / "mlperf_log_detail.txt")
     if perf:
         _check_performance(perf, f"{rel}/performance/run_1", scen, rules, rnd, division, scope, rnd_c, dur)
         if perf.get("result_validity") != "VALID":
             valid.fail(f"{rel}/performance/run_1: LoadGen says {perf.get('result_validity', 'nothing')}")
-    accd = verify.first_values(res / "accuracy" / "mlperf_log_detail.txt")
+    accd = verdicts.first_values(res / "accuracy" / "mlperf_log_detail.txt")
     if rules is not None and accd:
         n = accd.get("effective_accuracy_sample_count", accd.get("qsl_reported_total_count"))
         if n != rules.dataset_size:
@@ -214,7 +215,7 @@ def _check_test(tdir: Path, test: str, base: Path, rules, rnd, division, scope, 
         p = tdir / name
         if not p.is_file():
             _tag(comp, f"{rel}/{name}: missing", "compliance", scope)
-        elif not verify.passed(p.read_text(errors="replace")):
+        elif not verdicts.passed(p.read_text(errors="replace")):
             last = p.read_text(errors="replace").strip().splitlines()[-1:] or ["empty"]
             _tag(comp, f"{rel}/{name}: {last[0]}", "compliance", scope)
     run1 = tdir / "performance" / "run_1"
@@ -222,7 +223,7 @@ def _check_test(tdir: Path, test: str, base: Path, rules, rnd, division, scope, 
     if set(have) - {"mlperf_log_accuracy.json", "mlperf_log_trace.json"} != set(PERF_FILES):
         _tag(comp, f"{rel}/performance/run_1: holds {', '.join(have) or 'nothing'}; the checker wants the summary and "
                    "detail logs", "compliance", scope)
-    perf = verify.first_values(run1 / "mlperf_log_detail.txt")
+    perf = verdicts.first_values(run1 / "mlperf_log_detail.txt")
     if perf:  # the checker runs its performance checks on the test's log too
         inner = checks.Check("inner")
         _check_performance(perf, f"{rel}/performance/run_1", scen, rules, rnd, division, scope, inner, inner)
