@@ -100,6 +100,14 @@ def test_official_lines_are_sorted_and_each_must_be_among_ours():
     ours.tags["a"] = {("performance-sample-count", "resnet/Offline")}
     missed = official.agreement(found, [ours])
     assert missed.status == checks.FAIL and len(missed.findings) == 1 and "system_type_detail" in missed.findings[0]
+    # A crash is an mlbench bug to report, unless mlbench said the round does not have the benchmark (the v6.1
+    # checker crashes on dlrm-v2-99 in the closed division).
+    crash = official.problems("Traceback (most recent call last):\n  File x\nTypeError: 'NoneType' object is not "
+                              "iterable\n")
+    assert [k for k, _, _ in crash] == ["checker-crash"]
+    assert official.agreement(crash, [ours]).status == checks.FAIL
+    ours.tags["a"].add(("unknown-benchmark", "dlrm-v2-99/*"))
+    assert official.agreement(crash, [ours]).status == checks.PASS
 
 
 def test_output_is_replaced_whole_marker_included(tmp_path):
