@@ -13,8 +13,9 @@ from pathlib import Path
 from mlbench import registry
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mlbench"
-# The one place that must name them: the registry's lines.
-ALLOWED = {"registry.py"}
+# The places that must name them: the registry's lines, and the MLPerf Inference rounds' tables as the official
+# submission checker holds them (its benchmark folders per round, mlbench's and others': facts about the rounds).
+ALLOWED = {"registry.py", "submission/rounds.py"}
 
 
 def benchmark_names() -> set[str]:

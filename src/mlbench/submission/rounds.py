@@ -96,9 +96,14 @@ def loadgen_seeds() -> tuple[int, int, int]:
 
     import mlperf_loadgen as lg
 
+    from mlbench import registry
+
+    # LoadGen reads mlperf.conf only for a model it knows; the seeds are the same for every model (*.*)
+    model = next(b.loadgen_model_name for n in registry.names(hidden=True) for b in registry.sizes(n).values()
+                 if b.loadgen_model_name)
     with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:  # an empty user.conf: mlperf.conf alone
         s = lg.TestSettings()
-        s.FromConfig(f.name, "resnet50", "Offline")
+        s.FromConfig(f.name, model, "Offline")
     return int(s.qsl_rng_seed), int(s.sample_index_rng_seed), int(s.schedule_rng_seed)
 
 
