@@ -4,7 +4,8 @@
 #      bf16: the plain torchvision loop (the MLPerf reference's step) against mlbench with its speed levers
 #      (batched matching and loss, folded frozen BN, fused Adam, channels_last), first-steps loss check, and
 #      the share of a step spent waiting for data on the real loader (generated 1024x1024 JPEGs)
-#   2. ResNet-50 Offline inference under LoadGen, pytorch backend, bf16, batch 256, with the peak fraction
+#   2. ResNet-50 Offline inference under LoadGen, pytorch backend, bf16, batch 256, with MFU (datasheet peak)
+#      and the fraction of the measured kernel peak
 #   3. the same with --cuda-graphs (the model replayed from CUDA graphs captured before the test)
 #   4. every benchmark end to end at the tiny size on the GPU (benchmarks/device_smoke.py: train and infer, bf16),
 #      one line per command: four of the six domains have never run on a GPU
@@ -176,7 +177,9 @@ for f in sorted((out / "infer_runs").glob("*/result.json")):
     print(f"ResNet-50 Offline {r['config'].get('precision')} batch {r['config'].get('batch_size')}"
           f"{' CUDA graphs ' + json.dumps(graphs) if graphs else ''} on "
           f"{r['config'].get('device')}: {m.get('throughput/samples_per_s') or 0:.1f} samples/s, LoadGen "
-          f"{r.get('loadgen', {}).get('validity')}, peak fraction {m.get('compute/peak_fraction')}, "
+          f"{r.get('loadgen', {}).get('validity')}, MFU {m.get('compute/mfu')} "
+          f"({r.get('compute', {}).get('peak', {}).get('accelerator') or 'no datasheet peak'}), "
+          f"kernel-peak fraction {m.get('compute/kernel_peak_fraction')}, "
           f"status {r.get('status')}")
 PY
 # two files back, whatever the number of runs: the summary, and the small outputs of every step in one archive

@@ -113,9 +113,9 @@ def single_stream_interleaved(configs: list[InferConfig], rounds: int, out: Path
     """SingleStream p90 per config, all sessions open and the configs taking turns each round (medians), so
     that machine noise hits each config alike. Each config also gets the ratio of its p90 to the first
     config's and, beside it, the bound the hardware sets: the first config's peak FLOP/s over this one's
-    (``mlbench.peak``'s microbenchmark at the same threads; a latency ratio below it would need
+    (``mlbench.efficiency.kernels``' microbenchmark at the same threads; a latency ratio below it would need
     more than the whole speed-up of the units, in every part of the latency)."""
-    from mlbench import peak
+    from mlbench.efficiency import kernels
 
     sessions = {f"{c.backend}:{c.precision}": runner.open_session(c, lambda m: None) for c in configs}
     p90: dict[str, list[float]] = {k: [] for k in sessions}
@@ -127,8 +127,8 @@ def single_stream_interleaved(configs: list[InferConfig], rounds: int, out: Path
         peaks = {}
         for k, s in sessions.items():
             try:
-                peaks[k] = peak.peak(str(s.backend.info().get("device", "cpu")), s.cfg.precision,
-                                     s.backend.threads)["flops_per_s"]
+                peaks[k] = kernels.kernel_peak(str(s.backend.info().get("device", "cpu")), s.cfg.precision,
+                                            s.backend.threads)["flops_per_s"]
             except Exception:  # noqa: BLE001 - no microbenchmark for this backend/precision: no bound
                 peaks[k] = None
     finally:

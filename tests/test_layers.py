@@ -13,7 +13,7 @@ PACKAGE = SRC / "mlbench"
 # Lowest first. A module may import its own layer and the layers below it, never one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("mlbench", "mlbench.errors", "mlbench.signals", "mlbench.config", "mlbench.runs",
-              "mlbench.allocator", "mlbench.sysinfo", "mlbench.definition", "mlbench.registry", "mlbench.peak",
+              "mlbench.allocator", "mlbench.sysinfo", "mlbench.definition", "mlbench.registry", "mlbench.efficiency",
               "mlbench.data")),
     ("results", ("mlbench.results",)),
     ("training", ("mlbench.training",)),

@@ -26,6 +26,8 @@ from mlbench import registry
 from mlbench.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+PEAK_TFLOPS_HELP = ("the accelerator's peak in TFLOP/s per device at the run's precision (dense, from its "
+                    "datasheet), for MFU where no datasheet peak is known or to replace it; recorded as user-given")
 
 
 SEED_MAX = 2**32 - 1  # numpy and torch take seeds below 2^32
@@ -92,6 +94,7 @@ class TrainConfig:
                                       "default: assigned by torchrun's c10d rendezvous", min=0, max=9_999)
     log_every: int = opt(20, "steps between progress lines", min=1, max=1_000_000)
     dist_timeout_s: int = opt(600, "timeout of collective operations, in seconds", min=10, max=7 * 86400)
+    peak_tflops: float | None = opt(None, PEAK_TFLOPS_HELP, min=1e-6, max=1e6)
     submission_org: str = opt("mlbench", "submission_org logged in the MLPerf log")
     submission_platform: str | None = opt(None, "submission_platform; default: derived from the system")
     submission_status: str = opt(

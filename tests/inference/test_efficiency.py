@@ -1,57 +1,51 @@
-"""Efficiency figures never above 1, per precision; the null backend's gather; INVALID advice that fits the cause."""
+"""MFU and the fraction of the measured kernel peak, as they are (never capped); the null backend's gather;
+INVALID advice that fits the cause."""
 
 from __future__ import annotations
 
 import pytest
 from infer_support import QUICK
 
-from mlbench import peak
+from mlbench.efficiency import kernels
 from mlbench.inference import logs
 
 
-def _info(flops: float, precision: str = "fp32") -> dict:
-    return {"flops_per_s": flops, "precision": precision, "device": "cpu", "threads": 1, "measured": None,
-            "microbenchmark": {"flops_per_s": flops, "method": "test", "best_kernel": "k"}, "method": "test"}
-
-
-def test_measured_throughput_caps_the_fraction(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLBENCH_CACHE", str(tmp_path))  # a fake peak must not reach the shared cache
-    info = _info(1e9)
-    assert peak.fraction(5e8, info, "fp32") == pytest.approx(0.5)
-    raised = peak.observe(info, 2e9, "a backend that beat the microbenchmark")
-    assert raised["flops_per_s"] == 2e9 and "beat the microbenchmark" in raised["method"]
-    assert peak.fraction(2e9, raised, "fp32") == pytest.approx(1.0)
-    # the cached peak keeps the measured figure for later runs at that precision
-    again = peak.peak("cpu", "fp32", 1)
-    assert again["flops_per_s"] == 2e9 and again["measured"]["source"] == "a backend that beat the microbenchmark"
-    assert peak.observe(raised, 1e9, "slower")["flops_per_s"] == 2e9  # a slower run lowers nothing
-
-
-def test_fraction_only_at_the_peaks_precision():
-    assert peak.fraction(1e9, _info(1e10, "bf16"), "int8") is None
-    assert peak.fraction(1e9, _info(1e10, "bf16"), "bf16") == pytest.approx(0.1)
-    assert peak.fraction(1e9, {"error": "no onnxruntime", "precision": "int8"}, "int8") is None
-    assert peak.fraction(4e9, _info(1e9), "fp32", devices=4) == pytest.approx(1.0)
-
-
-def test_int8_peak_is_measured_with_quantized_kernels():
-    info = peak.peak("cpu", "int8", 1)
-    micro = info["microbenchmark"]
-    assert info["precision"] == "int8" and "ONNX Runtime" in micro["method"]
-    assert any(k.startswith("qdq conv") for k in micro["kernels"]) and micro["flops_per_s"] > 0
+def test_int8_kernel_peak_is_measured_with_quantized_kernels():
+    info = kernels.kernel_peak("cpu", "int8", 1)
+    assert info["precision"] == "int8" and "ONNX Runtime" in info["method"]
+    assert any(k.startswith("qdq conv") for k in info["kernels"]) and info["flops_per_s"] > 0
+    assert kernels.kernel_peak("cpu", "int8", 1) == info  # cached: measured once
 
 
 @pytest.mark.parametrize("args", [("--scenario", "Offline"), ("--scenario", "SingleStream"),
                                   ("--scenario", "Offline", "--precision", "bf16"),
                                   ("--scenario", "Offline", "--backend", "onnxruntime")],
                          ids=["fp32-offline", "fp32-singlestream", "bf16-offline", "ort-fp32-offline"])
-def test_peak_fraction_never_above_one(infer, args):
+def test_mfu_and_kernel_peak_fraction(infer, args):
     code, r, out = infer(*QUICK, *args)
     assert r["status"] == "success", out
-    m, pk = r["metrics"], r["compute"]["peak"]
-    assert pk["precision"] == r["precision"] and pk["method"]
-    assert 0 < m["compute/peak_fraction"] <= 1, (m, pk)
-    assert m["compute/achieved_tflops"] <= m["compute/peak_tflops"] * (1 + 1e-9)
+    m, c = r["metrics"], r["compute"]
+    pk, kp = c["peak"], c["kernel_peak"]
+    assert pk["precision"] == r["precision"] and kp["precision"] == r["precision"] and kp["method"]
+    if pk["kind"] == "theoretical":  # a CPU whose clock can be read
+        assert pk["inputs"]["cores_used"] >= 1 and pk["inputs"]["clock_ghz"] > 0
+        assert m["compute/mfu"] == pytest.approx(m["compute/achieved_tflops"] / m["compute/peak_tflops"])
+        assert c["mfu"] == m["compute/mfu"] > 0
+    else:
+        assert "compute/mfu" not in m and pk["why"]
+    frac = m["compute/kernel_peak_fraction"]
+    assert frac == pytest.approx(m["compute/achieved_tflops"] / m["compute/kernel_peak_tflops"])
+    assert (frac > 1) == any("measured kernel peak" in f for f in c["flags"])  # never capped; flagged above 1
+    assert "efficiency:" in out
+
+
+def test_user_given_peak(infer):
+    code, r, out = infer(*QUICK, "--scenario", "Offline", "--backend", "onnxruntime", "--peak-tflops", "0.001")
+    pk, m = r["compute"]["peak"], r["metrics"]
+    assert pk["kind"] == "user" and pk["flops_per_s"] == 1e9 and "user-given" in pk["source"]
+    assert m["compute/mfu"] == pytest.approx(m["compute/achieved_tflops"] / 0.001)
+    code, r, out = infer(*QUICK, "--peak-tflops", "-1")
+    assert code == 2 and "peak_tflops" in out
 
 
 def test_null_backend_gathers_unless_told(infer):
@@ -59,7 +53,7 @@ def test_null_backend_gathers_unless_told(infer):
     assert code == 0, out
     assert r["backend"]["gather"] is True
     assert any("with the sample gather" in x for x in r["validity_reasons"])
-    assert "compute/peak_fraction" not in r["metrics"]
+    assert "compute/mfu" not in r["metrics"] and "compute/kernel_peak_fraction" not in r["metrics"]
     code, r, out = infer(*QUICK, "--backend", "null", "--scenario", "Offline", "--null-skip-gather")
     assert code == 0, out
     assert r["backend"]["gather"] is False and r["config"]["null_skip_gather"] is True

@@ -35,7 +35,7 @@ def test_pytorch_single_stream_latency(infer):
     assert r["loadgen"]["validity"] == "VALID"
     assert 0 < m["latency/p50_ms"] <= m["latency/p90_early_stopping_ms"] * 1.5
     assert r["backend"]["backend"] == "pytorch" and r["backend"]["threads"] == 1
-    assert m["model/gflops_per_sample"] > 0 and m["compute/peak_fraction"] > 0
+    assert m["model/gflops_per_sample"] > 0 and m["compute/kernel_peak_fraction"] > 0
 
 
 def test_submission_mode_writes_both_tests(infer):

@@ -69,9 +69,12 @@ def print_summary(result: dict) -> None:
     name = m.get("scenario_metric")
     if name:
         lines.append(f"  {name}: {_f(m.get(name))}   (LoadGen: {result['loadgen']['validity']})")
-    for key in ("latency/p90_ms", "latency/p99_ms", "compute/achieved_tflops", "compute/peak_fraction"):
+    for key in ("latency/p90_ms", "latency/p99_ms"):
         if m.get(key) is not None:
             lines.append(f"  {key}: {_f(m[key])}")
+    from mlbench.efficiency.mfu import summary_lines
+
+    lines += [f"  {line}" for line in summary_lines(m, result.get("compute"))]
     q = result.get("quality")
     if q:
         lines.append(f"  accuracy: {q['metric']} = {_f(q['value'])} (target {_f(q['target'])}): "

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlbench import registry
-from mlbench.config import data_dir_problem, opt
+from mlbench.config import PEAK_TFLOPS_HELP, data_dir_problem, opt
 
 SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
 MODES = ("performance", "accuracy", "submission")
@@ -68,6 +68,7 @@ class CommonInferConfig:
     user_conf: str | None = opt(None, "a user.conf in LoadGen's format, applied after mlperf.conf; kept")
     max_samples: int | None = opt(None, "accuracy mode: score only the first N samples (invalid)", min=1,
                                   max=10**9)
+    peak_tflops: float | None = opt(None, PEAK_TFLOPS_HELP, min=1e-6, max=1e6)
     find_peak: bool = opt(False, "Server: search the highest VALID target QPS, then confirm it")
     compliance: bool = opt(False, "also run the audit tests TEST01 and TEST04 and report pass/fail")
     trace: bool = opt(False, "enable LoadGen's trace log (mlperf_log_trace.json)")

@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mlbench import errors, peak, runs, signals
+from mlbench import errors, runs, signals
+from mlbench.efficiency import flops as flops_mod
+from mlbench.efficiency import kernels, mfu
 from mlbench.errors import MlbenchError, RunAborted
 from mlbench.inference import inputs, runner
 from mlbench.inference.config import InferConfig
@@ -135,22 +137,21 @@ def _one_test(s, mode: str, outdir: Path, result: dict, state: dict, say) -> Non
 
 
 def torch_flops(model: Any, example: Any) -> float | None:
-    """FLOPs of one forward pass on one sample (multiply-add counted as 2), by torch's FLOP counter."""
+    """FLOPs of one forward pass on one sample (multiply-add counted as 2), by torch's FLOP counter given the
+    CPU attention kernels it lacks (``mlbench.efficiency.flops.count``); None when it cannot trace the model."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
-    try:
-        x = inputs.to_torch(inputs.head(example, 1))
-        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-            inputs.call(model, x)
-        return float(counter.get_total_flops())
-    except Exception:  # noqa: BLE001 - FLOPs are informative; never fail a run for them
-        return None
+    def forward() -> None:
+        with torch.inference_mode():
+            inputs.call(model, inputs.to_torch(inputs.head(example, 1)))
+
+    return flops_mod.count(forward)
 
 
 def _compute_info(result: dict, s) -> None:
-    """FLOPs per sample (torch's counter on the PyTorch model; for ONNX Runtime, counted from the ONNX graph
-    it runs) and the measured peak of this device at the run's precision."""
+    """Model FLOPs per sample (torch's counter on the PyTorch model; for ONNX Runtime, counted from the ONNX graph
+    it runs; one forward pass at batch 1, counted once before the tests), the hardware peak MFU divides by and
+    the measured kernel peak, both at the run's precision."""
     if not s.backend.runs_model:
         return
     idx = [0]
@@ -158,19 +159,40 @@ def _compute_info(result: dict, s) -> None:
     x = s.store.batch(idx)
     s.store.unload(idx)
     state: dict[str, Any] = model_flops(s.backend, s.task, x)
+    per_row = state.pop("flops_basis", None) == "row"
+    state["flops_basis"] = "one sample's forward pass, counted once before the tests"
     if state.get("flops_per_sample") and isinstance(x, inputs.Ragged) and hasattr(s.store, "length"):
         # rows scored each on its own (the Ragged contract): FLOPs are per row; a sample costs its rows
         n = s.store.total_count
         mean_rows = sum(s.store.length(i) for i in range(n)) / n
-        rows = 1 if state.get("flops_basis") == "row" else int(x.offsets[-1])
+        rows = 1 if per_row else int(x.offsets[-1])
         state["flops_per_sample"] = state["flops_per_sample"] / rows * mean_rows
-        state["flops_basis"] = f"per row, times the mean rows per sample ({mean_rows:.1f})"
+        state["flops_basis"] += f"; per row, times the mean rows per sample ({mean_rows:.1f})"
     dev = str(result["device"]) if str(result["device"]).startswith("cuda") else "cpu"
+    threads = s.backend.threads or 1
+    if dev == "cpu" and s.cfg.scenario in ("Server", "Offline"):  # workers run side by side, each with threads
+        from mlbench.inference.backends.base import usable_cores
+
+        threads = min(usable_cores(), threads * max(1, s.sut.n_workers))
     try:
-        state["peak"] = peak.peak(dev, s.cfg.precision, s.backend.threads or 1)
+        state["peak"] = mfu.hardware_peak(dev, s.cfg.precision, threads=threads, user_tflops=s.cfg.peak_tflops,
+                                          convolutional=dev.startswith("cuda") and _convolutional(s.task))
+    except Exception as exc:  # noqa: BLE001 - the efficiency figures are informative only
+        state["peak"] = {"kind": "unknown", "flops_per_s": None, "precision": s.cfg.precision,
+                         "why": f"{type(exc).__name__}: {exc}"}
+    try:
+        state["kernel_peak"] = kernels.kernel_peak(dev, s.cfg.precision, threads)
     except Exception as exc:  # noqa: BLE001 - the calibration is informative only
-        state["peak"] = {"error": f"{type(exc).__name__}: {exc}", "precision": s.cfg.precision}
+        state["kernel_peak"] = {"error": f"{type(exc).__name__}: {exc}", "precision": s.cfg.precision}
     result["compute"] = state
+
+
+def _convolutional(task) -> bool:
+    """Whether the task's model has convolutions (an fp32 run on CUDA then computes on TF32, see ``mfu``)."""
+    try:
+        return mfu.is_convolutional(task.model())
+    except Exception:  # noqa: BLE001 - an ONNX-only model: taken as not convolutional
+        return False
 
 
 def model_flops(backend, task, x) -> dict[str, Any]:
@@ -250,8 +272,8 @@ def _finish(result: dict, state: dict, run_dir: Path, final: bool) -> None:
 
 
 def _flops(result: dict) -> None:
-    """Achieved FLOP/s and its fraction of the peak at the run's precision (never above 1: a measured
-    throughput above the microbenchmark becomes the peak, see ``peak.observe``)."""
+    """Achieved FLOP/s, MFU (over the hardware peak) and the fraction of the measured kernel peak; a fraction
+    above 1 is kept and flagged (``compute.flags``), never capped."""
     c = result.get("compute") or {}
     sps = result["metrics"].get("throughput/samples_per_s")
     f = c.get("flops_per_sample")
@@ -259,20 +281,10 @@ def _flops(result: dict) -> None:
         result["metrics"]["model/gflops_per_sample"] = f / 1e9
     if not (f and sps):
         return
-    achieved = f * sps
-    result["metrics"]["compute/achieved_tflops"] = achieved / 1e12
-    info = c.get("peak") or {}
-    if not info.get("flops_per_s"):
-        return
-    info = c["peak"] = peak.observe(info, achieved, f"{result['config']['backend']} {result['precision']} "
-                                    f"{result['benchmark']} {result['size']} {result['scenario']}, run {result['run_id']}")
-    frac = peak.fraction(achieved, info, result["precision"])
-    result["metrics"]["compute/peak_tflops"] = info["flops_per_s"] / 1e12
-    if frac is not None:
-        result["metrics"]["compute/peak_fraction"] = frac
-    else:
-        c["peak_fraction_note"] = (f"no fraction: the peak was measured at {info.get('precision')}, the run "
-                                   f"ran {result['precision']}")
+    m, flags = mfu.figures(f * sps, c.get("peak"), c.get("kernel_peak"), result["precision"])
+    result["metrics"].update(m)
+    c["mfu"] = m.get("compute/mfu")
+    c["flags"] = flags
 
 
 def _fmt(v: Any) -> str:

@@ -58,11 +58,13 @@ class RunOutcome:
     base_lr: float | None = None
     params_in_sync: bool | None = None  # data-parallel runs: replicas identical at run_stop (checked)
     energy: dict[str, Any] = field(default_factory=dict)  # run_start..run_stop, informative (results.energy)
-    # counted after run_stop (untimed): training FLOPs per sample and the peak of the run's precision/device
+    # counted after run_stop (untimed): training FLOPs per sample, the hardware peak (MFU's denominator) and the
+    # measured kernel peak at the run's precision/device
     flops_per_sample: float | None = None
     flops_method: str = ("forward+backward on one synthetic batch after run_stop (torch FlopCounterMode, "
                          "multiply-add = 2)")
     peak: dict[str, Any] | None = None
+    kernel_peak: dict[str, Any] | None = None
     world_size: int = 1
     precision: str = ""
     speed: dict[str, Any] = field(default_factory=dict)  # the workload's own speed choices (Workload.speed_record)
@@ -94,29 +96,30 @@ class RunOutcome:
         }
 
     def compute_metrics(self) -> dict[str, Any]:
-        """Achieved TFLOP/s (counted forward+backward FLOPs per sample x throughput) and its fraction of the
-        peak at the run's precision and device (x devices); never above 1 (see ``mlbench.peak``)."""
-        from mlbench import peak as peak_mod
+        """Achieved TFLOP/s (model FLOPs per sample x throughput), MFU (over the hardware peak x devices) and the
+        fraction of the measured kernel peak; fractions above 1 are kept (and flagged in ``compute_record``)."""
+        return self._figures()[0]
+
+    def _figures(self) -> tuple[dict[str, Any], list[str]]:
+        from mlbench.efficiency import mfu
 
         m: dict[str, Any] = {}
         thr = self.throughput
         if not self.flops_per_sample:
-            return m
+            return m, []
         m["model/train_gflops_per_sample"] = self.flops_per_sample / 1e9
         if not thr:
-            return m
-        achieved = self.flops_per_sample * thr
-        m["compute/achieved_tflops"] = achieved / 1e12
-        if self.peak and self.peak.get("flops_per_s"):
-            m["compute/peak_tflops"] = self.peak["flops_per_s"] * self.world_size / 1e12
-            frac = peak_mod.fraction(achieved, self.peak, self.precision, devices=self.world_size)
-            if frac is not None:
-                m["compute/peak_fraction"] = frac
-        return m
+            return m, []
+        figures, flags = mfu.figures(self.flops_per_sample * thr, self.peak, self.kernel_peak, self.precision,
+                                     devices=self.world_size)
+        return {**m, **figures}, flags
 
     def compute_record(self) -> dict[str, Any]:
-        """How the efficiency figure was made, for result.json (the peak's method and figures)."""
-        return {"flops_per_sample": self.flops_per_sample, "flops_counted": self.flops_method, "peak": self.peak,
+        """How the efficiency figures were made, for result.json: the FLOP count, both peaks, MFU and flags."""
+        metrics, flags = self._figures()
+        return {"flops_per_sample": self.flops_per_sample, "flops_counted": self.flops_method,
+                "mfu": metrics.get("compute/mfu"), "peak": self.peak, "kernel_peak": self.kernel_peak,
+                "kernel_peak_fraction": metrics.get("compute/kernel_peak_fraction"), "flags": flags,
                 "devices": self.world_size, "precision": self.precision}
 
 
@@ -239,7 +242,7 @@ def train_run(handle: BenchmarkHandle, cfg: TrainConfig, run_dir: Path, out: Run
             out.params_in_sync = distributed.params_in_sync(replicated)
             if not out.params_in_sync:
                 say("WARNING: the ranks' parameters differ at run_stop: data parallelism is broken")
-        _efficiency(out, wl, model, local_bs, ctx, device, cfg.precision, dist)  # after run_stop: untimed
+        _efficiency(out, wl, model, local_bs, ctx, device, cfg, dist)  # after run_stop: untimed
     except _NonFinite as exc:
         out.reason = exc.message + (f"; fix: {exc.hint}" if exc.hint else "")
         _stop_aborted(mll, run_started, out)
@@ -568,45 +571,62 @@ def training_flops_per_sample(wl: Workload, model: torch.nn.Module, batch_size: 
                               ) -> float | None:
     """Forward+backward FLOPs of one training sample (multiply-add = 2), by torch's FLOP counter on one
     synthetic batch. Call it outside the timed part: it runs a step's worth of work (gradients are cleared)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    from mlbench.efficiency import flops
 
-    try:
-        batch = wl.synthetic_batch(max(1, min(batch_size, 4)), ctx)
-        n = wl.count_samples(batch)
-        model.train()
-        with FlopCounterMode(display=False) as counter:
-            loss, _ = wl.loss(model, batch, ctx)
-            loss.backward()
-        model.zero_grad(set_to_none=True)
-        return float(counter.get_total_flops()) / n if n else None
-    except Exception:  # noqa: BLE001 - informative: a model the counter cannot trace gets no figure
-        return None
+    batch = wl.synthetic_batch(max(1, min(batch_size, 4)), ctx)
+    n = wl.count_samples(batch)
+    model.train()
+
+    def step() -> None:
+        loss, _ = wl.loss(model, batch, ctx)
+        loss.backward()
+
+    total = flops.count(step)
+    model.zero_grad(set_to_none=True)
+    return total / n if total and n else None
+
+
+COUNTER_BASIS = ("forward+backward on one synthetic batch after run_stop, once per model (torch FlopCounterMode, "
+                 "multiply-add = 2)")
+_MODEL_FLOPS: dict[tuple, tuple[float | None, str]] = {}  # counted once per model in a process (several runs)
+
+
+def model_flops(wl: Workload, model: torch.nn.Module, batch_size: int, ctx: StepContext) -> tuple[float | None, str]:
+    """(training FLOPs per sample, how they were made): the workload's own figure, else torch's counter; counted
+    once per benchmark and size in a process, whatever the number of runs."""
+    key = (wl.bench.name, wl.bench.size, type(wl).__name__)
+    if key not in _MODEL_FLOPS:
+        own = wl.flops_per_sample()  # the model's own formula, when it has one
+        _MODEL_FLOPS[key] = ((own, f"the model's formula ({type(wl).__name__}.flops_per_sample), multiply-add = 2")
+                             if own is not None else (training_flops_per_sample(wl, model, batch_size, ctx),
+                                                      COUNTER_BASIS))
+    return _MODEL_FLOPS[key]
 
 
 def _efficiency(out: RunOutcome, wl: Workload, model: torch.nn.Module, batch_size: int, ctx: StepContext,
-                device: torch.device, precision_name: str, dist: distributed.DistInfo) -> None:
-    """Counted FLOPs per sample and the device's peak at the run's precision, after ``run_stop``. The peak is
-    raised to the run's own FLOP/s per device when that is higher (never a fraction above 1)."""
-    from mlbench import peak
+                device: torch.device, cfg, dist: distributed.DistInfo) -> None:
+    """Model FLOPs per sample, the hardware peak (datasheet, theoretical or --peak-tflops) and the measured
+    kernel peak at the run's precision, after ``run_stop`` (untimed). Neither peak depends on the run."""
+    from mlbench.efficiency import kernels, mfu
 
-    out.world_size, out.precision = dist.world_size, precision_name
-    out.flops_per_sample = wl.flops_per_sample()  # the model's own formula, when it has one
-    if out.flops_per_sample is not None:
-        out.flops_method = f"the model's formula ({type(wl).__name__}.flops_per_sample), multiply-add = 2"
-    else:
-        if dist.enabled and (wl.sharded_checkpoint or wl.distributed_checkpoint):
-            return  # model-parallel (sharded) models run collectives in their forward: not counted on one rank
-        out.flops_per_sample = training_flops_per_sample(wl, model, batch_size, ctx)
+    out.world_size, out.precision = dist.world_size, cfg.precision
+    if wl.flops_per_sample() is None and dist.enabled and (wl.sharded_checkpoint or wl.distributed_checkpoint):
+        return  # model-parallel (sharded) models run collectives in their forward: not counted on one rank
+    out.flops_per_sample, out.flops_method = model_flops(wl, model, batch_size, ctx)
     if not (out.flops_per_sample and out.throughput and dist.is_main):
         return
-    dev = "cuda" if device.type == "cuda" else "cpu"
+    dev = str(device) if device.type == "cuda" else "cpu"
     threads = 1 if device.type == "cuda" else torch.get_num_threads()
     try:
-        info = peak.peak(dev, precision_name, threads)
-        per_device = out.flops_per_sample * out.throughput / max(1, dist.world_size)
-        out.peak = peak.observe(info, per_device, f"training {wl.bench.name} {wl.bench.size} {precision_name}")
+        out.peak = mfu.hardware_peak(dev, cfg.precision, threads=threads, user_tflops=cfg.peak_tflops,
+                                     convolutional=mfu.is_convolutional(model))
+    except Exception as exc:  # noqa: BLE001 - the efficiency figures are informative only
+        out.peak = {"kind": "unknown", "flops_per_s": None, "precision": cfg.precision,
+                    "why": f"{type(exc).__name__}: {exc}"}
+    try:
+        out.kernel_peak = kernels.kernel_peak("cuda" if device.type == "cuda" else "cpu", cfg.precision, threads)
     except Exception as exc:  # noqa: BLE001 - the calibration is informative only
-        out.peak = {"error": f"{type(exc).__name__}: {exc}", "precision": precision_name}
+        out.kernel_peak = {"error": f"{type(exc).__name__}: {exc}", "precision": cfg.precision}
 
 
 def _warm_up(train_model, model, optimizer, wl: Workload, batch_size: int,

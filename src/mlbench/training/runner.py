@@ -233,6 +233,7 @@ def outcome_from_record(record: dict[str, Any], eval_count_mismatch: bool = Fals
     metrics = dict(record.get("metrics") or {})
     base_keys = set(RunOutcome(seed=0).metrics())
     train_s = metrics.get("train/s") or 0.0
+    compute = record.get("compute") or {}
     return RunOutcome(
         seed=record["seed"], status=record["status"], reason=record.get("reason", ""),
         epochs=record.get("epochs", 0), samples=record.get("samples", 0), quality=record.get("quality"),
@@ -241,7 +242,10 @@ def outcome_from_record(record: dict[str, Any], eval_count_mismatch: bool = Fals
         data_wait_s=(metrics.get("data/wait_share") or 0.0) * train_s, evals=list(record.get("evals") or []),
         resumed_from=record.get("resumed_from"), eval_count_mismatch=eval_count_mismatch,
         base_lr=record.get("base_lr"), params_in_sync=metrics.get("dist/params_in_sync"),
-        energy={k: v for k, v in metrics.items() if k not in base_keys},
+        energy={k: v for k, v in metrics.items() if k not in base_keys and not k.startswith(("compute/", "model/"))},
+        flops_per_sample=compute.get("flops_per_sample"), flops_method=compute.get("flops_counted") or RunOutcome.flops_method,
+        peak=compute.get("peak"), kernel_peak=compute.get("kernel_peak"), world_size=compute.get("devices") or 1,
+        precision=compute.get("precision") or "",
     )
 
 
@@ -311,6 +315,9 @@ def print_summary(result: dict) -> None:
         f"  valid for MLPerf submission: {'yes' if result['valid'] else 'no'}",
     ]
     lines += [f"    - {r}" for r in result["validity_reasons"]]
+    from mlbench.efficiency.mfu import summary_lines
+
+    lines += [f"  {line}" for line in summary_lines(result["metrics"], result.get("compute"))]
     lines.append(f"  run directory: {os_path_of(result)}")
     print("\n".join(lines), flush=True)
 

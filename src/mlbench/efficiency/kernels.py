@@ -1,7 +1,8 @@
-"""The machine's measured peak per precision and device: what fraction of it a run used.
+"""The measured kernel peak: the best FLOP/s of a short microbenchmark of the kernels the backends run.
 
-The peak of a precision is the best of a short microbenchmark of the kernels the backends run, at sizes large
-enough to saturate the units:
+This is the second efficiency figure, beside MFU (which divides by the datasheet or theoretical peak, see
+``mlbench.efficiency.mfu``): what this machine's libraries reach on large, well-shaped kernels at the run's
+precision. It is measured at sizes large enough to saturate the units:
 - fp32, bf16, fp16: a large GEMM and large 3x3 and 1x1 convolutions (channels_last) through torch, which runs
   them with oneDNN/MKL on a CPU and cuBLAS/cuDNN on a GPU, the libraries the pytorch backend uses. On CPUs
   where MKL's GEMM takes a slow path (AMD), oneDNN's convolution is faster; the best of the three counts.
@@ -9,13 +10,10 @@ enough to saturate the units:
   activations and int8 weights, which ONNX Runtime fuses into QLinearMatMul/QLinearConv, as in the quantized
   models); on a GPU, ``torch._int_mm`` (cuBLAS int8 GEMM).
 
-A backend can still beat a microbenchmark (other kernels, a quieter moment on a shared machine), so the peak
-used is the maximum of the microbenchmark and the best FLOP/s any run measured at that precision and device
-(``observe``): a fraction of the peak is never above 1, and result.json says which of the two set it. The
-fraction is reported only when the peak's precision is the run's (``fraction``).
-
+The figure is only ever measured, never raised by what a run achieved: a run faster than the microbenchmark
+shows a fraction above 1, and ``mlbench.efficiency.mfu`` flags it with its likely cause.
 Peaks are cached per machine fingerprint, device, precision and thread count (the microbenchmark takes a
-second or two once); measured throughputs raise the cached figure.
+second or two once).
 """
 
 from __future__ import annotations
@@ -29,16 +27,14 @@ from mlbench import runs
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 BUDGET_S = 0.15  # timed repeats per kernel after one warm-up call (at least 2 repeats)
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: no run-raised "measured" peak any more
 _MEASURED: dict[str, dict[str, Any]] = {}  # microbenchmarks of this process, also when the cache moves (tests)
 
 
-def peak(device: str, precision: str, threads: int) -> dict[str, Any]:
-    """The peak FLOP/s of ``precision`` on ``device`` ("cpu" or "cuda[:N]") with ``threads`` CPU threads:
-    ``{"flops_per_s", "precision", "device", "threads", "method", "microbenchmark", "measured"}``.
-
-    ``flops_per_s`` is the maximum of the microbenchmark and the best throughput measured by runs (``observe``);
-    ``method`` says which set it. Raises when the microbenchmark cannot run (e.g. no ONNX Runtime for int8)."""
+def kernel_peak(device: str, precision: str, threads: int) -> dict[str, Any]:
+    """The measured kernel peak of ``precision`` on ``device`` ("cpu" or "cuda[:N]") with ``threads`` CPU
+    threads: ``{"flops_per_s", "precision", "device", "threads", "method", "best_kernel", "kernels", "errors"}``.
+    Raises when the microbenchmark cannot run (e.g. no ONNX Runtime for int8)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}")
     path = _cache_path(device, precision, threads)
@@ -48,35 +44,12 @@ def peak(device: str, precision: str, threads: int) -> dict[str, Any]:
         if key not in _MEASURED:
             _MEASURED[key] = microbenchmark(device, precision, threads)
         state = {"version": CACHE_VERSION, "precision": precision, "device": device, "threads": threads,
-                 "microbenchmark": _MEASURED[key], "measured": None}
+                 "microbenchmark": _MEASURED[key]}
         runs.write_json(path, state)
-    return _effective(state)
-
-
-def observe(info: dict[str, Any], achieved_flops_per_s: float, source: str) -> dict[str, Any]:
-    """``info`` (from ``peak``) with a measured throughput taken into account: when ``achieved_flops_per_s``
-    beats the peak, it becomes the peak (and is cached for later runs), so that no fraction exceeds 1."""
-    if not achieved_flops_per_s or achieved_flops_per_s <= 0 or not info.get("flops_per_s"):
-        return info
-    measured = info.get("measured") or {}
-    if achieved_flops_per_s <= max(info["flops_per_s"], measured.get("flops_per_s") or 0.0):
-        return info
-    state = {k: info[k] for k in ("precision", "device", "threads", "microbenchmark")}
-    state.update(version=CACHE_VERSION, measured={"flops_per_s": achieved_flops_per_s, "source": source})
-    try:
-        runs.write_json(_cache_path(info["device"], info["precision"], info["threads"]), state)
-    except OSError:  # a read-only cache: this run is still capped, later ones re-measure
-        pass
-    return _effective(state)
-
-
-def fraction(achieved_flops_per_s: float | None, info: dict[str, Any] | None, precision: str,
-             devices: int = 1) -> float | None:
-    """``achieved / (peak x devices)``, or None when there is no peak or it was measured at another precision."""
-    if not achieved_flops_per_s or not info or info.get("precision") != precision:
-        return None
-    pk = info.get("flops_per_s")
-    return achieved_flops_per_s / (pk * max(1, devices)) if pk else None
+    micro = state["microbenchmark"]
+    return {"flops_per_s": micro["flops_per_s"], "precision": precision, "device": device, "threads": threads,
+            "method": micro["method"] + f"; best kernel: {micro['best_kernel']}", "best_kernel": micro["best_kernel"],
+            "kernels": micro["kernels"], "errors": micro.get("errors") or {}}
 
 
 def microbenchmark(device: str, precision: str, threads: int) -> dict[str, Any]:
@@ -132,21 +105,6 @@ def _read(path: Path) -> dict[str, Any] | None:
         return None
     ok = isinstance(state, dict) and state.get("version") == CACHE_VERSION and state.get("microbenchmark")
     return state if ok else None
-
-
-def _effective(state: dict[str, Any]) -> dict[str, Any]:
-    micro = state["microbenchmark"]
-    measured = state.get("measured")
-    info = {k: state[k] for k in ("precision", "device", "threads")}
-    info.update(microbenchmark=micro, measured=measured)
-    if measured and measured["flops_per_s"] > micro["flops_per_s"]:
-        info["flops_per_s"] = measured["flops_per_s"]
-        info["method"] = (f"measured throughput ({measured['source']}) beat the microbenchmark "
-                          f"({micro['flops_per_s'] / 1e12:.4g} TFLOP/s: {micro['method']}), so it is the peak")
-    else:
-        info["flops_per_s"] = micro["flops_per_s"]
-        info["method"] = micro["method"] + f"; best kernel: {micro['best_kernel']}"
-    return info
 
 
 def _best_time(fn: Callable[[], Any], sync: Callable[[], None], budget_s: float = BUDGET_S) -> float:
