@@ -28,7 +28,8 @@ def write_system(run_dir: Path, cpu: str = "Test CPU 9000", gpu: str = "") -> st
 
 def make_train(out: Path, minutes: list[float | None], *, size: str = "tiny", device: str = "cpu",
                precision: str = "fp32", world_size: int = 1, throughput: float = 1000.0, cpu: str = "Test CPU 9000",
-               gpu: str = "", status: str | None = None, lr: float | None = None, stamp: str | None = None) -> Path:
+               gpu: str = "", status: str | None = None, lr: float | None = None, stamp: str | None = None,
+               mfu: float | None = None) -> Path:
     """A training run directory as runner.py writes it: N runs with evals, score, metrics."""
     n = next(_counter)
     run_id = f"2026010{1 + n % 9}-1200{n:02d}-train-resnet50-{size}-{n:04x}"
@@ -38,7 +39,8 @@ def make_train(out: Path, minutes: list[float | None], *, size: str = "tiny", de
     per_run = []
     for i, m in enumerate(minutes):
         ok = m is not None
-        evals = [{"epoch": e, "quality": 0.3 + 0.3 * e, "elapsed_s": (m or 1.0) * 60 * e / 2} for e in (1, 2)]
+        evals = [{"epoch": e, "samples": 512 * e, "quality": 0.3 + 0.3 * e, "elapsed_s": (m or 1.0) * 60 * e / 2}
+                 for e in (1, 2)]
         per_run.append({"run": i + 1, "seed": i, "status": "success" if ok else "aborted", "reason": "",
                         "quality": evals[-1]["quality"] if ok else 0.4, "evals": evals if ok else evals[:1],
                         "metrics": {"time_to_train/minutes": m, "throughput/samples_per_s": throughput}})
@@ -59,12 +61,19 @@ def make_train(out: Path, minutes: list[float | None], *, size: str = "tiny", de
                     "throughput/samples_per_s": throughput},
         "valid": False, "validity_reasons": [f"size '{size}' is not the MLPerf definition (open division)"],
     }
+    if mfu is not None:  # as training writes it: MFU over a datasheet peak, with the figures it came from
+        result["metrics"].update({"compute/achieved_tflops": mfu * 989.5, "compute/mfu": mfu,
+                                  "compute/peak_tflops": 989.5, "compute/kernel_peak_fraction": mfu * 1.25})
+        result["compute"] = {"mfu": mfu, "flags": [f"MFU {mfu:.2f} is above 1: test"] if mfu > 1 else [],
+                             "peak": {"kind": "datasheet", "accelerator": "H100 SXM", "math": "bf16",
+                                      "flops_per_s": 989.5e12}}
     runs.write_json(run_dir / "result.json", result)
     return run_dir
 
 
-def run_loadgen(run_dir: Path, queries: int = 300) -> None:
-    """A real LoadGen SingleStream run with a null SUT, logs written into ``run_dir``."""
+def run_loadgen(run_dir: Path, queries: int = 300, scenario: str = "SingleStream", trace: bool = False) -> None:
+    """A real LoadGen run (SingleStream, or Server with a 0.05 ms bound that a Python SUT partly misses) with a
+    null SUT, logs (and the trace, with ``trace``) written into ``run_dir``."""
     import mlperf_loadgen as lg
 
     def issue(samples):
@@ -73,14 +82,16 @@ def run_loadgen(run_dir: Path, queries: int = 300) -> None:
     sut = lg.ConstructSUT(issue, lambda: None)
     qsl = lg.ConstructQSL(64, 64, lambda s: None, lambda s: None)
     ts = lg.TestSettings()
-    ts.scenario = lg.TestScenario.SingleStream
+    ts.scenario = getattr(lg.TestScenario, scenario)
     ts.mode = lg.TestMode.PerformanceOnly
     ts.min_duration_ms = 50
     ts.min_query_count = queries
     ts.single_stream_expected_latency_ns = 20000
+    ts.server_target_qps = 2000
+    ts.server_target_latency_ns = 50_000
     log = lg.LogSettings()
     log.log_output.outdir = str(run_dir)
-    log.enable_trace = False
+    log.enable_trace = trace
     lg.StartTestWithLogSettings(sut, qsl, ts, log)
     lg.DestroyQSL(qsl)
     lg.DestroySUT(sut)
@@ -88,7 +99,7 @@ def run_loadgen(run_dir: Path, queries: int = 300) -> None:
 
 def make_infer(out: Path, value: float, *, scenario: str = "Offline", backend: str = "onnxruntime",
                valid_loadgen: bool = True, quick: bool = True, loadgen_logs: bool = False,
-               per_query: list[float] | None = None) -> Path:
+               per_query: list[float] | None = None, trace: bool = False) -> Path:
     """An inference run directory: result.json (kind infer) and, optionally, real LoadGen logs."""
     n = next(_counter)
     run_id = f"20260102-1300{n:02d}-infer-resnet50-tiny-{n:04x}"
@@ -96,7 +107,7 @@ def make_infer(out: Path, value: float, *, scenario: str = "Offline", backend: s
     run_dir.mkdir(parents=True)
     fp = write_system(run_dir)
     if loadgen_logs:
-        run_loadgen(run_dir)
+        run_loadgen(run_dir, scenario=scenario, trace=trace)
     if per_query is not None:
         (run_dir / "query_latencies_ns.txt").write_text("\n".join(str(int(v)) for v in per_query))
     metric = {"Offline": "throughput/samples_per_s", "Server": "throughput/completed_samples_per_s",

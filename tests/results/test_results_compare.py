@@ -34,6 +34,18 @@ def test_time_to_train_ratio_and_variance(out: Path):
     assert "2.00x faster" in text and "10.0%" in text and "baseline" in text
 
 
+def test_mfu_beside_throughput(out: Path):
+    cpu = make_train(out, [2.0], device="cpu", throughput=900.0)
+    gpu = make_train(out, [1.0], device="cuda", gpu="Test GPU", throughput=9000.0, mfu=0.412)
+    odd = make_train(out, [1.0], device="cuda", gpu="Test GPU", throughput=9000.0, mfu=1.3)
+    rows = _rows(out, cpu.name, gpu.name, odd.name)
+    assert rows[1]["throughput"] == 9000.0 and rows[1]["mfu"] == pytest.approx(0.412)
+    assert rows[0]["mfu"] is None and rows[1]["mfu_peak"] == "H100 SXM bf16 datasheet"
+    text = compare.render(rows)
+    assert "samples/s" in text and "MFU" in text and "41.2% (H100 SXM bf16 datasheet)" in text
+    assert "130% (H100 SXM bf16 datasheet) [3]" in text and "flagged: MFU 1.30 is above 1" in text
+
+
 def test_throughput_ratio_higher_is_better(out: Path):
     a = make_infer(out, 200.0, backend="pytorch")
     b = make_infer(out, 100.0, backend="onnxruntime")

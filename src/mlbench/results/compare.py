@@ -174,12 +174,19 @@ def compare(groups: list[Group], baseline: int = 0) -> list[dict[str, Any]]:
             ratio = st["median"] / base_med
             speedup = 1 / ratio if fields.lower_is_better(g.metric or "") else ratio
         quality = [r["quality_value"] for r in g.rows if r.get("quality_value") is not None]
+        eff = [fields.efficiency(r["result"]) for r in g.rows]
+        thr = [e["throughput"] for e in eff if e["throughput"] is not None]
+        mfu = [e["mfu"] for e in eff if e["mfu"] is not None]
+        peaks = {e["peak"] for e in eff if e["mfu"] is not None}
         rows.append({
             "label": g.label, "baseline": i == baseline, "metric": g.metric, **st,
             "lower_is_better": fields.lower_is_better(g.metric or ""), "speedup": speedup,
             "not_comparable": reasons, "problems": g.problems,
             "results": len(g.rows), "valid": sum(1 for r in g.rows if r["valid"]),
             "quality": statistics.median(quality) if quality else None,
+            "throughput": statistics.median(thr) if thr else None, "mfu": statistics.median(mfu) if mfu else None,
+            "mfu_peak": peaks.pop() if len(peaks) == 1 else "mixed peaks" if peaks else None,
+            "flags": [f for e in eff for f in e["flags"]],
             "differs": {k: g.common(k) for k in DESCRIBE if i != baseline and g.common(k) != base.common(k)},
             **{k: g.common(k) for k in (*SAME, *DESCRIBE)},
         })
@@ -199,7 +206,7 @@ def table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[
     mixed = len(metrics) > 1
     heads = ["#", "runs", "benchmark", "size", "system / stack",
              "median" if mixed or not metrics else f"{metrics.pop()} median", "min-max", "CV",
-             "accuracy", "MLPerf-valid results", "vs baseline"]
+             "samples/s", "MFU", "accuracy", "MLPerf-valid results", "vs baseline"]
     cells, notes = [], []
     for i, r in enumerate(rows):
         if r["baseline"]:
@@ -215,12 +222,25 @@ def table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[
         cells.append([f"{i + 1} {r['label']}", str(r["n"]), str(r["benchmark"]), str(r["size"]),
                       f"{r['system_name']} / {r['stack']}",
                       fmt_value(r["median"]) + (f" {r['metric']}" if mixed and r["metric"] else ""), spread, cv,
-                      fmt_value(r["quality"]), f"{r['valid']}/{r['results']}", vs])
+                      fmt_value(r["throughput"]), _mfu_cell(r, i, notes), fmt_value(r["quality"]),
+                      f"{r['valid']}/{r['results']}", vs])
     better = {"lower" if r["lower_is_better"] else "higher" for r in rows if r["metric"]}
     notes.append(f"median over runs ({'/'.join(sorted(better)) or 'higher'} is better); CV = coefficient of variation; "
                  "runs = measurements (each training run of a result counts); MLPerf-valid results are valid for "
-                 "submission (mini/tiny sizes, open division, never are)")
+                 "submission (mini/tiny sizes, open division, never are); samples/s and MFU (model FLOP/s over the "
+                 "datasheet, theoretical CPU or user-given peak) are medians over the entry's results")
     return heads, cells, notes
+
+
+def _mfu_cell(row: dict[str, Any], i: int, notes: list[str]) -> str:
+    """MFU with the peak it divides by; a flagged figure (above 1) gets a footnote with the likely cause."""
+    if row["mfu"] is None:
+        return "n/a"
+    text = f"{fields.percent(row['mfu'])} ({row['mfu_peak']})"
+    if row["flags"]:
+        notes.append(f"[{i + 1}] {row['label']}: flagged: " + "; ".join(dict.fromkeys(row["flags"])))
+        text += f" [{i + 1}]"
+    return text
 
 
 def render(rows: list[dict[str, Any]], markdown: bool = False) -> str:

@@ -147,3 +147,23 @@ def index_row(run_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
         "quality_value": _num(quality.get("value")) if isinstance(quality, dict) else None,
         "energy_joules": _num((result.get("metrics") or {}).get("energy/joules")),
     }
+
+
+def efficiency(result: dict[str, Any]) -> dict[str, Any]:
+    """Throughput and MFU of a result as the report and ``compare`` show them: ``throughput`` (samples/s),
+    ``mfu`` (over the hardware peak), ``peak`` (which peak, in words), ``kernel_fraction`` (of the measured
+    kernel peak), ``flags`` (fractions above 1 and their likely cause) and ``why_no_mfu``."""
+    metrics = result.get("metrics") or {}
+    compute = result.get("compute") if isinstance(result.get("compute"), dict) else {}
+    peak = compute.get("peak") if isinstance(compute.get("peak"), dict) else {}
+    kind = peak.get("kind")
+    described = {"datasheet": f"{peak.get('accelerator')} {peak.get('math')} datasheet",
+                 "theoretical": "theoretical CPU peak", "user": "user-given peak"}.get(str(kind), "")
+    return {"throughput": _num(metrics.get("throughput/samples_per_s")), "mfu": _num(metrics.get("compute/mfu")),
+            "peak": described, "kernel_fraction": _num(metrics.get("compute/kernel_peak_fraction")),
+            "flags": [str(f) for f in compute.get("flags") or []], "why_no_mfu": peak.get("why")}
+
+
+def percent(fraction: float) -> str:
+    """A fraction as a percentage with 3 significant digits: 0.41 -> '41%', 0.00183 -> '0.183%'."""
+    return f"{100 * fraction:.3g}%"

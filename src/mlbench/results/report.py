@@ -1,8 +1,10 @@
 """The HTML report: one self-contained file (inline CSS and SVG, no script, no external request).
 
-Sections: a summary table of every run; per benchmark, bars of its metric across systems and software
-stacks; the latency distribution of each inference run; training convergence curves with the target line;
-scaling efficiency where a benchmark ran at several process counts; the system descriptions.
+Sections: a summary table of every run (with throughput and MFU); per benchmark, bars of its metric across
+systems and software stacks (where there are several to compare); per trained benchmark, its quality against
+training samples and against time with the target line and the point where each run reached it; per inference
+run, its latency distribution against the scenario's bound; scaling efficiency where a benchmark ran at several
+process counts; the system descriptions.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ svg.plot{width:100%;max-width:760px;height:auto;display:block;margin:12px 0;back
 svg text{font-size:11px;fill:#333}svg .ttl{font-size:13px;font-weight:600}
 svg .grid{stroke:#e5e5e5}svg .axis{stroke:#555}svg .whisker{stroke:#222;stroke-width:1.5}
 svg .target{stroke:#b42318;stroke-dasharray:6 4;stroke-width:1.5}
+h3{font-size:1.1em;margin:1.4em 0 .2em}p.line{margin:2px 0 6px;font-size:14px}.warn{color:#b42318}
 """
 
 
@@ -52,7 +55,7 @@ def _valid_cell(row: dict[str, Any]) -> str:
 
 def summary(rows: list[dict[str, Any]]) -> str:
     heads = ["run", "kind", "benchmark", "size", "scenario / mode", "system", "stack", "device", "procs",
-             "status", "MLPerf-valid", "metric", "quality", "energy"]
+             "status", "MLPerf-valid", "metric", "quality", "throughput, MFU", "energy"]
     out = []
     for r in rows:
         res = r["result"]
@@ -73,8 +76,37 @@ def summary(rows: list[dict[str, Any]]) -> str:
         lg = res.get("loadgen") if isinstance(res.get("loadgen"), dict) else {}
         status = r["status"] + (f", LoadGen {lg['validity']}" if lg.get("validity") else "")
         out.append([r["run_id"], r["kind"], r["benchmark"], r["size"], scen, r["system_name"], r["stack"],
-                    r["device"], r["world_size"], status, _valid_cell(r), metric, quality, energy_text])
+                    r["device"], r["world_size"], status, _valid_cell(r), metric, quality, _efficiency_cell(res),
+                    energy_text])
     return _table(heads, out, "summary")
+
+
+def efficiency_text(result: dict[str, Any], long: bool = True) -> str:
+    """'912 samples/s, MFU 3.1% (theoretical CPU peak), 45% of the measured kernel peak', or what is known."""
+    e = fields.efficiency(result)
+    parts = []
+    if e["throughput"] is not None:
+        parts.append(f"{compare.fmt_value(e['throughput'])} samples/s")
+    if e["mfu"] is not None:
+        parts.append(f"MFU {fields.percent(e['mfu'])} ({e['peak']})")
+    elif e["throughput"] is not None and e["why_no_mfu"]:
+        parts.append("no MFU")
+    if e["kernel_fraction"] is not None:
+        parts.append(f"{fields.percent(e['kernel_fraction'])} of the measured kernel peak" if long
+                     else f"kernel peak {fields.percent(e['kernel_fraction'])}")
+    return ", ".join(parts)
+
+
+def _efficiency_cell(result: dict[str, Any]) -> str:
+    e = fields.efficiency(result)
+    text = escape(efficiency_text(result, long=False) or "-")
+    notes = e["flags"] + ([e["why_no_mfu"]] if e["mfu"] is None and e["why_no_mfu"] else [])
+    if not notes:
+        return f"<td>{text}</td>"
+    cls = ' class="warn"' if e["flags"] else ""
+    items = "".join(f"<li>{escape(n)}</li>" for n in notes)
+    return (f'<td{cls}>{text}<details><summary>{"flagged" if e["flags"] else "why"}</summary>'
+            f'<ul class="note">{items}</ul></details></td>')
 
 
 def _key(r: dict[str, Any]) -> tuple:
@@ -95,6 +127,8 @@ def benchmark_bars(rows: list[dict[str, Any]]) -> list[str]:
         for r in usable:
             label = f"{r['system_name']} | {r['stack']} | {r['device']} x{r['world_size']}"
             by.setdefault(label, []).extend(compare.run_values(r))
+        if len(by) < 2:  # one system and stack: nothing to compare (the benchmark's own section shows it)
+            continue
         metric = usable[0]["metric_name"]
         better = "lower" if fields.lower_is_better(metric) else "higher"
         labels = list(by)
@@ -108,6 +142,10 @@ def benchmark_bars(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def latency_plots(rows: list[dict[str, Any]]) -> list[str]:
+    """Per inference run: its latency percentiles against the scenario's bound (Server: the target latency at
+    its percentile, bars above it in red; SingleStream/MultiStream: the early-stopping estimate that is their
+    metric; Offline: none), the per-query histogram when the run kept them (or LoadGen's trace has them), and
+    the percentile table."""
     out = []
     for n, r in enumerate(rows):
         if r["kind"] == "train":
@@ -115,22 +153,61 @@ def latency_plots(rows: list[dict[str, Any]]) -> list[str]:
         info = latency.latency_info(Path(r["path"]))
         if not info:
             continue
-        name = f"{r['run_id']} ({r.get('scenario') or info.get('scenario') or '?'})"
+        scenario = r.get("scenario") or info.get("scenario") or "?"
+        out.append(f"<h3>{escape(str(r['benchmark']))} {escape(str(r['size']))} {escape(scenario)}: "
+                   f"{escape(r['run_id'])}</h3>")
+        out.append(f'<p class="line">{escape(_bound_text(info, scenario))}</p>')
         pts = info["percentiles_ms"]
         shown = [(p, v) for p, v in pts if p < 100] or pts  # the max (often one cold query) is in the table
-        out.append(svg.bars(f"latency-pct-{n}", f"latency percentiles: {name}", [_pct_name(p) for p, _ in shown],
-                            [v for _, v in shown], "latency (ms)", categories=True))
+        bound = info.get("bound_ms")
+        hline = (bound, f"bound {bound:g} ms at p{info['bound_percentile']:g}") if bound else (
+            (info["metric_ms"], f"{info['metric_name']} {info['metric_ms']:.3g} ms") if info.get("metric_ms") else None)
+        colors = [("#d62728" if bound and v > bound else None) for _, v in shown]
+        out.append(svg.bars(f"latency-pct-{n}", f"latency percentiles: {r['run_id']} ({scenario})",
+                            [_pct_name(p) for p, _ in shown], [v for _, v in shown], "latency (ms)",
+                            categories=True, hline=hline, colors=colors, log=_spread(shown) > 30))
         if info["per_query_ms"]:
             srt = sorted(info["per_query_ms"])
             marks = [(srt[min(len(srt) - 1, int(p / 100 * len(srt)))], f"p{p:g}") for p in (50, 90, 99)]
             marks = [(v, f"{label} {v:.3g} ms") for v, label in marks]
-            out.append(svg.histogram(f"latency-hist-{n}", f"per-query latency: {name}", info["per_query_ms"],
-                                     "latency (ms)", marks=marks))
+            if bound:
+                marks.append((bound, f"bound {bound:g} ms"))
+            upto = max(srt[min(len(srt) - 1, int(0.99 * len(srt)))], 1.1 * (bound or 0.0))  # the tail: in the table
+            out.append(svg.histogram(f"latency-hist-{n}", f"per-query latency: {r['run_id']} ({scenario})",
+                                     info["per_query_ms"], "latency (ms)", marks=marks, upto=upto))
         table = [[_pct_name(p), f"{v:.4g}"] for p, v in pts]
+        if bound:
+            table.append([f"bound (p{info['bound_percentile']:g})", f"{bound:.4g}"])
         out.append(_table(["percentile", "latency (ms)"], table))
+        per_query = f"; per-query latencies from {info['per_query_source']}" if info["per_query_ms"] else (
+            "; run with --trace to see every query's latency")
         out.append(f'<p class="note">LoadGen validity: {escape(str(info.get("validity") or "unknown"))}; '
-                   f'{escape(str(info.get("query_count") or "?"))} queries; from {escape(str(info["source"]))}</p>')
+                   f'{escape(str(info.get("query_count") or "?"))} queries; from {escape(str(info["source"]))}'
+                   f'{escape(per_query)}</p>')
     return out
+
+
+def _spread(points: list[tuple[float, float]]) -> float:
+    """How many times the largest latency is the smallest (a log axis above ~30)."""
+    values = [v for _, v in points if v > 0]
+    return max(values) / min(values) if values else 1.0
+
+
+def _bound_text(info: dict[str, Any], scenario: str) -> str:
+    """The scenario's latency rule in one line, with the run's figure against it."""
+    pct = dict(info["percentiles_ms"])
+    if info.get("bound_ms"):
+        p = info["bound_percentile"]
+        got = pct.get(p)
+        verdict = "" if got is None else (f": p{p:g} was {got:.4g} ms, " + ("within it" if got <= info["bound_ms"]
+                                                                            else "ABOVE it"))
+        return f"Server bound: {p:g}% of queries within {info['bound_ms']:g} ms{verdict}"
+    if info.get("metric_ms") is not None:
+        return (f"{scenario} has no latency bound; its metric is the {info['metric_name']}: "
+                f"{info['metric_ms']:.4g} ms")
+    if scenario == "Offline":
+        return "Offline has no latency bound (its metric is samples/s); the latencies are the samples' completion times"
+    return "no latency bound recorded"
 
 
 def _pct_name(p: float) -> str:
@@ -138,34 +215,69 @@ def _pct_name(p: float) -> str:
 
 
 def convergence_plots(rows: list[dict[str, Any]]) -> list[str]:
-    """Quality against time and against epochs, one curve per training run, with the target line."""
+    """Per trained benchmark: its quality against training samples and against seconds since run_start, one
+    curve per run, the target as a dashed line and a ring where each run reached it, with a line of text and
+    a table per run (what the evaluations the run logged say)."""
     out = []
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         if r["kind"] == "train":
             groups.setdefault((r["benchmark"], r["size"]), []).append(r)
     for n, ((bench, size), members) in enumerate(sorted(groups.items())):
-        by_time, by_epoch = [], []
-        target, metric = None, "quality"
+        by_samples, by_time, marks_s, marks_t, table = [], [], [], [], []
+        target, metric, higher = None, "quality", True
         for r in members:
             res = r["result"]
             q = res.get("quality") or {}
             target, metric = q.get("target", target), q.get("metric", metric)
+            higher = q.get("higher_is_better", higher) is not False
             for run in res.get("runs") or []:
                 evals = [e for e in run.get("evals") or [] if e.get("quality") is not None]
-                if not evals:
-                    continue
                 name = f"{r['run_id'][-4:]}/run {run.get('run')} ({r['device']} x{r['world_size']})"
-                by_time.append((name, [(e["elapsed_s"], e["quality"]) for e in evals]))
-                by_epoch.append((name, [(e["epoch"], e["quality"]) for e in evals]))
-        if not by_time:
+                reached = run.get("status") == "success" and bool(evals)
+                last = evals[-1] if evals else {}
+                if evals and all(e.get("samples") is not None for e in evals):
+                    by_samples.append((name, [(e["samples"], e["quality"]) for e in evals]))
+                    if reached:
+                        marks_s.append((last["samples"], last["quality"], f"reached at {last['samples']:,} samples"))
+                if evals and all(e.get("elapsed_s") is not None for e in evals):
+                    by_time.append((name, [(e["elapsed_s"], e["quality"]) for e in evals]))
+                    if reached:
+                        marks_t.append((last["elapsed_s"], last["quality"], f"reached at {last['elapsed_s']:.3g} s"))
+                m = run.get("metrics") or {}
+                table.append([name, run.get("seed"), run.get("status"), len(evals),
+                              _num(last.get("quality")),
+                              f"{last.get('samples', 0):,} samples, {last.get('elapsed_s', 0):.3g} s" if reached
+                              else f"not reached: {run.get('reason') or run.get('status')}",
+                              _num(m.get("throughput/samples_per_s")), _mfu_text(m)])
+        if not table:
             continue
+        rule = f"{metric} {'>=' if higher else '<='} {target}"
+        ok = sum(1 for t in table if t[2] == "success")
+        out.append(f"<h3>{escape(str(bench))} {escape(str(size))}: target {escape(rule)}</h3>")
+        out.append(f'<p class="line">{ok} of {len(table)} run(s) reached the target; {len(members)} result(s); '
+                   f"{escape(efficiency_text(members[-1]['result']) or 'no throughput recorded')}</p>")
         hline = (float(target), f"target {target}") if isinstance(target, (int, float)) else None
-        out.append(svg.lines(f"conv-time-{n}", f"{bench} {size}: {metric} against time (s since run_start)",
-                             by_time, "seconds since run_start", metric, hline=hline))
-        out.append(svg.lines(f"conv-epoch-{n}", f"{bench} {size}: {metric} against epochs", by_epoch,
-                             "epoch", metric, hline=hline))
+        few = len(by_samples) <= 4  # more rings than that hide the curves: the table says where
+        if by_samples:
+            out.append(svg.lines(f"conv-samples-{n}", f"{bench} {size}: {metric} against training samples",
+                                 by_samples, "training samples", metric, hline=hline, marks=marks_s if few else []))
+        if by_time:
+            out.append(svg.lines(f"conv-time-{n}", f"{bench} {size}: {metric} against time (s since run_start)",
+                                 by_time, "seconds since run_start", metric, hline=hline,
+                                 marks=marks_t if few else []))
+        out.append(_table(["run", "seed", "status", "evaluations", f"last {metric}", "target reached at",
+                           "samples/s", "MFU"], table))
     return out
+
+
+def _num(v: Any) -> str:
+    return "-" if not isinstance(v, (int, float)) else f"{v:.4g}"
+
+
+def _mfu_text(metrics: dict[str, Any]) -> str:
+    v = metrics.get("compute/mfu")
+    return "-" if not isinstance(v, (int, float)) else fields.percent(v)
 
 
 def scaling(rows: list[dict[str, Any]]) -> list[str]:
@@ -211,13 +323,19 @@ def systems(rows: list[dict[str, Any]]) -> str:
     return _table(["field", *fps], table, "systems")
 
 
+OPTIONAL = ("Benchmarks across systems and stacks", "Scaling efficiency")  # left out when there is nothing to show
+
+
 def render(rows: list[dict[str, Any]], title: str = "mlbench report") -> str:
     """The whole report as one HTML string."""
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    kinds = {r["kind"] for r in rows}
     sections = [("Summary", [summary(rows)]), ("Benchmarks across systems and stacks", benchmark_bars(rows)),
-                ("Latency distributions (inference)", latency_plots(rows)),
-                ("Training convergence", convergence_plots(rows)), ("Scaling efficiency", scaling(rows)),
-                ("Systems", [systems(rows)])]
+                ("Training: quality against samples and time", convergence_plots(rows) if "train" in kinds else None),
+                ("Inference: latency against the scenario's bound",
+                 latency_plots(rows) if kinds - {"train"} else None),
+                ("Scaling efficiency", scaling(rows)), ("Systems", [systems(rows)])]
+    sections = [(h, b) for h, b in sections if b is not None and (b or h not in OPTIONAL)]
     parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
              f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>",
              f'<p class="note">{len(rows)} runs; generated {now}. A run is MLPerf-valid only when it follows the '

@@ -66,6 +66,19 @@ class _Frame:
         return out
 
 
+class _LogFrame(_Frame):
+    """A frame whose y axis is logarithmic (decades), for values spanning orders of magnitude (latencies)."""
+
+    def __init__(self, ylo: float, yhi: float):
+        a, b = math.floor(math.log10(ylo)), math.ceil(math.log10(yhi))
+        self.xt, self.yt = [0.0, 1.0], [10.0 ** k for k in range(a, max(b, a + 1) + 1)]
+        self.x0, self.x1, self.y0, self.y1 = 0.0, 1.0, self.yt[0], self.yt[-1]
+
+    def y(self, v: float) -> float:
+        lo, hi = math.log10(self.y0), math.log10(self.y1)
+        return H - BOTTOM - (math.log10(max(v, self.y0)) - lo) / (hi - lo) * (H - TOP - BOTTOM)
+
+
 def _title(title: str, width: int = 80) -> list[str]:
     """The title on one line, or two when long (SVG text does not wrap by itself)."""
     if len(title) <= width:
@@ -99,18 +112,26 @@ def _svg(plot_id: str, title: str, body: list[str], legend: list[tuple[str, str]
 
 
 def bars(plot_id: str, title: str, labels: list[str], values: list[float | None], ylabel: str,
-         spans: list[tuple[float, float] | None] | None = None, categories: bool = False) -> str:
-    """Vertical bars, one per label, with optional min-max whiskers. Long labels go in a numbered legend;
-    with ``categories`` the (short) labels are written under the bars instead."""
+         spans: list[tuple[float, float] | None] | None = None, categories: bool = False,
+         hline: tuple[float, str] | None = None, colors: list[str | None] | None = None, log: bool = False) -> str:
+    """Vertical bars, one per label, with optional min-max whiskers, an optional dashed horizontal line (a
+    bound) and optional colours per bar; ``log``: a logarithmic value axis (all values positive). Long labels
+    go in a numbered legend; with ``categories`` the (short) labels are written under the bars instead."""
     spans = spans or [None] * len(values)
-    top = max([v for v in values if v is not None] + [hi for s in spans if s for hi in s[1:]] + [0.0])
-    f = _Frame(0, 1, 0, top or 1.0)
+    shown = [v for v in values if v is not None] + [hi for s in spans if s for hi in s[1:]] + (
+        [hline[0]] if hline else [])
+    top = max(shown + [0.0])
+    if log and shown and min(shown) > 0:
+        f: _Frame = _LogFrame(min(shown), top)
+        ylabel += " (log scale)"
+    else:
+        f = _Frame(0, 1, 0, top or 1.0)
     n = max(1, len(values))
     slot = (W - LEFT - RIGHT) / n
     body = f.axes("", ylabel, xticks=False)
     legend = []
     for i, (label, v) in enumerate(zip(labels, values, strict=True)):
-        color = PALETTE[i % len(PALETTE)]
+        color = (colors[i] if colors and colors[i] else None) or (PALETTE[0] if categories else PALETTE[i % len(PALETTE)])
         if not categories:
             legend.append((f"{i + 1}: {label}", color))
         x = LEFT + i * slot + slot * 0.15
@@ -127,12 +148,23 @@ def bars(plot_id: str, title: str, labels: list[str], values: list[float | None]
             lo, hi = spans[i]
             cx = x + slot * 0.35
             body.append(f'<line class="whisker" x1="{cx:.1f}" x2="{cx:.1f}" y1="{f.y(lo):.1f}" y2="{f.y(hi):.1f}"/>')
+    if hline:  # its label goes under the chart: over the bars it would cover their values
+        body += _hline(f, hline[0], "")
+        legend.append((f"dashed line: {hline[1]}", "#b42318"))
     return _svg(plot_id, title, body, legend)
 
 
+def _hline(f: _Frame, value: float, label: str) -> list[str]:
+    y = f.y(value)
+    text = f'<text x="{W - RIGHT - 4}" y="{y - 4:.1f}" text-anchor="end">{escape(label)}</text>' if label else ""
+    return [f'<line class="target" x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>{text}']
+
+
 def lines(plot_id: str, title: str, series: list[tuple[str, list[tuple[float, float]]]], xlabel: str,
-          ylabel: str, hline: tuple[float, str] | None = None, ylo: float | None = None) -> str:
-    """One polyline (with point markers) per series; an optional dashed horizontal line (a target)."""
+          ylabel: str, hline: tuple[float, str] | None = None, ylo: float | None = None,
+          marks: list[tuple[float, float, str]] = ()) -> str:
+    """One polyline (with point markers) per series; an optional dashed horizontal line (a target) and
+    labelled rings on chosen points (where a target was reached)."""
     pts = [p for _, s in series for p in s]
     ys = [y for _, y in pts] + ([hline[0]] if hline else [])
     xs = [x for x, _ in pts] or [0.0, 1.0]
@@ -140,9 +172,7 @@ def lines(plot_id: str, title: str, series: list[tuple[str, list[tuple[float, fl
     f = _Frame(min(xs + [0.0]), max(xs), min(ys) if ylo is None else ylo, max(ys or [1.0]), xint=xint)
     body = f.axes(xlabel, ylabel)
     if hline:
-        y = f.y(hline[0])
-        body.append(f'<line class="target" x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
-                    f'<text x="{W - RIGHT - 4}" y="{y - 4:.1f}" text-anchor="end">{escape(hline[1])}</text>')
+        body += _hline(f, *hline)
     legend = []
     for i, (name, s) in enumerate(series):
         color = PALETTE[i % len(PALETTE)]
@@ -150,17 +180,30 @@ def lines(plot_id: str, title: str, series: list[tuple[str, list[tuple[float, fl
         path = " ".join(f"{f.x(x):.1f},{f.y(y):.1f}" for x, y in s)
         body.append(f'<polyline class="series" points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
         body += [f'<circle cx="{f.x(x):.1f}" cy="{f.y(y):.1f}" r="3" fill="{color}"/>' for x, y in s]
+    for j, (x, y, label) in enumerate(marks):
+        cx, cy = f.x(x), f.y(y)
+        right = cx < LEFT + (W - LEFT - RIGHT) * 0.6
+        ty = min(H - BOTTOM - 6, max(TOP + 12, cy + (16 if j % 2 else -10)))
+        body.append(f'<circle class="reached" cx="{cx:.1f}" cy="{cy:.1f}" r="7" fill="none" stroke="#b42318" '
+                    f'stroke-width="2"/><text x="{cx + 10 if right else cx - 10:.1f}" y="{ty:.1f}" '
+                    f'text-anchor="{"start" if right else "end"}">{escape(label)}</text>')
     return _svg(plot_id, title, body, legend)
 
 
 def histogram(plot_id: str, title: str, values: list[float], xlabel: str, bins: int = 40,
-              marks: list[tuple[float, str]] = ()) -> str:
-    """A histogram of ``values`` with vertical marks (percentiles)."""
+              marks: list[tuple[float, str]] = (), upto: float | None = None) -> str:
+    """A histogram of ``values`` with vertical marks (percentiles, a bound); with ``upto`` the axis ends there
+    and the values above it are counted in the title instead of squeezing the rest into one bin."""
     lo, hi = min(values), max(values)
+    above = 0
+    if upto is not None and lo < upto < hi:
+        above, hi = sum(1 for v in values if v > upto), upto
+        title += f" ({above} above {_num(upto)} not drawn)"
     width = (hi - lo) / bins or 1.0
     counts = [0] * bins
     for v in values:
-        counts[min(bins - 1, int((v - lo) / width))] += 1
+        if v <= hi:
+            counts[min(bins - 1, int((v - lo) / width))] += 1
     f = _Frame(lo, hi if hi > lo else lo + width, 0, max(counts))
     body = f.axes(xlabel, "queries")
     for i, c in enumerate(counts):
