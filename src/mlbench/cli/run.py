@@ -63,18 +63,20 @@ def main(args: argparse.Namespace) -> int:
 
 
 def print_table(results: list[dict]) -> None:
-    heads = ["benchmark", "size", "status", "quality", "target", "time to train", "samples/s", "valid"]
+    heads = ["benchmark", "size", "status", "quality", "target", "time to train", "samples/s", "MFU", "valid"]
     table = []
     for r in results:
         if r.get("status") == "error":
-            table.append([r["benchmark"], r["size"], "error", "-", "-", "-", "-", "no"])
+            table.append([r["benchmark"], r["size"], "error", "-", "-", "-", "-", "-", "no"])
             continue
         q, s = r["quality"], r["score"]
         ttt = s["time_to_train_minutes"]
         thr = r["metrics"]["throughput/samples_per_s"]
+        mfu = r["metrics"].get("compute/mfu")
         table.append([r["benchmark"], r["size"], r["status"],
                       "n/a" if q.get("value") is None else f"{q['metric']} {q['value']:.4f}", str(q["target"]),
                       "n/a" if ttt is None else f"{ttt:.2f} min", "n/a" if thr is None else f"{thr:.0f}",
+                      "n/a" if mfu is None else f"{100 * mfu:.3g}%",
                       "yes" if r["valid"] else "no (open division)" if r["division"] == "open" else "no"])
     widths = [max(len(h), *(len(t[i]) for t in table)) if table else len(h) for i, h in enumerate(heads)]
     print("\nsummary (quick suite; not valid for MLPerf submission unless marked valid):")

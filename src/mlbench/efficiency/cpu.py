@@ -33,6 +33,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+_HALF_PRECISION = {  # precision -> (AMX flag, its name, vector flag, its name, what the CPU lacks otherwise)
+    "bf16": ("amx_bf16", "AMX-BF16", "avx512_bf16", "AVX512-BF16 dot products (VDPBF16PS)",
+             "no bf16 instructions (AVX512-BF16, AMX)"),
+    "fp16": ("amx_fp16", "AMX-FP16", "avx512_fp16", "AVX512-FP16", "no fp16 arithmetic (AVX512-FP16, AMX-FP16)"),
+}
 _ARM_PARTS = {  # "CPU part" -> (name, FP/SIMD pipes of 128 bits, each an FMA)
     "0xd0c": ("Neoverse N1", 2), "0xd49": ("Neoverse N2", 2), "0xd40": ("Neoverse V1", 4), "0xd4f": ("Neoverse V2", 4),
 }
@@ -138,18 +143,13 @@ def flops_per_cycle(info: dict[str, Any], precision: str) -> tuple[float | None,
         fp32_text = f"{isa}: a multiply and an add unit x {lanes32} fp32 lanes ({shape})"
     if precision == "fp32":
         return fp32, fp32_text
-    if precision == "bf16":
-        if "amx_bf16" in flags:
-            return 1024.0, "AMX-BF16 tiles: 1024 FLOPs per cycle per core"
-        if "avx512_bf16" in flags:
-            return 2 * fp32, f"AVX512-BF16 dot products (VDPBF16PS): twice the fp32 rate ({fp32_text})"
-        return fp32, f"no bf16 instructions (AVX512-BF16, AMX): bf16 is computed in fp32, at most {fp32_text}"
-    if precision == "fp16":
-        if "amx_fp16" in flags:
-            return 1024.0, "AMX-FP16 tiles: 1024 FLOPs per cycle per core"
-        if "avx512_fp16" in flags:
-            return 2 * fp32, f"AVX512-FP16: twice the fp32 rate ({fp32_text})"
-        return fp32, f"no fp16 arithmetic (AVX512-FP16, AMX-FP16): fp16 is computed in fp32, at most {fp32_text}"
+    if precision in _HALF_PRECISION:
+        amx, amx_name, vector, vector_name, fallback = _HALF_PRECISION[precision]
+        if amx in flags:
+            return 1024.0, f"{amx_name} tiles: 1024 FLOPs per cycle per core"
+        if vector in flags:
+            return 2 * fp32, f"{vector_name}: twice the fp32 rate ({fp32_text})"
+        return fp32, f"{fallback}: {precision} is computed in fp32, at most {fp32_text}"
     if precision == "int8":
         lanes8 = datapath // 8
         if "amx_int8" in flags:

@@ -52,6 +52,10 @@ def _sparse_halved(fp32: float, tf32: float, bf16: float, fp16: float, fp8: floa
     return {"fp32": fp32, "tf32": tf32 / 2, "bf16": bf16 / 2, "fp16": fp16 / 2, "fp8": fp8 / 2, "int8": int8 / 2}
 
 
+# The same silicon under several names: H200 and GH200 compute as an H100 SXM, the H200 NVL as the H100 NVL.
+_HOPPER_SXM = _sparse_halved(67.0, 989.0, 1979.0, 1979.0, 3958.0, 3958.0)
+_HOPPER_NVL = _sparse_halved(60.0, 835.0, 1671.0, 1671.0, 3341.0, 3341.0)
+
 # Most specific first: the first pattern that matches the device name wins.
 ACCELERATORS: tuple[Accelerator, ...] = (
     Accelerator("GB200 (per Blackwell GPU)", r"\bGB200\b",
@@ -60,17 +64,13 @@ ACCELERATORS: tuple[Accelerator, ...] = (
                 note="earlier revisions of the GB200 datasheet gave fp32 90 TFLOP/s per GPU"),
     Accelerator("B200 (HGX)", r"\bB200\b", **_sparse_halved(75.0, 2200.0, 4500.0, 4500.0, 9000.0, 9000.0),
                 source=f"{_BLACKWELL}, HGX B200 column; {_SPARSE}"),
-    Accelerator("GH200 (Hopper GPU)", r"\bGH200\b", **_sparse_halved(67.0, 989.0, 1979.0, 1979.0, 3958.0, 3958.0),
-                source=f"{_GH200}; {_SPARSE}"),
-    Accelerator("H200 NVL", r"\bH200\b.*\bNVL\b", **_sparse_halved(60.0, 835.0, 1671.0, 1671.0, 3341.0, 3341.0),
-                source=f"{_H200}, H200 NVL column; {_SPARSE}"),
-    Accelerator("H200 SXM", r"\bH200\b", **_sparse_halved(67.0, 989.0, 1979.0, 1979.0, 3958.0, 3958.0),
-                source=f"{_H200}, H200 SXM column; {_SPARSE}"),
+    Accelerator("GH200 (Hopper GPU)", r"\bGH200\b", **_HOPPER_SXM, source=f"{_GH200}; {_SPARSE}"),
+    Accelerator("H200 NVL", r"\bH200\b.*\bNVL\b", **_HOPPER_NVL, source=f"{_H200}, H200 NVL column; {_SPARSE}"),
+    Accelerator("H200 SXM", r"\bH200\b", **_HOPPER_SXM, source=f"{_H200}, H200 SXM column; {_SPARSE}"),
     Accelerator("H100 PCIe", r"\bH100\b.*\bPCIe\b", **_sparse_halved(51.0, 756.0, 1513.0, 1513.0, 3026.0, 3026.0),
                 source=f"{_H100}, H100 PCIe column; {_SPARSE}"),
-    Accelerator("H100 NVL", r"\bH100\b.*\bNVL\b", **_sparse_halved(60.0, 835.0, 1671.0, 1671.0, 3341.0, 3341.0),
-                source=f"{_H100}, H100 NVL column; {_SPARSE}"),
-    Accelerator("H100 SXM", r"\bH100\b", **_sparse_halved(67.0, 989.0, 1979.0, 1979.0, 3958.0, 3958.0),
+    Accelerator("H100 NVL", r"\bH100\b.*\bNVL\b", **_HOPPER_NVL, source=f"{_H100}, H100 NVL column; {_SPARSE}"),
+    Accelerator("H100 SXM", r"\bH100\b", **_HOPPER_SXM,
                 source=f"{_H100}, H100 SXM column; {_SPARSE}",
                 note="torch names the SXM part 'NVIDIA H100 80GB HBM3'; an H100 whose name says neither PCIe nor "
                      "NVL is taken as SXM, the highest peak"),
