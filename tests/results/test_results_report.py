@@ -69,7 +69,8 @@ def test_report_sections(suite: Path):
     assert any(i.startswith("latency-pct-") for i in ids) and any(i.startswith("latency-hist-") for i in ids)
     assert any(i.startswith("conv-time-") for i in ids) and any(i.startswith("conv-samples-") for i in ids)
     assert "1,024 samples, " in html and "target top1 &gt;= 0.6" in html  # where each run reached it
-    assert "MFU 41.2% (H100 SXM bf16 datasheet)" in html and "9,000 samples/s" in html
+    summary = html.split('id="summary"')[1].split("</table>")[0]
+    assert "<td>9,000</td>" in summary and "41.2%" in summary and "H100 SXM bf16 datasheet" in summary
     assert "SingleStream has no latency bound; its metric is the p90 early-stopping estimate" in html
     assert "Server bound: 99% of queries within 0.05 ms" in html and "dashed line: bound 0.05 ms at p99" in html
     assert any(i.startswith("scaling-") for i in ids)

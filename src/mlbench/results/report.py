@@ -54,8 +54,8 @@ def _valid_cell(row: dict[str, Any]) -> str:
 
 
 def summary(rows: list[dict[str, Any]]) -> str:
-    heads = ["run", "kind", "benchmark", "size", "scenario / mode", "system", "stack", "device", "procs",
-             "status", "MLPerf-valid", "metric", "quality", "throughput, MFU", "energy"]
+    heads = ["run", "benchmark", "system | stack | device", "status", "MLPerf-valid", "metric", "quality",
+             "samples/s", "MFU", "energy"]
     out = []
     for r in rows:
         res = r["result"]
@@ -71,17 +71,21 @@ def summary(rows: list[dict[str, Any]]) -> str:
                            f'{escape(str(metrics["energy/note"]))}</span></details></td>')
         else:
             energy_text = "not measured"
-        metric = "n/a" if r["metric_value"] is None else f"{r['metric_name']} = {compare.fmt_value(r['metric_value'])}"
-        scen = " / ".join(x for x in (r.get("scenario"), r.get("mode")) if x) or "-"
+        # a metric name breaks after its slashes: "throughput/completed_samples_per_s" would widen the table
+        metric = "n/a" if r["metric_value"] is None else (
+            f"<td>{escape(str(r['metric_name'])).replace('/', '/<wbr>')} = "
+            f"{escape(compare.fmt_value(r['metric_value']))}</td>")
+        what = f"{r['benchmark']} {r['size']} ({', '.join(x for x in (r['kind'], r.get('scenario'), r.get('mode')) if x)})"
         lg = res.get("loadgen") if isinstance(res.get("loadgen"), dict) else {}
         status = r["status"] + (f", LoadGen {lg['validity']}" if lg.get("validity") else "")
-        out.append([r["run_id"], r["kind"], r["benchmark"], r["size"], scen, r["system_name"], r["stack"],
-                    r["device"], r["world_size"], status, _valid_cell(r), metric, quality, _efficiency_cell(res),
-                    energy_text])
+        thr = fields.efficiency(res)["throughput"]
+        out.append([r["run_id"], what, f"{r['system_name']} | {r['stack']} | {r['device']} x{r['world_size']}", status,
+                    _valid_cell(r), metric, quality, "-" if thr is None else compare.fmt_value(thr),
+                    _mfu_cell(res), energy_text])
     return _table(heads, out, "summary")
 
 
-def efficiency_text(result: dict[str, Any], long: bool = True) -> str:
+def efficiency_text(result: dict[str, Any]) -> str:
     """'912 samples/s, MFU 3.1% (theoretical CPU peak), 45% of the measured kernel peak', or what is known."""
     e = fields.efficiency(result)
     parts = []
@@ -92,21 +96,27 @@ def efficiency_text(result: dict[str, Any], long: bool = True) -> str:
     elif e["throughput"] is not None and e["why_no_mfu"]:
         parts.append("no MFU")
     if e["kernel_fraction"] is not None:
-        parts.append(f"{fields.percent(e['kernel_fraction'])} of the measured kernel peak" if long
-                     else f"kernel peak {fields.percent(e['kernel_fraction'])}")
+        parts.append(f"{fields.percent(e['kernel_fraction'])} of the measured kernel peak")
     return ", ".join(parts)
 
 
-def _efficiency_cell(result: dict[str, Any]) -> str:
+def _mfu_cell(result: dict[str, Any]) -> str:
+    """MFU and, in small print, the peak it divides by and the fraction of the measured kernel peak; a flagged
+    figure is red with its flag folding out; no MFU: why folds out."""
     e = fields.efficiency(result)
-    text = escape(efficiency_text(result, long=False) or "-")
+    small = "; ".join(x for x in (e["peak"], e["kernel_fraction"] is not None
+                                  and f"{fields.percent(e['kernel_fraction'])} of the measured kernel peak") if x)
+    text = "-" if e["mfu"] is None else fields.percent(e["mfu"])
+    if e["mfu"] is None and e["why_no_mfu"]:
+        text = "no MFU"
+    cell = escape(text) + (f'<br><span class="note">{escape(small)}</span>' if small else "")
     notes = e["flags"] + ([e["why_no_mfu"]] if e["mfu"] is None and e["why_no_mfu"] else [])
     if not notes:
-        return f"<td>{text}</td>"
-    cls = ' class="warn"' if e["flags"] else ""
+        return f"<td>{cell}</td>"
     items = "".join(f"<li>{escape(n)}</li>" for n in notes)
-    return (f'<td{cls}>{text}<details><summary>{"flagged" if e["flags"] else "why"}</summary>'
-            f'<ul class="note">{items}</ul></details></td>')
+    cls, label = (' class="warn"', "flagged") if e["flags"] else ("", "why")
+    return f'<td{cls}>{cell}<details><summary>{label}</summary><ul class="note">{items}</ul></details></td>'
+
 
 
 def _key(r: dict[str, Any]) -> tuple:
