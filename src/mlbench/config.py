@@ -26,8 +26,9 @@ from mlbench import registry
 from mlbench.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-PEAK_TFLOPS_HELP = ("the accelerator's peak in TFLOP/s per device at the run's precision (dense, from its "
-                    "datasheet), for MFU where no datasheet peak is known or to replace it; recorded as user-given")
+PEAK_TFLOPS_HELP = ("the peak of one device (GPU, or the CPU cores used) in TFLOP/s at the run's precision, dense "
+                    "(an accelerator's datasheet figure), for MFU where no datasheet or theoretical CPU peak is "
+                    "known, or to replace it; recorded as user-given")
 
 
 SEED_MAX = 2**32 - 1  # numpy and torch take seeds below 2^32

@@ -10,8 +10,10 @@ precision. It is measured at sizes large enough to saturate the units:
   activations and int8 weights, which ONNX Runtime fuses into QLinearMatMul/QLinearConv, as in the quantized
   models); on a GPU, ``torch._int_mm`` (cuBLAS int8 GEMM).
 
-The figure is only ever measured, never raised by what a run achieved: a run faster than the microbenchmark
-shows a fraction above 1, and ``mlbench.efficiency.mfu`` flags it with its likely cause.
+The figure is only ever measured, never raised by what a run achieved. A run faster than the microbenchmark gets
+the kernels measured once more after it (``confirm``: a microbenchmark measured on a busy machine reads low) and
+the best microbenchmark counts; a run still faster shows a fraction above 1, and ``mlbench.efficiency.mfu``
+flags it with its likely cause.
 Peaks are cached per machine fingerprint, device, precision and thread count (the microbenchmark takes a
 second or two once).
 """
@@ -46,10 +48,38 @@ def kernel_peak(device: str, precision: str, threads: int) -> dict[str, Any]:
         state = {"version": CACHE_VERSION, "precision": precision, "device": device, "threads": threads,
                  "microbenchmark": _MEASURED[key]}
         runs.write_json(path, state)
-    micro = state["microbenchmark"]
+    return _record(state["microbenchmark"], device, precision, threads)
+
+
+def confirm(record: dict[str, Any], achieved_flops_per_s: float) -> dict[str, Any]:
+    """The kernel peak ``record`` (from ``kernel_peak``), measured again when a run achieved more FLOP/s per
+    device than it says: a microbenchmark measured while the machine was busy reads low, and a low figure would
+    otherwise stay cached. The peak kept is the best microbenchmark of the two, never the run's figure; the record
+    says that it was measured again (``remeasured``). Measured at most once per record; a run still above the
+    peak keeps its fraction above 1 (``mlbench.efficiency.mfu`` flags it)."""
+    peak = record.get("flops_per_s")
+    if not peak or achieved_flops_per_s <= peak or record.get("remeasured"):
+        return record
+    device, precision, threads = record["device"], record["precision"], record["threads"]
+    fresh = microbenchmark(device, precision, threads)
+    path = _cache_path(device, precision, threads)
+    state = _read(path) or {"version": CACHE_VERSION, "precision": precision, "device": device,
+                            "threads": threads, "microbenchmark": record}
+    if fresh["flops_per_s"] > state["microbenchmark"]["flops_per_s"]:
+        state["microbenchmark"] = fresh
+        runs.write_json(path, state)
+    _MEASURED[path.name] = state["microbenchmark"]
+    out = _record(state["microbenchmark"], device, precision, threads)
+    out["remeasured"] = (f"the run's {achieved_flops_per_s / 1e9:.4g} GFLOP/s per device were above the kernel peak "
+                         f"of {peak / 1e9:.4g} GFLOP/s measured before it; measured again after the run: "
+                         f"{fresh['flops_per_s'] / 1e9:.4g} GFLOP/s; the best microbenchmark counts")
+    return out
+
+
+def _record(micro: dict[str, Any], device: str, precision: str, threads: int) -> dict[str, Any]:
     return {"flops_per_s": micro["flops_per_s"], "precision": precision, "device": device, "threads": threads,
-            "method": micro["method"] + f"; best kernel: {micro['best_kernel']}", "best_kernel": micro["best_kernel"],
-            "kernels": micro["kernels"], "errors": micro.get("errors") or {}}
+            "method": micro["method"].split("; best kernel:")[0] + f"; best kernel: {micro['best_kernel']}",
+            "best_kernel": micro["best_kernel"], "kernels": micro["kernels"], "errors": micro.get("errors") or {}}
 
 
 def microbenchmark(device: str, precision: str, threads: int) -> dict[str, Any]:

@@ -123,9 +123,10 @@ def figures(achieved_flops_per_s: float, peak: dict[str, Any] | None, kernel: di
         m["compute/kernel_peak_tflops"] = kp * devices / 1e12
         m["compute/kernel_peak_fraction"] = frac
         if frac > 1:
-            flags.append(f"the run's FLOP/s are {frac:.2f}x the measured kernel peak: the microbenchmark did not "
-                         "reach what the hardware does (measured while the machine was busy, or the run's kernels "
-                         "beat its GEMM and convolutions), or the FLOP count is too high")
+            again = " (measured again after the run)" if kernel.get("remeasured") else ""
+            flags.append(f"the run's FLOP/s are {frac:.2f}x the measured kernel peak{again}: the microbenchmark "
+                         "did not reach what the hardware does (measured while the machine was busy, or the run's "
+                         "kernels beat its GEMM and convolutions), or the FLOP count is too high")
     return m, flags
 
 
