@@ -27,14 +27,17 @@ LLAMA_1B = {"vocab_size": 128_256, "hidden_size": 2048, "intermediate_size": 819
             "rope_theta": 500_000.0, "rms_norm_eps": 1e-5, "tie_word_embeddings": False}
 TINY = {**LLAMA_1B, "vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256}
-# Dense bf16 datasheet peaks (TFLOP/s, without sparsity): NVIDIA H100 SXM / H200 989.4, H100 PCIe 756.
-PEAKS = {"H100 80GB HBM3": 989.4, "H100 SXM": 989.4, "H200": 989.4, "H100 PCIe": 756.0}
 
 
 def _peak(name: str, given: float | None) -> float | None:
+    """The dense bf16 datasheet peak (TFLOP/s) of the GPU torch names (``mlbench.efficiency.datasheet``), or the
+    one given."""
+    from mlbench.efficiency import datasheet
+
     if given:
         return given
-    return next((v for k, v in PEAKS.items() if k in name), None)
+    acc = datasheet.identify(name)
+    return acc.tflops("bf16") if acc else None
 
 
 def _free_port() -> int:
