@@ -154,4 +154,5 @@ def test_auxiliary_ctc_loss_trains_the_encoder_and_leaves_decoding_alone():
     model.eval()
     plain.eval()
     feats, lens = batch["feats"], batch["feat_lens"]
-    assert all(torch.equal(a, b) for a, b in zip(model.greedy(feats, lens), plain.greedy(feats, lens)))
+    short = dict(max_symbols_per_step=3, max_symbols=20)  # an untrained model emits up to the caps: keep them small
+    assert all(torch.equal(a, b) for a, b in zip(model.greedy(feats, lens, **short), plain.greedy(feats, lens, **short)))
