@@ -19,8 +19,10 @@ def test_ctrl_c_keeps_what_loadgen_wrote(tmp_path):
     out = tmp_path / "runs"
     cmd = [sys.executable, "-m", "mlbench", "infer", "resnet50", "--size", "tiny", "--backend", "null",
            "--scenario", "Server", "--target-qps", "1000", "--quick", "--duration-s", "60", "--output-dir", str(out)]
+    # Ctrl-C as a terminal gives it; a shell's background job (pytest run with &) inherits SIGINT ignored
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     for line in p.stdout:
         if "performance test" in line or time.time() > deadline:
