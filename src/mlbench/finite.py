@@ -9,6 +9,7 @@ an inference accuracy check fails, and nothing is recorded as valid.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,11 @@ from mlbench.errors import RunAborted
 
 HINT = ("the model produced NaN or infinite outputs: check the input data for NaN or infinite values (and the "
         "weights file, if one was given), or train with fp32 or a lower learning rate")
+
+
+def finite_number(v: Any) -> bool:
+    """Whether a value read from a user's file is a finite int or float (a JSON ``true`` is not a number)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 class NonFinite(RunAborted):

@@ -12,7 +12,6 @@ at random, as the reference.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from torch.utils.data import Dataset
 
 from mlbench.definition import Benchmark
 from mlbench.errors import DataError
+from mlbench.finite import finite_number
 from mlbench.inference.sample_store import ArrayStore
 from mlbench.inference.task import TaskOptions
 from mlbench.training.batches import DataBundle, DataSpec, LoaderBatches
@@ -129,16 +129,12 @@ class CocoIndex:
         return len(self.images)
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _SIZE(v: Any) -> bool:  # noqa: N802 - used as a kind beside int and str
-    return _finite(v) and v > 0
+    return finite_number(v) and v > 0
 
 
 def _BOX(v: Any) -> bool:  # noqa: N802
-    return isinstance(v, list) and len(v) == 4 and all(_finite(x) for x in v)
+    return isinstance(v, list) and len(v) == 4 and all(finite_number(x) for x in v)
 
 
 _KINDS = {int: "expected an integer", str: "expected a string", _SIZE: "expected a positive number of pixels",

@@ -23,7 +23,6 @@ image_id})``; training flips horizontally at random, the reference's only augmen
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from mlbench.data import download
 from mlbench.definition import Benchmark
 from mlbench.detection import coco_data
 from mlbench.errors import DataError
+from mlbench.finite import finite_number
 from mlbench.training.batches import DataBundle, DataSpec
 
 COCO_SPLITS = {"train": ("instances_train2017.json", "train2017"),
@@ -70,10 +70,6 @@ class MaskCocoIndex(coco_data.CocoIndex):
         return [i for i, im in enumerate(self.images) if self.boxes[im["id"]]]
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def check_segmentation(ann: dict, im: dict, path: Path, pending: list | None = None) -> None:
     """DataError naming the annotation when its segmentation is missing, malformed or outside its image.
 
@@ -89,7 +85,7 @@ def check_segmentation(ann: dict, im: dict, path: Path, pending: list | None = N
         if not seg:
             raise DataError(f"{where} has an empty polygon list", fix)
         for k, poly in enumerate(seg):
-            if not isinstance(poly, list) or not all(_number(v) for v in poly):
+            if not isinstance(poly, list) or not all(finite_number(v) for v in poly):
                 raise DataError(f"{where}: polygon {k} is not a list of numbers", fix)
             if len(poly) % 2:
                 raise DataError(f"{where}: polygon {k} has an odd number of coordinates ({len(poly)})", fix)

@@ -19,7 +19,6 @@ takes the same number of batches. Evaluation batches cover the set once across r
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,16 +30,13 @@ from mlbench.benchmarks.rnnt import audio as audio_io
 from mlbench.benchmarks.rnnt.features import FilterbankFeatures, spec_augment, stack_subsample, warp
 from mlbench.benchmarks.rnnt.text import Tokenizer
 from mlbench.errors import DataError
+from mlbench.finite import finite_number
 from mlbench.untrusted import inside, load_json
 
 REQUIRED_FILE_KEYS = ("fname", "duration", "num_samples")
 
 
 MAX_DURATION_S = 24 * 3600  # longer than any utterance (LibriSpeech's are at most 35 s): a damaged entry
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass(frozen=True)
@@ -83,7 +79,7 @@ def read_manifest(path: str | Path, root: str | Path, tokenizer: Tokenizer, max_
                      hint="an fname is a path relative to the data set directory (e.g. dev-clean-wav/1272/128104/"
                           "1272-128104-0000.wav); fix the entry or re-create the manifest")
         duration, num_samples = f["duration"], f["num_samples"]
-        if not _number(duration) or not _number(num_samples) or num_samples != int(num_samples):
+        if not finite_number(duration) or not finite_number(num_samples) or num_samples != int(num_samples):
             raise DataError(f"{where}: duration {duration!r} / num_samples {num_samples!r} are not finite numbers "
                             "(seconds, and a whole number of samples)", fmt)
         duration, num_samples = float(duration), int(num_samples)
