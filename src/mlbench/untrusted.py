@@ -1,6 +1,6 @@
 """Files a user hands in, read as untrusted: every problem is one line naming the file and the fix.
 
-* :func:`load_json` reads a JSON document (a manifest, a COCO file, a SQuAD file, a system description, a
+* :func:`load_json` (and :func:`parse_json` for text already in hand: a log line) reads a JSON document (a manifest, a COCO file, a SQuAD file, a system description, a
   result.json) and refuses, with a :class:`~mlbench.errors.DataError` (or the error class the caller names),
   a file that is missing, unreadable, not UTF-8, not valid JSON, nested deeper than any real data set nests
   (``max_depth``), or whose top level is not the expected kind (``expect``: ``dict``, ``list`` or both).
@@ -72,41 +72,56 @@ def read_bytes(path: str | Path, what: str, hint: str | None, *, limit: int | No
                     ) from None
 
 
-def load_json(path: str | Path, what: str, *, expect: type | tuple[type, ...] = (dict, list), hint: str,
-              max_depth: int = MAX_DEPTH, allow_nan: bool = False, error: type[MlbenchError] = DataError) -> Any:
+def load_json(path: str | Path, what: str, *, expect: type | tuple[type, ...] | None = (dict, list), hint: str,
+              max_depth: int = MAX_DEPTH, max_bytes: int | None = None, allow_nan: bool = False,
+              error: type[MlbenchError] = DataError) -> Any:
     """The parsed JSON document at ``path``, or ``error`` (one line: ``what`` and the problem, ``hint`` as the fix).
 
     ``what`` names the document in the message (e.g. "manifest", "COCO annotation file"); ``expect`` is the
-    kind of its top level. ``NaN``/``Infinity`` (not JSON, but Python writes them) are refused unless
-    ``allow_nan`` (a result.json of a failed run may hold a NaN loss)."""
+    kind of its top level (None: any). ``NaN``/``Infinity`` (not JSON, but Python writes them) are refused unless
+    ``allow_nan`` (a result.json of a failed run may hold a NaN loss). A file over ``max_bytes`` is refused
+    unread."""
     p = Path(path)
-    raw = read_bytes(p, what, hint, error=error)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise error(f"{what} {p} is not UTF-8 text ({exc.reason} at byte {exc.start})", hint) from None
+    raw = read_bytes(p, what, hint, limit=None if max_bytes is None else max_bytes + 1, error=error)
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise error(f"{what} {p} is over {max_bytes:,} bytes, more than any real {what} holds", hint)
+    return parse_json(raw, f"{what} {p}", hint, expect=expect, max_depth=max_depth, allow_nan=allow_nan,
+                      error=error)
+
+
+def parse_json(raw: bytes | str, label: str, hint: str, *, expect: type | tuple[type, ...] | None = (dict, list),
+               max_depth: int = MAX_DEPTH, allow_nan: bool = False, error: type[MlbenchError] = DataError) -> Any:
+    """The JSON text ``raw`` parsed, or ``error`` naming ``label`` (the document and where it is, e.g.
+    "manifest /data/m.json" or "/runs/x/mlperf_log.txt line 3"); the checks of :func:`load_json`."""
+    if isinstance(raw, str):
+        text, raw = raw, raw.encode("utf-8", "surrogatepass")
+    else:
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise error(f"{label} is not UTF-8 text ({exc.reason} at byte {exc.start})", hint) from None
     levels = depth(raw)
     if levels > max_depth:
-        raise error(f"{what} {p} nests {levels} levels deep, more than the {max_depth} any real {what} has "
+        raise error(f"{label} nests {levels} levels deep, more than the {max_depth} any real file has "
                     "(damaged or hostile file)", hint)
     try:
         obj = json.loads(text, parse_constant=None if allow_nan else _refuse_constant)
     except json.JSONDecodeError as exc:
-        raise error(f"{what} {p} is not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg}; truncated?)",
+        raise error(f"{label} is not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg}; truncated?)",
                     hint) from None
     except _Constant as exc:
-        raise error(f"{what} {p} holds {exc.args[0]}, which JSON does not allow (a number must be finite)",
+        raise error(f"{label} holds {exc.args[0]}, which JSON does not allow (a number must be finite)",
                     hint) from None
     except ValueError as exc:  # an integer of more than 4,300 digits (Python's limit), or the like
         problem = ("an integer of more than 4,300 digits" if "digits" in str(exc) else
                    f"a value Python cannot read ({' '.join(str(exc).split())[:120]})")
-        raise error(f"{what} {p} holds {problem}: not a real {what}", hint) from None
+        raise error(f"{label} holds {problem}: not a real file of its kind", hint) from None
     except (RecursionError, MemoryError):
-        raise error(f"{what} {p} is too deeply nested or too large to read", hint) from None
-    kinds = expect if isinstance(expect, tuple) else (expect,)
-    if not isinstance(obj, kinds):
+        raise error(f"{label} is too deeply nested or too large to read", hint) from None
+    kinds = expect if isinstance(expect, tuple) or expect is None else (expect,)
+    if kinds is not None and not isinstance(obj, kinds):
         wanted = " or ".join(f"a JSON {_KIND[k]}" for k in kinds)
-        raise error(f"{what} {p} holds a JSON {_KIND.get(type(obj), type(obj).__name__)}, not {wanted}", hint)
+        raise error(f"{label} holds a JSON {_KIND.get(type(obj), type(obj).__name__)}, not {wanted}", hint)
     return obj
 
 

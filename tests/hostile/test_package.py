@@ -169,11 +169,11 @@ INFER = [
          "accuracy target"),
     Case("size unknown", "infer", _set("size", "huge"), (1,), "not a size of dummy"),
     Case("result.json malformed", "infer", _write("result.json", '{"kind": "infer", '), (1,), "not valid JSON"),
-    Case("result.json nested deep", "infer", _write("result.json", _deep(100_000)), (1,), "nested"),
-    Case("result.json a list", "infer", _write("result.json", "[1, 2]"), (1,), "not an object"),
+    Case("result.json nested deep", "infer", _write("result.json", _deep(100_000)), (1,), "nests 100000 levels"),
+    Case("result.json a list", "infer", _write("result.json", "[1, 2]"), (1,), "not a JSON object"),
     Case("result.json config a list", "infer", _set("config", [1]), (1,), "'config' is a JSON array"),
-    Case("result.json NaN", "infer", _write("result.json", '{"kind": NaN}'), (1,), "not valid JSON"),
-    Case("system.json a string", "infer", _write("system.json", '"x"'), (1,), "not an object"),
+    Case("result.json NaN", "infer", _write("result.json", '{"kind": NaN}'), (1,), "holds NaN, which JSON does not allow"),
+    Case("system.json a string", "infer", _write("system.json", '"x"'), (1,), "not a JSON object"),
     Case("accuracy claimed better", "infer", _set("accuracy", "value", 0.0), (1,),
          r"result\.json says mse .* but its accuracy log scores", force=True),
     Case("accuracy log altered", "infer", _write("accuracy/mlperf_log_accuracy.json", '[{"qsl_idx": 99999, '
@@ -190,9 +190,9 @@ INFER = [
          "result.json says LoadGen's result was INVALID", force=True),
     Case("submitter with newline", "infer", _args("--submitter", "ACME\n"), (2,), "invalid value for 'submitter'"),
     Case("system with slash", "infer", _args("--system", "../s1"), (2,), "invalid value for 'system'"),
-    Case("system-json nested deep", "infer", _system_json(_deep(100_000)), (2,), "nested"),
+    Case("system-json nested deep", "infer", _system_json(_deep(100_000)), (2,), "nests 100000 levels"),
     Case("system-json malformed", "infer", _system_json("{"), (2,), "not valid JSON"),
-    Case("system-json a list", "infer", _system_json("[]"), (2,), "not an object"),
+    Case("system-json a list", "infer", _system_json("[]"), (2,), "not a JSON object"),
     Case("system-json field an object", "infer", _system_json('{"cooling": {"a": 1}}'), (2,),
          "not text or a number"),
     Case("output holds the user's files", "infer", _users_files, (2,), "not empty and holds no mlbench package"),
@@ -293,5 +293,5 @@ def test_the_command_line_says_it_in_one_line(runs, tmp_path):
     proc = mlbench("package", "inference", str(run), "--submitter", "ACME", "--system", "s1", "-o",
                    str(tmp_path / "out"))
     assert proc.returncode == 1, proc.stderr
-    assert "Traceback" not in proc.stderr and "nested" in proc.stderr
+    assert "Traceback" not in proc.stderr and "nests 100000 levels" in proc.stderr
     assert not (tmp_path / "out").exists()

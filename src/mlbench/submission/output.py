@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from mlbench.errors import ConfigError
-from mlbench.submission.untrusted import BadInput, parse_json
+from mlbench.submission.untrusted import BadInput, read_object
 
 MANIFEST = ".mlbench-package.json"
 TEMPLATE = "system-fields-to-fill.json"
@@ -67,10 +67,10 @@ class Output:
         if not path.is_file() or path.is_symlink():
             return None, []
         try:
-            data = parse_json(path.read_text(encoding="utf-8"), str(path))
-        except (OSError, UnicodeDecodeError, BadInput):
+            data = read_object(path, "package manifest")
+        except BadInput:
             return None, []
-        if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
+        if not isinstance(data.get("entries"), list):
             return None, []
         owner = {k: data.get(k) for k in ("kind", "submitter", "system")}
         return owner, [e for e in data["entries"] if isinstance(e, str)]

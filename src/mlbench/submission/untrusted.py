@@ -1,17 +1,18 @@
 """What ``mlbench package`` reads is untrusted: run directories, their logs and the user's JSON files.
 
-Each reader here fails with one line naming the file and what is wrong with it (never a traceback), and every
+Each reader here fails with one line naming the file and what is wrong with it (never a traceback: the JSON
+checks are :mod:`mlbench.untrusted`'s, raising :class:`BadInput`), and every
 name that becomes part of a path is checked as a whole string and every path written is proven to stay under
 the folder the user named.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
+from mlbench import untrusted
 from mlbench.errors import ConfigError, MlbenchError
 
 MAX_JSON_BYTES = 64 * 1024 * 1024  # a result.json or systems file is kilobytes; refuse what cannot be one
@@ -23,66 +24,20 @@ class BadInput(MlbenchError):
     """A file or name handed to ``mlbench package`` that cannot be used (exit code 1)."""
 
 
-def _depth(obj: Any) -> int:
-    """Nesting depth of parsed JSON, without recursion."""
-    deepest, stack = 0, [(obj, 1)]
-    while stack:
-        item, d = stack.pop()
-        deepest = max(deepest, d)
-        if d > MAX_DEPTH:
-            break
-        if isinstance(item, dict):
-            stack.extend((v, d + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, d + 1) for v in item)
-    return deepest
+FIX = "give the file mlbench wrote, unedited (in the run directory that mlbench printed)"
 
 
 def parse_json(text: str, where: str) -> Any:
     """``text`` as JSON, or BadInput naming ``where`` (malformed, too deep, not finite numbers)."""
-    def no_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not a JSON number")
-
-    try:
-        data = json.loads(text, parse_constant=no_constant)
-    except RecursionError:
-        raise BadInput(f"{where}: JSON nested too deeply to read", "give the file mlbench wrote") from None
-    except ValueError as exc:
-        raise BadInput(f"{where}: not valid JSON ({str(exc).splitlines()[0]})",
-                       "give the file mlbench wrote, unedited") from None
-    if _depth(data) > MAX_DEPTH:
-        raise BadInput(f"{where}: JSON nested more than {MAX_DEPTH} levels deep", "give the file mlbench wrote")
-    return data
+    return untrusted.parse_json(text, where, FIX, expect=None, max_depth=MAX_DEPTH, error=BadInput)
 
 
-def read_json(path: Path, what: str = "") -> Any:
-    """A JSON file, bounded in size and depth; BadInput in one line when it cannot be one."""
-    path = Path(path)
-    where = f"{path}" + (f" ({what})" if what else "")
-    try:
-        if path.is_dir():
-            raise BadInput(f"{where}: a folder, not a file", "give the JSON file")
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise BadInput(f"{where}: {path.stat().st_size} bytes, too large for this file",
-                           "give the file mlbench wrote")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"{where}: missing", "give the run directory that mlbench printed") from None
-    except UnicodeDecodeError:
-        raise BadInput(f"{where}: not UTF-8 text", "give the file mlbench wrote") from None
-    except OSError as exc:
-        raise BadInput(f"{where}: cannot be read ({exc.strerror or exc})", "check the path and its permissions") \
-            from None
-    return parse_json(text, where)
-
-
-def read_object(path: Path, what: str = "", shape: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A JSON object whose keys in ``shape`` (key -> type or tuple of types) have those types when present."""
-    data = read_json(path, what)
-    where = f"{path}" + (f" ({what})" if what else "")
-    if not isinstance(data, dict):
-        raise BadInput(f"{where}: holds a JSON {_kind(data)}, not an object", "give the file mlbench wrote")
-    check_shape(data, shape or {}, where)
+def read_object(path: Path, what: str, shape: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A JSON object, bounded in size and depth, whose keys in ``shape`` (key -> type or tuple of types) have those
+    types when present; BadInput in one line when it cannot be one."""
+    data = untrusted.load_json(path, what, expect=dict, hint=FIX, max_depth=MAX_DEPTH, max_bytes=MAX_JSON_BYTES,
+                               error=BadInput)
+    check_shape(data, shape or {}, f"{what} {path}")
     return data
 
 
