@@ -63,6 +63,9 @@ class Benchmark:
     loadgen_model_name: str = ""  # the model name in LoadGen's mlperf.conf
     inference_name: str = ""  # MLPerf Inference's name for it (its results folder, e.g. "resnet"); "" means ``name``
     inference_name_has_target: bool = False  # MLPerf Inference adds the accuracy target: bert-99, bert-99.9
+    # language models: LoadGen's model per mlbench scenario where it is not loadgen_model_name (e.g. Interactive,
+    # which LoadGen runs as Server under the interactive model's bounds; SingleStream: the edge model)
+    loadgen_scenario_models: dict[str, str] = field(default_factory=dict)
     # inference options only this benchmark's task reads, name -> help: each is an `mlbench infer` option (a
     # string, or None when not given) that reaches the task in TaskOptions.extra (see docs/ARCHITECTURE.md)
     task_options: dict[str, str] = field(default_factory=dict)

@@ -94,7 +94,20 @@ def task_options() -> dict[str, str]:
     return out
 
 
+def canonical(name: str) -> str:
+    """The registry name of ``name``, which may also be MLPerf Inference's name for it (a reference definition's
+    ``inference_name``, e.g. ``llama3.1-8b``); unknown names are returned unchanged (``get`` then refuses them)."""
+    if name in BENCHMARKS:
+        return name
+    for known in names():
+        ref = sizes(known).get("reference")
+        if ref is not None and ref.inference_name and ref.inference_name == name:
+            return known
+    return name
+
+
 def _package(name: str) -> str:
+    name = canonical(name)
     if name not in BENCHMARKS:
         raise did_you_mean(name, names(), "benchmark")
     return BENCHMARKS[name]
@@ -103,6 +116,7 @@ def _package(name: str) -> str:
 def get(name: str, size: str = "mini", hparams: dict | None = None) -> BenchmarkHandle:
     """The benchmark ``name`` at ``size`` (with ``hparams`` overrides, checked here); unknown names get a
     did-you-mean error."""
+    name = canonical(name)
     package = _package(name)
     known_sizes = sizes(name)
     if size not in known_sizes:

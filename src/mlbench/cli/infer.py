@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
                     "options, 130 when interrupted (Ctrl-C), 143 on SIGTERM, 129 on SIGHUP (the partial result is kept, "
                     "status aborted); a backend or LoadGen crash is a failed run (exit code 1).",
     )
-    p.add_argument("benchmark", help="benchmark name (see `mlbench list`)")
+    p.add_argument("benchmark", help="benchmark name (see `mlbench list`), or MLPerf Inference's name for it "
+                                     "(its inference_name, see `mlbench list`)")
     flags.add_config_flags(p, InferConfig, skip=("benchmark",), more_help={"weights": official_files_help()})
     flags.add_layer_flags(p)
     p.set_defaults(func=main)
@@ -43,10 +44,12 @@ def main(args: argparse.Namespace) -> int:
     from mlbench.inference import backends
     from mlbench.inference.config import check
     from mlbench.inference.execute import execute
+    from mlbench.inference.generation import ENGINES
 
-    cfg = check(flags.resolve(InferConfig, args, benchmark=args.benchmark))
+    cfg = check(flags.resolve(InferConfig, args, benchmark=registry.canonical(args.benchmark)))
     registry.get(cfg.benchmark, cfg.size)  # unknown names fail here, before anything runs
-    backends.get(cfg.backend)
+    if cfg.backend not in ENGINES:
+        backends.get(cfg.backend)
     result = execute(cfg)
     print_summary(result)
     return exit_code(result)
@@ -70,8 +73,11 @@ def print_summary(result: dict) -> None:
     if name:
         lines.append(f"  {name}: {_f(m.get(name))}   (LoadGen: {result['loadgen']['validity']})")
     for key in ("latency/p90_ms", "latency/p99_ms"):
-        if m.get(key) is not None:
+        if m.get(key) is not None and m.get("throughput/tokens_per_s") is None:
             lines.append(f"  {key}: {_f(m[key])}")
+    from mlbench.inference.logs import token_lines
+
+    lines += [f"  {line}" for line in token_lines(m)]
     from mlbench.efficiency.mfu import summary_lines
 
     lines += [f"  {line}" for line in summary_lines(m, result.get("compute"))]
@@ -79,10 +85,13 @@ def print_summary(result: dict) -> None:
     if q:
         lines.append(f"  accuracy: {q['metric']} = {_f(q['value'])} (target {_f(q['target'])}): "
                      f"{'on target' if q['reached'] else 'below target'}")
+        for c in (result.get("accuracy") or {}).get("checks", []):
+            lines.append(f"    {c['name']}: {c['value']:.6g} {c['op']} {c['bound']:.6g}: {'ok' if c['ok'] else 'NOT MET'}")
     if result.get("find_peak"):
         fp = result["find_peak"]
         lines.append(f"  peak VALID Server QPS (short probes): {_f(fp.get('peak_qps'))}; confirmed by the full test: "
-                     f"{'yes' if fp.get('confirmed') else 'no'}")
+                     f"{'yes' if fp.get('confirmed') else 'no'}"
+                     + (f"; {_f(fp['peak_tokens_per_s'])} tokens/s" if fp.get("peak_tokens_per_s") else ""))
     if result.get("compliance"):
         lines.append(f"  compliance: {'passed' if result['compliance']['passed'] else 'FAILED'}")
     lines.append(f"  valid for MLPerf submission: {'yes' if result['valid'] else 'no'}")

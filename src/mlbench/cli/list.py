@@ -30,6 +30,7 @@ def rows() -> list[dict]:
                         "runs_required": b.runs_required, "mlperf_name": b.mlperf_name, "ruleset": b.ruleset,
                         "inference_metric": b.inference_metric or b.metric,
                         "inference_target": b.inference_target, "inference_targets": dict(b.inference_targets),
+                        "inference_name": b.inference_name,
                         "notes": b.notes})
     return out
 
@@ -52,6 +53,10 @@ def main(args: argparse.Namespace) -> int:
              for r in data if r["inference_targets"]]
     if named:
         print("inference accuracy targets (mlbench infer --target NAME): " + "; ".join(named))
+    aliases = [f"{r['inference_name']} ({r['benchmark']})" for r in data if r["size"] == "reference"
+               and r["inference_name"] and r["inference_name"] != r["benchmark"]]
+    if aliases:
+        print("MLPerf Inference names that `mlbench infer` also accepts: " + ", ".join(aliases))
     rounds = {r["benchmark"]: r["notes"] for r in data if r["size"] == "reference" and "retired" in r["notes"]}
     for name, note in rounds.items():
         print(f"{name}: {note}")

@@ -8,10 +8,11 @@ from typing import Any
 
 from mlbench import registry
 from mlbench.config import PEAK_TFLOPS_HELP, data_dir_problem, opt
+from mlbench.inference import generation
 
-SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
+SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream", "Interactive")  # Interactive: language models
 MODES = ("performance", "accuracy", "submission")
-BACKENDS = ("pytorch", "onnxruntime", "null")
+BACKENDS = ("pytorch", "onnxruntime", "null", *generation.ENGINES)  # the engines run language models
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 MLPERF_MIN_DURATION_S = 600  # mlperf.conf's min_duration for every scenario
 # LoadGen plans every query of a test before it starts: per sample a few hundred bytes of bookkeeping in
@@ -25,12 +26,14 @@ class CommonInferConfig:
 
     benchmark: str = opt(registry.names()[0], "benchmark name (see `mlbench list`)")
     size: str = opt("mini", "benchmark size", choices=("reference", "mini", "tiny"))
-    scenario: str = opt("Offline", "MLPerf scenario", choices=SCENARIOS)
+    scenario: str = opt("Offline", "MLPerf scenario (Interactive: language models, LoadGen's Server under the "
+                        "interactive TTFT/TPOT bounds; MultiStream: not for language models)", choices=SCENARIOS)
     mode: str = opt("performance", "performance, accuracy (whole dataset, scored) or submission (both)",
                     choices=MODES)
     target: str | None = opt(None, "accuracy target of benchmarks that have several, e.g. 99 or 99.9 (MLPerf's "
                              "<name>-99 and <name>-99.9); default: the first (see `mlbench list`)")
-    backend: str = opt("pytorch", "inference backend", choices=BACKENDS)
+    backend: str = opt("pytorch", "inference backend; language models: a generation engine (transformers: in-process, "
+                       "the default, which pytorch also means for them; vllm: when vLLM is installed)", choices=BACKENDS)
     device: str = opt("cpu", "cpu, cuda or cuda:N (auto: cuda when available)")
     precision: str = opt("fp32", "numeric precision: bf16/fp16 autocast (pytorch), int8 static "
                          "quantization (onnxruntime)", choices=PRECISIONS)
@@ -69,7 +72,8 @@ class CommonInferConfig:
     max_samples: int | None = opt(None, "accuracy mode: score only the first N samples (invalid)", min=1,
                                   max=10**9)
     peak_tflops: float | None = opt(None, PEAK_TFLOPS_HELP, min=1e-6, max=1e6)
-    find_peak: bool = opt(False, "Server: search the highest VALID target QPS, then confirm it")
+    find_peak: bool = opt(False, "Server (Interactive): search the highest VALID target QPS, then confirm it "
+                          "(language models: reported as tokens/s)")
     compliance: bool = opt(False, "also run the audit tests TEST01 and TEST04 and report pass/fail")
     trace: bool = opt(False, "enable LoadGen's trace log (mlperf_log_trace.json)")
     offline: bool = opt(False, "never download anything; fail with a clear error instead")
@@ -105,8 +109,8 @@ def check(cfg: InferConfig) -> InferConfig:
     if cfg.cuda_graphs and cfg.compile:
         raise ConfigError("--cuda-graphs and --compile together are not supported",
                           "use one of them (torch.compile's own CUDA graphs are not offered)")
-    if cfg.find_peak and cfg.scenario != "Server":
-        raise ConfigError("--find-peak searches the Server scenario's QPS", "add --scenario Server")
+    if cfg.find_peak and cfg.scenario not in ("Server", "Interactive"):
+        raise ConfigError("--find-peak searches the Server (or Interactive) scenario's QPS", "add --scenario Server")
     if cfg.compliance and cfg.mode == "accuracy":
         raise ConfigError("--compliance compares with a performance test", "use --mode performance or submission")
     if cfg.max_samples and cfg.mode == "performance":

@@ -10,7 +10,7 @@ from mlbench import errors, runs, signals
 from mlbench.efficiency import flops as flops_mod
 from mlbench.efficiency import kernels, mfu
 from mlbench.errors import MlbenchError, RunAborted
-from mlbench.inference import inputs, runner
+from mlbench.inference import inputs, logs, runner
 from mlbench.inference.config import InferConfig
 from mlbench.results.store import record
 
@@ -31,7 +31,7 @@ def execute(cfg: InferConfig, run_dir: Path | None = None) -> dict[str, Any]:
     console(f"run directory {run_dir}")
     session = None
     try:
-        session = runner.open_session(cfg, console)
+        session = harness(cfg).open_session(cfg, console)
         result["backend"] = {**session.backend.info(), "sut_workers": session.sut.n_workers,
                              "batch_size": session.batch_size, "sut_pipeline": session.sut.pipeline}
         result["device"] = result["backend"].get("device", cfg.device)
@@ -55,6 +55,9 @@ def execute(cfg: InferConfig, run_dir: Path | None = None) -> dict[str, Any]:
         if result.get("find_peak") and "performance" in state["tests"]:
             ok = state["tests"]["performance"]["loadgen_valid"]
             result["find_peak"]["confirmed"] = ok
+            tps = state["tests"]["performance"]["metrics"].get("throughput/tokens_per_s")
+            if tps is not None:  # a language model: the peak as MLPerf scores it, in tokens/s
+                result["find_peak"]["peak_tokens_per_s"] = tps
             if not ok:
                 console("find-peak: the confirming run at the peak was INVALID: the short probes overestimated it; "
                         "rerun with a lower --target-qps or a longer --duration-s")
@@ -104,6 +107,35 @@ def execute(cfg: InferConfig, run_dir: Path | None = None) -> dict[str, Any]:
     return result
 
 
+def harness(cfg: InferConfig):
+    """The module that runs ``cfg``'s tests: :mod:`runner` (batch backends), or :mod:`generate_run` for a language
+    model (its inference module says ``GENERATION = True``). Both give open_session, plan_for, run_test,
+    run_planned and accuracy_of; a session's ``ops`` is its module."""
+    from mlbench import registry
+
+    if getattr(registry.get(cfg.benchmark, cfg.size).inference, "GENERATION", False):
+        from mlbench.inference import generate_run
+
+        return generate_run
+    from mlbench.inference.generation import ENGINES
+
+    if cfg.backend in ENGINES:
+        from mlbench.errors import ConfigError
+
+        raise ConfigError(f"--backend {cfg.backend} runs language models; {cfg.benchmark} is not one",
+                          "use --backend pytorch, onnxruntime or null")
+    if cfg.scenario == "Interactive":
+        from mlbench.errors import ConfigError
+
+        raise ConfigError(f"the Interactive scenario is defined for language models only, not {cfg.benchmark}",
+                          "use --scenario Server")
+    return runner
+
+
+def _ops(s):
+    return getattr(s, "ops", runner)
+
+
 def _backend_counters(result: dict, s) -> None:
     """The backend's info again after a test: its counters (e.g. batches run outside the CUDA graphs) grew."""
     result["backend"].update(s.backend.info())
@@ -111,18 +143,21 @@ def _backend_counters(result: dict, s) -> None:
 
 def _one_test(s, mode: str, outdir: Path, result: dict, state: dict, say) -> None:
     cfg = s.cfg
-    p = runner.plan_for(s, mode)
+    ops = _ops(s)
+    p = ops.plan_for(s, mode)
     state["plan_reasons"] = sorted(set(state["plan_reasons"]) | set(p.invalid_because))
     say(f"{mode} test: {cfg.scenario}, " + (
         f"{p.values['min_duration_ms'] / 1000:g} s minimum" if mode == "performance" else
         f"all {s.store.total_count} samples"))
-    test = runner.run_planned(s, p, outdir)
+    test = ops.run_planned(s, p, outdir)
     test["settings"] = p.values
     if mode == "accuracy":
-        test["accuracy"] = runner.accuracy_of(s, outdir)
+        test["accuracy"] = ops.accuracy_of(s, outdir)
         a = test["accuracy"]
         say(f"accuracy: {a['metric']} = {a['value']:.4f} (target {a['target']:.4f}): "
             f"{'on target' if a['reached'] else 'BELOW TARGET'}")
+        for c in a.get("checks", []):
+            say(f"  {c['name']}: {c['value']:.6g} {c['op']} {c['bound']:.6g}: {'ok' if c['ok'] else 'NOT MET'}")
     else:
         m = test["metrics"]
         name = m["scenario_metric"]
@@ -131,6 +166,8 @@ def _one_test(s, mode: str, outdir: Path, result: dict, state: dict, say) -> Non
             f"{'VALID' if test['loadgen_valid'] else 'INVALID'}"
             + (f" (repeated {len(again['tries'])}x: the warm-up estimate planned too few samples; LoadGen "
                f"expected {again['expected_qps']:,.0f} samples/s)" if again else ""))
+        for line in logs.token_lines(m):
+            say(f"  {line}")
         for r in test["loadgen_reasons"]:
             say(f"  - {r}")
     state["tests"][mode] = test
@@ -152,7 +189,7 @@ def _compute_info(result: dict, s) -> None:
     """Model FLOPs per sample (torch's counter on the PyTorch model; for ONNX Runtime, counted from the ONNX graph
     it runs; one forward pass at batch 1, counted once before the tests), the hardware peak MFU divides by and
     the measured kernel peak, both at the run's precision."""
-    if not s.backend.runs_model:
+    if not getattr(s.backend, "runs_model", False):
         return
     idx = [0]
     s.store.load(idx)
@@ -246,7 +283,10 @@ def _finish(result: dict, state: dict, run_dir: Path, final: bool) -> None:
         result["quality"] = {k: a[k] for k in ("metric", "value", "target", "target_name", "reached", "source")}
         result["accuracy"] = a
         result["metrics"][f"accuracy/{a['metric']}"] = a["value"]
-        if not a["reached"]:
+        if a.get("checks"):  # several checks, each must hold
+            reasons += [f"accuracy check not met: {c['name']} {c['value']:.6g}, needs {c['op']} {c['bound']:.6g}"
+                        for c in a["checks"] if not c["ok"]]
+        elif not a["reached"]:
             reasons.append(f"accuracy off target: {a['metric']} {a['value']:.4f} "
                            f"{'<' if a['higher_is_better'] else '>'} {a['target']:.4f}")
     again = (result.get("backend", {}).get("compiled") or {}).get("compiles_during_test")

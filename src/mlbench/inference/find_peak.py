@@ -21,7 +21,7 @@ PROBE_STEPS = 10  # at most this many probes after the first
 def find_peak(s, run_dir: Path, result: dict, state: dict, say) -> float:
     """Search the highest VALID Server QPS with short probes; sets ``s.server_qps`` to it."""
     cfg = s.cfg
-    if cfg.scenario != "Server":
+    if cfg.scenario not in ("Server", "Interactive"):
         raise ConfigError("--find-peak searches the Server scenario's QPS", "add --scenario Server")
     probe_s = min(cfg.duration_s, 3.0) if cfg.quick else 10.0
     probes: list[dict[str, Any]] = []
@@ -31,8 +31,13 @@ def find_peak(s, run_dir: Path, result: dict, state: dict, say) -> float:
         valid, m = _probe(s, qps, probe_s, run_dir / "find_peak" / f"probe_{i + 1:02d}")
         probes.append({"target_qps": qps, "valid": valid, "completed_qps": m.get("throughput/samples_per_s"),
                        "p99_ms": m.get("latency/p99_ms")})
-        say(f"find-peak probe {i + 1}: {qps:.1f} QPS -> {'VALID' if valid else 'INVALID'} "
-            f"(p99 {m.get('latency/p99_ms') or float('nan'):.2f} ms)")
+        if "throughput/tokens_per_s" in m:  # a language model: tokens/s, TTFT and TPOT
+            probes[-1].update({k: m.get(k) for k in ("throughput/tokens_per_s", "latency/ttft_p99_ms",
+                                                     "latency/tpot_p99_ms")})
+        say(f"find-peak probe {i + 1}: {qps:.3g} QPS -> {'VALID' if valid else 'INVALID'} " + (
+            f"({_f(m.get('throughput/tokens_per_s'))} tokens/s, p99 TTFT {_f(m.get('latency/ttft_p99_ms'))} ms, "
+            f"p99 TPOT {_f(m.get('latency/tpot_p99_ms'))} ms)" if "throughput/tokens_per_s" in m else
+            f"(p99 {m.get('latency/p99_ms') or float('nan'):.2f} ms)"))
         if valid:
             good = max(good, qps)
         else:
@@ -55,6 +60,11 @@ def find_peak(s, run_dir: Path, result: dict, state: dict, say) -> float:
 
 def _probe(s, qps: float, seconds: float, outdir: Path) -> tuple[bool, dict]:
     cfg = dataclasses.replace(s.cfg, quick=True, duration_s=seconds, target_qps=qps)
-    p = runner.plan_for(s, "performance", cfg=cfg, server_qps=qps)
-    test = runner.run_test(s, p, outdir)
+    ops = getattr(s, "ops", runner)
+    p = ops.plan_for(s, "performance", cfg=cfg, server_qps=qps)
+    test = ops.run_test(s, p, outdir)
     return test["loadgen_valid"], test["metrics"]
+
+
+def _f(v) -> str:
+    return "n/a" if v is None else f"{v:.4g}"

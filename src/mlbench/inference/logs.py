@@ -84,7 +84,11 @@ def validity(detail: dict[str, Any], scenario: str, min_latency_s: float | None 
         reasons.append(_over_latency(detail, min_latency_s))
     if detail.get("early_stopping_met") is False:
         text = " ".join(str(detail.get("early_stopping_result", "")).replace("*", "").split())
-        reasons.append(f"early stopping not met: {text}")
+        for what in ("ttft", "tpot"):  # token latencies: one verdict per bound
+            part = " ".join(str(detail.get(f"early_stopping_{what}_result", "")).replace("*", "").split())
+            if part:
+                text += f"{'; ' if text else ''}{what.upper()}: {part}"
+        reasons.append(f"early stopping not met: {text}" if text else "early stopping not met")
     for err in detail.get("_errors", []):
         reasons.append(f"LoadGen error: {err}")
     if not valid and not reasons:
@@ -170,3 +174,72 @@ def read_accuracy_entries(path: Path) -> list[tuple[int, bytes]]:
 def read_accuracy(path: Path) -> dict[int, bytes]:
     """mlperf_log_accuracy.json as dataset index -> response bytes (the last response per index wins)."""
     return dict(read_accuracy_entries(path))
+
+
+# ---------------------------------------------------------------- language models: token latencies
+TOKEN_PERCENTILES = ("50.00", "90.00", "99.00")
+
+
+def token_metrics(detail: dict[str, Any], scenario: str) -> dict[str, Any]:
+    """Tokens/s, samples/s, TTFT and TPOT percentiles (ms) and their bounds, from a token-latency detail log.
+
+    Offline: LoadGen's ``result_tokens_per_second`` (generated tokens over the whole query); Server: its
+    ``result_completed_tokens_per_second``; SingleStream: tokens per second with LoadGen's overhead."""
+    m: dict[str, Any] = {}
+    key = {"Offline": "result_tokens_per_second", "Server": "result_completed_tokens_per_second"}.get(
+        scenario, "result_token_throughput_with_loadgen_overhead")
+    tps = detail.get(key)
+    m["throughput/tokens_per_s"] = None if tps is None else float(tps)
+    if scenario in ("Offline", "Server"):
+        m["scenario_metric"] = "throughput/tokens_per_s"
+    for p in TOKEN_PERCENTILES:
+        short = p.rstrip("0").rstrip(".")
+        m[f"latency/ttft_p{short}_ms"] = _ms(detail.get(f"result_first_token_{p}_percentile_latency_ns"))
+        m[f"latency/tpot_p{short}_ms"] = _ms(detail.get(f"result_time_per_output_token_{p}_percentile_ns"))
+    if scenario == "Server":
+        m["bounds/ttft_p99_ms"] = _ms(detail.get("requested_server_ttft_latency"))
+        m["bounds/tpot_p99_ms"] = _ms(detail.get("requested_server_tpot_latency"))
+    return {k: v for k, v in m.items() if v is not None or k == "throughput/tokens_per_s"}
+
+
+def token_lines(m: dict[str, Any]) -> list[str]:
+    """The token figures of a metrics dict in a few console lines (none when it has none)."""
+    out = []
+    if m.get("throughput/tokens_per_s") is not None:
+        out.append(f"tokens/s: {m['throughput/tokens_per_s']:.4g}; samples/s: "
+                   f"{_g(m.get('throughput/samples_per_s'))}")
+    for name, what in (("ttft", "TTFT"), ("tpot", "TPOT")):
+        if m.get(f"latency/{name}_p50_ms") is None:
+            continue
+        bound = m.get(f"bounds/{name}_p99_ms")
+        out.append(f"{what} p50/p90/p99: {_g(m.get(f'latency/{name}_p50_ms'))} / {_g(m.get(f'latency/{name}_p90_ms'))}"
+                   f" / {_g(m.get(f'latency/{name}_p99_ms'))} ms" + (f" (bound: p99 <= {bound:g} ms)" if bound else ""))
+    return out
+
+
+def _g(v: Any) -> str:
+    return "n/a" if v is None else f"{float(v):.4g}"
+
+
+def token_reasons(detail: dict[str, Any], reasons: list[str]) -> list[str]:
+    """``reasons`` (from :func:`validity`) with the latency reason told in TTFT and TPOT terms: which bound, by how
+    much, and what could help."""
+    if detail.get("result_perf_constraints_met") is not False:
+        return reasons
+    out = [r for r in reasons if not r.startswith("latency bound exceeded")]
+    told = False
+    for name, what, lat_key, bound_key, help_text in (
+            ("ttft", "time to first token", "result_first_token_99.00_percentile_latency_ns",
+             "requested_server_ttft_latency", "prompts wait in the queue: lower --target-qps (--find-peak finds the "
+             "highest VALID one), or a larger --batch-size so that more waiting prompts start together"),
+            ("tpot", "time per output token", "result_time_per_output_token_99.00_percentile_ns",
+             "requested_server_tpot_latency", "each step decodes every sequence of the batch: a smaller "
+             "--batch-size shortens a step; a faster --device or --precision helps both")):
+        got, bound = _ms(detail.get(lat_key)), _ms(detail.get(bound_key))
+        if got is not None and bound and got > bound:
+            out.append(f"{what} bound exceeded: p99 {name.upper()} {got:.1f} ms > "
+                       f"{bound:g} ms ({got / bound:.2g}x the bound); {help_text}")
+            told = True
+    if not told:
+        out.append("LoadGen found the TTFT/TPOT constraints not met (see mlperf_log_summary.txt)")
+    return out

@@ -192,7 +192,7 @@ def run_test(s: Session, plan: settings.Plan, outdir: Path, audit_config: Path |
         raise RunAborted(f"LoadGen ended the {plan.mode} test without a result ({errors})",
                          f"see {outdir / 'mlperf_log_detail.txt'}; lower extreme settings "
                          "(--target-qps, --duration-s)")
-    shortest = s.estimate_latency_s if s.backend.runs_model else None
+    shortest = s.estimate_latency_s if getattr(s.backend, "runs_model", True) else None
     valid, reasons = (logs.validity(detail, plan.scenario, min_latency_s=shortest) if plan.mode == "performance"
                       else (True, []))
     m = logs.metrics(detail, plan.scenario) if plan.mode == "performance" else {}

@@ -27,6 +27,7 @@ FIELDS = (
     "single_stream_target_latency_percentile", "multi_stream_expected_latency_ns",
     "multi_stream_target_latency_percentile", "multi_stream_samples_per_query",
     "sample_concatenate_permutation", "print_timestamps",
+    "use_token_latencies", "ttft_latency", "tpot_latency",  # language models: LoadGen's token latencies (ns)
 )
 
 _READER = """
