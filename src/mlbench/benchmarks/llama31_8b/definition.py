@@ -35,6 +35,18 @@ LLAMA31_8B = {  # NeMo Llama31Config8B, as Hugging Face's LlamaConfig fields
 # made each reference convergence point. Other batch sizes interpolate linearly between the two nearest.
 RCP_RECIPES = {16: (4e-4, 256), 32: (8e-4, 4096), 64: (8e-4, 6144), 96: (1e-3, 16_348), 128: (2e-3, 32_768)}
 
+# MLPerf Inference llama3.1-8b (mlcommons/inference language/llama3.1-8b; tools/submission's checker constants):
+# ROUGE F-measures x 100 of the reference run (the checker asks 99% of each) and gen_len, the characters generated
+# over the 13,368 samples (the checker asks 90-110%); the reference SUT generates at most 128 tokens, greedy.
+INFERENCE = {"rouge": {"rouge1": 38.7792, "rouge2": 15.9075, "rougeL": 24.4957, "rougeLsum": 35.793},
+             "gen_len": 8_167_644, "samples": 13_368, "max_new_tokens": 128}
+INFERENCE_OPTIONS = {
+    "model_dir": "language models: a Hugging Face model directory (config.json, *.safetensors, tokenizer files); "
+                 "required at --size reference",
+    "max_new_tokens": "language models: most tokens generated per sample (default: the reference's; other values "
+                      "make the run invalid)",
+}
+
 REFERENCE = Benchmark(
     name="llama31_8b",
     size="reference",
@@ -68,9 +80,21 @@ REFERENCE = Benchmark(
         "adam_beta1": 0.9, "adam_beta2": 0.95, "adam_eps": 1e-5, "weight_decay": 0.1, "grad_clip": 1.0,
         "max_steps": 1_200_000, "end_lr_factor": 0.1,
         "activation_checkpointing": True,  # our choice: 8,192-token activations of 32 layers do not fit otherwise
+        "inference": INFERENCE,  # mlbench infer llama3.1-8b
     },
     input_shape=(8192,),
-    notes="MLPerf Training v6.1 (first in v5.1). Published: 84.4 min on 8x B200 (v5.1).",
+    notes="MLPerf Training v6.1 (first in v5.1). Published: 84.4 min on 8x B200 (v5.1). Inference: MLPerf's "
+          "llama3.1-8b (mlbench infer llama3.1-8b), Llama 3.1 8B Instruct summarising CNN/DailyMail.",
+    # inference (mlbench infer llama3.1-8b): the user's weights (--model-dir) on cnn_eval.json (--data-dir)
+    inference_name="llama3.1-8b",
+    loadgen_model_name="llama3_1-8b",
+    loadgen_scenario_models={"Interactive": "llama3_1-8b-interactive", "SingleStream": "llama3_1-8b-edge"},
+    inference_metric="rouge1",
+    inference_target=round(0.99 * INFERENCE["rouge"]["rouge1"], 4),
+    inference_target_source="MLPerf Inference submission checker (llama3.1-8b): 99% of ROUGE-1 38.7792, ROUGE-2 "
+                            "15.9075, ROUGE-L 24.4957, ROUGE-Lsum 35.793, and gen_len 90-110% of 8,167,644",
+    performance_sample_count=13_368,
+    task_options=INFERENCE_OPTIONS,
 )
 
 # mini: a small Llama on Python's documentation (Debian python3.11-doc), byte-level BPE trained here.
@@ -102,6 +126,7 @@ MINI = REFERENCE.derive(
     input_shape=(256,),
     notes="open division: a small Llama on offline prose, not comparable with MLPerf results",
     in_suite=False,
+    inference_target_source="mlbench mini: not yet defined",
 )
 
 TINY = MINI.derive(
@@ -119,8 +144,13 @@ TINY = MINI.derive(
                   "max_position_embeddings": 64},
         "seq_len": 32, "eval_samples": 64, "train_files": ("tiny-train_text_document",),
         "eval_file": "tiny-validation_text_document", "rcp_recipes": {16: (1e-2, 64)}, "max_steps": 4096 // 16,
+        # inference: a random model on 24 generated articles; no accuracy bound (tests only)
+        "inference": {"rouge": {"rouge1": 0.0}, "gen_len": None, "samples": 24, "max_new_tokens": 16},
     },
     input_shape=(32,),
+    inference_target=0.0,
+    inference_target_source="mlbench tiny: a random model, tests only (no accuracy bound)",
+    performance_sample_count=24,
 )
 
 SIZES = {b.size: b for b in (REFERENCE, MINI, TINY)}

@@ -1,0 +1,110 @@
+"""LLM Offline overhead: tokens/s of ``mlbench infer llama3.1-8b`` (transformers engine, token-latency SUT, LoadGen)
+against the same model's plain batched ``generate`` loop at the same batch size, side by side.
+
+The model is a random mini-sized Llama (4 layers, hidden 128, vocabulary 4,096; built from a config, saved as a
+Hugging Face directory) on generated prompts of 48-80 token ids written as a cnn_eval.json. Both sides run greedy,
+KV cache, left-padded batches, ``--max-new-tokens`` tokens (the random model's EOS is unlikely; both count what
+was generated up to it). The plain loop is what a user would write: ``model.generate`` batch after batch over the
+same number of samples, tokens over wall time. The harness side is a whole ``mlbench infer`` Offline run in this
+process, its figure LoadGen's ``result_tokens_per_second``. They alternate, pair by pair; the report gives each
+pair's ratio and the median ratio (target >= 0.95).
+
+    python benchmarks/llm_offline_overhead.py [--pairs 3] [--samples 64] [--batch-size 16] [--max-new-tokens 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+SPEC = {"vocab_size": 4096, "hidden_size": 128, "intermediate_size": 352, "num_hidden_layers": 4,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256, "rope_theta": 10_000.0,
+        "rms_norm_eps": 1e-5, "tie_word_embeddings": False, "bos_token_id": 0, "eos_token_id": 1}
+
+
+def build(root: Path, samples: int) -> tuple[Path, list[list[int]]]:
+    import random
+
+    import torch
+
+    from mlbench.benchmarks.llama31_8b import cnn_eval
+    from mlbench.llm import llama
+
+    torch.manual_seed(0)
+    model_dir = root / "model"
+    llama.save_hf_dir(llama.build(SPEC, init_std=0.02), model_dir)
+    (model_dir / "tokenizer.json").write_text("{}")  # present for the directory check; never decoded here
+    rng = random.Random(0)
+    prompts = [[0] + [rng.randrange(2, SPEC["vocab_size"]) for _ in range(rng.randint(47, 79))]
+               for _ in range(samples)]
+    cnn_eval.write(root / cnn_eval.FILE, [{"input": "x", "tok_input": p, "output": "y"} for p in prompts])
+    return model_dir, prompts
+
+
+def plain(model_dir: Path, prompts: list[list[int]], bs: int, new: int, threads: int) -> float:
+    """Tokens/s of a plain loop of model.generate over the prompts, batch after batch."""
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    torch.set_num_threads(threads)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), use_safetensors=True).eval()
+    gen = GenerationConfig(do_sample=False, num_beams=1, eos_token_id=[1], pad_token_id=1, max_new_tokens=new)
+    tokens = 0
+    t0 = time.perf_counter()
+    for i in range(0, len(prompts), bs):
+        batch = prompts[i:i + bs]
+        longest = max(map(len, batch))
+        ids = torch.full((len(batch), longest), 1, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, p in enumerate(batch):
+            ids[r, longest - len(p):] = torch.tensor(p)
+            mask[r, longest - len(p):] = 1
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen)
+        for row in out[:, longest:].tolist():
+            tokens += next((k + 1 for k, t in enumerate(row) if t == 1), len(row))
+    return tokens / (time.perf_counter() - t0)
+
+
+def harness(model_dir: Path, data: Path, samples: int, bs: int, new: int, threads: int, out: Path) -> float:
+    from mlbench.inference.config import InferConfig
+    from mlbench.inference.execute import execute
+
+    cfg = InferConfig(benchmark="llama31_8b", size="tiny", scenario="Offline", quick=True, duration_s=1.0,
+                      target_qps=samples / 1.1, batch_size=bs, threads=threads, model_dir=str(model_dir),
+                      data_dir=str(data), max_new_tokens=str(new), output_dir=str(out))
+    r = execute(cfg)
+    return float(r["metrics"]["throughput/tokens_per_s"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--samples", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        model_dir, prompts = build(root, a.samples)
+        pairs = []
+        for i in range(a.pairs):
+            p = plain(model_dir, prompts, a.batch_size, a.max_new_tokens, a.threads)
+            h = harness(model_dir, root, a.samples, a.batch_size, a.max_new_tokens, a.threads, root / "runs")
+            pairs.append({"plain_tokens_per_s": p, "mlbench_tokens_per_s": h, "ratio": h / p})
+            print(f"pair {i + 1}: plain {p:.1f} tokens/s, mlbench {h:.1f} tokens/s, ratio {h / p:.3f}", flush=True)
+    report = {"pairs": pairs, "median_ratio": statistics.median(x["ratio"] for x in pairs),
+              "median_plain_tokens_per_s": statistics.median(x["plain_tokens_per_s"] for x in pairs),
+              "median_mlbench_tokens_per_s": statistics.median(x["mlbench_tokens_per_s"] for x in pairs),
+              "samples": a.samples, "batch_size": a.batch_size, "max_new_tokens": a.max_new_tokens,
+              "threads": a.threads, "model": SPEC}
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
