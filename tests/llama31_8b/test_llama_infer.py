@@ -191,3 +191,27 @@ def test_max_new_tokens_must_be_a_sane_whole_number(text):
 
     with pytest.raises(ConfigError, match="invalid --max-new-tokens"):
         llm_inference.parse_max_new_tokens(text, 128)
+
+
+def test_package_inference_knows_the_mlperf_name_and_reads_the_rouge_line(offline, tmp_path):
+    """The tiny run packaged (open, forced: a --quick run): results/<system>/llama3.1-8b/Offline, its accuracy.txt
+    scored again from the log and read back with the round's ROUGE1 pattern."""
+    from mlbench.submission import inference as pkg
+    from mlbench.submission import rounds
+
+    system = {"status": "available", "system_type": "datacenter", "system_type_detail": "workstation",
+              "host_networking": "N/A", "host_network_card_count": "0", "host_processor_frequency": "N/A",
+              "host_processor_caches": "N/A", "host_processor_interconnect": "N/A", "host_storage_type": "SSD",
+              "host_storage_capacity": "N/A", "host_networking_topology": "N/A",
+              "host_memory_configuration": "N/A", "cooling": "air"}
+    (tmp_path / "s.json").write_text(json.dumps(system))
+    pkg.package([Path(offline["run_dir"])], submitter="ACME", system_name="box", out=tmp_path / "p",
+                division="open", system_json=tmp_path / "s.json", force=True, run_checkers=False)
+    org = tmp_path / "p" / "open" / "ACME"
+    text = (org / "results" / "box" / "llama3.1-8b" / "Offline" / "accuracy" / "accuracy.txt").read_text()
+    assert float(re.search(r"'rouge1':\s+'?([\d.]+)'?", text).group(1)) == pytest.approx(
+        offline["accuracy"]["scores"]["rouge1"])
+    tree = pkg.check_tree(org, "box", rounds.ROUNDS["v6.1"], "open")
+    kinds = {t[0] for c in tree for ts in c.tags.values() for t in ts}
+    # what a tiny --quick run lacks, and nothing about the round, files or layout
+    assert kinds == {"min-duration", "performance-sample-count", "dataset-size", "accuracy"}, tree

@@ -26,6 +26,8 @@ def test_accuracy_log_is_truncated_and_its_hash_kept(tmp_path):
     ("f1", {"exact_match": 80.5}, "F1", 0.75),
     ("mAP", {}, "mAP", 75.0),
     ("auc", {}, "AUC", 75.0),
+    ("rouge1", {"rouge1": 0.75, "rouge2": 0.5, "rougeL": 0.6, "rougeLsum": 0.7, "gen_len": 99.0, "gen_num": 3.0},
+     "ROUGE1", 0.75),
 ])
 def test_accuracy_txt_is_in_the_line_format_the_checker_reads(metric, scores, kind, expect):
     text = inference.accuracy_text({"metric": metric, "value": 0.75, "target": 0.5, "reached": True,

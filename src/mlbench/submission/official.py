@@ -22,6 +22,7 @@ ACCURACY_LINE = {
     "F1": re.compile(r"^\{[\"']exact_match[\"']:\s*[\d.]+,\s*[\"']f1[\"']:\s*([\d.]+)\}"),
     "mAP": re.compile(r".*(?:mAP=|'Total':)\s*([\d.]+)"),
     "AUC": re.compile(r"^AUC=([\d.]+)"),
+    "ROUGE1": re.compile(r".*'rouge1':\s+'?([\d.]+)'?"),  # the summarisation references' printed dict
 }
 
 # (what the line says, the kind of problem): the first that matches wins.

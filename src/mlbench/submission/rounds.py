@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
+SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline", "Interactive")  # Interactive: LLMs (LoadGen's Server)
 SYSTEM_TYPES = ("datacenter", "edge", "datacenter,edge", "edge,datacenter")
 
 
@@ -60,6 +60,14 @@ def _dlrm(share: float) -> Rules:
                  24_576, 60_000_000)
 
 
+def _llama31_8b() -> Rules:
+    """llama3.1-8b (datacenter; since v5.1): the checker's ROUGE1 pattern and 99% target (it also checks ROUGE2, L,
+    Lsum and GEN_LEN, which accuracy.txt carries); 13,368 samples; Offline required, Server and Interactive optional;
+    its compliance test (TEST06) is not run by mlbench."""
+    return Rules(("ROUGE1", 38.7792 * 0.99), 13_368, 13_368, {"datacenter": ("Offline",)}, (), 13_368,
+                 20_000_000_000)
+
+
 @dataclass(frozen=True)
 class Round:
     name: str  # "v6.1"
@@ -78,11 +86,12 @@ ROUNDS: dict[str, Round] = {r.name: r for r in (
     Round("v5.0", (6023615788873153749, 15036839855038426416, 9933818062894767841), "v5",
           {"resnet": _resnet(("Server", "Offline")), "retinanet": _retinanet(True), **_BERT, **_DLRM}),
     Round("v5.1", (1780908523862526354, 14771362308971278857, 18209322760996052031), "v5",
-          {"resnet": _resnet(None), "retinanet": _retinanet(True), **_BERT, **_DLRM}),
+          {"resnet": _resnet(None), "retinanet": _retinanet(True), **_BERT, **_DLRM,
+           "llama3.1-8b": _llama31_8b()}),
     Round("v6.0", (2465351861681999779, 14276810075590677512, 3936089224930324775), "v6",
-          {"resnet": _resnet(None), "retinanet": _retinanet(False), **_BERT}),
+          {"resnet": _resnet(None), "retinanet": _retinanet(False), **_BERT, "llama3.1-8b": _llama31_8b()}),
     Round("v6.1", (2085463073848966840, 2747215439041700203, 16159082839903944936), "v6",
-          {"resnet": _resnet(None), **_BERT}),
+          {"resnet": _resnet(None), **_BERT, "llama3.1-8b": _llama31_8b()}),
 )}
 
 
