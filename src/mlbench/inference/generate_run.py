@@ -31,6 +31,9 @@ from mlbench.inference.sut import QSL
 from mlbench.inference.token_sut import TokenSUT
 
 SCENARIOS = ("Offline", "Server", "Interactive", "SingleStream")
+# LoadGen's early stopping on token latencies (p99) passes only from this many queries, even with none over a bound
+# (its detail log after 40 and after 120 queries, none over: "would need to run at least 419 / 339 more").
+TOKEN_EARLY_STOPPING_QUERIES = 459
 DEFAULT_BATCH = {"Offline": 32, "Server": 16, "Interactive": 8, "SingleStream": 1}
 
 
@@ -196,6 +199,12 @@ def plan_for(s: Session, mode: str, cfg: InferConfig | None = None, server_qps: 
                       server_qps=server_qps or s.server_qps, estimate_multi_latency_s=s.estimate_multi_latency_s)
     if mode == "accuracy":
         p.values["min_query_count"] = 1  # accuracy: every sample once, whatever the scenario plans
+    if cfg.quick and cfg.find_peak and lg_scenario == "Server" and mode == "performance" \
+            and p.values["min_query_count"] < TOKEN_EARLY_STOPPING_QUERIES:
+        p.values["min_query_count"] = TOKEN_EARLY_STOPPING_QUERIES  # else no probe could be VALID
+        p.invalid_because.append(f"--find-peak with --quick: {TOKEN_EARLY_STOPPING_QUERIES} minimum queries, the "
+                                 "fewest with which LoadGen's token-latency early stopping can pass")
+    p.invalid_because += list(getattr(s.task, "deviations", ()))  # e.g. another --max-new-tokens than the rules'
     return p
 
 

@@ -67,8 +67,8 @@ def load(path: str | Path, *, vocab_size: int, context_length: int, max_new_toke
         if len(ids) > max_prompt:
             raise DataError(f"{where}: its prompt has {len(ids)} tokens; with {max_new_tokens} new tokens it needs "
                             f"{len(ids) + max_new_tokens}, more than the model's context of {context_length}",
-                            f"use a model with a longer context, lower --max-new-tokens (at most {max_prompt} prompt "
-                            "tokens fit now), or remove the row")
+                            f"use a model with a longer context, --max-new-tokens {context_length - len(ids)} or less "
+                            "(if that is above 0), or remove the row")
         rows.append(Row(list(ids), row["input"], row["output"]))
     return rows
 
