@@ -95,9 +95,13 @@ def main() -> None:
         root = Path(tmp)
         model_dir, prompts = build(root, a.samples)
         pairs = []
-        for i in range(a.pairs):
-            p = plain(model_dir, prompts, a.batch_size, a.max_new_tokens, a.threads)
-            h = harness(model_dir, root, a.samples, a.batch_size, a.max_new_tokens, a.threads, root / "runs")
+        for i in range(a.pairs):  # the order alternates, so that a drift of the machine's load favours neither
+            if i % 2:
+                h = harness(model_dir, root, a.samples, a.batch_size, a.max_new_tokens, a.threads, root / "runs")
+                p = plain(model_dir, prompts, a.batch_size, a.max_new_tokens, a.threads)
+            else:
+                p = plain(model_dir, prompts, a.batch_size, a.max_new_tokens, a.threads)
+                h = harness(model_dir, root, a.samples, a.batch_size, a.max_new_tokens, a.threads, root / "runs")
             pairs.append({"plain_tokens_per_s": p, "mlbench_tokens_per_s": h, "ratio": h / p})
             print(f"pair {i + 1}: plain {p:.1f} tokens/s, mlbench {h:.1f} tokens/s, ratio {h / p:.3f}", flush=True)
     report = {"pairs": pairs, "median_ratio": statistics.median(x["ratio"] for x in pairs),
