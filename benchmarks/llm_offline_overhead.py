@@ -6,7 +6,7 @@ Hugging Face directory) on generated prompts of 48-80 token ids written as a cnn
 KV cache, left-padded batches, ``--max-new-tokens`` tokens (the random model's EOS is unlikely; both count what
 was generated up to it). The plain loop is what a user would write: ``model.generate`` batch after batch over the
 same number of samples (after one untimed warm-up call, as the harness warms up), tokens over wall time. The harness side is a whole ``mlbench infer`` Offline run in this
-process, its figure LoadGen's ``result_tokens_per_second``. They alternate, pair by pair; the report gives each
+process, its figure LoadGen's ``result_tokens_per_second``. They alternate pair by pair (which goes first alternates too); the report gives each
 pair's ratio and the median ratio (target >= 0.95).
 
     python benchmarks/llm_offline_overhead.py [--pairs 3] [--samples 64] [--batch-size 16] [--max-new-tokens 32]
