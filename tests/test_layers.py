@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("results", ("mlbench.results",)),
     ("training", ("mlbench.training",)),
     ("inference", ("mlbench.inference",)),
-    ("shared blocks", ("mlbench.detection", "mlbench.llm")),
+    ("shared blocks", ("mlbench.detection", "mlbench.llm", "mlbench.speech")),
     ("benchmarks", ("mlbench.benchmarks",)),
     ("slurm", ("mlbench.slurm",)),
     ("submission", ("mlbench.submission",)),

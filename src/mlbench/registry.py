@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, str] = {
     "rnnt": "mlbench.benchmarks.rnnt",
     "llama31_8b": "mlbench.benchmarks.llama31_8b",
     "llama2_70b_lora": "mlbench.benchmarks.llama2_70b_lora",
+    "whisper": "mlbench.benchmarks.whisper",
     "dummy": "mlbench.benchmarks.dummy",  # the harness tests' workload; hidden from lists and suites
 }
 HIDDEN = {"dummy"}
@@ -64,6 +65,11 @@ class BenchmarkHandle:
 
     def workload(self):
         """The training workload of this size (:class:`mlbench.training.workload.Workload`)."""
+        if not self.has_module("workload"):
+            from mlbench.errors import MlbenchError
+
+            raise MlbenchError(f"benchmark '{self.name}' is inference only: it has no training workload",
+                               f"run it with `mlbench infer {self.name}`")
         return self.module("workload").WORKLOAD(self.definition)
 
     @property

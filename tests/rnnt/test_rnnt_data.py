@@ -11,7 +11,8 @@ import pytest
 import torch
 from rnnt_helpers import tiny_dataset
 
-from mlbench.benchmarks.rnnt import audio, data, features, synthetic
+from mlbench.benchmarks.rnnt import data, features, synthetic
+from mlbench.speech import audio
 from mlbench.benchmarks.rnnt.definition import TINY
 from mlbench.benchmarks.rnnt.text import Tokenizer, wer
 from mlbench.errors import DataError

@@ -15,7 +15,7 @@ import torch
 from rnnt_helpers import tiny_dataset
 
 from mlbench.benchmarks.rnnt import modelfiles
-from mlbench.benchmarks.rnnt.audio import read_wav
+from mlbench.speech.audio import read_wav
 from mlbench.benchmarks.rnnt.features import mel_filterbank
 from mlbench.benchmarks.rnnt.text import LABELS, Tokenizer
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from rnnt_helpers import Server, librispeech_archive, md5, read_manifest
 
-from mlbench.benchmarks.rnnt import audio, data, prepare
+from mlbench.benchmarks.rnnt import data, prepare
+from mlbench.speech import audio
 from mlbench.benchmarks.rnnt.text import Tokenizer
 from mlbench.errors import DataError
 

@@ -36,6 +36,9 @@ def main(args: argparse.Namespace) -> int:
     for name in names:
         registry.get(name, "mini" if args.size == "mini" else args.size) if args.benchmarks else None
         sizes = registry.sizes(name)
+        if args.size in sizes and not registry.get(name, args.size).has_module("workload"):
+            print(f"skipping {name}: inference only (mlbench infer {name})")
+            continue
         if args.size in sizes and not args.benchmarks and not sizes[args.size].in_suite:
             print(f"skipping {name} {args.size}: {sizes[args.size].target_source} (run it with --benchmarks {name})")
             continue

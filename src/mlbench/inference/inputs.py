@@ -44,13 +44,18 @@ class RaggedArray:
     """N variable-size responses back to back in one array: response ``i`` is rows ``offsets[i]:offsets[i + 1]``
     of ``data`` (C-contiguous). What a task with Ragged batches returns from ``postprocess``: the SUT hands
     LoadGen one pointer and size per response, computed for the whole batch at once, where a list of N arrays
-    costs a numpy view and a Python call per sample. Indexing and iterating give the responses as arrays."""
+    costs a numpy view and a Python call per sample. Indexing and iterating give the responses as arrays. ``tokens``
+(optional): the tokens each response generated, handed to LoadGen with it (its ``n_tokens``: tokens/s)."""
 
-    __slots__ = ("data", "offsets")
+    __slots__ = ("data", "offsets", "tokens")
 
-    def __init__(self, data: np.ndarray, offsets: np.ndarray):
+    def __init__(self, data: np.ndarray, offsets: np.ndarray, tokens: np.ndarray | None = None):
         self.data = np.ascontiguousarray(data)
         self.offsets = np.asarray(offsets, dtype=np.int64)
+        # generated tokens per response (a text or speech model): LoadGen's token count, what tokens/s counts
+        self.tokens = None if tokens is None else np.asarray(tokens, dtype=np.int64)
+        if self.tokens is not None and len(self.tokens) != len(self.offsets) - 1:
+            raise ValueError(f"RaggedArray has {len(self.tokens)} token counts for {len(self.offsets) - 1} responses")
         if self.offsets.ndim != 1 or len(self.offsets) < 1 or self.offsets[0] != 0 or (
                 len(self.offsets) > 1 and (np.diff(self.offsets) < 0).any()):
             raise ValueError("RaggedArray offsets must start at 0 and never decrease")

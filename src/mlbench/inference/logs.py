@@ -46,6 +46,9 @@ def metrics(detail: dict[str, Any], scenario: str) -> dict[str, Any]:
     m[name] = None if value is None else float(value) * scale
     if scenario == "Offline":
         m["throughput/samples_per_s"] = m[name]
+        if detail.get("result_tokens_per_second") is not None:  # token latencies on: MLPerf's metric is tokens/s
+            m["throughput/tokens_per_s"] = float(detail["result_tokens_per_second"])
+            m["scenario_metric"] = "throughput/tokens_per_s"
     if scenario == "Server":
         m["throughput/scheduled_qps"] = detail.get("result_scheduled_samples_per_sec")
         m["throughput/samples_per_s"] = m[name]

@@ -137,9 +137,16 @@ def _estimate(backend, example) -> tuple[float, float, float]:
 def plan_for(s: Session, mode: str, cfg: InferConfig | None = None, server_qps: float | None = None
              ) -> settings.Plan:
     """LoadGen settings for one test of this session (``cfg`` overrides the session's, e.g. for probes)."""
-    return settings.plan(cfg or s.cfg, s.bench, mode=mode, store_counts=(s.store.total_count, s.store.performance_count),
-                         estimate_qps=s.estimate_qps, estimate_latency_s=s.estimate_latency_s,
-                         server_qps=server_qps or s.server_qps, estimate_multi_latency_s=s.estimate_multi_latency_s)
+    p = settings.plan(cfg or s.cfg, s.bench, mode=mode, store_counts=(s.store.total_count, s.store.performance_count),
+                      estimate_qps=s.estimate_qps, estimate_latency_s=s.estimate_latency_s,
+                      server_qps=server_qps or s.server_qps, estimate_multi_latency_s=s.estimate_multi_latency_s)
+    if p.scenario != "Offline":
+        # Token latencies (mlperf.conf, e.g. for a speech model whose responses count tokens) need each query's first
+        # token reported (LoadGen's FirstTokenComplete), which a batch backend's whole-sequence output cannot give
+        # (the generation engines of generate_run do); in SingleStream, LoadGen 6.0.17 crashes without it. Offline
+        # needs only the responses' token counts (tokens/s).
+        p.values["use_token_latencies"] = False
+    return p
 
 
 def run_test(s: Session, plan: settings.Plan, outdir: Path, audit_config: Path | None = None) -> dict[str, Any]:
@@ -150,7 +157,7 @@ def run_test(s: Session, plan: settings.Plan, outdir: Path, audit_config: Path |
     lg_settings = plan.to_loadgen()
     log_settings = settings.log_settings(outdir, s.cfg.trace)
     s.sut.abort, s.sut.error, s.sut._flush = False, None, False
-    s.sut.batches, s.sut.samples, s.sut.busy_s = 0, 0, 0.0  # per test
+    s.sut.batches, s.sut.samples, s.sut.busy_s, s.sut.tokens = 0, 0, 0.0, 0  # per test
     # LoadGen reads an audit.config by name from the working directory; a missing file means no audit.
     audit = str(audit_config) if audit_config else str(outdir / "no-audit.config")
     done = threading.Event()
@@ -200,6 +207,11 @@ def run_test(s: Session, plan: settings.Plan, outdir: Path, audit_config: Path |
     if s.sut.samples:
         m["sut/mean_batch"] = s.sut.samples / max(1, s.sut.batches)
         m["sut/backend_busy_share"] = s.sut.busy_s / wall if wall > 0 else None  # summed over workers
+    if s.sut.tokens and s.sut.samples:
+        m["sut/tokens_per_sample"] = s.sut.tokens / s.sut.samples
+        if m.get("throughput/tokens_per_s") is None and m.get("throughput/samples_per_s"):
+            # LoadGen counts tokens only with token latencies (Offline here): the SUT's count at LoadGen's rate
+            m["throughput/tokens_per_s"] = m["throughput/samples_per_s"] * m["sut/tokens_per_sample"]
     return {"loadgen_valid": valid, "loadgen_reasons": reasons, "metrics": m, "dir": str(outdir)}
 
 

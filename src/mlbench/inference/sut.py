@@ -53,6 +53,7 @@ class SUT:
         self.batches = 0
         self.samples = 0
         self.busy_s = 0.0  # time inside backend.predict, summed over workers
+        self.tokens = 0  # tokens the responses generated (tasks whose responses count them)
         # Queries wait in a deque: append/popleft are atomic C calls, so LoadGen's issue thread pays a fraction
         # of a microsecond and never takes a lock. Items are (ids, indices, offset); a query bigger than a batch
         # (Offline) is split by the worker that takes it, which puts the rest back at the front. None is a
@@ -310,7 +311,11 @@ class SUT:
             if len(responses) != n:
                 raise ValueError(f"postprocess returned {len(responses)} responses for {n} samples")
             addresses, sizes = responses.pointers()  # one vectorised pass, no array per sample
-            self.lg.QuerySamplesComplete(list(map(qsr, ids, addresses, sizes)))
+            if responses.tokens is None:
+                self.lg.QuerySamplesComplete(list(map(qsr, ids, addresses, sizes)))
+            else:  # LoadGen's n_tokens: what tokens/s counts
+                self.tokens += int(responses.tokens.sum())
+                self.lg.QuerySamplesComplete(list(map(qsr, ids, addresses, sizes, responses.tokens.tolist())))
         elif isinstance(responses, np.ndarray):
             arr = np.ascontiguousarray(responses)
             if len(arr) != n:

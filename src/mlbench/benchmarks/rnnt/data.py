@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlbench.benchmarks.rnnt import audio as audio_io
+from mlbench.speech import audio as audio_io
 from mlbench.benchmarks.rnnt.features import FilterbankFeatures, spec_augment, stack_subsample, warp
 from mlbench.benchmarks.rnnt.text import Tokenizer
 from mlbench.errors import DataError

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlbench.benchmarks.rnnt import audio as audio_io
+from mlbench.speech import audio as audio_io
 from mlbench.benchmarks.rnnt import data as sdata
 from mlbench.benchmarks.rnnt import modelfiles
 from mlbench.benchmarks.rnnt.model import RNNTInference

@@ -108,7 +108,7 @@ def _extract(archive: Path, split: str, dest: Path, say) -> Path:
 
 def _convert(src: Path, split: str, root: Path, say) -> Path:
     """FLAC -> WAV for one split and its manifest; returns the manifest path."""
-    from mlbench.benchmarks.rnnt import audio as audio_io
+    from mlbench.speech import audio as audio_io
     from mlbench.benchmarks.rnnt.synthetic import manifest_entry
 
     if not audio_io.have_soundfile():

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlbench.benchmarks.rnnt import audio as audio_io
+from mlbench.speech import audio as audio_io
 from mlbench.data import folders
 from mlbench.errors import MlbenchError
 

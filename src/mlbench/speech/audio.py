@@ -44,7 +44,7 @@ def read_wav(path: str | Path, expect_rate: int = SAMPLE_RATE) -> np.ndarray:
                                 "install soundfile (pip install soundfile) or convert the file to 16-bit PCM")
             if len(raw) != n * ch * width:
                 raise DataError(f"{p}: truncated WAV ({len(raw)} of {n * ch * width} data bytes)",
-                                "re-create the file (mlbench data prepare rnnt converts again)")
+                                "re-create the file (`mlbench data prepare` converts again)")
             data = (np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0).reshape(-1, ch)
     except DataError:
         raise
@@ -55,7 +55,7 @@ def read_wav(path: str | Path, expect_rate: int = SAMPLE_RATE) -> np.ndarray:
         raise DataError(f"{p}: {data.shape[1]} channels, the pipeline expects mono", "convert it to mono")
     if rate != expect_rate:
         raise DataError(f"{p}: sample rate {rate} Hz, the pipeline expects {expect_rate} Hz",
-                        f"resample it to {expect_rate} Hz (mlbench data prepare rnnt does)")
+                        f"resample it to {expect_rate} Hz (`mlbench data prepare` does)")
     if len(data) == 0:
         raise DataError(f"{p}: the audio file is empty (0 samples)", "re-create the file or drop it from the manifest")
     return np.ascontiguousarray(data[:, 0])

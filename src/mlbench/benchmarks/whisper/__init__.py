@@ -1,0 +1,1 @@
+"""Whisper speech recognition inference (MLPerf Inference's whisper, from v5.1)."""

@@ -1,0 +1,179 @@
+"""Whisper inference (``mlbench infer whisper``): the task of :mod:`mlbench.inference.task`.
+
+Samples are raw 16 kHz waveforms (read when LoadGen loads them); a batch is ``{"audio": [N, window]}``, each clip
+padded with silence to the model's window (30 s for large-v3), as Whisper's feature extractor pads. The model
+(:class:`.model.WhisperRunner`) computes the log-mel features, runs the encoder once for the batch and decodes
+greedily inside ``forward`` (timed, as the reference's vLLM does from the raw audio). The response LoadGen logs
+is the reference's: the lower-cased text as int64 character labels, with the generated token count as LoadGen's
+``n_tokens`` (Offline's metric is tokens/s). Accuracy is the reference's WER (:mod:`.text`), lower is better.
+
+Models: reference, ``--model-dir``: the user's Hugging Face Whisper directory (large-v3), or ``--weights random``
+(large-v3's shape, random weights, tokenizer made here: throughput only); tiny, random weights of a very small
+Whisper; mini, ``--model-dir`` (mlbench has no trained mini model yet). Data: reference and mini, ``--data-dir``
+in the reference's layout (:mod:`.data`); tiny, generated tone clips (``--data-dir`` to use another set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mlbench.benchmarks.whisper import data as wdata
+from mlbench.benchmarks.whisper import model as wmodel
+from mlbench.benchmarks.whisper.text import from_labels, to_labels, word_errors
+from mlbench.definition import Benchmark
+from mlbench.errors import ConfigError, DataError
+from mlbench.inference import inputs
+from mlbench.inference.task import TaskOptions
+
+SEED = 0  # random weights: the same model every run
+
+
+class ClipStore:
+    """Waveforms kept in memory between ``load`` and ``unload``; ``batch`` pads them to the model's window."""
+
+    def __init__(self, clips: list[wdata.Clip], performance_count: int, window: int):
+        self.clips = clips
+        self.window = window
+        self.total_count = len(clips)
+        self.performance_count = min(performance_count, self.total_count)
+        self._audio: dict[int, np.ndarray] = {}
+
+    def load(self, indices: Sequence[int]) -> None:
+        for i in indices:
+            i = int(i)
+            if i not in self._audio:
+                x = wdata.read_clip(self.clips[i])
+                if len(x) > self.window:
+                    raise DataError(f"{self.clips[i].path}: {len(x) / wmodel.SAMPLE_RATE:.1f} s of audio, longer "
+                                    f"than the model's {self.window / wmodel.SAMPLE_RATE:g} s window",
+                                    "cut it into shorter clips, or use a model with a longer window")
+                self._audio[i] = x
+
+    def unload(self, indices: Sequence[int]) -> None:
+        for i in indices:
+            self._audio.pop(int(i), None)
+
+    def batch(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
+        try:
+            waves = [self._audio[int(i)] for i in indices]
+        except KeyError as exc:
+            raise KeyError("batch() asked for samples that were not loaded") from exc
+        out = np.zeros((len(waves), self.window), np.float32)
+        for j, w in enumerate(waves):
+            out[j, : len(w)] = w
+        return {"audio": out}
+
+    def label(self, index: int) -> str:
+        return self.clips[index].transcript
+
+
+class WhisperTask:
+    metric = "wer"
+    higher_is_better = False
+    response_dtype = "int64"  # the reference's accuracy_eval.py default (--output_dtype int64)
+    options = ("model_dir",)
+    host_postprocess = False
+    cuda_graphs_unsupported = "greedy decoding is a loop whose length depends on the audio"
+
+    def __init__(self, bench: Benchmark, opts: TaskOptions):
+        self.bench, self.opts = bench, opts
+        self.model_dir = opts.extra.get("model_dir")
+        self._runner: wmodel.WhisperRunner | None = None
+        self._store: ClipStore | None = None
+        if opts.weights and opts.weights != "random":
+            raise ConfigError(f"--weights {opts.weights}: whisper reads a model directory",
+                              "pass --model-dir DIR (a Hugging Face Whisper directory), or --weights random")
+        if self.model_dir and opts.weights == "random":
+            raise ConfigError("--model-dir and --weights random both given", "give one of them")
+
+    # ------------------------------------------------------------------ model
+    def runner(self) -> wmodel.WhisperRunner:
+        if self._runner is None:
+            hp = self.bench.hparams
+            if self.model_dir:
+                self.opts.say(f"loading the Whisper model of {self.model_dir}")
+                self._runner = wmodel.load_dir(self.model_dir, max_new_tokens=hp["max_new_tokens"])
+            elif self.opts.weights == "random" or hp["data"] == "tones":
+                tok = wmodel.char_tokenizer()
+                self._runner = wmodel.WhisperRunner(wmodel.build(hp, tok, seed=SEED), tok,
+                                                    max_new_tokens=hp["max_new_tokens"])
+            else:
+                raise ConfigError(f"whisper {self.bench.size} needs a model: --model-dir DIR",
+                                  "pass the Hugging Face Whisper directory (openai/whisper-large-v3's files) with "
+                                  "--model-dir, or --weights random to measure throughput")
+        return self._runner
+
+    def model(self):
+        return self.runner()
+
+    def model_id(self) -> str:
+        if self.model_dir:
+            p = Path(self.model_dir)
+            stamp = max((f.stat().st_mtime_ns for f in p.glob("*.safetensors")), default=0)
+            return f"dir-{abs(hash((str(p.resolve()), stamp))) % 10 ** 10}"
+        return f"random-{SEED}"
+
+    def info(self) -> dict:
+        r = self.runner()
+        cfg = r.model.config
+        return {"model": {"dir": self.model_dir, "weights": "random" if not self.model_dir else "model dir",
+                          "d_model": cfg.d_model, "layers": cfg.encoder_layers, "n_mels": r.n_mels,
+                          "window_s": r.chunk_samples / wmodel.SAMPLE_RATE, "max_new_tokens": r.max_new_tokens,
+                          "vocab": len(r.tokenizer)},
+                "response": "lower-cased text as the reference's 42 character labels (int64), n_tokens: the "
+                            "generated tokens, the end token included"}
+
+    # ------------------------------------------------------------------ data
+    def _data_dir(self) -> Path:
+        hp = self.bench.hparams
+        if self.opts.data_dir:
+            return Path(self.opts.data_dir)
+        if hp["data"] != "tones":
+            raise DataError(f"whisper {self.bench.size} needs LibriSpeech in the reference's layout",
+                            wdata.PREPARE_HINT)
+        from mlbench.data import folders
+        from mlbench.data.download import cache_dir
+
+        def build(tmp: Path) -> None:
+            wdata.tone_set(tmp, hp["clips"], seed=0)
+            (tmp / ".complete").write_text("ok\n")
+
+        return folders.build_once(cache_dir(f"whisper-{self.bench.size}-v1"), build, marker=".complete",
+                                  say=self.opts.say, what=f"the generated whisper {self.bench.size} clips")
+
+    def dataset(self) -> ClipStore:
+        if self._store is None:
+            window = self.runner().chunk_samples
+            clips = wdata.read_manifest(self._data_dir(), max_clip_s=window / wmodel.SAMPLE_RATE)
+            if self.opts.max_samples:
+                clips = clips[: self.opts.max_samples]
+            self._store = ClipStore(clips, self.bench.performance_sample_count, window)
+        return self._store
+
+    # ------------------------------------------------------------------ responses
+    def postprocess(self, outputs: Sequence[np.ndarray], indices: Sequence[int]) -> inputs.RaggedArray:
+        ids, counts = outputs[0], outputs[1]
+        texts = self.runner().decode(ids)
+        labels = [to_labels(t) for t in texts]
+        offsets = np.zeros(len(labels) + 1, np.int64)
+        np.cumsum([len(x) for x in labels], out=offsets[1:])
+        flat = np.fromiter((c for x in labels for c in x), dtype=np.int64, count=int(offsets[-1]))
+        return inputs.RaggedArray(flat, offsets, tokens=np.asarray(counts, np.int64).reshape(-1))
+
+    def accuracy(self, responses: dict[int, bytes], store: ClipStore) -> dict[str, float]:
+        """The reference's WER of the logged responses (an empty response is an empty hypothesis)."""
+        errors = words = 0
+        for i, raw in responses.items():
+            hyp = from_labels(np.frombuffer(raw[: len(raw) // 8 * 8], dtype=np.int64))
+            e, n = word_errors(hyp, store.label(int(i)))
+            errors, words = errors + e, words + n
+        wer = errors / words if words else float("inf")
+        return {"wer": wer, "word_accuracy_percent": 100 * (1 - wer), "word_errors": errors, "words": words,
+                "samples": len(responses)}
+
+
+def build_task(bench: Benchmark, opts: TaskOptions) -> WhisperTask:
+    return WhisperTask(bench, opts)
