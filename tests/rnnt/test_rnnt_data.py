@@ -12,10 +12,10 @@ import torch
 from rnnt_helpers import tiny_dataset
 
 from mlbench.benchmarks.rnnt import data, features, synthetic
-from mlbench.speech import audio
 from mlbench.benchmarks.rnnt.definition import TINY
 from mlbench.benchmarks.rnnt.text import Tokenizer, wer
 from mlbench.errors import DataError
+from mlbench.speech import audio
 
 
 @pytest.fixture

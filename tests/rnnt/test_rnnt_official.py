@@ -15,9 +15,9 @@ import torch
 from rnnt_helpers import tiny_dataset
 
 from mlbench.benchmarks.rnnt import modelfiles
-from mlbench.speech.audio import read_wav
 from mlbench.benchmarks.rnnt.features import mel_filterbank
 from mlbench.benchmarks.rnnt.text import LABELS, Tokenizer
+from mlbench.speech.audio import read_wav
 
 E, P, J, C = 32, 16, 24, 29  # encoder, prediction, joint widths; 28 characters + blank
 

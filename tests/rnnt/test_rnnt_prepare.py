@@ -8,9 +8,9 @@ import pytest
 from rnnt_helpers import Server, librispeech_archive, md5, read_manifest
 
 from mlbench.benchmarks.rnnt import data, prepare
-from mlbench.speech import audio
 from mlbench.benchmarks.rnnt.text import Tokenizer
 from mlbench.errors import DataError
+from mlbench.speech import audio
 
 pytest.importorskip("soundfile")
 

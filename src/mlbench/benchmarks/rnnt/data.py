@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlbench.speech import audio as audio_io
 from mlbench.benchmarks.rnnt.features import FilterbankFeatures, spec_augment, stack_subsample, warp
 from mlbench.benchmarks.rnnt.text import Tokenizer
 from mlbench.errors import DataError
 from mlbench.finite import finite_number
+from mlbench.speech import audio as audio_io
 from mlbench.untrusted import inside, load_json
 
 REQUIRED_FILE_KEYS = ("fname", "duration", "num_samples")

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlbench.speech import audio as audio_io
 from mlbench.benchmarks.rnnt import data as sdata
 from mlbench.benchmarks.rnnt import modelfiles
 from mlbench.benchmarks.rnnt.model import RNNTInference
@@ -34,6 +33,7 @@ from mlbench.definition import Benchmark
 from mlbench.errors import ConfigError, MlbenchError
 from mlbench.inference.models import find_weights, load_state, read_weights, seeded_model
 from mlbench.inference.task import TaskOptions
+from mlbench.speech import audio as audio_io
 
 PAD_TO = 1600  # samples (0.1 s): batch lengths are rounded up to a multiple
 

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mlbench.speech import audio as audio_io
 from mlbench.data import folders
 from mlbench.errors import MlbenchError
+from mlbench.speech import audio as audio_io
+from mlbench.speech.librispeech import manifest_entry
 
 DIGITS = "zero one two three four five six seven eight nine".split()
 LETTERS = list("abcdefghijklmnopqrstuvwxyz")
@@ -60,15 +61,6 @@ TINY_LETTERS = 4  # tiny's words use the first four letters
 
 def speech_tools_missing() -> list[str]:
     return [t for t in ("espeak-ng", "flite") if shutil.which(t) is None]
-
-
-def manifest_entry(fname: str, samples: int, transcript: str) -> dict:
-    """One utterance in the reference's manifest format."""
-    duration = round(samples / audio_io.SAMPLE_RATE, 4)
-    return {"transcript": transcript, "original_duration": duration, "original_num_samples": samples,
-            "files": [{"channels": 1, "sample_rate": float(audio_io.SAMPLE_RATE), "bitdepth": 16,
-                       "bitrate": float(audio_io.SAMPLE_RATE * 16), "duration": duration, "num_samples": samples,
-                       "encoding": "Signed Integer PCM", "silent": False, "fname": fname, "speed": 1}]}
 
 
 def _finish(x: np.ndarray, rng: np.random.Generator, snr_db: tuple[float, float]) -> np.ndarray:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from mlbench.benchmarks.whisper.text import outside_labels
 from mlbench.errors import DataError
 from mlbench.finite import finite_number
 from mlbench.speech import audio as audio_io
+from mlbench.speech.librispeech import manifest_entry
 from mlbench.untrusted import inside, load_json
 
 MANIFEST = "dev-all-repack.json"
@@ -46,16 +48,6 @@ class Clip:
     duration: float
     num_samples: int
     transcript: str
-
-
-def entry(fname: str, num_samples: int, transcript: str) -> dict:
-    """One manifest entry in the reference's format."""
-    duration = num_samples / audio_io.SAMPLE_RATE
-    return {"transcript": transcript,
-            "files": [{"channels": 1, "sample_rate": float(audio_io.SAMPLE_RATE), "bitdepth": 16,
-                       "bitrate": 256000.0, "duration": duration, "num_samples": int(num_samples),
-                       "encoding": "Signed Integer PCM", "silent": False, "fname": fname, "speed": 1}],
-            "original_duration": duration, "original_num_samples": int(num_samples)}
 
 
 def read_manifest(data_dir: str | Path, max_clip_s: float = MAX_CLIP_S) -> list[Clip]:
@@ -113,15 +105,16 @@ def read_clip(clip: Clip) -> np.ndarray:
     return x
 
 
-def write_set(root: str | Path, clips: list[tuple[str, np.ndarray, str]]) -> Path:
-    """``clips`` (file stem, samples, transcript) written in the reference's layout under ``root``."""
+def write_set(root: str | Path, clips: Iterable[tuple[str, np.ndarray, str]]) -> Path:
+    """``clips`` (file stem, samples, transcript) written in the reference's layout under ``root`` (one at a time:
+    an iterator holds one clip in memory)."""
     root = Path(root)
     (root / CLIPS).mkdir(parents=True, exist_ok=True)
     entries = []
     for stem, x, text in clips:
         rel = f"{CLIPS}/{stem}.wav"
         audio_io.write_wav(root / rel, x)
-        entries.append(entry(rel, len(x), text))
+        entries.append(manifest_entry(rel, len(x), text))
     tmp = root / f".{MANIFEST}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(entries, indent=1))
     os.replace(tmp, root / MANIFEST)

@@ -82,7 +82,7 @@ TINY = MINI.derive(
     target=1000.0,
     target_source="tests only: random weights transcribe nothing right",
     hparams={"d_model": 64, "layers": 2, "heads": 2, "ffn": 128, "n_mels": 80, "source_positions": 100,
-             "target_positions": 24, "max_new_tokens": 16, "data": "tones", "clips": 12},
+             "target_positions": 12, "max_new_tokens": 6, "data": "tones", "clips": 12},
     inference_target=1000.0,
     inference_targets={"99": 1000.0},
     inference_target_source="tests only",
