@@ -23,6 +23,7 @@ ACCURACY_LINE = {
     "mAP": re.compile(r".*(?:mAP=|'Total':)\s*([\d.]+)"),
     "AUC": re.compile(r"^AUC=([\d.]+)"),
     "ROUGE1": re.compile(r".*'rouge1':\s+'?([\d.]+)'?"),  # the summarisation references' printed dict
+    "ACCURACY": re.compile(r"Word Error Rate:.*, accuracy=([\d.]+)%"),  # the speech reference's line
 }
 
 # (what the line says, the kind of problem): the first that matches wins.

@@ -95,6 +95,36 @@ def read_manifest(data_dir: str | Path, max_clip_s: float = MAX_CLIP_S) -> list[
     return clips
 
 
+def check_files(clips: list[Clip], max_clip_s: float = MAX_CLIP_S) -> None:
+    """Every clip's WAV header, before anything runs: missing, not audio, another sample rate, several channels,
+    empty or longer than the window: DataError naming the file and the fix (the samples are read at load time)."""
+    if not audio_io.have_soundfile():
+        return  # read_wav checks each file as it reads it
+    import soundfile as sf
+
+    rate = audio_io.SAMPLE_RATE
+    for c in clips:
+        if not c.path.is_file():
+            raise DataError(f"audio file not found: {c.path}", "check the manifest's files[].fname and --data-dir")
+        try:
+            info = sf.info(str(c.path))
+        except Exception as exc:  # noqa: BLE001 - libsndfile's errors for files that are not audio
+            raise DataError(f"cannot read audio file {c.path}: {' '.join(str(exc).split())[:160]}",
+                            "the file is corrupt or not a WAV; re-create it (mlbench data prepare whisper)") from None
+        if info.samplerate != rate:
+            raise DataError(f"{c.path}: sample rate {info.samplerate} Hz, Whisper reads {rate} Hz",
+                            f"resample it to {rate} Hz 16-bit mono (e.g. sox IN.wav -r {rate} -b 16 -c 1 OUT.wav), "
+                            "or build the layout with mlbench data prepare whisper")
+        if info.channels != 1:
+            raise DataError(f"{c.path}: {info.channels} channels, Whisper reads mono", "convert it to mono")
+        if info.frames == 0:
+            raise DataError(f"{c.path}: the audio file is empty (0 samples)", "re-create it or drop its manifest entry")
+        if info.frames > max_clip_s * rate:
+            raise DataError(f"{c.path}: {info.frames / rate:.1f} s of audio, longer than the model's {max_clip_s:g} s "
+                            "window", f"cut it into clips of at most {max_clip_s:g} s (mlbench data prepare whisper "
+                            "packs LibriSpeech so)")
+
+
 def read_clip(clip: Clip) -> np.ndarray:
     """The clip's samples; a file that is not a 16 kHz mono WAV, empty or longer than its window: DataError."""
     x = audio_io.read_wav(clip.path)

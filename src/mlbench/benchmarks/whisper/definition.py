@@ -41,7 +41,7 @@ REFERENCE = Benchmark(
     hparams={
         # whisper-large-v3's shape (its config.json): used for --weights random; a --model-dir brings its own
         "d_model": 1280, "layers": 32, "heads": 20, "ffn": 5120, "n_mels": 128, "source_positions": 1500,
-        "target_positions": 448,
+        "target_positions": 448, "vocab": 51866,
         "max_new_tokens": 200,  # reference_SUT.py: SamplingParams(max_tokens=200)
         "data": "librispeech", "clips": 0,
     },
@@ -67,7 +67,7 @@ MINI = REFERENCE.derive(
     target=1 - 0.99 * (1 - 0.62),
     target_source="mlbench mini: not yet measured (no trained mini model); placeholder at RNN-T mini's 0.62",
     hparams={"d_model": 192, "layers": 2, "heads": 4, "ffn": 768, "n_mels": 80, "source_positions": 200,
-             "target_positions": 64, "max_new_tokens": 48, "data": "given", "clips": 0},
+             "target_positions": 64, "vocab": 0, "max_new_tokens": 48, "data": "given", "clips": 0},
     inference_target=1 - 0.99 * (1 - 0.62),
     inference_targets={"99": 1 - 0.99 * (1 - 0.62)},
     inference_target_source="mlbench mini: not yet measured",

@@ -144,12 +144,27 @@ class WhisperTask:
         return folders.build_once(cache_dir(f"whisper-{self.bench.size}-v1"), build, marker=".complete",
                                   say=self.opts.say, what=f"the generated whisper {self.bench.size} clips")
 
+    def window(self) -> int:
+        """Samples in the model's window (two convolutions over frames every 10 ms), from config.json or the
+        size's shape: known before the model is built, so that the data are checked first."""
+        if self._runner is not None:
+            return self._runner.chunk_samples
+        if self.model_dir:
+            positions = wmodel.read_dir_config(Path(self.model_dir)).get("max_source_positions", 1500)
+        else:
+            positions = self.bench.hparams["source_positions"]
+        if not isinstance(positions, int) or not 0 < positions <= 1 << 20:
+            raise DataError(f"{self.model_dir}/config.json: max_source_positions {str(positions)[:20]!r} is not a "
+                            "positive whole number", "pass a Hugging Face Whisper directory")
+        return positions * 2 * wmodel.HOP
+
     def dataset(self) -> ClipStore:
         if self._store is None:
-            window = self.runner().chunk_samples
+            window = self.window()
             clips = wdata.read_manifest(self._data_dir(), max_clip_s=window / wmodel.SAMPLE_RATE)
             if self.opts.max_samples:
                 clips = clips[: self.opts.max_samples]
+            wdata.check_files(clips, max_clip_s=window / wmodel.SAMPLE_RATE)
             self._store = ClipStore(clips, self.bench.performance_sample_count, window)
         return self._store
 

@@ -78,7 +78,8 @@ def build(spec: dict[str, Any], tokenizer, seed: int | None = None) -> nn.Module
     with torch.random.fork_rng():
         if seed is not None:
             torch.manual_seed(seed)
-        return WhisperForConditionalGeneration(config(spec, len(tokenizer), ids)).eval()
+        # spec["vocab"]: a larger vocabulary (large-v3's 51,866 for --weights random) than the tokenizer's
+        return WhisperForConditionalGeneration(config(spec, max(len(tokenizer), spec.get("vocab", 0)), ids)).eval()
 
 
 def special_ids(tokenizer) -> dict[str, int]:
@@ -164,7 +165,8 @@ class WhisperRunner(nn.Module):
 
     def decode(self, ids) -> list[str]:
         """Texts of generated id rows (-1 padding and special tokens dropped)."""
-        rows = [[int(i) for i in row if int(i) >= 0] for row in ids]
+        n = len(self.tokenizer)  # random weights of a larger vocabulary: ids beyond the tokenizer's are dropped
+        rows = [[int(i) for i in row if 0 <= int(i) < n] for row in ids]
         return self.tokenizer.batch_decode(rows, skip_special_tokens=True)
 
 
