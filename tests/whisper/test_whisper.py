@@ -185,3 +185,11 @@ def test_reference_size_reads_a_model_directory(infer, tones, runner, tmp_path):
                          "accuracy", "--max-samples", "3")
     assert r is not None and r["status"] == "success", out  # random weights: below target (exit 1)
     assert r["accuracy"]["scores"]["samples"] == 3 and r["task"]["model"]["dir"] == str(d)
+
+
+def test_train_says_inference_only_before_making_anything(tmp_path, capsys):
+    from mlbench.cli import main
+
+    code = main(["train", "whisper", "--size", "tiny", "--output-dir", str(tmp_path / "runs")])
+    assert code == 1 and "inference only" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -67,6 +67,8 @@ def execute(cfg: TrainConfig, say_prefix: str = "") -> dict[str, Any]:
     # an unknown setting fails before anything is made
     handle = registry.get(cfg.benchmark, cfg.size, cfg.hparams)
     bench = handle.definition
+    if not handle.has_module("workload"):
+        handle.workload()  # an inference-only benchmark: its one-line error before anything is made
     dinfo = distributed.env_info()
     device = precision.resolve_device(cfg.device, dinfo.local_rank)
     precision.check(device, cfg.precision)
