@@ -23,10 +23,18 @@ class Trial:
     plain_per_s: float
     harness_per_s: float
     outcome: RunOutcome  # the harness side's counters (samples, data wait, train time)
+    # samples per second of this process's CPU time (all its threads): on a shared machine the work each loop
+    # costs, whatever share of the cores it was given (with one thread it is the time it ran)
+    plain_per_cpu_s: float = 0.0
+    harness_per_cpu_s: float = 0.0
 
     @property
     def ratio(self) -> float:
         return self.harness_per_s / self.plain_per_s
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.harness_per_cpu_s / self.plain_per_cpu_s if self.plain_per_cpu_s else float("nan")
 
 
 def trials(fresh: Callable, plain: Callable, recipe, batches, warm_batches, cfg, ctx, n: int) -> Iterator[Trial]:
@@ -43,16 +51,19 @@ def trials(fresh: Callable, plain: Callable, recipe, batches, warm_batches, cfg,
 
     plain(*fresh(), warm_batches)
     harness(*fresh(), warm_batches, RunOutcome(seed=0))
-    for _ in range(n):
-        m, o, s = fresh()
-        t = time.perf_counter()
-        samples = plain(m, o, s, batches)
-        plain_rate = samples / (time.perf_counter() - t)
-        m, o, s = fresh()
+    for k in range(n):
+        rates: dict[str, tuple[float, float]] = {}
         out = RunOutcome(seed=0)
-        t = time.perf_counter()
-        harness(m, o, s, batches, out)
-        yield Trial(plain_rate, out.samples / (time.perf_counter() - t), out)
+        for side in (("plain", "harness") if k % 2 == 0 else ("harness", "plain")):  # each goes first in turn
+            m, o, s = fresh()
+            t, c = time.perf_counter(), time.process_time()
+            if side == "plain":
+                samples = plain(m, o, s, batches)
+            else:
+                harness(m, o, s, batches, out)
+                samples = out.samples
+            rates[side] = (samples / (time.perf_counter() - t), samples / max(1e-9, time.process_time() - c))
+        yield Trial(rates["plain"][0], rates["harness"][0], out, rates["plain"][1], rates["harness"][1])
 
 
 def fresh_copies(base, workload, batch_size: int, steps: int) -> Callable:
@@ -112,17 +123,21 @@ def run_and_report(title: str, fresh: Callable, plain: Callable, workload, batch
     """Run ``n`` trials, print each and the medians (throughput of both loops and their ratio)."""
     import statistics
 
-    ratios, harness_tp, plain_tp = [], [], []
+    ratios, harness_tp, plain_tp, cpu_ratios = [], [], [], []
     for trial in trials(fresh, plain, workload, batches, warm, cfg, ctx, n):
         ratios.append(trial.ratio)
+        cpu_ratios.append(trial.cpu_ratio)
         harness_tp.append(trial.harness_per_s)
         plain_tp.append(trial.plain_per_s)
         print(f"trial: plain {trial.plain_per_s:8.1f} samples/s  mlbench {trial.harness_per_s:8.1f} samples/s  "
-              f"ratio {trial.ratio:.3f}", flush=True)
+              f"ratio {trial.ratio:.3f}  (per CPU second: {trial.plain_per_cpu_s:.1f} / {trial.harness_per_cpu_s:.1f}, "
+              f"ratio {trial.cpu_ratio:.3f})", flush=True)
     print(f"\n{title}")
     print(f"median throughput: plain {statistics.median(plain_tp):.1f}  mlbench {statistics.median(harness_tp):.1f} "
           f"samples/s")
     print(f"median ratio mlbench/plain: {statistics.median(ratios):.3f}   (goal >= 0.95)")
+    print(f"median ratio per CPU second: {statistics.median(cpu_ratios):.3f}   (the work each loop cost; on a shared "
+          "machine steadier than wall time when both run one thread)")
 
 
 def compare(title: str, base, plain: Callable, workload, batches: Held, cfg, ctx, batch_size: int, steps: int,
