@@ -35,10 +35,11 @@ from mlbench.data import download
 from mlbench.data.folders import build_once
 from mlbench.definition import Benchmark
 from mlbench.errors import DataError
+from mlbench.llm import wordnet
 
 FORMAT_VERSION = 1
 TRAIN_FILE, EVAL_FILE = "train-00000-of-00001.parquet", "validation-00000-of-00001.parquet"
-WORDNET_DIR = Path("/usr/share/wordnet")
+WORDNET_DIR = wordnet.WORDNET_DIR
 IGNORE = -100
 INFO = "info.json"
 _FIX = ("pass --data-dir DIR holding the reference's GovReport files (train-00000-of-00001.parquet and "
@@ -156,30 +157,15 @@ def pack(examples: list[tuple[list[int], list[int]]], seq_len: int, *, score_pro
 
 
 PROMPT = "### Define the word: {word} ({pos})\n ### Definition:\n"
-_POS = {"n": "noun", "v": "verb", "a": "adjective", "s": "adjective", "r": "adverb"}
 
 
 def wordnet_examples(folder: Path = WORDNET_DIR) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(training, held-out) (prompt, definition) pairs: one per synset, its first lemma, the gloss up to its
     examples; 1 synset in 20 held out (by a hash of its offset)."""
-    files = [folder / f"data.{p}" for p in ("noun", "verb", "adj", "adv")]
-    if not all(f.is_file() for f in files):
-        raise DataError(f"WordNet's database files not found in {folder}",
-                        "install them with `apt-get install wordnet-base` (llama2_70b_lora mini fine-tunes on them)")
     train, held = [], []
-    for f in files:
-        for line in f.read_text(encoding="latin-1").splitlines():
-            if line.startswith("  ") or " | " not in line:
-                continue
-            head, gloss = line.split(" | ", 1)
-            fields = head.split()
-            word = fields[4].replace("_", " ")
-            definition = gloss.split('; "')[0].strip().rstrip(";").strip()
-            if not definition:
-                continue
-            pair = (PROMPT.format(word=word, pos=_POS.get(fields[2], fields[2])), " " + definition)
-            (held if int(hashlib.sha256(fields[0].encode() + fields[2].encode()).hexdigest(), 16) % 20 == 0
-             else train).append(pair)
+    for s in wordnet.synsets(folder, needed_by="llama2_70b_lora mini fine-tunes on them; it"):
+        pair = (PROMPT.format(word=s.lemmas[0], pos=wordnet.POS_NAMES.get(s.pos, s.pos)), " " + s.definition)
+        (held if s.held_out() else train).append(pair)
     return train, held
 
 
