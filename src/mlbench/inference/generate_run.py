@@ -211,8 +211,11 @@ def plan_for(s: Session, mode: str, cfg: InferConfig | None = None, server_qps: 
 def run_test(s: Session, plan: settings.Plan, outdir: Path, audit_config: Path | None = None) -> dict[str, Any]:
     """One LoadGen test (``runner.run_test``), its metrics as tokens and its verdict in token-latency words."""
     s.sut.reset()
+    cpu0 = s.backend.info().get("generation_thread_cpu_s")
     test = runner.run_test(s, plan, outdir, audit_config)
     m = test["metrics"]
+    if cpu0 is not None:  # an in-process engine: CPU time of its generating thread in this test
+        m["sut/engine_cpu_s"] = s.backend.info()["generation_thread_cpu_s"] - cpu0
     for k in ("sut/mean_batch", "sut/backend_busy_share"):
         m.pop(k, None)
     m["sut/samples"] = s.sut.samples

@@ -45,6 +45,7 @@ class TransformersEngine(QueuedEngine):
         self.callbacks: GenerationCallbacks | None = None
         self.batches = 0
         self.sequences = 0
+        self.cpu_s = 0.0  # CPU time of the generation thread inside batches (with 1 thread: all of the model's)
         self.kv_peak_tokens = 0  # largest sum over a batch of (padded prompt + generated) positions
         self.weights_bytes = 0
         self.device_peak_bytes: int | None = None
@@ -106,7 +107,8 @@ class TransformersEngine(QueuedEngine):
                 "batch_size": self.settings.batch_size, "threads": self.settings.threads,
                 "batching": "static batches refilled between batches (model.generate, greedy, KV cache); a request "
                             "completes at its own EOS, its slot is freed when the batch ends",
-                "batches": self.batches, "sequences": self.sequences, "memory": mem}
+                "batches": self.batches, "sequences": self.sequences, "generation_thread_cpu_s": self.cpu_s,
+                "memory": mem}
 
     # ------------------------------------------------------------------ the generation thread
     def _take(self) -> list[GenerationRequest] | None:
@@ -159,10 +161,12 @@ class TransformersEngine(QueuedEngine):
         self._state = streamer.state
         gen = copy.copy(self.gen_config)
         gen.max_new_tokens = n_new
+        cpu0 = time.thread_time()
         with torch.inference_mode():
             self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                 generation_config=gen, streamer=streamer)
         streamer.end()
+        self.cpu_s += time.thread_time() - cpu0
         self.batches += 1
         self.sequences += len(batch)
         self.kv_peak_tokens = max(self.kv_peak_tokens, len(batch) * (longest + streamer.steps))
