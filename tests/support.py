@@ -5,8 +5,12 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import http.server
+import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -57,12 +61,110 @@ def make_imagenet_tree(root: Path, per_class_train: int = 8, per_class_val: int 
 
 def mlbench(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path | None = None
             ) -> subprocess.CompletedProcess:
-    """Run the CLI as a user would, in a subprocess."""
-    import os
-
+    """Run the CLI as a user would, in a new process: ``python -m mlbench ARGS``, forked from a server that has
+    imported torch already (tests/cli_forks.py) where the environment allows it, else started afresh."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "mlbench", *args], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, cwd=cwd)
+    argv = [sys.executable, "-m", "mlbench", *args]
+    server = None if os.environ.get("MLBENCH_TEST_NO_FORK") else _FORKS.server(full_env)
+    if server is None:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
+    cwd = Path(cwd or os.getcwd())
+    if not cwd.is_dir():
+        raise FileNotFoundError(f"no folder {cwd}")
+    return server.run(argv, full_env, cwd, timeout)
+
+
+# What the preloaded packages (tests/cli_forks.py) read from the environment when imported: a server per value.
+_IMPORT_ENV = ("OMP_", "MKL_", "OPENBLAS_", "KMP_", "GOMP_", "TORCH", "PYTORCH", "CUDA", "NVIDIA", "NPY",
+               "HF_", "TRANSFORMERS", "TOKENIZERS", "MALLOC", "LD_")
+
+
+class _ForkServer:
+    """One tests/cli_forks.py process; see there."""
+
+    def __init__(self, env: dict[str, str]):
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "cli_forks.py")], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+        self.pending = b""
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _answer(self, timeout: float | None) -> dict | None:
+        """The server's next answer, or None when ``timeout`` seconds pass without one."""
+        import select
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.pending:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise RuntimeError("the test fork server ended")
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        return json.loads(line)
+
+    def run(self, argv: list[str], env: dict[str, str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="mlbench-fork-") as tmp:
+            out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+            self.proc.stdin.write((json.dumps({"argv": argv[3:], "env": env, "cwd": str(cwd.resolve()),
+                                               "stdout": str(out), "stderr": str(err)}) + "\n").encode())
+            self.proc.stdin.flush()
+            pid = self._answer(None)["pid"]
+            answer = self._answer(timeout)
+            if answer is None:  # as subprocess.run does: kill the command, then say it timed out
+                os.kill(pid, signal.SIGKILL)
+                self._answer(None)
+                raise subprocess.TimeoutExpired(argv, timeout, _read(out), _read(err))
+            code = os.waitstatus_to_exitcode(answer["status"])
+            return subprocess.CompletedProcess(argv, code, _read(out), _read(err))
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _read(path: Path) -> str:
+    """A command's output as subprocess.run(text=True) gives it: the locale's encoding, universal newlines."""
+    return path.read_text() if path.exists() else ""
+
+
+class _ForkServers:
+    """This test process's fork servers, one per value of the variables in _IMPORT_ENV (at most two kept)."""
+
+    def __init__(self):
+        self.servers: dict[tuple, _ForkServer] = {}
+
+    def server(self, env: dict[str, str]) -> _ForkServer | None:
+        here = {k: v for k, v in os.environ.items() if k.startswith("PYTHON")}
+        if {k: v for k, v in env.items() if k.startswith("PYTHON")} != here:
+            return None  # Python's own start-up (path, flags) would differ: a fresh process
+        key = tuple(sorted((k, v) for k, v in env.items() if k.startswith(_IMPORT_ENV)))
+        server = self.servers.pop(key, None)
+        if server is None or not server.alive():
+            if len(self.servers) >= 2:
+                self.servers.pop(next(iter(self.servers))).close()
+            server = _ForkServer(env)
+        self.servers[key] = server  # the most recently used last
+        return server
+
+    def close(self) -> None:
+        while self.servers:
+            self.servers.popitem()[1].close()
+
+
+_FORKS = _ForkServers()
+atexit.register(_FORKS.close)
 
 
 class FileServer:

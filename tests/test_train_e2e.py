@@ -64,7 +64,8 @@ def test_runs_have_distinct_seeds_and_a_score(tmp_path):
     assert result["score"]["time_to_train_minutes"] == pytest.approx(minutes[1])
 
 
-def test_budget_exhausted_is_aborted(tmp_path):
+def test_budget_exhausted_is_aborted_and_its_checkpoint_resumes_marked(tmp_path):
+    # one aborted run serves both checks: what a spent epoch budget records, and a resume from its checkpoint
     out = tmp_path / "runs"
     p = mlbench("train", "resnet50", "--size", "tiny", "--output-dir", str(out), "--epochs", "1", "--lr", "0.0")
     assert p.returncode == 1
@@ -74,6 +75,14 @@ def test_budget_exhausted_is_aborted(tmp_path):
     ev = _events(_only_run_dir(out) / "run_1" / "mlperf_log.txt")
     assert [e for e in ev if e["key"] == "run_stop"][0]["metadata"]["status"] == "aborted"
 
+    ckpt = _only_run_dir(out) / "run_1" / "checkpoint.pt"
+    out2 = tmp_path / "runs2"
+    p = mlbench("train", "resnet50", "--size", "tiny", "--output-dir", str(out2), "--resume", str(ckpt))
+    assert "resumed from" in p.stdout
+    result = json.loads((_only_run_dir(out2) / "result.json").read_text())
+    assert result["runs"][0]["resumed_from"] == str(ckpt)
+    assert any("resumed" in r for r in result["validity_reasons"])
+
 
 def test_non_finite_loss_aborts(tmp_path):
     # learning rates above 100 are refused; at 100 the dummy regression's SGD diverges to inf within a few steps
@@ -82,19 +91,6 @@ def test_non_finite_loss_aborts(tmp_path):
     assert p.returncode == 1
     result = json.loads((_only_run_dir(out) / "result.json").read_text())
     assert "non-finite" in result["runs"][0]["reason"] and result["status"] == "aborted"
-
-
-def test_resume_is_marked(tmp_path):
-    out = tmp_path / "runs"
-    assert mlbench("train", "resnet50", "--size", "tiny", "--output-dir", str(out), "--epochs", "1",
-                   "--lr", "0.0").returncode == 1
-    ckpt = _only_run_dir(out) / "run_1" / "checkpoint.pt"
-    out2 = tmp_path / "runs2"
-    p = mlbench("train", "resnet50", "--size", "tiny", "--output-dir", str(out2), "--resume", str(ckpt))
-    assert "resumed from" in p.stdout
-    result = json.loads((_only_run_dir(out2) / "result.json").read_text())
-    assert result["runs"][0]["resumed_from"] == str(ckpt)
-    assert any("resumed" in r for r in result["validity_reasons"])
 
 
 @pytest.mark.slow
