@@ -549,6 +549,8 @@ class OpenAIEngine:
             req.texts.append(text)
         if ch.get("finish_reason"):
             req.finish = str(ch["finish_reason"])
+            if req.first is None:  # an answer without text (only tokens that decode to nothing): its end is its first
+                self._first_token(req, "", [] if req.ids is not None else None)
 
 
 async def _body_pieces(conn: _Conn, chunked: bool, length: bytes | None):
