@@ -100,7 +100,7 @@ def test_failures_are_counted_by_kind_never_dropped(tok):
                        on_error=lambda r, k, msg: errors.setdefault(r, (k, msg)))
         assert eng.wait(30)
         info = eng.describe()
-    assert sorted(done) == [0, 7] and all(c.token_count == 3 for c in done.values())
+    assert sorted(done) == [0, 7] and all(c.token_count == 3 for c in done.values()), errors.get(7)
     kinds = {modes[r]: k for r, (k, _) in errors.items()}
     assert kinds == {"500": "http error", "json": "not streamed", "malformed": "malformed stream",
                      "stall": "timed out", "cut": "truncated", "abort": "truncated"}

@@ -107,6 +107,7 @@ class Completion:
     first_token_s: float  # from submit to the first chunk with text, seconds
     latency_s: float  # from submit to the end of the stream
     usage_tokens: int | None = None  # the server's usage.completion_tokens, when it reported one
+    client_s: float = 0.0  # mlbench's own share of first_token_s: submit to request sent + first bytes to callback
 
 
 class RequestFailed(Exception):
@@ -123,6 +124,8 @@ class _Request:
     on_done: Callable | None
     on_error: Callable | None
     submitted: float
+    sent: float = 0.0  # when the request was written
+    arrived: float = 0.0  # when the bytes holding the first token were read
     first: float | None = None
     texts: list[str] = field(default_factory=list)
     ids: list[int] | None = None
@@ -136,21 +139,21 @@ class _Conn:
     __slots__ = ("reader", "writer", "last")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.reader, self.writer, self.last = reader, writer, time.monotonic()
+        self.reader, self.writer, self.last = reader, writer, time.perf_counter()
 
     async def line(self) -> bytes:
         data = await self.reader.readuntil(b"\n")
-        self.last = time.monotonic()
+        self.last = time.perf_counter()
         return data
 
     async def exactly(self, n: int) -> bytes:
         data = await self.reader.readexactly(n)
-        self.last = time.monotonic()
+        self.last = time.perf_counter()
         return data
 
     async def some(self) -> bytes:
         data = await self.reader.read(65536)
-        self.last = time.monotonic()
+        self.last = time.perf_counter()
         return data
 
     def close(self) -> None:
@@ -395,14 +398,14 @@ class OpenAIEngine:
         end = time.perf_counter()
         first = req.first if req.first is not None else end
         return Completion(text, ids, count, req.finish or "", first - req.submitted, end - req.submitted,
-                          req.usage)
+                          req.usage, (req.sent - req.submitted) + (first - req.arrived))
 
     def _first_token(self, req: _Request, text: str, ids: list[int] | None) -> None:
-        req.first = time.perf_counter()
         if req.on_first_token:
             if ids is None:
                 ids = self._tok.encode(text, add_special_tokens=False).ids[:1] if self._tok else []
             req.on_first_token(req.rid, ids)
+        req.first = time.perf_counter()
 
     async def _connect(self) -> _Conn:
         while self._idle:
@@ -429,7 +432,7 @@ class OpenAIEngine:
 
         def watchdog() -> None:
             nonlocal timer
-            idle = time.monotonic() - conn.last
+            idle = time.perf_counter() - conn.last
             if idle >= self.timeout_s:
                 stalled.append(idle)
                 task.cancel()
@@ -439,7 +442,7 @@ class OpenAIEngine:
         reuse = False
         try:
             conn.writer.write(self._head + b"Content-Length: %d\r\n\r\n" % len(req.body) + req.body)
-            conn.last = time.monotonic()
+            conn.last = req.sent = time.perf_counter()
             timer = loop.call_later(self.timeout_s, watchdog)
             try:
                 reuse = await self._read_answer(conn, req)
@@ -503,8 +506,11 @@ class OpenAIEngine:
                     continue
                 if done:
                     raise RequestFailed("malformed stream", "data after [DONE]")
+                if req.first is None:
+                    req.arrived = conn.last
                 self._event(req, data)
         if buf.strip().startswith(b"data:"):
+            req.arrived = req.arrived or conn.last
             self._event(req, buf.strip()[5:].strip())
         if req.finish is None:
             raise RequestFailed("truncated", f"the stream ended without a finish_reason ({len(req.texts)} chunks "
