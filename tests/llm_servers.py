@@ -84,6 +84,15 @@ class TransformersServer:
                 raise RuntimeError(f"transformers serve did not answer /health in {timeout} s")
             time.sleep(0.25)
 
+    def warm(self, model: str, timeout: float = 600) -> TransformersServer:
+        """One short completion of ``model``: the server loads it on the first request (slow on a busy machine),
+        which must not count against a test's request timeout."""
+        body = json.dumps({"model": model, "prompt": "Hello", "max_tokens": 1}).encode()
+        req = urllib.request.Request(f"{self.url}/v1/completions", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            r.read()
+        return self
+
     def close(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)  # its own session: the server and any child it started

@@ -10,7 +10,7 @@ import pytest
 
 from llm_servers import ScriptedServer, TransformersServer, tiny_llama_dir
 from mlbench.errors import ConfigError, MlbenchError
-from mlbench.llm.openai_api import Endpoint, OpenAIEngine, RequestFailed
+from mlbench.inference.engines.openai_api import Endpoint, OpenAIEngine, RequestFailed
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def served(tmp_path_factory):
     server = TransformersServer(root / "serve.log")  # starting (slow imports) while the model is built
     try:
         model = tiny_llama_dir(root / "model")
-        yield server.wait(), model
+        yield server.wait().warm(str(model)), model
     finally:
         server.close()
 
