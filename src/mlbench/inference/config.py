@@ -33,7 +33,8 @@ class CommonInferConfig:
     target: str | None = opt(None, "accuracy target of benchmarks that have several, e.g. 99 or 99.9 (MLPerf's "
                              "<name>-99 and <name>-99.9); default: the first (see `mlbench list`)")
     backend: str = opt("pytorch", "inference backend; language models: a generation engine (transformers: in-process, "
-                       "the default, which pytorch also means for them; vllm: when vLLM is installed)", choices=BACKENDS)
+                       "the default, which pytorch also means for them; vllm: when vLLM is installed; openai: an "
+                       "OpenAI-compatible server already running, see --endpoint)", choices=BACKENDS)
     device: str = opt("cpu", "cpu, cuda or cuda:N (auto: cuda when available)")
     precision: str = opt("fp32", "numeric precision: bf16/fp16 autocast (pytorch), int8 static "
                          "quantization (onnxruntime)", choices=PRECISIONS)
@@ -78,6 +79,16 @@ class CommonInferConfig:
     trace: bool = opt(False, "enable LoadGen's trace log (mlperf_log_trace.json)")
     offline: bool = opt(False, "never download anything; fail with a clear error instead")
     train_if_missing: bool = opt(True, "mini/tiny: train the model first when no checkpoint is cached")
+    # --backend openai: a server already running generates; mlbench measures (inference/engines/openai_engine.py)
+    endpoint: str | None = opt(None, "--backend openai: the OpenAI-compatible server's base URL, e.g. "
+                               "http://127.0.0.1:8000 (its /v1/completions is streamed)")
+    api_model: str | None = opt(None, "--backend openai: the model name the server serves (GET /v1/models)")
+    concurrency: int | None = opt(None, "--backend openai: most requests in flight at once; default: the "
+                                  "scenario's batch size (--batch-size)", min=1, max=100_000)
+    api_key_env: str | None = opt(None, "--backend openai: the environment variable holding the API key "
+                                  "(default: OPENAI_API_KEY when set); the key is never written to any file")
+    request_timeout: float = opt(60.0, "--backend openai: seconds without a byte from the server before a "
+                                 "request counts as timed out (and the run as INVALID)", min=0.001, max=86_400.0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -87,6 +98,8 @@ class CommonInferConfig:
 # of InferConfig (an `mlbench infer` option; None when not given), passed in TaskOptions.extra when given (a task
 # that does not list one in its ``options`` refuses it, see inference.task.build).
 TASK_OPTIONS = tuple(registry.task_options())
+#: The options of the ``openai`` generation engine, passed in its settings.options.
+OPENAI_OPTIONS = ("endpoint", "api_model", "concurrency", "api_key_env", "request_timeout")
 InferConfig = dataclasses.make_dataclass(
     "InferConfig", [(name, str | None, opt(None, help_text)) for name, help_text in registry.task_options().items()],
     bases=(CommonInferConfig,), kw_only=True)
@@ -109,6 +122,13 @@ def check(cfg: InferConfig) -> InferConfig:
     if cfg.cuda_graphs and cfg.compile:
         raise ConfigError("--cuda-graphs and --compile together are not supported",
                           "use one of them (torch.compile's own CUDA graphs are not offered)")
+    openai = [f"--{k.replace('_', '-')}" for k in OPENAI_OPTIONS if getattr(cfg, k) is not None
+              and (k != "request_timeout" or cfg.request_timeout != 60.0)]
+    if cfg.backend == "openai" and not (cfg.endpoint and cfg.api_model):
+        raise ConfigError("--backend openai needs the server's URL and model name",
+                          "add --endpoint URL (e.g. http://127.0.0.1:8000) and --api-model NAME")
+    if cfg.backend != "openai" and openai:
+        raise ConfigError(f"{', '.join(openai)} apply to --backend openai only", "add --backend openai, or drop them")
     if cfg.find_peak and cfg.scenario not in ("Server", "Interactive"):
         raise ConfigError("--find-peak searches the Server (or Interactive) scenario's QPS", "add --scenario Server")
     if cfg.compliance and cfg.mode == "accuracy":

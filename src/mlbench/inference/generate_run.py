@@ -26,7 +26,7 @@ from mlbench import registry
 from mlbench.errors import ConfigError
 from mlbench.inference import generation, logs, runner, settings
 from mlbench.inference import task as task_mod
-from mlbench.inference.config import TASK_OPTIONS, InferConfig
+from mlbench.inference.config import OPENAI_OPTIONS, TASK_OPTIONS, InferConfig
 from mlbench.inference.sut import QSL
 from mlbench.inference.token_sut import TokenSUT
 
@@ -131,7 +131,7 @@ def open_session(cfg: InferConfig, say) -> Session:
     engine = generation.create(name, task.model_dir(), generation.EngineSettings(
         device=cfg.device, precision=cfg.precision, batch_size=bs, max_wait_s=cfg.max_wait_ms / 1000,
         threads=threads, eos_token_ids=tuple(task.eos_token_ids), context_length=task.context_length,
-        options={**opts.extra}))
+        options={**opts.extra, **({k: getattr(cfg, k) for k in OPENAI_OPTIONS} if name == "openai" else {})}))
     say(f"loading the model into the {name} engine ({cfg.precision}, {cfg.device}, batch {bs}, {threads} threads)")
     relay = _Relay()
     engine.start(relay)

@@ -91,6 +91,7 @@ class GenerationEngine(Protocol):
 ENGINES: dict[str, str] = {
     "transformers": "mlbench.inference.engines.hf:TransformersEngine",
     "vllm": "mlbench.inference.engines.vllm_engine:VllmEngine",
+    "openai": "mlbench.inference.engines.openai_engine:OpenAIServerEngine",
 }
 
 

@@ -107,7 +107,9 @@ class Completion:
     first_token_s: float  # from submit to the first chunk with text, seconds
     latency_s: float  # from submit to the end of the stream
     usage_tokens: int | None = None  # the server's usage.completion_tokens, when it reported one
-    client_s: float = 0.0  # mlbench's own share of first_token_s: submit to request sent + first bytes to callback
+    queued_s: float = 0.0  # of first_token_s, the wait for a free slot (``concurrency`` requests in flight)
+    client_s: float = 0.0  # of first_token_s, mlbench's own time: submit to the request sent (less the wait for a
+    # slot and for a new connection) + the first token's bytes read to the callback
 
 
 class RequestFailed(Exception):
@@ -124,6 +126,9 @@ class _Request:
     on_done: Callable | None
     on_error: Callable | None
     submitted: float
+    started: float = 0.0  # when the event loop took it up
+    acquired: float = 0.0  # when it got a slot
+    connected: float = 0.0  # when it had a connection
     sent: float = 0.0  # when the request was written
     arrived: float = 0.0  # when the bytes holding the first token were read
     first: float | None = None
@@ -361,7 +366,9 @@ class OpenAIEngine:
 
     async def _run(self, req: _Request) -> None:
         try:
+            req.started = time.perf_counter()
             async with self._sem:
+                req.acquired = time.perf_counter()
                 await self._exchange(req)
             comp = self._complete(req)
         except RequestFailed as e:
@@ -398,7 +405,8 @@ class OpenAIEngine:
         end = time.perf_counter()
         first = req.first if req.first is not None else end
         return Completion(text, ids, count, req.finish or "", first - req.submitted, end - req.submitted,
-                          req.usage, (req.sent - req.submitted) + (first - req.arrived))
+                          req.usage, req.acquired - req.started,
+                          (req.started - req.submitted) + (req.sent - req.connected) + (first - req.arrived))
 
     def _first_token(self, req: _Request, text: str, ids: list[int] | None) -> None:
         if req.on_first_token:
@@ -426,6 +434,7 @@ class OpenAIEngine:
     async def _exchange(self, req: _Request) -> None:
         """Send ``req`` and read its streamed answer into it; raises RequestFailed."""
         conn = await self._connect()
+        req.connected = time.perf_counter()
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         stalled = []

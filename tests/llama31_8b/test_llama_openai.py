@@ -1,28 +1,41 @@
-"""The ``openai`` backend's client against real servers on 127.0.0.1: ``transformers serve`` with a tiny random
-Llama (started once for the module), and a scripted standard-library server for what a good server never does."""
+"""``mlbench infer llama3.1-8b --backend openai`` (issue 29) and its client, against real servers on 127.0.0.1:
+``transformers serve`` with the tiny size's random Llama (started once for the module, while the tiny files are
+built), and a scripted standard-library server for what a good server never does (500s, answers not streamed,
+malformed JSON, stalled or cut streams)."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 
 import pytest
 
-from llm_servers import ScriptedServer, TransformersServer, tiny_llama_dir
+from llm_servers import ScriptedServer, TransformersServer
+from mlbench import registry
+from mlbench.benchmarks.llama31_8b import inference as llm_inference
 from mlbench.errors import ConfigError, MlbenchError
 from mlbench.inference.engines.openai_api import Endpoint, OpenAIEngine, RequestFailed
+from support import mlbench
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """(server, model dir): ``transformers serve`` of a tiny random Llama, for the whole module."""
+    """(server, tiny files): ``transformers serve`` of the tiny size's model; its folder and cnn_eval.json."""
     root = tmp_path_factory.mktemp("served")
-    server = TransformersServer(root / "serve.log")  # starting (slow imports) while the model is built
+    server = TransformersServer(root / "serve.log")  # starting (slow imports) while the tiny files are built
+    old = os.environ.get("MLBENCH_CACHE")
+    os.environ["MLBENCH_CACHE"] = str(root / "cache")
     try:
-        model = tiny_llama_dir(root / "model")
-        yield server.wait().warm(str(model)), model
+        tiny = llm_inference.tiny_files(registry.get("llama31_8b", "tiny").definition, print)
+        yield server.wait().warm(str(tiny / "model")), tiny
     finally:
         server.close()
+        if old is None:
+            os.environ.pop("MLBENCH_CACHE", None)
+        else:
+            os.environ["MLBENCH_CACHE"] = old
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +48,8 @@ def tok(tmp_path_factory) -> str:
 
 @pytest.mark.slow
 def test_streams_completions_from_transformers_serve(served):
-    server, model = served
+    server, tiny = served
+    model = tiny / "model"
     with OpenAIEngine(server.url + "/v1/", str(model), max_tokens=6, concurrency=2, tokenizer_dir=str(model)) as eng:
         assert eng.server_usage and not eng.server_ids  # transformers serve: usage, no token ids
         firsts = {}
@@ -65,7 +79,8 @@ def test_streams_completions_from_transformers_serve(served):
 
 @pytest.mark.slow
 def test_probe_errors_name_the_problem(served, tmp_path):
-    server, model = served
+    server, tiny = served
+    model = tiny / "model"
     with pytest.raises(MlbenchError, match="refused the request") as e:
         OpenAIEngine(server.url, "no-such-model", max_tokens=2, tokenizer_dir=str(model)).start()
     assert "--api-model" in e.value.hint
@@ -129,3 +144,29 @@ def test_api_key_is_sent_and_never_described(monkeypatch, tok):
     with pytest.raises(ConfigError, match="MLBENCH_TEST_KEY.*not set"):
         OpenAIEngine(srv.url, "tiny", max_tokens=2, api_key_env="MLBENCH_TEST_KEY", api_key_required=True,
                      tokenizer_dir=tok)
+
+
+@pytest.mark.slow
+def test_infer_backend_openai_end_to_end_keeps_the_key_out_of_every_file(served, tmp_path):
+    """`mlbench infer llama3.1-8b --backend openai` under LoadGen against transformers serve: tokens counted,
+    the client's provenance in result.json, the API key (sent as a header) in no file of the run."""
+    server, tiny = served
+    secret = "sk-mlbench-e2e-5b2d77c1"
+    proc = mlbench("infer", "llama3.1-8b", "--size", "tiny", "--backend", "openai", "--endpoint", server.url,
+                   "--api-model", str(tiny / "model"), "--model-dir", str(tiny / "model"), "--data-dir", str(tiny),
+                   "--scenario", "Offline", "--quick", "--duration-s", "1", "--concurrency", "2",
+                   "--api-key-env", "MLBENCH_E2E_KEY", "--output-dir", str(tmp_path / "runs"),
+                   env={"MLBENCH_E2E_KEY": secret, "MLBENCH_CACHE": str(tmp_path / "cache")}, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    [result_file] = (tmp_path / "runs").rglob("result.json")
+    r = json.loads(result_file.read_text())
+    assert r["status"] == "success" and r["metrics"]["throughput/tokens_per_s"] > 0
+    b = r["backend"]
+    assert b["engine"] == "openai" and b["failed"] == {} and b["completed"] > 0 and b["concurrency"] == 2
+    assert b["api_key_env"] == "MLBENCH_E2E_KEY" and b["token_count_source"] == "server usage.completion_tokens"
+    assert r["metrics"]["sut/failed_requests"] == 0
+    for f in [*Path(r["run_dir"]).rglob("*"), *tmp_path.rglob("*.log")]:
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f
+    assert secret not in out
