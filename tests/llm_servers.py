@@ -171,7 +171,7 @@ class ScriptedServer:
                 for i in range(n):
                     if outer.delay:
                         time.sleep(outer.delay)
-                    if mode == "malformed" and i == 1:
+                    if mode == "malformed" and i == 0:
                         self._chunk(b'data: {"choices": [{"text": "x"\n\n')
                     self._event(f" w{i}")
                     if mode == "stall":

@@ -154,7 +154,8 @@ def test_infer_backend_openai_end_to_end_keeps_the_key_out_of_every_file(served,
     secret = "sk-mlbench-e2e-5b2d77c1"
     proc = mlbench("infer", "llama3.1-8b", "--size", "tiny", "--backend", "openai", "--endpoint", server.url,
                    "--api-model", str(tiny / "model"), "--model-dir", str(tiny / "model"), "--data-dir", str(tiny),
-                   "--scenario", "Offline", "--quick", "--duration-s", "1", "--concurrency", "2",
+                   "--scenario", "Offline", "--quick", "--duration-s", "1", "--concurrency", "2", "--batch-size", "2",
+                   "--max-new-tokens", "8",
                    "--api-key-env", "MLBENCH_E2E_KEY", "--output-dir", str(tmp_path / "runs"),
                    env={"MLBENCH_E2E_KEY": secret, "MLBENCH_CACHE": str(tmp_path / "cache")}, timeout=300)
     out = proc.stdout + proc.stderr

@@ -168,7 +168,8 @@ def _estimate(engine, relay: _Relay, store, max_new_tokens: int, bs: int) -> tup
             from mlbench.errors import MlbenchError
 
             raise MlbenchError(f"the engine failed on the warm-up prompts: {coll.errors[0]}",
-                               "check the model directory, --device and --precision")
+                               "check the model directory, --device and --precision (--backend openai: the "
+                               "server's log)")
         return time.perf_counter() - t0
 
     run(1)  # first call: lazy initialisation
