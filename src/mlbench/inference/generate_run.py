@@ -63,8 +63,8 @@ class _Relay:
     def on_first_token(self, id: int, token_ids: list[int]) -> None:
         self.target.on_first_token(id, token_ids)
 
-    def on_done(self, id: int, token_ids: list[int]) -> None:
-        self.target.on_done(id, token_ids)
+    def on_done(self, id: int, token_ids: list[int], token_count: int | None = None) -> None:
+        self.target.on_done(id, token_ids, token_count)
 
     def on_error(self, id: int, message: str) -> None:
         self.target.on_error(id, message)
@@ -79,7 +79,7 @@ class _Collect:
     def on_first_token(self, id: int, token_ids: list[int]) -> None:
         pass
 
-    def on_done(self, id: int, token_ids: list[int]) -> None:
+    def on_done(self, id: int, token_ids: list[int], token_count: int | None = None) -> None:
         self._one()
 
     def on_error(self, id: int, message: str) -> None:

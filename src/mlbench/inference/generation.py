@@ -14,6 +14,8 @@ The contract, in full::
     ...                             # the engine calls back, from its own thread(s), exactly once per request:
     callbacks.on_first_token(id, token_ids)   # the first generated token(s) exist (before on_done; once)
     callbacks.on_done(id, token_ids)          # all generated token ids (EOS included when generated), list[int]
+    callbacks.on_done(id, token_ids, n)       # the same, where the engine knows the count better than len(token_ids)
+                                              # (a server's own count, its streamed text re-tokenised for the ids)
     callbacks.on_error(id, message)           # instead of on_done: this request failed (one line, plain words)
     engine.info() -> dict           # for result.json: engine name, versions, batch, memory (see below)
     engine.stop()                   # finish or fail what is in flight, stop the threads; safe to call twice
@@ -53,7 +55,7 @@ class GenerationCallbacks(Protocol):
 
     def on_first_token(self, id: int, token_ids: list[int]) -> None: ...
 
-    def on_done(self, id: int, token_ids: list[int]) -> None: ...
+    def on_done(self, id: int, token_ids: list[int], token_count: int | None = None) -> None: ...
 
     def on_error(self, id: int, message: str) -> None: ...
 

@@ -74,8 +74,9 @@ class TokenSUT:
             self._first_sent.add(id)
         self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(id, arr.ctypes.data, arr.nbytes, len(arr))])
 
-    def on_done(self, id: int, token_ids: list[int]) -> None:
+    def on_done(self, id: int, token_ids: list[int], token_count: int | None = None) -> None:
         arr = np.asarray(token_ids, dtype=np.int32)
+        n = len(arr) if token_count is None else int(token_count)
         with self._lock:
             if id not in self._first_sent:  # an engine that reports no first token: it came with the output
                 self._first_sent.add(id)
@@ -84,11 +85,11 @@ class TokenSUT:
                 first = False
             self._first_sent.discard(id)
             self.samples += 1
-            self.tokens += len(arr)
+            self.tokens += n
             self.in_flight -= 1
         if first:
             self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(id, arr.ctypes.data, arr[:1].nbytes, 1)])
-        self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(id, arr.ctypes.data, arr.nbytes, len(arr))])
+        self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(id, arr.ctypes.data, arr.nbytes, n)])
 
     def on_error(self, id: int, message: str) -> None:
         with self._lock:

@@ -51,7 +51,7 @@ class OpenAIServerEngine:
                    on_done=self._done, on_error=self._error)
 
     def _done(self, rid: int, completion) -> None:
-        self.callbacks.on_done(rid, completion.token_ids)
+        self.callbacks.on_done(rid, completion.token_ids, completion.token_count)
 
     def _error(self, rid: int, kind: str, message: str) -> None:
         self.callbacks.on_error(rid, f"{kind}: {message}")
