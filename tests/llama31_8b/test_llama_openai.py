@@ -47,7 +47,15 @@ def tok(tmp_path_factory) -> str:
 
 
 @pytest.mark.slow
-def test_streams_completions_from_transformers_serve(served):
+def test_against_transformers_serve(served, tmp_path):
+    """One test for everything that needs the real server (started once: with pytest-xdist the tests of a module
+    may run on different workers, each starting its own server)."""
+    streams_completions(served)
+    probe_errors_name_the_problem(served, tmp_path)
+    infer_backend_openai_end_to_end_keeps_the_key_out_of_every_file(served, tmp_path)
+
+
+def streams_completions(served):
     server, tiny = served
     model = tiny / "model"
     with OpenAIEngine(server.url + "/v1/", str(model), max_tokens=6, concurrency=2, tokenizer_dir=str(model)) as eng:
@@ -77,8 +85,7 @@ def test_streams_completions_from_transformers_serve(served):
     assert "re-tokenised" in info["token_ids_source"]
 
 
-@pytest.mark.slow
-def test_probe_errors_name_the_problem(served, tmp_path):
+def probe_errors_name_the_problem(served, tmp_path):
     server, tiny = served
     model = tiny / "model"
     with pytest.raises(MlbenchError, match="refused the request") as e:
@@ -146,8 +153,7 @@ def test_api_key_is_sent_and_never_described(monkeypatch, tok):
                      tokenizer_dir=tok)
 
 
-@pytest.mark.slow
-def test_infer_backend_openai_end_to_end_keeps_the_key_out_of_every_file(served, tmp_path):
+def infer_backend_openai_end_to_end_keeps_the_key_out_of_every_file(served, tmp_path):
     """`mlbench infer llama3.1-8b --backend openai` under LoadGen against transformers serve: tokens counted,
     the client's provenance in result.json, the API key (sent as a header) in no file of the run."""
     server, tiny = served
