@@ -8,6 +8,7 @@ reference's conversion and mlbench's synthesis write) is read with the standard 
 from __future__ import annotations
 
 import wave
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +82,39 @@ def resample(x: np.ndarray, src: int, dst: int = SAMPLE_RATE) -> np.ndarray:
 
     g = gcd(src, dst)
     return resample_poly(x, dst // g, src // g).astype(np.float32)
+
+
+class WaveStore:
+    """A sample store of waveforms (LoadGen's QSL side): ``read(i)`` gives sample ``i``'s samples, kept in memory
+    between ``load`` and ``unload``; ``waves`` hands loaded ones to a subclass's ``batch``, ``pad`` lays them out."""
+
+    def __init__(self, total_count: int, performance_count: int):
+        self.total_count = total_count
+        self.performance_count = min(performance_count, total_count)
+        self._audio: dict[int, np.ndarray] = {}
+
+    def read(self, index: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def load(self, indices: Sequence[int]) -> None:
+        for i in map(int, indices):
+            if i not in self._audio:
+                self._audio[i] = self.read(i)
+
+    def unload(self, indices: Sequence[int]) -> None:
+        for i in indices:
+            self._audio.pop(int(i), None)
+
+    def waves(self, indices: Sequence[int]) -> list[np.ndarray]:
+        try:
+            return [self._audio[int(i)] for i in indices]
+        except KeyError as exc:
+            raise KeyError("batch() asked for samples that were not loaded") from exc
+
+    @staticmethod
+    def pad(waves: list[np.ndarray], width: int) -> np.ndarray:
+        """The waveforms as rows of a zero-padded float32 array ``width`` samples wide."""
+        out = np.zeros((len(waves), width), np.float32)
+        for j, w in enumerate(waves):
+            out[j, : len(w)] = w
+        return out

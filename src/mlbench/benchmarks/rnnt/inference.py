@@ -38,36 +38,21 @@ from mlbench.speech import audio as audio_io
 PAD_TO = 1600  # samples (0.1 s): batch lengths are rounded up to a multiple
 
 
-class SpeechStore:
+class SpeechStore(audio_io.WaveStore):
     """Waveforms kept in memory between ``load`` and ``unload``; ``batch`` pads them (named inputs)."""
 
     def __init__(self, utts: list[sdata.Utterance], performance_count: int):
+        super().__init__(len(utts), performance_count)
         self.utts = utts
-        self.total_count = len(utts)
-        self.performance_count = min(performance_count, self.total_count)
-        self._audio: dict[int, np.ndarray] = {}
 
-    def load(self, indices: Sequence[int]) -> None:
-        for i in indices:
-            i = int(i)
-            if i not in self._audio:
-                self._audio[i] = audio_io.read_wav(self.utts[i].path)
-
-    def unload(self, indices: Sequence[int]) -> None:
-        for i in indices:
-            self._audio.pop(int(i), None)
+    def read(self, index: int) -> np.ndarray:
+        return audio_io.read_wav(self.utts[index].path)
 
     def batch(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
-        try:
-            waves = [self._audio[int(i)] for i in indices]
-        except KeyError as exc:
-            raise KeyError("batch() asked for samples that were not loaded") from exc
+        waves = self.waves(indices)
         lens = np.array([len(w) for w in waves], dtype=np.int64)
         width = int(-(-int(lens.max()) // PAD_TO) * PAD_TO)
-        out = np.zeros((len(waves), width), np.float32)
-        for j, w in enumerate(waves):
-            out[j, : len(w)] = w
-        return {"audio": out, "audio_len": lens}
+        return {"audio": self.pad(waves, width), "audio_len": lens}
 
     def order(self, indices: Sequence[int]) -> list[int]:
         """Positions of ``indices`` longest utterance first (stable): batches cut from a query in this order hold

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from mlbench.errors import DataError
+from mlbench.speech.wer import edit_distance
 
 LABELS = " abcdefghijklmnopqrstuvwxyz'"  # the reference's tokenizer.labels
 SENTENCEPIECE_VOCAB = 1023  # the reference's create_sentencepieces.sh: vocab_size=1023
@@ -92,14 +93,8 @@ def train_sentencepiece(transcripts: list[str], model_prefix: str | Path, vocab_
 
 def word_errors(hyp: str, ref: str) -> tuple[int, int]:
     """(word-level edit distance, words in the reference)."""
-    h, r = hyp.split(), ref.split()
-    prev = list(range(len(h) + 1))
-    for i, rw in enumerate(r, 1):
-        cur = [i] + [0] * len(h)
-        for j, hw in enumerate(h, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (rw != hw))
-        prev = cur
-    return prev[-1], len(r)
+    r = ref.split()
+    return edit_distance(r, hyp.split()), len(r)
 
 
 def wer(hyps: list[str], refs: list[str]) -> float:

@@ -27,44 +27,29 @@ from mlbench.definition import Benchmark
 from mlbench.errors import ConfigError, DataError
 from mlbench.inference import inputs
 from mlbench.inference.task import TaskOptions
+from mlbench.speech.audio import WaveStore
 
 SEED = 0  # random weights: the same model every run
 
 
-class ClipStore:
+class ClipStore(WaveStore):
     """Waveforms kept in memory between ``load`` and ``unload``; ``batch`` pads them to the model's window."""
 
     def __init__(self, clips: list[wdata.Clip], performance_count: int, window: int):
+        super().__init__(len(clips), performance_count)
         self.clips = clips
         self.window = window
-        self.total_count = len(clips)
-        self.performance_count = min(performance_count, self.total_count)
-        self._audio: dict[int, np.ndarray] = {}
 
-    def load(self, indices: Sequence[int]) -> None:
-        for i in indices:
-            i = int(i)
-            if i not in self._audio:
-                x = wdata.read_clip(self.clips[i])
-                if len(x) > self.window:
-                    raise DataError(f"{self.clips[i].path}: {len(x) / wmodel.SAMPLE_RATE:.1f} s of audio, longer "
-                                    f"than the model's {self.window / wmodel.SAMPLE_RATE:g} s window",
-                                    "cut it into shorter clips, or use a model with a longer window")
-                self._audio[i] = x
-
-    def unload(self, indices: Sequence[int]) -> None:
-        for i in indices:
-            self._audio.pop(int(i), None)
+    def read(self, index: int) -> np.ndarray:
+        x = wdata.read_clip(self.clips[index])
+        if len(x) > self.window:
+            raise DataError(f"{self.clips[index].path}: {len(x) / wmodel.SAMPLE_RATE:.1f} s of audio, longer "
+                            f"than the model's {self.window / wmodel.SAMPLE_RATE:g} s window",
+                            "cut it into shorter clips, or use a model with a longer window")
+        return x
 
     def batch(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
-        try:
-            waves = [self._audio[int(i)] for i in indices]
-        except KeyError as exc:
-            raise KeyError("batch() asked for samples that were not loaded") from exc
-        out = np.zeros((len(waves), self.window), np.float32)
-        for j, w in enumerate(waves):
-            out[j, : len(w)] = w
-        return {"audio": out}
+        return {"audio": self.pad(self.waves(indices), self.window)}
 
     def label(self, index: int) -> str:
         return self.clips[index].transcript

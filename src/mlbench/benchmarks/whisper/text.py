@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import re
 
+from mlbench.speech.wer import edit_distance
+
 LABELS = " abcdefghijklmnopqrstuvwxyz'0123456789$%+-"  # the reference's 42 response labels, in its order
 _INDEX = {c: i for i, c in enumerate(LABELS)}
 
@@ -133,17 +135,6 @@ def normalize(text: str) -> str:
 
 
 # ---------------------------------------------------------------- WER
-
-def edit_distance(a: list[str], b: list[str]) -> int:
-    """Word-level Levenshtein distance."""
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i] + [0] * len(b)
-        for j, y in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
-        prev = cur
-    return prev[-1]
-
 
 def join_run_together(ref: list[str], hyp: list[str]) -> tuple[list[str], list[str]]:
     """Both word lists with words run together made one: walking both lists side by side, where the words differ,
