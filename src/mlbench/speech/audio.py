@@ -8,7 +8,7 @@ reference's conversion and mlbench's synthesis write) is read with the standard 
 from __future__ import annotations
 
 import wave
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -88,18 +88,16 @@ class WaveStore:
     """A sample store of waveforms (LoadGen's QSL side): ``read(i)`` gives sample ``i``'s samples, kept in memory
     between ``load`` and ``unload``; ``waves`` hands loaded ones to a subclass's ``batch``, ``pad`` lays them out."""
 
-    def __init__(self, total_count: int, performance_count: int):
+    def __init__(self, read: Callable[[int], np.ndarray], total_count: int, performance_count: int):
+        self._read = read
         self.total_count = total_count
         self.performance_count = min(performance_count, total_count)
         self._audio: dict[int, np.ndarray] = {}
 
-    def read(self, index: int) -> np.ndarray:
-        raise NotImplementedError
-
     def load(self, indices: Sequence[int]) -> None:
         for i in map(int, indices):
             if i not in self._audio:
-                self._audio[i] = self.read(i)
+                self._audio[i] = self._read(i)
 
     def unload(self, indices: Sequence[int]) -> None:
         for i in indices:

@@ -42,11 +42,8 @@ class SpeechStore(audio_io.WaveStore):
     """Waveforms kept in memory between ``load`` and ``unload``; ``batch`` pads them (named inputs)."""
 
     def __init__(self, utts: list[sdata.Utterance], performance_count: int):
-        super().__init__(len(utts), performance_count)
+        super().__init__(lambda i: audio_io.read_wav(utts[i].path), len(utts), performance_count)
         self.utts = utts
-
-    def read(self, index: int) -> np.ndarray:
-        return audio_io.read_wav(self.utts[index].path)
 
     def batch(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
         waves = self.waves(indices)

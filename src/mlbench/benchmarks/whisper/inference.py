@@ -36,11 +36,11 @@ class ClipStore(WaveStore):
     """Waveforms kept in memory between ``load`` and ``unload``; ``batch`` pads them to the model's window."""
 
     def __init__(self, clips: list[wdata.Clip], performance_count: int, window: int):
-        super().__init__(len(clips), performance_count)
+        super().__init__(self._read_clip, len(clips), performance_count)
         self.clips = clips
         self.window = window
 
-    def read(self, index: int) -> np.ndarray:
+    def _read_clip(self, index: int) -> np.ndarray:
         x = wdata.read_clip(self.clips[index])
         if len(x) > self.window:
             raise DataError(f"{self.clips[index].path}: {len(x) / wmodel.SAMPLE_RATE:.1f} s of audio, longer "
