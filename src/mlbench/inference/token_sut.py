@@ -34,7 +34,6 @@ class TokenSUT:
         self.abort, self._flush, self.batches, self.busy_s = False, False, 0, 0.0  # runner.run_test resets these
         self._lock = threading.Lock()
         self.reset()
-        self._first_sent: set[int] = set()
         self.handle = None
 
     def reset(self) -> None:
@@ -44,7 +43,7 @@ class TokenSUT:
         self.failed = 0
         self.first_failure: str | None = None
         self.in_flight = 0
-        self._first_sent = set()
+        self._first_sent: set[int] = set()
 
     def construct(self) -> None:
         self.handle = self.lg.ConstructSUT(self._issue, self._flush_queries)
@@ -78,11 +77,7 @@ class TokenSUT:
         arr = np.asarray(token_ids, dtype=np.int32)
         n = len(arr) if token_count is None else int(token_count)
         with self._lock:
-            if id not in self._first_sent:  # an engine that reports no first token: it came with the output
-                self._first_sent.add(id)
-                first = True
-            else:
-                first = False
+            first = id not in self._first_sent  # an engine that reported no first token: it comes with the output
             self._first_sent.discard(id)
             self.samples += 1
             self.tokens += n

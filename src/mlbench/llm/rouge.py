@@ -40,9 +40,9 @@ def sentences(text: str) -> list[str]:
         start = 0
         for m in _END.finditer(para):
             end = m.end()
-            word = para[start:m.start() + 1].split()[-1] if para[start:m.start() + 1].split() else ""
-            stem = word.rstrip(".").lstrip("('\"\u2018\u201c").lower()
-            if para[m.start()] == "." and m.group().startswith(".") and len(m.group().rstrip("'\"\u2019\u201d)]")) == 1:
+            words = para[start:m.start() + 1].split()
+            stem = (words[-1] if words else "").rstrip(".").lstrip("('\"\u2018\u201c").lower()
+            if m.group().rstrip("'\"\u2019\u201d)]") == ".":  # one full stop: maybe an abbreviation
                 if stem in ABBREVIATIONS or (len(stem) == 1 and stem.isalpha()):
                     continue
             out.append(para[start:end].strip())

@@ -18,6 +18,7 @@ dict, which the official submission checker reads.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,9 @@ class LlamaSummaries:
     def model_dir(self) -> Path:
         return self._model_dir
 
-    @property
+    @functools.cached_property
     def config(self) -> dict[str, Any]:
+        """The model directory's config.json, read once."""
         from mlbench.llm import llama
 
         return llama.read_config(self._model_dir)

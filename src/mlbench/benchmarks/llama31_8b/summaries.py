@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 import time
 from collections.abc import Callable
@@ -264,7 +263,3 @@ def prepare_mini(say: Callable[[str], None] = print) -> tuple[Path, Path]:
     """(cnn_eval.json, model directory) of ``llama3.1-8b --size mini``, made when missing."""
     root = mini_files(say)
     return root / FILE, root / "model"
-
-
-def mean(xs: list[float]) -> float:
-    return sum(xs) / len(xs) if xs else math.nan

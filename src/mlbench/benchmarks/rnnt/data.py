@@ -48,10 +48,6 @@ class Utterance:
     tokens: tuple[int, ...]
 
 
-def manifest_name(split: str) -> str:
-    return f"librispeech-{split}-wav.json"
-
-
 def read_manifest(path: str | Path, root: str | Path, tokenizer: Tokenizer, max_duration: float | None = None,
                   check_files: bool = True) -> list[Utterance]:
     """The utterances of one manifest (those up to ``max_duration`` seconds when given)."""

@@ -34,6 +34,7 @@ from mlbench.errors import ConfigError, MlbenchError
 from mlbench.inference.models import find_weights, load_state, read_weights, seeded_model
 from mlbench.inference.task import TaskOptions
 from mlbench.speech import audio as audio_io
+from mlbench.speech.librispeech import manifest_name
 
 PAD_TO = 1600  # samples (0.1 s): batch lengths are rounded up to a multiple
 
@@ -107,7 +108,7 @@ class RNNTTask:
             self.interface()  # the weights decide the labels (characters for MLPerf's inference model)
             root = self._root()
             hp = self.bench.hparams
-            utts = sdata.read_manifest(root / sdata.manifest_name(hp["eval_split"]), root, self.tokenizer,
+            utts = sdata.read_manifest(root / manifest_name(hp["eval_split"]), root, self.tokenizer,
                                        hp["inference_max_duration"])
             if self.opts.max_samples:
                 utts = utts[: self.opts.max_samples]

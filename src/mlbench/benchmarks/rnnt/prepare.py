@@ -25,7 +25,7 @@ from pathlib import Path
 from mlbench.config import opt
 from mlbench.data import folders
 from mlbench.errors import ConfigError, DataError
-from mlbench.speech.librispeech import ARCHIVES, BASE_URL, fetch_split
+from mlbench.speech.librispeech import ARCHIVES, BASE_URL, fetch_split, manifest_name
 
 DEFAULT_SPLITS = "dev-clean,train-clean-100,train-clean-360,train-other-500"
 
@@ -59,7 +59,7 @@ def prepare(cfg: PrepareConfig, say=print) -> list[Path]:
 def _prepare(cfg: PrepareConfig, root: Path, splits: list[str], say) -> list[Path]:
     written = [fetch_split(split, root, base_url=cfg.base_url, retries=cfg.retries, keep_archives=cfg.keep_archives,
                            say=say) for split in splits]
-    train = [root / f"librispeech-{s}-wav.json" for s in ARCHIVES if s.startswith("train")]
+    train = [root / manifest_name(s) for s in ARCHIVES if s.startswith("train")]
     train = [p for p in train if p.is_file()]
     if train:
         from mlbench.benchmarks.rnnt.text import train_sentencepiece

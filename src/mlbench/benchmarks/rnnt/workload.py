@@ -15,6 +15,7 @@ from mlbench.benchmarks.rnnt.model import RNNT
 from mlbench.benchmarks.rnnt.text import SENTENCEPIECE_VOCAB, Tokenizer, word_errors
 from mlbench.errors import DataError
 from mlbench.finite import HINT, NonFinite, nonfinite_weights
+from mlbench.speech.librispeech import manifest_name
 from mlbench.training import checkpoint, distributed
 from mlbench.training.batches import DataBundle, DataSpec, default_workers
 from mlbench.training.optimizers import Lamb
@@ -112,7 +113,7 @@ def data_root(bench, data_dir: str | None, say=print) -> Path:
     from mlbench.data.download import cache_dir
 
     root = Path(data_dir) if data_dir else cache_dir(f"rnnt-{bench.size}")
-    if data_dir and all((root / sdata.manifest_name(s)).is_file() for s in ("train", "dev")):
+    if data_dir and all((root / manifest_name(s)).is_file() for s in ("train", "dev")):
         return root  # given data: used as it is
     return synthetic.generate(root, hp["synth"], hp["train_samples"], hp["eval_samples"], seed=0, say=say,
                               hint=GENERATE_HINT.format(size=bench.size))
@@ -136,8 +137,8 @@ class RNNTWorkload(Workload):
         hp, b = self.bench.hparams, self.bench
         root = data_root(b, spec.data_dir)
         self.tokenizer = tok = tokenizer_for(b, root)
-        train_files = [root / sdata.manifest_name(s) for s in hp["train_splits"]]
-        eval_file = root / sdata.manifest_name(hp["eval_split"])
+        train_files = [root / manifest_name(s) for s in hp["train_splits"]]
+        eval_file = root / manifest_name(hp["eval_split"])
         train = [u for f in train_files for u in sdata.read_manifest(f, root, tok, hp["max_duration"])]
         ev = sdata.read_manifest(eval_file, root, tok)
         cache = bool(hp.get("cache_features"))

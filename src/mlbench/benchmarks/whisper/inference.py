@@ -15,6 +15,7 @@ in the reference's layout (:mod:`.data`); tiny, generated tone clips (``--data-d
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -98,7 +99,8 @@ class WhisperTask:
         if self.model_dir:
             p = Path(self.model_dir)
             stamp = max((f.stat().st_mtime_ns for f in p.glob("*.safetensors")), default=0)
-            return f"dir-{abs(hash((str(p.resolve()), stamp))) % 10 ** 10}"
+            # a digest, not hash(): Python salts str hashes per process, and the id names cache files across runs
+            return "dir-" + hashlib.sha256(f"{p.resolve()}:{stamp}".encode()).hexdigest()[:12]
         return f"random-{SEED}"
 
     def info(self) -> dict:

@@ -558,7 +558,9 @@ class OpenAIEngine:
             raise RequestFailed("malformed stream", "text after the finish_reason")
         if text or ids:
             if ids is not None:
-                req.ids = (req.ids or []) + ids
+                if req.ids is None:
+                    req.ids = []
+                req.ids.extend(ids)
             if req.first is None:
                 self._first_token(req, text, ids)
             req.texts.append(text)
