@@ -124,7 +124,10 @@ class TransformersEngine(QueuedEngine):
                     if left <= 0:
                         break
                     self._wake.wait(left)
-            return [self._queue.popleft() for _ in range(min(bs, len(self._queue)))]
+            batch = [self._queue.popleft() for _ in range(min(bs, len(self._queue)))]
+            if not self._queue:  # what the flush asked to run is taken: later requests wait to fill a batch again
+                self._flush = False
+            return batch
 
     def _loop(self) -> None:
         while True:
