@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from mlbench.errors import ConfigError, MlbenchError
+from mlbench.finite import finite_number
 from mlbench.submission import checks, system
 from mlbench.submission.output import Output
 from mlbench.submission.untrusted import (
@@ -137,7 +138,7 @@ def read_log(log: Path) -> LogFacts:
     timed = []
     for ev in events:
         key, value, t = ev["key"], ev.get("value"), ev.get("time_ms")
-        t = t if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) else None
+        t = t if finite_number(t) else None
         if key == "run_start" and f.start_ms is None:
             f.start_ms = t
         elif key == "run_stop" and f.stop_ms is None:

@@ -52,19 +52,20 @@ def repack(manifests: list[Path], root: Path, say=print) -> Path:
     left_out = 0
     for chapter, utts in chapters.items():
         packed: list[dict] = []
-        length = 0.0
+        length, k = 0.0, 0  # k: the chapter's clips so far
         for u in utts:
             d = float(u["original_duration"])
             if d > wdata.MAX_CLIP_S:
                 left_out += 1
                 continue
             if packed and length + wdata.PAD_S + d > wdata.MAX_CLIP_S:
-                groups.append((f"{chapter}_{sum(1 for g in groups if g[0].startswith(chapter + '_'))}", packed))
+                groups.append((f"{chapter}_{k}", packed))
+                k += 1
                 packed, length = [], 0.0
             length += d + (wdata.PAD_S if packed else 0.0)
             packed.append(u)
         if packed:
-            groups.append((f"{chapter}_{sum(1 for g in groups if g[0].startswith(chapter + '_'))}", packed))
+            groups.append((f"{chapter}_{k}", packed))
     gap = np.zeros(int(wdata.PAD_S * audio_io.SAMPLE_RATE), np.float32)
 
     def clips():  # one clip in memory at a time
