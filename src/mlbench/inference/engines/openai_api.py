@@ -1,20 +1,26 @@
 """A client for any OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp, ``transformers serve``): mlbench
-measures, the server generates. Requests stream ``/v1/completions``; a request's first token is the arrival of the
-first streamed chunk that carries text (or token ids); at most ``concurrency`` requests are in flight.
+measures, the server generates. Text (``api="completions"``): requests stream ``/v1/completions``; a request's
+first token is the arrival of the first streamed chunk that carries text (or token ids). Speech
+(``api="transcriptions"``): each request POSTs one WAV file as multipart/form-data to ``/v1/audio/transcriptions``
+and reads the JSON answer's ``text`` (not streamed: no first token exists before the whole answer). At most
+``concurrency`` requests are in flight.
 
 The HTTP/1.1 client is the standard library's asyncio streams (TLS for ``https://``), one event loop in one
 thread: callers in other threads (LoadGen's) :meth:`OpenAIEngine.submit` requests, and the callbacks run in
 that thread as the bytes arrive. No third-party HTTP package is needed, so the backend works with whatever
 ``openai``/``httpx`` a machine has, or none.
 
-Output tokens: the server streams text. The token ids are the server's own when it returns them (vLLM's
-``return_token_ids``); otherwise the streamed text re-tokenised with the model's tokenizer. The token count is
-the server's (its ids, else the ``usage`` it reports at the end of the stream), otherwise the re-tokenised
-text's. :meth:`OpenAIEngine.describe` says which, for result.json.
+Output tokens (completions): the server streams text. The token ids are the server's own when it returns them
+(vLLM's ``return_token_ids``); otherwise the streamed text re-tokenised with the model's tokenizer. The token count
+is the server's (its ids, else the ``usage`` it reports at the end of the stream), otherwise the re-tokenised
+text's. :meth:`OpenAIEngine.describe` says which, for result.json. Transcriptions: the server reports no token
+count, so the returned text is tokenised with the model's tokenizer when one is given (its text tokens: the server
+does not say whether it stopped at an end token); without one nothing is counted (``counts_tokens`` False).
 
 A request that fails (unreachable server, an HTTP error, an answer that is not a stream, malformed JSON, an
-error event), is truncated (the stream ends without a ``finish_reason``, or with one other than ``stop`` or
-``length``) or times out (no byte for ``timeout_s``) is counted by kind and reported to ``on_error``; it is
+error event; for a transcription, an answer that is not a JSON object with a ``text``), is truncated (the stream
+ends without a ``finish_reason``, or with one other than ``stop`` or ``length``; the connection closes mid-answer)
+or times out (no byte for ``timeout_s``) is counted by kind and reported to ``on_error``; it is
 never dropped. The API key is read from an environment variable at start and kept only in memory: it is sent
 in the ``Authorization`` header and never written anywhere (messages and :meth:`describe` name the variable).
 """
@@ -37,7 +43,10 @@ from mlbench.errors import ConfigError, MlbenchError
 #: The ends of a complete answer: the model stopped (end of text, a stop string) or reached max_tokens.
 FINISHED = frozenset({"stop", "length"})
 #: Failure kinds, in the order reports list them.
-KINDS = ("unreachable", "http error", "not streamed", "malformed stream", "server error", "truncated", "timed out")
+KINDS = ("unreachable", "http error", "not streamed", "malformed stream", "malformed answer", "server error",
+         "truncated", "timed out")
+APIS = {"completions": "/v1/completions", "transcriptions": "/v1/audio/transcriptions"}
+ANSWER_LIMIT = 16 << 20  # the largest JSON answer read (a transcription's text is a few kB)
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,8 @@ class _Request:
     on_done: Callable | None
     on_error: Callable | None
     submitted: float
+    head: bytes = b""  # the request line and headers (the engine's for /v1/completions when empty)
+    json_answer: bool = False  # a transcription: the answer is one JSON object, not a stream
     started: float = 0.0  # when the event loop took it up
     acquired: float = 0.0  # when it got a slot
     connected: float = 0.0  # when it had a connection
@@ -136,6 +147,7 @@ class _Request:
     ids: list[int] | None = None
     finish: str | None = None
     usage: int | None = None
+    answer: str | None = None  # a transcription's text (a JSON answer, not a stream)
 
 
 class _Conn:
@@ -169,19 +181,25 @@ class _Conn:
 
 
 class OpenAIEngine:
-    """Streams completions from an OpenAI-compatible server, ``concurrency`` requests at a time.
+    """Streams completions from an OpenAI-compatible server (or posts audio for transcriptions: ``api``),
+    ``concurrency`` requests at a time.
 
     ``tokenizer_dir``: a folder with the model's ``tokenizer.json``, to turn prompt token ids into the prompt text
     (``prompt_format="text"``, which every server accepts) and to re-tokenise output text when the server does not
     return token ids. ``prompt_format="tokens"`` sends the prompt token ids as they are (vLLM, SGLang accept
-    this). ``timeout_s``: the longest wait for the next byte of an answer (and for a connection)."""
+    this). ``timeout_s``: the longest wait for the next byte of an answer (and for a connection).
+    ``api="transcriptions"``: :meth:`submit_audio` requests; ``tokenizer_dir`` is optional (token counts only) and
+    ``max_tokens`` unused (the transcription API has no such field: the server's own limit applies)."""
 
     name = "openai"
 
-    def __init__(self, endpoint: str, model: str, *, max_tokens: int, concurrency: int = 8,
+    def __init__(self, endpoint: str, model: str, *, max_tokens: int = 1, concurrency: int = 8,
                  timeout_s: float = 60.0, api_key_env: str | None = "OPENAI_API_KEY",
                  api_key_required: bool = False, tokenizer_dir: str | None = None, prompt_format: str = "text",
-                 temperature: float = 0.0):
+                 temperature: float = 0.0, api: str = "completions"):
+        if api not in APIS:
+            raise ConfigError(f"API {api!r} is not one of {', '.join(APIS)}", f"use one of {', '.join(APIS)}")
+        self.api = api
         self.endpoint = Endpoint.parse(endpoint)
         if not model or not model.strip():
             raise ConfigError("--api-model is empty", "give the model name the server serves (GET /v1/models)")
@@ -195,7 +213,7 @@ class OpenAIEngine:
                               "e.g. --request-timeout 60")
         if prompt_format not in ("text", "tokens"):
             raise ConfigError(f"prompt format {prompt_format!r} is not text or tokens", "use text or tokens")
-        if prompt_format == "text" and tokenizer_dir is None:
+        if prompt_format == "text" and tokenizer_dir is None and api == "completions":
             raise ConfigError("the openai backend needs the model's tokenizer to send prompts as text",
                               "give --model-dir (a folder with tokenizer.json), or send token ids to a server "
                               "that accepts them")
@@ -217,7 +235,13 @@ class OpenAIEngine:
         self._pending = 0
         self._cv = threading.Condition()
         self._ssl = ssl.create_default_context() if self.endpoint.scheme == "https" else None
-        self._head = self._headers()
+        self._head = self._headers(APIS["completions"], "application/json", "text/event-stream")
+
+    @property
+    def counts_tokens(self) -> bool:
+        """Whether output tokens are counted: a completion's always (the server's ids or usage, else the
+        re-tokenised text); a transcription's only with a tokenizer (the server reports no count)."""
+        return self.api == "completions" or self._tok is not None
 
     # ----- life cycle -----
 
@@ -291,6 +315,23 @@ class OpenAIEngine:
             self._pending += 1
         self._loop.call_soon_threadsafe(self._launch, req)
 
+    def submit_audio(self, rid: object, wav: bytes, *, on_done: Callable | None = None,
+                     on_error: Callable | None = None) -> None:
+        """Queue one transcription of the WAV file ``wav`` (from any thread): ``on_done(rid, Completion)`` with the
+        answer's text, or ``on_error(rid, kind, message)`` once instead."""
+        req = self._audio_request(rid, wav, on_done, on_error)
+        with self._cv:
+            self._pending += 1
+        self._loop.call_soon_threadsafe(self._launch, req)
+
+    def _audio_request(self, rid: object, wav: bytes, on_done: Callable | None, on_error: Callable | None
+                       ) -> _Request:
+        """A transcription request: multipart/form-data with the model's name, response_format json and the file."""
+        body, content_type = multipart({"model": self.model, "response_format": "json"}, "file", "audio.wav",
+                                       "audio/wav", wav)
+        return _Request(rid, body, None, on_done, on_error, time.perf_counter(), json_answer=True,
+                        head=self._headers(APIS["transcriptions"], content_type, "application/json"))
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until no request is pending; False if ``timeout`` passed first."""
         with self._cv:
@@ -313,13 +354,20 @@ class OpenAIEngine:
 
     def describe(self) -> dict:
         """What result.json records about the backend: never the key, only the variable's name."""
-        if self.server_ids:
+        if self.api == "transcriptions":
+            ids = count = ("the returned text tokenised with the tokenizer of --model-dir (its text tokens; the "
+                           "server reports no count)" if self._tok is not None else
+                           "not available: the server reports no token count and no tokenizer was given "
+                           "(--model-dir with the served model's tokenizer.json)")
+        elif self.server_ids:
             ids, count = "server token ids (return_token_ids)", "server token ids"
         else:
             ids = "output text re-tokenised with the tokenizer of --model-dir"
             count = "server usage.completion_tokens" if self.server_usage else ids
-        return {"endpoint": self.endpoint.url, "api_model": self.model, "concurrency": self.concurrency,
-                "request_timeout_s": self.timeout_s, "prompt_format": self.prompt_format,
+        return {"endpoint": self.endpoint.url, "api": APIS[self.api], "api_model": self.model,
+                "concurrency": self.concurrency, "request_timeout_s": self.timeout_s,
+                **({"prompt_format": self.prompt_format} if self.api == "completions" else
+                   {"audio_format": "WAV, 16 kHz mono 16-bit PCM, one file per sample (response_format json)"}),
                 "api_key_env": self.api_key_env if self._key else None,
                 "token_ids_source": ids, "token_count_source": count,
                 "completed": self.completed, "failed": dict(self.failures),
@@ -328,10 +376,10 @@ class OpenAIEngine:
 
     # ----- the event loop's side -----
 
-    def _headers(self) -> bytes:
+    def _headers(self, path: str, content_type: str, accept: str) -> bytes:
         host = self.endpoint.host if self.endpoint.port in (80, 443) else f"{self.endpoint.host}:{self.endpoint.port}"
-        lines = [f"POST {self.endpoint.path('/v1/completions')} HTTP/1.1", f"Host: {host}",
-                 "Content-Type: application/json", "Accept: text/event-stream", "User-Agent: mlbench"]
+        lines = [f"POST {self.endpoint.path(path)} HTTP/1.1", f"Host: {host}",
+                 f"Content-Type: {content_type}", f"Accept: {accept}", "User-Agent: mlbench"]
         if self._key:
             lines.append(f"Authorization: Bearer {self._key}")
         return ("\r\n".join(lines) + "\r\n").encode("latin-1", "replace")
@@ -339,7 +387,15 @@ class OpenAIEngine:
     _extra: dict = {"stream_options": {"include_usage": True}}
 
     async def _probe(self) -> dict:
-        """One request of one token, first asking for token ids; without them if the server refuses the field."""
+        """One request of one token, first asking for token ids; without them if the server refuses the field.
+        Transcriptions: one of half a second of silence."""
+        if self.api == "transcriptions":
+            req = self._audio_request("probe", silent_wav(0.5), None, None)
+            try:
+                await self._exchange(req)
+            except RequestFailed as e:
+                raise _explain(e, self) from None
+            return {"text": req.answer}
         prompt: object = [1, 2, 3] if self.prompt_format == "tokens" else "Hello"
         tries = [{"stream_options": {"include_usage": True}, "return_token_ids": True},
                  {"stream_options": {"include_usage": True}}, {}]
@@ -392,6 +448,12 @@ class OpenAIEngine:
             req.on_error(req.rid, kind, message)
 
     def _complete(self, req: _Request) -> Completion:
+        if req.answer is not None:  # a transcription: its text tokenised when a tokenizer is given
+            end = time.perf_counter()
+            ids = self._tok.encode(req.answer, add_special_tokens=False).ids if self._tok else []
+            return Completion(req.answer, ids, len(ids), "stop", end - req.submitted, end - req.submitted, None,
+                              req.acquired - req.started, (req.started - req.submitted) + (req.sent - req.connected)
+                              + (end - req.arrived))
         text = "".join(req.texts)
         if req.ids is not None:
             ids, count = req.ids, len(req.ids)
@@ -450,7 +512,7 @@ class OpenAIEngine:
 
         reuse = False
         try:
-            conn.writer.write(self._head + b"Content-Length: %d\r\n\r\n" % len(req.body) + req.body)
+            conn.writer.write((req.head or self._head) + b"Content-Length: %d\r\n\r\n" % len(req.body) + req.body)
             conn.last = req.sent = time.perf_counter()
             timer = loop.call_later(self.timeout_s, watchdog)
             try:
@@ -491,6 +553,11 @@ class OpenAIEngine:
         chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
         length = headers.get(b"content-length")
         keep = headers.get(b"connection", b"").lower() != b"close" and parts[0] == b"HTTP/1.1"
+        if req.json_answer and code == 200:  # a transcription: one JSON object with the text
+            body = await _read_body(conn, chunked, length, limit=ANSWER_LIMIT)
+            req.arrived = conn.last
+            req.answer = _transcription(headers.get(b"content-type", b""), body)
+            return keep and (chunked or length is not None)
         if code != 200 or not headers.get(b"content-type", b"").lower().startswith(b"text/event-stream"):
             body = await _read_body(conn, chunked, length, limit=4096)
             detail = _detail(body)
@@ -570,6 +637,21 @@ class OpenAIEngine:
                 self._first_token(req, "", [] if req.ids is not None else None)
 
 
+def multipart(fields: dict[str, str], file_field: str, filename: str, file_type: str, data: bytes
+              ) -> tuple[bytes, str]:
+    """(body, Content-Type) of a multipart/form-data request (RFC 7578): text ``fields``, then one file. The
+    boundary is random and checked absent from the file's bytes."""
+    import uuid
+
+    while (boundary := f"mlbench-{uuid.uuid4().hex}".encode()) in data:
+        pass
+    parts = [b'--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n'
+             % (boundary, k.encode(), v.encode()) for k, v in fields.items()]
+    parts.append(b'--%s\r\nContent-Disposition: form-data; name="%s"; filename="%s"\r\nContent-Type: %s\r\n\r\n'
+                 % (boundary, file_field.encode(), filename.encode(), file_type.encode()))
+    return b"".join(parts) + data + b"\r\n--%s--\r\n" % boundary, f"multipart/form-data; boundary={boundary.decode()}"
+
+
 async def _body_pieces(conn: _Conn, chunked: bool, length: bytes | None):
     """The body's bytes as they arrive: chunked transfer coding, a Content-Length, or up to the connection's end."""
     if chunked:
@@ -607,6 +689,36 @@ async def _read_body(conn: _Conn, chunked: bool, length: bytes | None, limit: in
     return out[:limit]
 
 
+def _transcription(content_type: bytes, body: bytes) -> str:
+    """The ``text`` of a transcription's JSON answer; RequestFailed("malformed answer") for anything else."""
+    if not content_type.lower().startswith(b"application/json"):
+        raise RequestFailed("malformed answer", "the answer is not JSON (Content-Type "
+                            f"{content_type.decode('latin-1') or 'none'}): {body[:60]!r}")
+    if len(body) >= ANSWER_LIMIT:
+        raise RequestFailed("malformed answer", f"the answer is over {ANSWER_LIMIT >> 20} MiB")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise RequestFailed("malformed answer", f"the answer is not valid JSON: {body[:80]!r}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+        raise RequestFailed("malformed answer", f"the answer has no text: {body[:80]!r}")
+    return data["text"]
+
+
+def silent_wav(seconds: float, rate: int = 16_000) -> bytes:
+    """A WAV file (16-bit PCM mono) of ``seconds`` of silence."""
+    import io
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\0\0" * int(seconds * rate))
+    return buf.getvalue()
+
+
 def _detail(body: bytes) -> str:
     """The error text of an error answer: FastAPI's ``detail``, OpenAI's ``error.message``, else the body's start."""
     try:
@@ -630,12 +742,15 @@ def _explain(e: RequestFailed, engine: OpenAIEngine) -> MlbenchError:
                       "the server's log",
         "not streamed": "point --endpoint at a server whose /v1/completions streams (OpenAI-compatible)",
         "malformed stream": "point --endpoint at an OpenAI-compatible server; see the server's log",
+        "malformed answer": "point --endpoint at an OpenAI-compatible server whose /v1/audio/transcriptions answers "
+                            "JSON with a text; see the server's log",
         "server error": "see the server's log",
         "truncated": "see the server's log; the server closed the stream early",
         "timed out": "check the server is not stuck or overloaded, or raise --request-timeout",
     }
     what = {"unreachable": "cannot be reached", "http error": "refused the request",
             "not streamed": "did not stream its answer", "malformed stream": "sent a malformed answer",
+            "malformed answer": "sent a malformed answer",
             "server error": "reported an error", "truncated": "cut its answer short",
             "timed out": "stalled"}[e.kind]
     return MlbenchError(f"{where} {what}: {e.message}", fixes[e.kind])
