@@ -42,4 +42,4 @@ def test_prepare_packs_both_dev_splits_into_the_reference_layout(tmp_path, monke
                                                         "dev-all-repack/26-495_0.wav"]
     assert entries[0]["files"][0]["num_samples"] == int((0.3 + 0.5 + 0.4) * 16000)
     clips = wdata.read_manifest(root, max_clip_s=1.3)  # what mlbench infer whisper reads
-    assert len(wdata.read_clip(clips[0])) == entries[0]["original_num_samples"]
+    assert len(wdata.read_clip(clips[0], 30 * 16000)) == entries[0]["original_num_samples"]

@@ -34,7 +34,8 @@ class CommonInferConfig:
                              "<name>-99 and <name>-99.9); default: the first (see `mlbench list`)")
     backend: str = opt("pytorch", "inference backend; language models: a generation engine (transformers: in-process, "
                        "the default, which pytorch also means for them; vllm: when vLLM is installed; openai: an "
-                       "OpenAI-compatible server already running, see --endpoint)", choices=BACKENDS)
+                       "OpenAI-compatible server already running, see --endpoint; whisper: pytorch, null or openai, "
+                       "the server's /v1/audio/transcriptions)", choices=BACKENDS)
     device: str = opt("cpu", "cpu, cuda or cuda:N (auto: cuda when available)")
     precision: str = opt("fp32", "numeric precision: bf16/fp16 autocast (pytorch), int8 static "
                          "quantization (onnxruntime)", choices=PRECISIONS)
@@ -81,14 +82,16 @@ class CommonInferConfig:
     train_if_missing: bool = opt(True, "mini/tiny: train the model first when no checkpoint is cached")
     # --backend openai: a server already running generates; mlbench measures (inference/engines/openai_engine.py)
     endpoint: str | None = opt(None, "--backend openai: the OpenAI-compatible server's base URL, e.g. "
-                               "http://127.0.0.1:8000 (its /v1/completions is streamed)")
+                               "http://127.0.0.1:8000 (its /v1/completions is streamed; whisper: each sample is "
+                               "posted as a WAV file to its /v1/audio/transcriptions)")
     api_model: str | None = opt(None, "--backend openai: the model name the server serves (GET /v1/models)")
     concurrency: int | None = opt(None, "--backend openai: most requests in flight at once; default: the "
                                   "scenario's batch size (--batch-size)", min=1, max=100_000)
     api_key_env: str | None = opt(None, "--backend openai: the environment variable holding the API key "
                                   "(default: OPENAI_API_KEY when set); the key is never written to any file")
     request_timeout: float = opt(60.0, "--backend openai: seconds without a byte from the server before a "
-                                 "request counts as timed out (and the run as INVALID)", min=0.001, max=86_400.0)
+                                 "request counts as timed out (and the run as INVALID; a transcription, answered in "
+                                 "one piece, must come within it whole)", min=0.001, max=86_400.0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

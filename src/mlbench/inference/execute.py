@@ -113,7 +113,8 @@ def harness(cfg: InferConfig):
     run_planned and accuracy_of; a session's ``ops`` is its module."""
     from mlbench import registry
 
-    if getattr(registry.get(cfg.benchmark, cfg.size).inference, "GENERATION", False):
+    module = registry.get(cfg.benchmark, cfg.size).inference
+    if getattr(module, "GENERATION", False) or cfg.backend in getattr(module, "REQUEST_BACKENDS", ()):
         from mlbench.inference import generate_run
 
         return generate_run
@@ -122,8 +123,8 @@ def harness(cfg: InferConfig):
     if cfg.backend in ENGINES:
         from mlbench.errors import ConfigError
 
-        raise ConfigError(f"--backend {cfg.backend} runs language models; {cfg.benchmark} is not one",
-                          "use --backend pytorch, onnxruntime or null")
+        raise ConfigError(f"--backend {cfg.backend} runs language models (and whisper); {cfg.benchmark} is not "
+                          "one", "use --backend pytorch, onnxruntime or null")
     if cfg.scenario == "Interactive":
         from mlbench.errors import ConfigError
 
@@ -168,6 +169,9 @@ def _one_test(s, mode: str, outdir: Path, result: dict, state: dict, say) -> Non
                f"expected {again['expected_qps']:,.0f} samples/s)" if again else ""))
         for line in logs.token_lines(m):
             say(f"  {line}")
+        if test.get("tokens_per_s_unavailable"):
+            say(f"  tokens/s: {test['tokens_per_s_unavailable']}; samples/s: "
+                f"{_fmt(m.get('throughput/samples_per_s'))}")
         for r in test["loadgen_reasons"]:
             say(f"  - {r}")
     state["tests"][mode] = test
@@ -279,6 +283,8 @@ def _finish(result: dict, state: dict, run_dir: Path, final: bool) -> None:
         if perf.get("replanned"):
             result["loadgen"]["replanned"] = perf["replanned"]
     if acc is not None:
+        # requests that failed in the accuracy test (a server's): scored as empty answers, so never valid
+        reasons += [f"accuracy test: {r}" for r in acc.get("loadgen_reasons", [])]
         a = acc["accuracy"]
         result["quality"] = {k: a[k] for k in ("metric", "value", "target", "target_name", "reached", "source")}
         result["accuracy"] = a

@@ -11,6 +11,13 @@ token ids, ``label(i)``), ``model_dir()`` (a Hugging Face directory), ``max_new_
 
 Scenarios: Offline, Server, SingleStream as LoadGen runs them with the definition's LoadGen model; Interactive
 is LoadGen's Server scenario under the definition's interactive model (``loadgen_scenario_models``).
+
+A speech task whose inference module lists a backend in ``REQUEST_BACKENDS`` runs here with that backend too
+(``whisper --backend openai``): its task says ``engine_kind = "transcription"`` (the engine comes from
+``generation.TRANSCRIPTION_ENGINES``), its store's ``prompt(i)`` is one WAV file, ``task.response(text, ids)`` is what
+LoadGen logs of a returned text, and ``accuracy`` is scored as the batch runner scores it (no ``accuracy_checks``).
+Such an engine does not stream (no first token), so LoadGen's token latencies are off, except in Offline when the
+engine counts tokens (tokens/s from the responses' counts, which needs no first token).
 """
 
 from __future__ import annotations
@@ -63,8 +70,9 @@ class _Relay:
     def on_first_token(self, id: int, token_ids: list[int]) -> None:
         self.target.on_first_token(id, token_ids)
 
-    def on_done(self, id: int, token_ids: list[int], token_count: int | None = None) -> None:
-        self.target.on_done(id, token_ids, token_count)
+    def on_done(self, id: int, token_ids: list[int], token_count: int | None = None, *,
+                text: str | None = None) -> None:
+        self.target.on_done(id, token_ids, token_count, text=text)
 
     def on_error(self, id: int, message: str) -> None:
         self.target.on_error(id, message)
@@ -79,7 +87,8 @@ class _Collect:
     def on_first_token(self, id: int, token_ids: list[int]) -> None:
         pass
 
-    def on_done(self, id: int, token_ids: list[int], token_count: int | None = None) -> None:
+    def on_done(self, id: int, token_ids: list[int], token_count: int | None = None, *,
+                text: str | None = None) -> None:
         self._one()
 
     def on_error(self, id: int, message: str) -> None:
@@ -95,6 +104,9 @@ class _Collect:
 
 def engine_name(cfg: InferConfig) -> str:
     """The engine of ``--backend`` (``pytorch``, the default, means ``transformers`` for language models)."""
+    requests = getattr(registry.get(cfg.benchmark, cfg.size).inference, "REQUEST_BACKENDS", ())
+    if cfg.backend in requests:
+        return cfg.backend
     name = "transformers" if cfg.backend == "pytorch" else cfg.backend
     if name not in generation.ENGINES:
         raise ConfigError(f"--backend {cfg.backend} does not run language models",
@@ -123,21 +135,28 @@ def open_session(cfg: InferConfig, say) -> Session:
     runner.accuracy_target(bench, cfg.target)
     opts = task_mod.TaskOptions(data_dir=cfg.data_dir, weights=cfg.weights, offline=cfg.offline,
                                 train_if_missing=cfg.train_if_missing, say=say, max_samples=cfg.max_samples,
+                                backend=cfg.backend,
                                 extra={k: getattr(cfg, k) for k in TASK_OPTIONS if getattr(cfg, k) is not None})
     task = task_mod.build(handle, opts)
     store = task.dataset()
     bs = cfg.batch_size or DEFAULT_BATCH[cfg.scenario]
     threads = cfg.threads or runner.backends.base.default_threads(1)
+    kind = getattr(task, "engine_kind", "text")
     engine = generation.create(name, task.model_dir(), generation.EngineSettings(
         device=cfg.device, precision=cfg.precision, batch_size=bs, max_wait_s=cfg.max_wait_ms / 1000,
-        threads=threads, eos_token_ids=tuple(task.eos_token_ids), context_length=task.context_length,
-        options={**opts.extra, **({k: getattr(cfg, k) for k in OPENAI_OPTIONS} if name == "openai" else {})}))
-    say(f"loading the model into the {name} engine ({cfg.precision}, {cfg.device}, batch {bs}, {threads} threads)")
+        threads=threads, eos_token_ids=tuple(getattr(task, "eos_token_ids", ())),
+        context_length=getattr(task, "context_length", None),
+        options={**opts.extra, **({k: getattr(cfg, k) for k in OPENAI_OPTIONS} if name == "openai" else {})}),
+        kind=kind)
+    say(f"loading the model into the {name} engine ({cfg.precision}, {cfg.device}, batch {bs}, {threads} threads)"
+        if kind == "text" else f"the {name} {kind} engine: up to {bs} requests in flight (--batch-size, "
+        "--concurrency)")
     relay = _Relay()
     engine.start(relay)
     try:
         qps, lat = _estimate(engine, relay, store, task.max_new_tokens, bs)
-        sut = TokenSUT(engine, store, task.max_new_tokens)
+        sut = TokenSUT(engine, store, task.max_new_tokens, first_tokens=getattr(engine, "streams", True),
+                       respond=getattr(task, "response", None))
         relay.target = sut
         sut.construct()
         qsl = QSL(store, store.performance_count)
@@ -198,6 +217,10 @@ def plan_for(s: Session, mode: str, cfg: InferConfig | None = None, server_qps: 
                       store_counts=(s.store.total_count, s.store.performance_count),
                       estimate_qps=s.estimate_qps, estimate_latency_s=s.estimate_latency_s,
                       server_qps=server_qps or s.server_qps, estimate_multi_latency_s=s.estimate_multi_latency_s)
+    if not s.sut.first_tokens and (lg_scenario != "Offline" or not getattr(s.backend, "counts_tokens", True)):
+        # no first token (an answer in one piece): LoadGen's token latencies need one (see runner.plan_for);
+        # Offline keeps them for tokens/s when the tokens are counted
+        p.values["use_token_latencies"] = False
     if mode == "accuracy":
         p.values["min_query_count"] = 1  # accuracy: every sample once, whatever the scenario plans
     if cfg.quick and cfg.find_peak and lg_scenario == "Server" and mode == "performance" \
@@ -220,17 +243,22 @@ def run_test(s: Session, plan: settings.Plan, outdir: Path, audit_config: Path |
         m["sut/engine_cpu_s"] = info["generation_thread_cpu_s"] - cpu0
     for k in ("sut/mean_batch", "sut/backend_busy_share"):
         m.pop(k, None)
+    counted = getattr(s.backend, "counts_tokens", True)
     m["sut/samples"] = s.sut.samples
-    m["sut/generated_tokens"] = s.sut.tokens
+    m["sut/generated_tokens"] = s.sut.tokens if counted else None
     m["sut/failed_requests"] = s.sut.failed
     mem = info.get("memory") or {}
     for key in ("weights_bytes", "kv_cache_peak_bytes", "device_peak_allocated_bytes"):
         if mem.get(key) is not None:
             m[f"memory/{key}"] = mem[key]
-    if plan.mode == "performance":
+    if plan.mode == "performance" and plan.values.get("use_token_latencies", True):
         detail = logs.read_detail(outdir / "mlperf_log_detail.txt")
         m.update(logs.token_metrics(detail, plan.scenario))
         test["loadgen_reasons"] = logs.token_reasons(detail, test["loadgen_reasons"])
+    if not counted:
+        m.pop("throughput/tokens_per_s", None)
+        m.pop("sut/tokens_per_sample", None)
+        test["tokens_per_s_unavailable"] = s.backend.info().get("token_count_source")
     if s.sut.failed:
         test["loadgen_valid"] = False
         test["loadgen_reasons"].append(
@@ -242,7 +270,10 @@ run_planned = run_test  # no re-planning: a token-latency test runs as planned
 
 
 def accuracy_of(s: Session, outdir: Path) -> dict[str, Any]:
-    """Score mlperf_log_accuracy.json with every check of the task (all must hold); write accuracy.txt."""
+    """Score mlperf_log_accuracy.json with every check of the task (all must hold); write accuracy.txt. A task
+    without ``accuracy_checks`` (a speech task on a request engine) is scored as the batch runner scores it."""
+    if not hasattr(s.task, "accuracy_checks"):
+        return runner.accuracy_of(s, outdir)
     responses = logs.read_accuracy(outdir / "mlperf_log_accuracy.json")
     scores = s.task.accuracy(responses, s.store)
     checks = s.task.accuracy_checks(scores, s.store)

@@ -16,6 +16,7 @@ The contract, in full::
     callbacks.on_done(id, token_ids)          # all generated token ids (EOS included when generated), list[int]
     callbacks.on_done(id, token_ids, n)       # the same, where the engine knows the count better than len(token_ids)
                                               # (a server's own count, its streamed text re-tokenised for the ids)
+    callbacks.on_done(id, token_ids, n, text=t)   # a transcription engine: the server's text (what the task scores)
     callbacks.on_error(id, message)           # instead of on_done: this request failed (one line, plain words)
     engine.info() -> dict           # for result.json: engine name, versions, batch, memory (see below)
     engine.stop()                   # finish or fail what is in flight, stop the threads; safe to call twice
@@ -25,6 +26,13 @@ same sample may be requested several times). ``max_new_tokens`` >= 1. Greedy dec
 
 ``info()`` keys every engine should give: ``backend`` and ``engine`` (its name), ``batching`` (how requests share the model,
 in words), and where it knows them ``memory`` = {``weights_bytes``, ``kv_cache_peak_bytes``, ``how``}.
+
+Optional engine attributes: ``streams`` (False: no first token exists before the whole output, so the harness
+runs LoadGen without token latencies where it needs them) and ``counts_tokens`` (False: the counts are 0 because
+nothing could count them honestly, so no tokens/s is reported).
+
+Speech tasks (``engine_kind = "transcription"`` on the task) get their engine from ``TRANSCRIPTION_ENGINES``: a
+request's ``prompt`` is then one WAV file (bytes), and ``on_done`` carries the text.
 
 Engines are looked up by name in ``ENGINES`` ("module:Class"), imported only when chosen. A new engine (an HTTP
 client of an OpenAI-compatible server, ...) is one module and one line there. The class is constructed as
@@ -45,7 +53,7 @@ class GenerationRequest:
 
     id: int  # unique per request: LoadGen's query sample id
     index: int  # the sample's dataset index (QSL index)
-    prompt: list[int]  # prompt token ids
+    prompt: list[int] | bytes  # prompt token ids (a transcription engine's: one WAV file)
     max_new_tokens: int  # at least 1
 
 
@@ -55,7 +63,8 @@ class GenerationCallbacks(Protocol):
 
     def on_first_token(self, id: int, token_ids: list[int]) -> None: ...
 
-    def on_done(self, id: int, token_ids: list[int], token_count: int | None = None) -> None: ...
+    def on_done(self, id: int, token_ids: list[int], token_count: int | None = None, *,
+                text: str | None = None) -> None: ...
 
     def on_error(self, id: int, message: str) -> None: ...
 
@@ -96,14 +105,21 @@ ENGINES: dict[str, str] = {
     "openai": "mlbench.inference.engines.openai_engine:OpenAIServerEngine",
 }
 
+# speech to text (tasks with engine_kind = "transcription"): name -> "module:Class"
+TRANSCRIPTION_ENGINES: dict[str, str] = {
+    "openai": "mlbench.inference.engines.openai_engine:OpenAITranscriptionEngine",
+}
 
-def create(name: str, model_dir: str | Path | None, settings: EngineSettings) -> GenerationEngine:
-    """The engine called ``name`` (unknown names get a did-you-mean error)."""
-    if name not in ENGINES:
+
+def create(name: str, model_dir: str | Path | None, settings: EngineSettings, kind: str = "text"
+           ) -> GenerationEngine:
+    """The engine called ``name`` of ``kind`` (text or transcription; unknown names get a did-you-mean error)."""
+    engines = TRANSCRIPTION_ENGINES if kind == "transcription" else ENGINES
+    if name not in engines:
         from mlbench.registry import did_you_mean
 
-        raise did_you_mean(name, list(ENGINES), "generation engine")
-    module, attr = ENGINES[name].split(":")
+        raise did_you_mean(name, list(engines), "generation engine" if kind == "text" else f"{kind} engine")
+    module, attr = engines[name].split(":")
     return getattr(importlib.import_module(module), attr)(model_dir, settings)
 
 

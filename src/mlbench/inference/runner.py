@@ -63,7 +63,7 @@ def open_session(cfg: InferConfig, say) -> Session:
     accuracy_target(bench, cfg.target)  # an unknown --target fails before anything is built
     opts = task_mod.TaskOptions(data_dir=cfg.data_dir, weights=cfg.weights, offline=cfg.offline,
                                 train_if_missing=cfg.train_if_missing, say=say,
-                                max_samples=cfg.max_samples,
+                                max_samples=cfg.max_samples, backend=cfg.backend,
                                 extra={k: getattr(cfg, k) for k in TASK_OPTIONS if getattr(cfg, k) is not None})
     task = task_mod.build(handle, opts)
     store = task.dataset()

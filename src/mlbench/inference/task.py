@@ -41,6 +41,7 @@ class TaskOptions:
     offline: bool = False  # never download (weights, data); fail with a clear error instead
     train_if_missing: bool = True  # mini/tiny: train the model when no checkpoint is cached
     max_samples: int | None = None  # cap the dataset (tests, --quick accuracy); None means all of it
+    backend: str | None = None  # --backend (a task that runs differently behind a server reads it, e.g. openai)
     say: Callable[[str], None] = print  # progress messages (go to the console and console.log)
     # benchmark-specific options (e.g. query_sizes from --query-sizes); a task lists those it reads in its
     # ``options`` attribute, and ``build`` refuses any other (ConfigError) instead of ignoring it

@@ -9,6 +9,11 @@
   kept: the runner makes such a run INVALID, never silently drops it.
 
 Offline's one query is submitted at once and flushed; Server queries are submitted as they arrive.
+
+An engine that does not stream (``first_tokens`` False: a transcription answered in one piece) never reports a first
+token: no ``FirstTokenComplete`` is sent, and the harness runs LoadGen without token latencies where they need one.
+``respond(text, token_ids)``: what to log for an output that comes as text (a transcription: the task's labels of
+the text) instead of the token ids.
 """
 
 from __future__ import annotations
@@ -25,11 +30,15 @@ class TokenSUT:
     n_workers = 1
     pipeline = "generation engine (first token and completion reported by its callbacks)"
 
-    def __init__(self, engine: Any, store: Any, max_new_tokens: int):
+    def __init__(self, engine: Any, store: Any, max_new_tokens: int, *, first_tokens: bool = True,
+                 respond: Any = None):
         import mlperf_loadgen as lg
 
         self.lg = lg
         self.engine, self.store, self.max_new_tokens = engine, store, max_new_tokens
+        self.first_tokens, self.respond = first_tokens, respond
+        if not first_tokens:
+            self.pipeline = "request engine (each output reported whole by its callback; no first token)"
         self.error: BaseException | None = None  # a harness failure (not a failed request)
         self.abort, self._flush, self.batches, self.busy_s = False, False, 0, 0.0  # runner.run_test resets these
         self._lock = threading.Lock()
@@ -73,16 +82,25 @@ class TokenSUT:
             self._first_sent.add(id)
         self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(id, arr.ctypes.data, arr.nbytes, len(arr))])
 
-    def on_done(self, id: int, token_ids: list[int], token_count: int | None = None) -> None:
-        arr = np.asarray(token_ids, dtype=np.int32)
-        n = len(arr) if token_count is None else int(token_count)
+    def on_done(self, id: int, token_ids: list[int], token_count: int | None = None, *,
+                text: str | None = None) -> None:
+        if self.respond is not None:
+            try:
+                arr = self.respond(text, token_ids)
+            except BaseException as exc:  # noqa: BLE001 - reported by the runner after LoadGen returns
+                self.error = self.error or exc
+                return self.on_error(id, f"{type(exc).__name__}: {exc}")
+            n = len(token_ids) if token_count is None else int(token_count)
+        else:
+            arr = np.asarray(token_ids, dtype=np.int32)
+            n = len(arr) if token_count is None else int(token_count)
         with self._lock:
             first = id not in self._first_sent  # an engine that reported no first token: it comes with the output
             self._first_sent.discard(id)
             self.samples += 1
             self.tokens += n
             self.in_flight -= 1
-        if first:
+        if first and self.first_tokens:
             self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(id, arr.ctypes.data, arr[:1].nbytes, 1)])
         self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(id, arr.ctypes.data, arr.nbytes, n)])
 
@@ -94,7 +112,7 @@ class TokenSUT:
             first = id not in self._first_sent
             self._first_sent.discard(id)
         empty = np.zeros(1, dtype=np.int32)
-        if first:
+        if first and self.first_tokens:
             self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(id, empty.ctypes.data, 0, 0)])
         self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(id, empty.ctypes.data, 0, 0)])
 

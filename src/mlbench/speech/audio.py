@@ -10,6 +10,7 @@ from __future__ import annotations
 import wave
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -62,10 +63,10 @@ def read_wav(path: str | Path, expect_rate: int = SAMPLE_RATE) -> np.ndarray:
     return np.ascontiguousarray(data[:, 0])
 
 
-def write_wav(path: str | Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> None:
-    """16-bit PCM mono WAV (the standard library's writer)."""
+def write_wav(path: str | Path | BinaryIO, samples: np.ndarray, rate: int = SAMPLE_RATE) -> None:
+    """16-bit PCM mono WAV (the standard library's writer), to a file or a binary file object."""
     pcm = np.clip(np.asarray(samples, np.float32), -1.0, 1.0 - 1 / 32768)
-    with wave.open(str(path), "wb") as w:
+    with wave.open(path if hasattr(path, "write") else str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(rate)

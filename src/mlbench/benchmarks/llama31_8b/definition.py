@@ -41,8 +41,9 @@ RCP_RECIPES = {16: (4e-4, 256), 32: (8e-4, 4096), 64: (8e-4, 6144), 96: (1e-3, 1
 INFERENCE = {"rouge": {"rouge1": 38.7792, "rouge2": 15.9075, "rougeL": 24.4957, "rougeLsum": 35.793},
              "gen_len": 8_167_644, "samples": 13_368, "max_new_tokens": 128}
 INFERENCE_OPTIONS = {
-    "model_dir": "language models: a Hugging Face model directory (config.json, *.safetensors, tokenizer files); "
-                 "required at --size reference",
+    "model_dir": "language models and whisper: a Hugging Face model directory (config.json, *.safetensors, "
+                 "tokenizer and processor files); required at --size reference; with --backend openai only its "
+                 "tokenizer is read (whisper: to count the returned text's tokens; without it no tokens/s)",
     "max_new_tokens": "language models: most tokens generated per sample (default: the reference's; other values "
                       "make the run invalid)",
 }

@@ -125,13 +125,15 @@ def check_files(clips: list[Clip], max_clip_s: float = MAX_CLIP_S) -> None:
                             "packs LibriSpeech so)")
 
 
-def read_clip(clip: Clip) -> np.ndarray:
-    """The clip's samples; a file that is not a 16 kHz mono WAV, empty or longer than its window: DataError."""
+def read_clip(clip: Clip, window: int) -> np.ndarray:
+    """The clip's samples; a file that is not a 16 kHz mono WAV, empty or longer than the model's window (``window``
+    samples: the one bound, as read_manifest and check_files apply it before the run): DataError."""
     x = audio_io.read_wav(clip.path)
-    if len(x) > int(MAX_CLIP_S * audio_io.SAMPLE_RATE):
+    if len(x) > window:
+        limit = window / audio_io.SAMPLE_RATE
         raise DataError(f"{clip.path}: {len(x) / audio_io.SAMPLE_RATE:.1f} s of audio, longer than the model's "
-                        f"{MAX_CLIP_S:g} s window", "cut it into clips of at most 30 s (mlbench data prepare "
-                        "whisper packs them so)")
+                        f"{limit:g} s window", f"cut it into clips of at most {limit:g} s (mlbench data prepare "
+                        "whisper packs LibriSpeech so)")
     return x
 
 

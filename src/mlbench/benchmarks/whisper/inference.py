@@ -7,6 +7,12 @@ greedily inside ``forward`` (timed, as the reference's vLLM does from the raw au
 is the reference's: the lower-cased text as int64 character labels, with the generated token count as LoadGen's
 ``n_tokens`` (Offline's metric is tokens/s). Accuracy is the reference's WER (:mod:`.text`), lower is better.
 
+``--backend openai``: an OpenAI-compatible server already running transcribes (``/v1/audio/transcriptions``; the
+harness of language models runs it, see :mod:`mlbench.inference.generate_run`). Each sample is sent as the WAV file
+of its waveform (16 kHz mono 16-bit PCM, encoded when LoadGen loads it, untimed), the returned text is logged as the
+same character labels and scored the same way; ``--model-dir`` then only gives the tokenizer that counts the text's
+tokens (without it no tokens/s is reported) and the window the clips are checked against.
+
 Models: reference, ``--model-dir``: the user's Hugging Face Whisper directory (large-v3), or ``--weights random``
 (large-v3's shape, random weights, tokenizer made here: throughput only); tiny, random weights of a very small
 Whisper; mini, ``--model-dir`` (mlbench has no trained mini model yet). Data: reference and mini, ``--data-dir``
@@ -16,6 +22,7 @@ in the reference's layout (:mod:`.data`); tiny, generated tone clips (``--data-d
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,26 +35,41 @@ from mlbench.definition import Benchmark
 from mlbench.errors import ConfigError, DataError
 from mlbench.inference import inputs
 from mlbench.inference.task import TaskOptions
-from mlbench.speech.audio import WaveStore
+from mlbench.speech.audio import WaveStore, write_wav
 
 SEED = 0  # random weights: the same model every run
+#: backends that send each sample to a server instead of running the model here (generate_run runs them)
+REQUEST_BACKENDS = ("openai",)
 
 
 class ClipStore(WaveStore):
-    """Waveforms kept in memory between ``load`` and ``unload``; ``batch`` pads them to the model's window."""
+    """Waveforms kept in memory between ``load`` and ``unload``; ``batch`` pads them to the model's window.
+    ``wav_files``: each loaded clip is kept as a WAV file instead (``prompt(i)``: what a server is sent)."""
 
-    def __init__(self, clips: list[wdata.Clip], performance_count: int, window: int):
+    def __init__(self, clips: list[wdata.Clip], performance_count: int, window: int, wav_files: bool = False):
         super().__init__(self._read_clip, len(clips), performance_count)
         self.clips = clips
         self.window = window
+        self._wav: dict[int, bytes] | None = {} if wav_files else None
 
     def _read_clip(self, index: int) -> np.ndarray:
-        x = wdata.read_clip(self.clips[index])
-        if len(x) > self.window:
-            raise DataError(f"{self.clips[index].path}: {len(x) / wmodel.SAMPLE_RATE:.1f} s of audio, longer "
-                            f"than the model's {self.window / wmodel.SAMPLE_RATE:g} s window",
-                            "cut it into shorter clips, or use a model with a longer window")
-        return x
+        return wdata.read_clip(self.clips[index], self.window)
+
+    def load(self, indices: Sequence[int]) -> None:
+        if self._wav is None:
+            return super().load(indices)
+        for i in map(int, indices):
+            if i not in self._wav:
+                self._wav[i] = wav_bytes(self._read(i))
+
+    def unload(self, indices: Sequence[int]) -> None:
+        if self._wav is None:
+            return super().unload(indices)
+        for i in indices:
+            self._wav.pop(int(i), None)
+
+    def prompt(self, index: int) -> bytes:
+        return self._wav[index]
 
     def batch(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
         return {"audio": self.pad(self.waves(indices), self.window)}
@@ -66,22 +88,33 @@ class WhisperTask:
 
     def __init__(self, bench: Benchmark, opts: TaskOptions):
         self.bench, self.opts = bench, opts
-        self.model_dir = opts.extra.get("model_dir")
+        self.model_path = opts.extra.get("model_dir")
+        self.remote = opts.backend in REQUEST_BACKENDS  # a server transcribes; no model runs here
         self._runner: wmodel.WhisperRunner | None = None
         self._store: ClipStore | None = None
+        if self.remote:
+            self.engine_kind = "transcription"
+            self.max_new_tokens = bench.hparams["max_new_tokens"]  # not sent: the API has no such field
+            if opts.weights:
+                raise ConfigError(f"--weights {opts.weights} with --backend {opts.backend}: the server holds the model",
+                                  "drop --weights; give --model-dir only for the tokenizer that counts tokens")
+            if self.model_path and not (Path(self.model_path) / "tokenizer.json").is_file():
+                raise ConfigError(f"--model-dir {self.model_path} has no tokenizer.json",
+                                  f"with --backend {opts.backend}, --model-dir gives the served model's tokenizer "
+                                  "(to count tokens): pass its Hugging Face folder, or drop --model-dir (no tokens/s)")
         if opts.weights and opts.weights != "random":
             raise ConfigError(f"--weights {opts.weights}: whisper reads a model directory",
                               "pass --model-dir DIR (a Hugging Face Whisper directory), or --weights random")
-        if self.model_dir and opts.weights == "random":
+        if self.model_path and opts.weights == "random":
             raise ConfigError("--model-dir and --weights random both given", "give one of them")
 
     # ------------------------------------------------------------------ model
     def runner(self) -> wmodel.WhisperRunner:
         if self._runner is None:
             hp = self.bench.hparams
-            if self.model_dir:
-                self.opts.say(f"loading the Whisper model of {self.model_dir}")
-                self._runner = wmodel.load_dir(self.model_dir, max_new_tokens=hp["max_new_tokens"])
+            if self.model_path:
+                self.opts.say(f"loading the Whisper model of {self.model_path}")
+                self._runner = wmodel.load_dir(self.model_path, max_new_tokens=hp["max_new_tokens"])
             elif self.opts.weights == "random" or hp["data"] == "tones":
                 tok = wmodel.char_tokenizer()
                 self._runner = wmodel.WhisperRunner(wmodel.build(hp, tok, seed=SEED), tok,
@@ -95,18 +128,32 @@ class WhisperTask:
     def model(self):
         return self.runner()
 
+    def model_dir(self) -> str | None:
+        """The Hugging Face directory given (request backends: its tokenizer counts the returned text's tokens)."""
+        return self.model_path
+
+    def response(self, text: str | None, token_ids: Sequence[int]) -> np.ndarray:
+        """What LoadGen logs of a server's transcription: the reference's labels of the text (int64)."""
+        return np.asarray(to_labels(text or ""), dtype=np.int64)
+
     def model_id(self) -> str:
-        if self.model_dir:
-            p = Path(self.model_dir)
+        if self.model_path:
+            p = Path(self.model_path)
             stamp = max((f.stat().st_mtime_ns for f in p.glob("*.safetensors")), default=0)
             # a digest, not hash(): Python salts str hashes per process, and the id names cache files across runs
             return "dir-" + hashlib.sha256(f"{p.resolve()}:{stamp}".encode()).hexdigest()[:12]
         return f"random-{SEED}"
 
     def info(self) -> dict:
+        if self.remote:
+            return {"model": {"served_by": "the server at --endpoint (--api-model)", "tokenizer": self.model_path,
+                              "window_s": self.window() / wmodel.SAMPLE_RATE},
+                    "request": "each sample's waveform as a WAV file (16 kHz mono 16-bit PCM)",
+                    "response": "the returned text, lower-cased as the reference's 42 character labels (int64); "
+                                "n_tokens: the text's tokens with --model-dir's tokenizer, else not counted"}
         r = self.runner()
         cfg = r.model.config
-        return {"model": {"dir": self.model_dir, "weights": "random" if not self.model_dir else "model dir",
+        return {"model": {"dir": self.model_path, "weights": "random" if not self.model_path else "model dir",
                           "d_model": cfg.d_model, "layers": cfg.encoder_layers, "n_mels": r.n_mels,
                           "window_s": r.chunk_samples / wmodel.SAMPLE_RATE, "max_new_tokens": r.max_new_tokens,
                           "vocab": len(r.tokenizer)},
@@ -136,12 +183,13 @@ class WhisperTask:
         size's shape: known before the model is built, so that the data are checked first."""
         if self._runner is not None:
             return self._runner.chunk_samples
-        if self.model_dir:
-            positions = wmodel.read_dir_config(Path(self.model_dir)).get("max_source_positions", 1500)
+        # a request backend reads only the tokenizer of --model-dir: its config.json, when there, gives the window
+        if self.model_path and (not self.remote or (Path(self.model_path) / "config.json").is_file()):
+            positions = wmodel.read_dir_config(Path(self.model_path)).get("max_source_positions", 1500)
         else:
             positions = self.bench.hparams["source_positions"]
         if not isinstance(positions, int) or not 0 < positions <= 1 << 20:
-            raise DataError(f"{self.model_dir}/config.json: max_source_positions {str(positions)[:20]!r} is not a "
+            raise DataError(f"{self.model_path}/config.json: max_source_positions {str(positions)[:20]!r} is not a "
                             "positive whole number", "pass a Hugging Face Whisper directory")
         return positions * 2 * wmodel.HOP
 
@@ -152,7 +200,7 @@ class WhisperTask:
             if self.opts.max_samples:
                 clips = clips[: self.opts.max_samples]
             wdata.check_files(clips, max_clip_s=window / wmodel.SAMPLE_RATE)
-            self._store = ClipStore(clips, self.bench.performance_sample_count, window)
+            self._store = ClipStore(clips, self.bench.performance_sample_count, window, wav_files=self.remote)
         return self._store
 
     # ------------------------------------------------------------------ responses
@@ -179,3 +227,10 @@ class WhisperTask:
 
 def build_task(bench: Benchmark, opts: TaskOptions) -> WhisperTask:
     return WhisperTask(bench, opts)
+
+
+def wav_bytes(x: np.ndarray) -> bytes:
+    """A WAV file (16 kHz mono 16-bit PCM, as the reference's files) of the waveform ``x``."""
+    buf = io.BytesIO()
+    write_wav(buf, x)
+    return buf.getvalue()

@@ -1,6 +1,7 @@
-"""``openai`` engine: the requests go to an OpenAI-compatible server already running (vLLM, SGLang, TGI,
-llama.cpp, ``transformers serve``), streamed from its ``/v1/completions``; the server generates, mlbench measures
-(the client: :mod:`mlbench.inference.engines.openai_api`).
+"""``openai`` engines: the requests go to an OpenAI-compatible server already running (vLLM, SGLang, TGI,
+llama.cpp, ``transformers serve``), streamed from its ``/v1/completions`` (:class:`OpenAIServerEngine`, language
+models) or posted as WAV files to its ``/v1/audio/transcriptions`` (:class:`OpenAITranscriptionEngine`, speech);
+the server generates, mlbench measures (the client: :mod:`mlbench.inference.engines.openai_api`).
 
 Options (``EngineSettings.options``, from ``mlbench infer``'s flags): ``endpoint`` (the server's base URL),
 ``api_model`` (the model name the server serves), ``concurrency`` (requests in flight; default: the scenario's
@@ -21,23 +22,29 @@ from mlbench.inference.engines.openai_api import OpenAIEngine
 from mlbench.inference.generation import EngineSettings, GenerationCallbacks, GenerationRequest
 
 
+def _client(model_dir: str | Path | None, settings: EngineSettings, api: str) -> OpenAIEngine:
+    o = settings.options
+    if not o.get("endpoint"):
+        raise ConfigError("--backend openai needs the server's URL",
+                          "add --endpoint URL (e.g. http://127.0.0.1:8000) and --api-model NAME")
+    if not o.get("api_model"):
+        raise ConfigError("--backend openai needs the name of the model the server serves",
+                          "add --api-model NAME (see the server's GET /v1/models)")
+    env = o.get("api_key_env")
+    return OpenAIEngine(
+        str(o["endpoint"]), str(o["api_model"]), max_tokens=1,
+        concurrency=int(o.get("concurrency") or settings.batch_size),
+        timeout_s=float(o.get("request_timeout") or 60.0), api_key_env=env or "OPENAI_API_KEY",
+        api_key_required=bool(env), tokenizer_dir=str(model_dir) if model_dir else None, api=api)
+
+
 class OpenAIServerEngine:
     name = "openai"
+    streams = True  # first tokens are reported as they arrive
+    counts_tokens = True
 
     def __init__(self, model_dir: str | Path | None, settings: EngineSettings):
-        o = settings.options
-        if not o.get("endpoint"):
-            raise ConfigError("--backend openai needs the server's URL",
-                              "add --endpoint URL (e.g. http://127.0.0.1:8000) and --api-model NAME")
-        if not o.get("api_model"):
-            raise ConfigError("--backend openai needs the name of the model the server serves",
-                              "add --api-model NAME (see the server's GET /v1/models)")
-        env = o.get("api_key_env")
-        self.client = OpenAIEngine(
-            str(o["endpoint"]), str(o["api_model"]), max_tokens=1,
-            concurrency=int(o.get("concurrency") or settings.batch_size),
-            timeout_s=float(o.get("request_timeout") or 60.0), api_key_env=env or "OPENAI_API_KEY",
-            api_key_required=bool(env), tokenizer_dir=str(model_dir) if model_dir else None)
+        self.client = _client(model_dir, settings, "completions")
         self.callbacks: GenerationCallbacks | None = None
 
     def start(self, callbacks: GenerationCallbacks) -> None:
@@ -65,4 +72,47 @@ class OpenAIServerEngine:
     def info(self) -> dict[str, Any]:
         return {"backend": "openai", "engine": "openai",
                 "batching": f"the server's own; mlbench keeps up to {self.client.concurrency} requests in flight",
+                **self.client.describe()}
+
+
+class OpenAITranscriptionEngine:
+    """Speech: each request's prompt is a WAV file (bytes), posted to ``/v1/audio/transcriptions``; the answer's text
+    is what the task scores. Not streamed, so no first token is reported (``streams`` False: the harness then runs
+    without token latencies). Token counts: the text tokenised with the tokenizer of the model directory when one
+    is given (``counts_tokens``), else none."""
+
+    name = "openai"
+    streams = False
+
+    def __init__(self, model_dir: str | Path | None, settings: EngineSettings):
+        self.client = _client(model_dir, settings, "transcriptions")
+        self.counts_tokens = self.client.counts_tokens
+        self.callbacks: GenerationCallbacks | None = None
+
+    def start(self, callbacks: GenerationCallbacks) -> None:
+        self.callbacks = callbacks
+        self.probe = self.client.start()
+
+    def submit(self, requests: list[GenerationRequest]) -> None:
+        submit = self.client.submit_audio
+        for r in requests:
+            submit(r.id, r.prompt, on_done=self._done, on_error=self._error)
+
+    def _done(self, rid: int, completion) -> None:
+        self.callbacks.on_done(rid, completion.token_ids, completion.token_count if self.counts_tokens else 0,
+                               text=completion.text)
+
+    def _error(self, rid: int, kind: str, message: str) -> None:
+        self.callbacks.on_error(rid, f"{kind}: {message}")
+
+    def flush(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.client.stop()
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": "openai", "engine": "openai",
+                "batching": f"the server's own; mlbench keeps up to {self.client.concurrency} requests in flight",
+                "max_new_tokens": "the server's own limit (the transcription API has no max-tokens field)",
                 **self.client.describe()}
