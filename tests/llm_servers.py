@@ -5,6 +5,8 @@
 - :class:`ScriptedServer`: a small streaming HTTP server (standard library) that misbehaves on purpose: HTTP 500,
   an answer that is not streamed, malformed JSON, a stalled or cut stream, an unexpected finish_reason. A request
   whose prompt holds ``mode=NAME`` gets that behaviour; the others get the server's ``mode``.
+- :class:`ScriptedTranscriber`: a ``/v1/audio/transcriptions`` (standard library) that reads the multipart form,
+  keeps each WAV file it was sent and answers the text the test gave for that file, or misbehaves on purpose.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from mlbench.inference.engines.openai_api import multipart
 
 MODES = ("ok", "500", "json", "malformed", "stall", "cut", "abort")
 
@@ -83,6 +87,13 @@ class TransformersServer:
                 self.close()
                 raise RuntimeError(f"transformers serve did not answer /health in {timeout} s")
             time.sleep(0.25)
+
+    def warm_transcription(self, model: str, wav: bytes, timeout: float = 600) -> str:
+        """One transcription of ``wav`` by ``model`` (the server loads the model on its first request); its text."""
+        body, content_type = multipart({"model": model}, "file", "warm.wav", "audio/wav", wav)
+        req = urllib.request.Request(f"{self.url}/v1/audio/transcriptions", body, {"Content-Type": content_type})
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read())["text"]
 
     def warm(self, model: str, timeout: float = 600) -> TransformersServer:
         """One short completion of ``model``: the server loads it on the first request (slow on a busy machine),
@@ -202,6 +213,108 @@ class ScriptedServer:
         self.httpd.server_close()
 
     def __enter__(self) -> ScriptedServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+TRANSCRIBER_MODES = ("ok", "500", "html", "notext", "stall", "cut", "flaky")
+
+
+class ScriptedTranscriber:
+    """``POST /v1/audio/transcriptions`` on 127.0.0.1. ``answers``: WAV file bytes -> the text to answer (others get
+    ``"?"``); ``model``: the one model it serves (another name: HTTP 400, as transformers serve answers). ``mode``
+    applies from request number ``fail_from`` on (the earlier ones, e.g. the client's probe, are answered): ok, 500,
+    html (a 200 answer that is not JSON), notext (JSON without a text), stall (no answer), cut (the connection
+    closed before the answer's end), flaky (every third request gets HTTP 500). ``files``: the WAV files received;
+    ``fields``: each request's form fields other than the file."""
+
+    def __init__(self, mode: str = "ok", *, answers: dict[bytes, str] | None = None, model: str = "whisper-tiny",
+                 fail_from: int = 0):
+        assert mode in TRANSCRIBER_MODES
+        self.mode, self.answers, self.model, self.fail_from = mode, answers or {}, model, fail_from
+        self.files: list[bytes] = []
+        self.fields: list[dict[str, str]] = []
+        self.seen: list[dict] = []
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                boundary = re.search(r"boundary=(\S+)", self.headers.get("Content-Type", ""))
+                if self.path != "/v1/audio/transcriptions" or not boundary:
+                    return self._json(404, {"detail": "Not Found"})
+                fields, wav = {}, None
+                for part in raw.split(b"--" + boundary.group(1).encode())[1:-1]:
+                    head, _, value = part[2:-2].partition(b"\r\n\r\n")
+                    name = re.search(rb'name="([^"]+)"', head).group(1).decode()
+                    if name == "file":
+                        wav = value
+                    else:
+                        fields[name] = value.decode()
+                with outer._lock:
+                    outer.seen.append(dict(self.headers))
+                    n = len(outer.files)
+                    outer.files.append(wav)
+                    outer.fields.append(fields)
+                if fields.get("model") != outer.model:
+                    return self._json(400, {"detail": f"Server is pinned to {outer.model!r}; requested "
+                                                      f"{fields.get('model')!r}."})
+                mode = outer.mode if n >= outer.fail_from else "ok"
+                if mode == "flaky":
+                    mode = "500" if n % 3 == 0 else "ok"
+                if mode == "500":
+                    return self._json(500, {"error": {"message": "internal failure", "type": "server_error"}})
+                if mode == "html":
+                    return self._send(200, "text/html", b"<html>busy</html>")
+                if mode == "notext":
+                    return self._json(200, {"transcript": "x"})
+                if mode == "stall":
+                    outer.stop.wait(30)
+                    return None
+                if mode == "cut":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", "100")
+                    self.end_headers()
+                    self.wfile.write(b'{"text": "ab')
+                    self.close_connection = True
+                    return None
+                return self._json(200, {"text": outer.answers.get(wav, "?")})
+
+            def _json(self, code, obj):
+                return self._send(code, "application/json", json.dumps(obj).encode())
+
+            def _send(self, code, content_type, raw):
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 128
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> ScriptedTranscriber:
         return self
 
     def __exit__(self, *exc) -> None:
