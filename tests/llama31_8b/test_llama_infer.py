@@ -109,11 +109,13 @@ class _Collect:
         raise AssertionError(message)
 
 
-def test_transformers_engine_reports_each_request_once_and_a_short_one_before_its_batch_ends(tiny):
+@pytest.mark.parametrize("batching", ["continuous", "static"])
+def test_transformers_engine_reports_each_request_once_and_a_short_one_before_its_batch_ends(tiny, batching):
     from mlbench.inference import generation as g
 
     rows = cnn_eval.load(tiny / cnn_eval.FILE, vocab_size=320, context_length=128, max_new_tokens=16)
-    eng = g.create("transformers", tiny / "model", g.EngineSettings(batch_size=4, threads=1, eos_token_ids=(1,)))
+    eng = g.create("transformers", tiny / "model", g.EngineSettings(batch_size=4, threads=1, eos_token_ids=(1,),
+                                                                     options={"batching": batching}))
     cb = _Collect(4)
     eng.start(cb)
     try:
@@ -125,7 +127,41 @@ def test_transformers_engine_reports_each_request_once_and_a_short_one_before_it
     assert len(cb.done[10]) <= 2 and cb.first[10] == cb.done[10][:1]
     assert cb.order.index(("done", 10)) < cb.order.index(("done", 11))  # completed at its own length
     assert all(1 <= len(cb.done[10 + i]) <= 9 for i in range(1, 4))
-    assert eng.info()["memory"]["kv_cache_peak_bytes"] > 0
+    info = eng.info()
+    assert info["memory"]["kv_cache_peak_bytes"] > 0 and info["batching_mode"] == batching
+
+
+def test_continuous_batching_gives_single_sequence_greedy_tokens_and_reuses_a_finished_slot(tiny):
+    """Mixed prompt and output lengths through 3 slots: every output equals greedy generation of that prompt alone
+    (fp32), and a request that waited starts (first token) before the longest of the first three ends."""
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    from mlbench.inference import generation as g
+
+    rows = cnn_eval.load(tiny / cnn_eval.FILE, vocab_size=320, context_length=128, max_new_tokens=16)
+    prompts = [rows[i].prompt[:k] for i, k in enumerate((40, 7, 25, 3, 33, 12, 1, 30, 18, 9))]
+    news = (16, 2, 5, 1, 16, 9, 3, 12, 7, 16)
+    model = AutoModelForCausalLM.from_pretrained(str(tiny / "model"), use_safetensors=True).eval()
+    alone = []
+    for p, n in zip(prompts, news, strict=True):
+        gen = GenerationConfig(do_sample=False, num_beams=1, eos_token_id=[1], pad_token_id=1, max_new_tokens=n)
+        with torch.inference_mode():
+            alone.append(model.generate(input_ids=torch.tensor([p]), generation_config=gen)[0, len(p):].tolist())
+    eng = g.create("transformers", tiny / "model", g.EngineSettings(batch_size=3, threads=1, eos_token_ids=(1,),
+                                                                     options={"batching": "continuous"}))
+    cb = _Collect(len(prompts))
+    eng.start(cb)
+    try:
+        eng.submit([g.GenerationRequest(i, i, p, n) for i, (p, n) in enumerate(zip(prompts, news, strict=True))])
+        eng.flush()
+        assert cb.event.wait(60)
+    finally:
+        eng.stop()
+    assert [cb.done[i] for i in range(len(prompts))] == alone
+    assert all(cb.first[i] == alone[i][:1] for i in range(len(prompts)))
+    assert cb.order.index(("first", 3)) < cb.order.index(("done", 0))  # slot of request 1 (2 tokens) reused
+    assert eng.info()["decode_steps"] < sum(news)  # rows shared decode steps
 
 
 def test_vllm_engine_refused_with_the_install_when_missing():

@@ -43,6 +43,10 @@ class CommonInferConfig:
                                  max=65536)
     max_wait_ms: float = opt(0.0, "Server: longest wait to fill a batch, in ms (0: a free worker takes what is "
                              "pending, so batches grow only under load)", min=0.0, max=60_000.0)
+    batching: str | None = opt(None, "language models, --backend transformers: continuous (a request that ends frees "
+                               "its slot for a waiting one at once; the default where the model and transformers "
+                               "allow it) or static (batches refilled only when the whole batch ends)",
+                               choices=("continuous", "static"))
     workers: int | None = opt(None, "SUT worker threads running batches (Server, Offline); default: 1, or 2 "
                               "when the benchmark post-processes on the host (e.g. decoding and NMS, which "
                               "then overlap the other worker's network)", min=1, max=256)
@@ -130,6 +134,9 @@ def check(cfg: InferConfig) -> InferConfig:
     if cfg.backend == "openai" and not (cfg.endpoint and cfg.api_model):
         raise ConfigError("--backend openai needs the server's URL and model name",
                           "add --endpoint URL (e.g. http://127.0.0.1:8000) and --api-model NAME")
+    if cfg.batching and cfg.backend not in ("pytorch", "transformers"):
+        raise ConfigError(f"--batching applies to --backend transformers only, not {cfg.backend}",
+                          "drop --batching (the other engines batch on their own)")
     if cfg.backend != "openai" and openai:
         raise ConfigError(f"{', '.join(openai)} apply to --backend openai only", "add --backend openai, or drop them")
     if cfg.find_peak and cfg.scenario not in ("Server", "Interactive"):

@@ -125,6 +125,11 @@ def harness(cfg: InferConfig):
 
         raise ConfigError(f"--backend {cfg.backend} runs language models (and whisper); {cfg.benchmark} is not "
                           "one", "use --backend pytorch, onnxruntime or null")
+    if cfg.batching:
+        from mlbench.errors import ConfigError
+
+        raise ConfigError(f"--batching applies to language models' transformers engine; {cfg.benchmark} is not one",
+                          "drop --batching")
     if cfg.scenario == "Interactive":
         from mlbench.errors import ConfigError
 

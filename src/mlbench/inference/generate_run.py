@@ -146,7 +146,8 @@ def open_session(cfg: InferConfig, say) -> Session:
         device=cfg.device, precision=cfg.precision, batch_size=bs, max_wait_s=cfg.max_wait_ms / 1000,
         threads=threads, eos_token_ids=tuple(getattr(task, "eos_token_ids", ())),
         context_length=getattr(task, "context_length", None),
-        options={**opts.extra, **({k: getattr(cfg, k) for k in OPENAI_OPTIONS} if name == "openai" else {})}),
+        options={**opts.extra, **({k: getattr(cfg, k) for k in OPENAI_OPTIONS} if name == "openai" else {}),
+                 **({"batching": cfg.batching} if cfg.batching else {})}),
         kind=kind)
     say(f"loading the model into the {name} engine ({cfg.precision}, {cfg.device}, batch {bs}, {threads} threads)"
         if kind == "text" else f"the {name} {kind} engine: up to {bs} requests in flight (--batch-size, "

@@ -1,12 +1,27 @@
-"""``transformers`` engine: in-process batched greedy generation with a KV cache, CPU or GPU.
+"""``transformers`` engine: in-process greedy generation with a KV cache, CPU or GPU.
 
-Batching: static batches refilled between batches. One thread takes up to ``batch_size`` waiting requests (the
-Server scenario waits at most ``max_wait_s`` to fill one), left-pads them and runs ``model.generate`` (greedy,
-KV cache). A streamer sees every step: each request's first token is reported right after the prefill, and a
-request is reported done at the step it emits EOS or reaches its ``max_new_tokens``, not when its batch ends. Its
-slot is not reused before the batch ends (that would be continuous batching, which this engine does not do: the
-installed transformers offers a continuous-batching manager, but on a paged cache whose CPU path we have not
-measured; see the report of the issue).
+Two ways of batching, chosen with the ``batching`` option (``mlbench infer --batching``):
+
+- ``continuous`` (the default): our own slot loop. The running batch holds up to ``batch_size`` requests, one
+  row each of a left-padded ``DynamicCache``; every iteration runs ONE batched decode step over the rows, each row
+  at its own position (``position_ids``) behind its own padding (``attention_mask``). A request that ends (EOS or
+  its ``max_new_tokens``) is reported done at that step and its row leaves the batch; waiting requests are
+  prefilled together (left-padded) and their rows join the batch before the next step, so a finished sequence's
+  slot goes to a waiting one at once instead of idling until the longest of its batch ends. Each row's first
+  token is reported right after its prefill. Greedy outputs equal single-sequence greedy generation token for
+  token (tested on the tiny model, fp32). Cost: besides the decode steps (the same kernels as ``model.generate``,
+  whose ``DynamicCache`` also copies the cache on every step), one copy of the cache when rows leave or join.
+- ``static``: static batches refilled between batches, ``model.generate`` with a streamer; a request is reported
+  done at its own EOS but its slot idles until its batch ends. Kept for comparison (and for models whose cache
+  is not one plain ``DynamicLayer`` per layer, e.g. sliding-window layers, which ``continuous`` refuses).
+
+Why not transformers' own continuous batching (``generate_batch`` / ``init_continuous_batching``, paged cache):
+on CPU it sizes its paged cache from the host's free RAM unless told otherwise (55 s for 8 tiny prompts here,
+nearly all allocating and padding to that size); configured small (``page_size`` 16, 64-128 blocks,
+``max_batch_tokens`` 256-2048) it gives the same greedy tokens, but its scheduler costs ~3.4x the CPU time of
+``model.generate`` on a batch of 16 of the benchmark's mini-sized model (0.88 s against 0.26 s; see README's
+Measured table), and it exposes no per-request streaming hook we could use without a thread hop per token. Our
+slot loop runs the model's own forward with a plain cache, so its per-step cost is ``generate``'s.
 """
 
 from __future__ import annotations
@@ -28,27 +43,53 @@ from mlbench.inference.generation import (
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
+BATCHING = ("continuous", "static")
+BATCHING_WORDS = {
+    "continuous": "continuous: one batched decode step over up to batch_size running requests (left-padded KV cache, "
+                  "each row at its own position); a request that ends leaves the batch at that step and waiting "
+                  "requests are prefilled into the free slots before the next (greedy, KV cache)",
+    "static": "static batches refilled between batches (model.generate, greedy, KV cache); a request completes at "
+              "its own EOS, its slot is freed when the batch ends"}
+
+
+class _Row:
+    """One request of the continuous batch: what it asked for and what it generated so far."""
+
+    __slots__ = ("req", "out")
+
+    def __init__(self, req: GenerationRequest, first: int):
+        self.req, self.out = req, [first]
+
+
 class TransformersEngine(QueuedEngine):
     name = "transformers"
 
     def __init__(self, model_dir: str | Path | None, settings: EngineSettings):
-        if settings.precision not in DTYPES:
-            from mlbench.errors import ConfigError
+        from mlbench.errors import ConfigError
 
+        if settings.precision not in DTYPES:
             raise ConfigError(f"--precision {settings.precision} is not offered by the transformers engine",
                               f"use one of {', '.join(DTYPES)}")
         if model_dir is None:
             raise MlbenchError("the transformers engine needs a model directory", "pass --model-dir DIR")
+        self.batching = settings.options.get("batching") or "auto"  # auto: continuous where it can run, else static
+        self.auto_note = ""
+        if self.batching not in BATCHING + ("auto",):
+            raise ConfigError(f"--batching {self.batching} is not offered by the transformers engine",
+                              f"use one of {', '.join(BATCHING)}")
         super().__init__(settings)
         self.model_dir = Path(model_dir)
         self.model: Any = None
         self.callbacks: GenerationCallbacks | None = None
-        self.batches = 0
+        self.batches = 0  # static: model.generate calls; continuous: prefills (requests admitted together)
+        self.steps = 0  # continuous: batched decode steps
         self.sequences = 0
-        self.cpu_s = 0.0  # CPU time of the generation thread inside batches (with 1 thread: all of the model's)
-        self.kv_peak_tokens = 0  # largest sum over a batch of (padded prompt + generated) positions
+        self.cpu_s = 0.0  # CPU time of the generation thread while it generates (with 1 thread: all of the model's)
+        self.kv_peak_tokens = 0  # largest sum over the batch of (padded prompt + generated) positions
         self.weights_bytes = 0
         self.device_peak_bytes: int | None = None
+        self._reported: set[int] = set()  # requests of the running batch / iteration already reported done
+        self._reset()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, callbacks: GenerationCallbacks) -> None:
@@ -85,7 +126,36 @@ class TransformersEngine(QueuedEngine):
         self.gen_config = GenerationConfig(do_sample=False, num_beams=1, eos_token_id=list(eos), pad_token_id=self.pad,
                                            use_cache=True, bos_token_id=cfg.bos_token_id)
         self.element_size = next(self.model.parameters()).element_size()
-        self._start_thread(self._loop, "mlbench-generate")
+        why_not = self._continuous_unsupported()
+        if why_not and self.batching == "continuous":
+            raise MlbenchError(f"--batching continuous: {why_not}", "use --batching static")
+        if self.batching == "auto":
+            self.batching, self.auto_note = ("static", f"static because {why_not}") if why_not else ("continuous", "")
+        if self.batching == "continuous":
+            import inspect
+
+            # transformers 5 names the forward's cache argument ``cache`` (``past_key_values`` is deprecated there)
+            self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters \
+                else "past_key_values"
+            self._start_thread(self._continuous_loop, "mlbench-generate")
+        else:
+            self._start_thread(lambda: self._batch_loop(self.run_batch), "mlbench-generate")
+
+    def _continuous_unsupported(self) -> str:
+        """Why the continuous mode cannot run this model with the installed transformers ('' when it can)."""
+        try:
+            from transformers import DynamicCache
+            from transformers.cache_utils import DynamicLayer
+
+            layers = DynamicCache(config=self.model.config).layers
+        except (ImportError, AttributeError, TypeError):
+            import transformers
+
+            return f"transformers {transformers.__version__} has no per-layer DynamicCache (a newer one has)"
+        kinds = {type(layer).__name__ for layer in layers}
+        if kinds != {DynamicLayer.__name__}:
+            return f"it needs a plain KV cache per layer; this model's cache has {', '.join(sorted(kinds))} layers"
+        return ""
 
     def info(self) -> dict[str, Any]:
         import torch
@@ -98,57 +168,141 @@ class TransformersEngine(QueuedEngine):
             "kv_cache_peak_bytes": kv_cache_bytes(self.model.config, self.kv_peak_tokens, self.element_size)
             if self.model is not None else None,
             "how": "weights: the parameters' bytes; KV cache: 2 x layers x KV heads x head dim x element size x the "
-                   "largest batch's padded prompt + generated positions (what transformers' dynamic cache holds at "
-                   "the end of that batch)"}
+                   "most positions the batch's cache held at once (rows x padded length, padding included)"}
         if self.device_peak_bytes is not None:
             mem["device_peak_allocated_bytes"] = self.device_peak_bytes
         return {"backend": self.name, "engine": self.name, "transformers": transformers.__version__, "torch": torch.__version__,
                 "device": self.settings.device, "precision": self.settings.precision,
                 "batch_size": self.settings.batch_size, "threads": self.settings.threads,
-                "batching": "static batches refilled between batches (model.generate, greedy, KV cache); a request "
-                            "completes at its own EOS, its slot is freed when the batch ends",
-                "batches": self.batches, "sequences": self.sequences, "generation_thread_cpu_s": self.cpu_s,
+                "batching": BATCHING_WORDS[self.batching], "batching_mode": self.batching,
+                **({"batching_note": self.auto_note} if self.auto_note else {}),
+                "batches": self.batches, "decode_steps": self.steps, "sequences": self.sequences,
+                "generation_thread_cpu_s": self.cpu_s,
                 "memory": mem}
 
-    # ------------------------------------------------------------------ the generation thread
-    def _take(self) -> list[GenerationRequest] | None:
-        """Up to batch_size waiting requests; None when stopping."""
-        bs, wait = self.settings.batch_size, self.settings.max_wait_s
-        with self._wake:
-            if not self._wait_for_work():
-                return None
-            if wait > 0 and len(self._queue) < bs and not self._flush:
-                deadline = time.monotonic() + wait
-                while len(self._queue) < bs and not self._stop and not self._flush:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._wake.wait(left)
-            batch = [self._queue.popleft() for _ in range(min(bs, len(self._queue)))]
-            if not self._queue:  # what the flush asked to run is taken: later requests wait to fill a batch again
-                self._flush = False
-            return batch
+    # ------------------------------------------------------------------ the generation thread: continuous
+    def _completed(self, id: int) -> bool:
+        return id in self._reported
 
-    def _loop(self) -> None:
+    def _reset(self) -> None:
+        """No running batch: no rows, no cache."""
+        self._rows: list[_Row] = []
+        self._cache: Any = None  # DynamicCache, one row per request of self._rows, left-padded
+        self._mask: Any = None  # [rows, cache length] 1 where the cache holds a real position
+        self._next: Any = None  # [rows] the token each row feeds into the next step
+
+    def _continuous_loop(self) -> None:
+        import torch
+
+        bs = self.settings.batch_size
         while True:
-            batch = self._take()
-            if batch is None:
+            free = bs - len(self._rows)
+            new = self._take(free, block=not self._rows) if free else []
+            if new is None:
                 return
+            self._reported = set()
+            cpu0 = time.thread_time()
             try:
-                self.run_batch(batch)
-            except Exception as exc:  # noqa: BLE001 - every request of the batch fails with the reason
-                msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-                for r in batch:
-                    self._report_error(r.id, msg)
+                with torch.inference_mode():
+                    if new:
+                        self._admit(new)
+                    if self._rows:
+                        self._step()
+            except Exception as exc:  # noqa: BLE001 - every request in the batch fails with the reason
+                ids = {r.id for r in new}
+                self._fail(new + [row.req for row in self._rows if row.req.id not in ids], exc)
+                self._reset()
+            self.cpu_s += time.thread_time() - cpu0
 
-    def _report_error(self, id: int, message: str) -> None:
-        state = getattr(self, "_state", {})
-        if id in state and state[id].get("done"):
+    def _admit(self, new: list[GenerationRequest]) -> None:
+        """Prefill ``new`` together (left-padded), report each first token, and add the rows not already done to the
+        running batch (its cache and the new rows' padded on the left to the longer of the two)."""
+        import torch
+        from transformers import DynamicCache
+
+        dev = self.device
+        longest = max(len(r.prompt) for r in new)
+        ids = torch.full((len(new), longest), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(new), longest), dtype=torch.long)
+        for row, r in enumerate(new):
+            ids[row, longest - len(r.prompt):] = torch.tensor(r.prompt, dtype=torch.long)
+            mask[row, longest - len(r.prompt):] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        cache = DynamicCache(config=self.model.config)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                         use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
+        first = out.logits[:, -1].argmax(-1)
+        self.batches += 1
+        self.sequences += len(new)
+        keep = []
+        for row, (r, tok) in enumerate(zip(new, first.tolist(), strict=True)):
+            self.callbacks.on_first_token(r.id, [tok])
+            if tok in self.eos or r.max_new_tokens <= 1:
+                self._reported.add(r.id)
+                self.callbacks.on_done(r.id, [tok])
+            else:
+                keep.append(row)
+                self._rows.append(_Row(r, tok))
+        if not keep:
             return
-        if id in state:
-            state[id]["done"] = True
-        self.callbacks.on_error(id, message)
+        if len(keep) < len(new):
+            idx = torch.tensor(keep, device=dev)
+            _select(cache, idx)
+            mask, first = mask.index_select(0, idx), first.index_select(0, idx)
+        if self._cache is None:
+            self._cache, self._mask, self._next = cache, mask, first
+        else:
+            old = self._mask.shape[1]
+            width = max(old, longest)
+            for mine, theirs in zip(self._cache.layers, cache.layers, strict=True):
+                mine.keys = torch.cat([_left_pad(mine.keys, width), _left_pad(theirs.keys, width)])
+                mine.values = torch.cat([_left_pad(mine.values, width), _left_pad(theirs.values, width)])
+            self._mask = torch.cat([_left_pad(self._mask, width), _left_pad(mask, width)])
+            self._next = torch.cat([self._next, first])
+        self._trim()
 
+    def _step(self) -> None:
+        """One batched decode step over the running rows; rows that end are reported done and leave the batch."""
+        import torch
+
+        n = len(self._rows)
+        self._mask = torch.cat([self._mask, self._mask.new_ones((n, 1))], dim=1)
+        self.kv_peak_tokens = max(self.kv_peak_tokens, n * self._mask.shape[1])
+        out = self.model(input_ids=self._next[:, None], attention_mask=self._mask,
+                         position_ids=self._mask.sum(-1, keepdim=True) - 1, use_cache=True,
+                         **{self._cache_kw: self._cache})
+        self._next = out.logits[:, -1].argmax(-1)
+        self.steps += 1
+        stay = []
+        for i, (row, tok) in enumerate(zip(self._rows, self._next.tolist(), strict=True)):
+            row.out.append(tok)
+            if tok in self.eos or len(row.out) >= row.req.max_new_tokens:
+                self._reported.add(row.req.id)
+                self.callbacks.on_done(row.req.id, row.out)
+            else:
+                stay.append(i)
+        if len(stay) == n:
+            return
+        if not stay:
+            self._reset()
+            return
+        idx = torch.tensor(stay, device=self.device)
+        _select(self._cache, idx)
+        self._mask, self._next = self._mask.index_select(0, idx), self._next.index_select(0, idx)
+        self._rows = [self._rows[i] for i in stay]
+        self._trim()
+
+    def _trim(self) -> None:
+        """Drop the cache's leading positions that are padding in every row."""
+        import torch
+
+        skip = int(self._mask.any(0).to(torch.int8).argmax())
+        if skip:
+            self._mask = self._mask[:, skip:]
+            for layer in self._cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, skip:], layer.values[:, :, skip:]
+
+    # ------------------------------------------------------------------ the generation thread: static
     def run_batch(self, batch: list[GenerationRequest]) -> None:
         """Generate ``batch`` together (left-padded), reporting first tokens and completions as they happen."""
         import torch
@@ -160,8 +314,8 @@ class TransformersEngine(QueuedEngine):
         for row, r in enumerate(batch):
             ids[row, longest - len(r.prompt):] = torch.tensor(r.prompt, dtype=torch.long)
             mask[row, longest - len(r.prompt):] = 1
+        self._reported = set()
         streamer = _Streamer(self, batch)
-        self._state = streamer.state
         gen = copy.copy(self.gen_config)
         gen.max_new_tokens = n_new
         cpu0 = time.thread_time()
@@ -181,10 +335,10 @@ class _Streamer:
     def __init__(self, engine: TransformersEngine, batch: list[GenerationRequest]):
         self.engine, self.batch = engine, batch
         self.cb = engine.callbacks
+        self.done = engine._reported
         self.seen_prompt = False
         self.steps = 0
         self.out: list[list[int]] = [[] for _ in batch]
-        self.state: dict[int, dict] = {r.id: {"done": False} for r in batch}
 
     def put(self, value: Any) -> None:
         if not self.seen_prompt:  # the first call carries the prompt
@@ -195,26 +349,40 @@ class _Streamer:
         self.steps += 1
         eos = self.engine.eos
         for row, (r, tok) in enumerate(zip(self.batch, tokens, strict=True)):
-            st = self.state[r.id]
-            if st["done"]:
+            if r.id in self.done:
                 continue
             out = self.out[row]
             out.append(tok)
             if first:
                 self.cb.on_first_token(r.id, [tok])
             if tok in eos or len(out) >= r.max_new_tokens:
-                st["done"] = True
+                self.done.add(r.id)
                 self.cb.on_done(r.id, out)
 
     def end(self) -> None:
         for row, r in enumerate(self.batch):  # generation stopped (every row ended): whatever is left is done
-            st = self.state[r.id]
-            if not st["done"]:
-                st["done"] = True
+            if r.id not in self.done:
+                self.done.add(r.id)
                 if not self.out[row]:
                     self.cb.on_error(r.id, "the model generated no token")
                 else:
                     self.cb.on_done(r.id, self.out[row])
+
+
+def _select(cache: Any, idx: Any) -> None:
+    """Keep the rows ``idx`` of a DynamicCache (in that order)."""
+    for layer in cache.layers:
+        layer.keys, layer.values = layer.keys.index_select(0, idx), layer.values.index_select(0, idx)
+
+
+def _left_pad(x: Any, width: int) -> Any:
+    """``x`` ([rows, positions] or [rows, heads, positions, dim]) with zeros before its positions, to ``width``."""
+    import torch.nn.functional as F
+
+    missing = width - (x.shape[1] if x.dim() == 2 else x.shape[2])
+    if not missing:
+        return x
+    return F.pad(x, (missing, 0)) if x.dim() == 2 else F.pad(x, (0, 0, missing, 0))
 
 
 def _as_tuple(v: Any) -> tuple[int, ...]:
