@@ -237,7 +237,8 @@ def run_test(s: Session, plan: settings.Plan, outdir: Path, audit_config: Path |
     """One LoadGen test (``runner.run_test``), its metrics as tokens and its verdict in token-latency words."""
     s.sut.reset()
     cpu0 = s.backend.info().get("generation_thread_cpu_s")
-    test = runner.run_test(s, plan, outdir, audit_config)
+    test = runner.run_test(s, plan, outdir, audit_config, keep_detail=True)
+    detail = test.pop("detail")
     info = s.backend.info()
     m = test["metrics"]
     if cpu0 is not None:  # an in-process engine: CPU time of its generating thread in this test
@@ -253,7 +254,6 @@ def run_test(s: Session, plan: settings.Plan, outdir: Path, audit_config: Path |
         if mem.get(key) is not None:
             m[f"memory/{key}"] = mem[key]
     if plan.mode == "performance" and plan.values.get("use_token_latencies", True):
-        detail = logs.read_detail(outdir / "mlperf_log_detail.txt")
         m.update(logs.token_metrics(detail, plan.scenario))
         test["loadgen_reasons"] = logs.token_reasons(detail, test["loadgen_reasons"])
     if not counted:

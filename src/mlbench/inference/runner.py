@@ -149,8 +149,11 @@ def plan_for(s: Session, mode: str, cfg: InferConfig | None = None, server_qps: 
     return p
 
 
-def run_test(s: Session, plan: settings.Plan, outdir: Path, audit_config: Path | None = None) -> dict[str, Any]:
-    """Run one LoadGen test into ``outdir``; returns {validity, reasons, metrics, detail} (or raises on abort)."""
+def run_test(s: Session, plan: settings.Plan, outdir: Path, audit_config: Path | None = None, *,
+             keep_detail: bool = False) -> dict[str, Any]:
+    """Run one LoadGen test into ``outdir``; returns {loadgen_valid, loadgen_reasons, metrics, dir}, and with
+    ``keep_detail`` the detail log's entries as ``detail`` (read once here; a caller that reads more of them pops
+    it before the test goes into result.json). Raises RunAborted when LoadGen stopped without a result."""
     import mlperf_loadgen as lg
 
     outdir.mkdir(parents=True, exist_ok=True)
@@ -212,7 +215,8 @@ def run_test(s: Session, plan: settings.Plan, outdir: Path, audit_config: Path |
         if m.get("throughput/tokens_per_s") is None and m.get("throughput/samples_per_s"):
             # LoadGen counts tokens only with token latencies (Offline here): the SUT's count at LoadGen's rate
             m["throughput/tokens_per_s"] = m["throughput/samples_per_s"] * m["sut/tokens_per_sample"]
-    return {"loadgen_valid": valid, "loadgen_reasons": reasons, "metrics": m, "dir": str(outdir)}
+    return {"loadgen_valid": valid, "loadgen_reasons": reasons, "metrics": m, "dir": str(outdir),
+            **({"detail": detail} if keep_detail else {})}
 
 
 OFFLINE_REPLAN_MARGIN = 1.5  # a repeated Offline test expects this times the rate the short one measured
