@@ -1,7 +1,7 @@
 """Hostile input for LLM inference (issue 29, ``mlbench infer llama3.1-8b``): --max-new-tokens 0 / NaN / huge, a
 prompt longer than the model's context, a malformed or empty cnn_eval.json, a model directory without a tokenizer
-or with a truncated safetensors file. One line naming the problem and the fix, exit 1 (data) or 2 (options), no
-traceback, nothing valid. Each case is a process of its own (seconds of imports): --max-new-tokens 0 and huge and
+or with a truncated safetensors file, --batching for an engine that batches on its own. One line naming the
+problem and the fix, exit 1 (data) or 2 (options), no traceback, nothing valid. Each case is a process of its own (seconds of imports): --max-new-tokens 0 and huge and
 the other cnn_eval.json defects are checked in process by tests/llama31_8b/test_llama_infer.py."""
 
 from __future__ import annotations
@@ -50,6 +50,12 @@ CASES = [
     Case("model-dir-without-tokenizer", REF, 1, "has no tokenizer",
          setup=_files(change=lambda m: (m / "tokenizer.json").unlink())),
     Case("truncated-safetensors", REF, 1, "is truncated", setup=_files(change=_truncate)),
+    Case("batching-with-another-engine", TINY + ("--backend", "openai", "--endpoint", "http://127.0.0.1:9",
+                                                 "--api-model", "m", "--batching", "static"), 2,
+         "--batching applies to --backend transformers only"),
+    Case("batching-for-another-benchmark", ("infer", "resnet50", "--size", "tiny", "--batching", "static",
+                                            "--output-dir", "{tmp}/runs"), 2,
+         "--batching applies to language models' transformers engine"),
 ]
 
 

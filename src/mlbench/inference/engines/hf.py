@@ -10,18 +10,25 @@ Two ways of batching, chosen with the ``batching`` option (``mlbench infer --bat
   slot goes to a waiting one at once instead of idling until the longest of its batch ends. Each row's first
   token is reported right after its prefill. Greedy outputs equal single-sequence greedy generation token for
   token (tested on the tiny model, fp32). Cost: besides the decode steps (the same kernels as ``model.generate``,
-  whose ``DynamicCache`` also copies the cache on every step), one copy of the cache when rows leave or join.
+  whose ``DynamicCache`` also copies the cache on every step), one copy of the cache when rows leave or join. A
+  newcomer's prefill runs whole between two decode steps of the running rows (no chunked prefill), which
+  lengthens their time per output token (Server, see README's Measured table).
 - ``static``: static batches refilled between batches, ``model.generate`` with a streamer; a request is reported
-  done at its own EOS but its slot idles until its batch ends. Kept for comparison (and for models whose cache
-  is not one plain ``DynamicLayer`` per layer, e.g. sliding-window layers, which ``continuous`` refuses).
+  done at its own EOS but its slot idles until its batch ends. Kept for comparison, and what runs by default
+  where ``continuous`` cannot: a model whose cache is not one plain ``DynamicLayer`` per layer (sliding-window
+  layers), or a transformers without per-layer caches (``--batching continuous`` refuses them in one line).
 
-Why not transformers' own continuous batching (``generate_batch`` / ``init_continuous_batching``, paged cache):
-on CPU it sizes its paged cache from the host's free RAM unless told otherwise (55 s for 8 tiny prompts here,
-nearly all allocating and padding to that size); configured small (``page_size`` 16, 64-128 blocks,
-``max_batch_tokens`` 256-2048) it gives the same greedy tokens, but its scheduler costs ~3.4x the CPU time of
-``model.generate`` on a batch of 16 of the benchmark's mini-sized model (0.88 s against 0.26 s; see README's
-Measured table), and it exposes no per-request streaming hook we could use without a thread hop per token. Our
-slot loop runs the model's own forward with a plain cache, so its per-step cost is ``generate``'s.
+Why our own loop and not transformers' own continuous batching (``generate_batch`` / ``init_continuous_batching``
+on its paged cache): on CPU its default configuration sizes the paged cache from the host's free RAM (it took 52 s
+for 8 tiny prompts on this 2-core machine once, and was killed for memory the next time), so the 55 s an earlier
+session saw was that configuration, not the CPU. Sized for the batch (``page_size`` 16, ``max_batch_tokens``
+2048, ``max_requests_per_batch`` = batch size) it gives the same greedy tokens, but its scheduler cost 2.0x the
+CPU time of this loop on the same 64 prompts of mixed output lengths (4.2 s against 2.1 s, about the same as
+static ``model.generate`` batches, which waste half their steps on finished rows;
+``benchmarks/llm_continuous_batching.py --hf-generate-batch``). Its speed on GPU (flash/paged attention, CUDA
+graphs) was not measured here (no GPU lent). This loop runs the model's own forward on a plain cache, so a step
+costs what a ``model.generate`` step costs (measured on CPU; equal output lengths, where slots never free early:
+see README's Measured table).
 """
 
 from __future__ import annotations
