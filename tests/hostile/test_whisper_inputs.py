@@ -88,6 +88,8 @@ CASES = [  # through the CLI: exit code, one line, no traceback, nothing valid
     Case("wav-not-audio", TINY, 1, "cannot read audio file", setup=_clips(_not_audio)),
     Case("model-dir-without-processor", REF, 1, "has no preprocessor_config.json",
          setup=_model_dir(_no_processor)),
+    Case("backend-onnxruntime", TINY + ("--backend", "onnxruntime"), 2, "whisper has no ONNX Runtime backend",
+         setup=_clips()),
 ]
 # the same checks, in-process (each CLI run costs a Python start with torch): the message of the DataError
 DATA = [("wav-8khz", _rate_8k, "sample rate 8000 Hz, Whisper reads 16000 Hz"),

@@ -102,6 +102,10 @@ class WhisperTask:
                 raise ConfigError(f"--model-dir {self.model_path} has no tokenizer.json",
                                   f"with --backend {opts.backend}, --model-dir gives the served model's tokenizer "
                                   "(to count tokens): pass its Hugging Face folder, or drop --model-dir (no tokens/s)")
+        if opts.backend == "onnxruntime":
+            raise ConfigError("whisper has no ONNX Runtime backend: its generation is a loop whose length depends "
+                              "on the audio, which one exported graph cannot hold",
+                              "use --backend pytorch (in-process) or --backend openai (a transcription server)")
         if opts.weights and opts.weights != "random":
             raise ConfigError(f"--weights {opts.weights}: whisper reads a model directory",
                               "pass --model-dir DIR (a Hugging Face Whisper directory), or --weights random")
