@@ -179,6 +179,50 @@ def test_vllm_engine_refused_with_the_install_when_missing():
     assert "pip install vllm" in str(e.value.hint)
 
 
+def test_vllm_engine_reports_a_request_once_when_its_batch_fails_after_it_completed(monkeypatch):
+    """vLLM (faked: not installed here) answers the first request of a batch and fails on the second: the first
+    stays done (one report), the second and third fail; none is reported twice (LoadGen would get it twice)."""
+    import sys
+    import types
+
+    from mlbench.inference import generation as g
+
+    class Out:
+        def __init__(self, ids):
+            self.outputs = [types.SimpleNamespace(token_ids=ids)] if ids else []  # no output: IndexError
+
+    fake = types.ModuleType("vllm")
+    fake.__version__ = "0-fake"
+    fake.SamplingParams = lambda **kw: kw
+    fake.LLM = lambda **kw: types.SimpleNamespace(generate=lambda prompts, params, use_tqdm: [Out([5, 6]), Out([]),
+                                                                                            Out([7])])
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    eng = g.create("vllm", "x", g.EngineSettings(batch_size=3))
+    reports: list[tuple[str, int]] = []
+    finished = threading.Event()
+
+    class Callbacks:
+        def on_first_token(self, id, ids):
+            pass
+
+        def on_done(self, id, ids):
+            reports.append(("done", id))
+
+        def on_error(self, id, message):
+            reports.append(("error", id))
+            if id == 2:
+                finished.set()
+
+    eng.start(Callbacks())
+    try:
+        eng.submit([g.GenerationRequest(i, i, [0, 5], 4) for i in range(3)])
+        eng.flush()
+        assert finished.wait(30)
+    finally:
+        eng.stop()
+    assert reports == [("done", 0), ("error", 1), ("error", 2)]
+
+
 def _rows(n=3, **change):
     rows = [{"input": f"Summarize: a{i}", "tok_input": [0, 5, 6, 7], "output": f"a{i}."} for i in range(n)]
     for k, v in change.items():

@@ -4,7 +4,9 @@ thread drains; ``flush`` says nothing more is coming soon, ``stop`` ends the thr
 ``_take`` is how the generation thread takes requests (up to a limit; with ``--max-wait-ms`` it waits that long
 to fill a batch unless a flush says nothing more is coming), and ``_batch_loop`` is the loop of an engine that
 runs whole batches (the ``vllm`` engine, the ``transformers`` engine's static mode): take a batch, run it, fail
-each of its requests with the reason when it raises."""
+each of its requests with the reason when it raises. An engine reports a request done with ``_done``, which
+remembers it, so that a batch failing after some of its requests completed fails only the others (LoadGen must
+hear of each request once)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class QueuedEngine:
         self._stop = False
         self._flush = False
         self._thread: threading.Thread | None = None
+        self._reported: set[int] = set()  # requests of the batch (iteration) running now already reported done
 
     def _start_thread(self, target: Callable[[], None], name: str) -> None:
         self._thread = threading.Thread(target=target, name=name, daemon=True)
@@ -81,18 +84,20 @@ class QueuedEngine:
             batch = self._take(self.settings.batch_size)
             if batch is None:
                 return
+            self._reported.clear()
             try:
                 run_batch(batch)
             except Exception as exc:  # noqa: BLE001 - every request of the batch fails with the reason
                 self._fail(batch, exc)
 
+    def _done(self, id: int, token_ids: list[int]) -> None:
+        """Report request ``id`` done (and remember it: ``_fail`` passes it over)."""
+        self._reported.add(id)
+        self.callbacks.on_done(id, token_ids)
+
     def _fail(self, requests: list[GenerationRequest], exc: BaseException) -> None:
-        """Report ``exc`` as the error of each request not already completed (``_completed``)."""
+        """Report ``exc`` as the error of each request not already reported done (``_done``)."""
         msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
         for r in requests:
-            if not self._completed(r.id):
+            if r.id not in self._reported:
                 self.callbacks.on_error(r.id, msg)
-
-    def _completed(self, id: int) -> bool:
-        """Whether request ``id`` has been reported done already (an engine that reports early says so)."""
-        return False

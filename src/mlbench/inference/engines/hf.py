@@ -95,7 +95,6 @@ class TransformersEngine(QueuedEngine):
         self.kv_peak_tokens = 0  # largest sum over the batch of (padded prompt + generated) positions
         self.weights_bytes = 0
         self.device_peak_bytes: int | None = None
-        self._reported: set[int] = set()  # requests of the running batch / iteration already reported done
         self._reset()
 
     # ------------------------------------------------------------------ lifecycle
@@ -188,9 +187,6 @@ class TransformersEngine(QueuedEngine):
                 "memory": mem}
 
     # ------------------------------------------------------------------ the generation thread: continuous
-    def _completed(self, id: int) -> bool:
-        return id in self._reported
-
     def _reset(self) -> None:
         """No running batch: no rows, no cache."""
         self._rows: list[_Row] = []
@@ -207,7 +203,7 @@ class TransformersEngine(QueuedEngine):
             new = self._take(free, block=not self._rows) if free else []
             if new is None:
                 return
-            self._reported = set()
+            self._reported.clear()
             cpu0 = time.thread_time()
             try:
                 with torch.inference_mode():
@@ -245,8 +241,7 @@ class TransformersEngine(QueuedEngine):
         for row, (r, tok) in enumerate(zip(new, first.tolist(), strict=True)):
             self.callbacks.on_first_token(r.id, [tok])
             if tok in self.eos or r.max_new_tokens <= 1:
-                self._reported.add(r.id)
-                self.callbacks.on_done(r.id, [tok])
+                self._done(r.id, [tok])
             else:
                 keep.append(row)
                 self._rows.append(_Row(r, tok))
@@ -284,8 +279,7 @@ class TransformersEngine(QueuedEngine):
         for i, (row, tok) in enumerate(zip(self._rows, self._next.tolist(), strict=True)):
             row.out.append(tok)
             if tok in self.eos or len(row.out) >= row.req.max_new_tokens:
-                self._reported.add(row.req.id)
-                self.callbacks.on_done(row.req.id, row.out)
+                self._done(row.req.id, row.out)
             else:
                 stay.append(i)
         if len(stay) == n:
@@ -321,7 +315,6 @@ class TransformersEngine(QueuedEngine):
         for row, r in enumerate(batch):
             ids[row, longest - len(r.prompt):] = torch.tensor(r.prompt, dtype=torch.long)
             mask[row, longest - len(r.prompt):] = 1
-        self._reported = set()
         streamer = _Streamer(self, batch)
         gen = copy.copy(self.gen_config)
         gen.max_new_tokens = n_new
@@ -342,7 +335,7 @@ class _Streamer:
     def __init__(self, engine: TransformersEngine, batch: list[GenerationRequest]):
         self.engine, self.batch = engine, batch
         self.cb = engine.callbacks
-        self.done = engine._reported
+        self.done = engine._reported  # what the engine reported done (``_done``) or failed
         self.seen_prompt = False
         self.steps = 0
         self.out: list[list[int]] = [[] for _ in batch]
@@ -363,17 +356,16 @@ class _Streamer:
             if first:
                 self.cb.on_first_token(r.id, [tok])
             if tok in eos or len(out) >= r.max_new_tokens:
-                self.done.add(r.id)
-                self.cb.on_done(r.id, out)
+                self.engine._done(r.id, out)
 
     def end(self) -> None:
         for row, r in enumerate(self.batch):  # generation stopped (every row ended): whatever is left is done
             if r.id not in self.done:
-                self.done.add(r.id)
                 if not self.out[row]:
+                    self.done.add(r.id)
                     self.cb.on_error(r.id, "the model generated no token")
                 else:
-                    self.cb.on_done(r.id, self.out[row])
+                    self.engine._done(r.id, self.out[row])
 
 
 def _select(cache: Any, idx: Any) -> None:

@@ -60,4 +60,4 @@ class VllmEngine(QueuedEngine):
         for r, out in zip(batch, outputs, strict=True):
             ids = list(out.outputs[0].token_ids)
             self.callbacks.on_first_token(r.id, ids[:1])
-            self.callbacks.on_done(r.id, ids)
+            self._done(r.id, ids)
