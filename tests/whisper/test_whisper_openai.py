@@ -155,6 +155,7 @@ def test_performance_without_a_tokenizer_reports_samples_not_tokens(infer, tones
     assert m["latency/p50_ms"] > 0 and m["sut/failed_requests"] == 0
     assert r["tests"]["performance"]["tokens_per_s_unavailable"].startswith("not available")
     assert "tokens/s: not available" in out and r["backend"]["concurrency"] == 3
+    assert "up to 3 requests in flight" in out and "up to 32" not in out  # --concurrency, not --batch-size's 32
     detail = (Path(r["run_dir"]) / "mlperf_log_detail.txt").read_text()
     assert '"requested_use_token_latencies", "value": true' not in detail  # LoadGen logs it only when on
 

@@ -150,8 +150,7 @@ def open_session(cfg: InferConfig, say) -> Session:
                  **({"batching": cfg.batching} if cfg.batching else {})}),
         kind=kind)
     say(f"loading the model into the {name} engine ({cfg.precision}, {cfg.device}, batch {bs}, {threads} threads)"
-        if kind == "text" else f"the {name} {kind} engine: up to {bs} requests in flight (--batch-size, "
-        "--concurrency)")
+        if kind == "text" else f"the {name} {kind} engine: {engine.info()['batching']}")  # its --concurrency
     relay = _Relay()
     engine.start(relay)
     try:
