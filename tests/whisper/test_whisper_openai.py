@@ -110,6 +110,14 @@ def test_client_failures_are_counted_by_kind(mode, kind):
     assert [k for k, _ in errors] == [kind] and info["failed"] == {kind: 1}, errors
 
 
+def test_a_transcription_requests_repr_holds_no_api_key(monkeypatch):
+    """Its headers (the key's Authorization line) are the request's own: printing the request must not show them."""
+    monkeypatch.setenv("MLBENCH_T_KEY", "sk-mlbench-repr-5a1")
+    eng = OpenAIEngine("http://127.0.0.1:9", "m", api="transcriptions", api_key_env="MLBENCH_T_KEY")
+    req = eng._audio_request(0, silent_wav(0.1), None, None)
+    assert b"Bearer sk-mlbench-repr-5a1" in req.head and "sk-mlbench-repr-5a1" not in repr(req)
+
+
 def test_probe_names_an_unknown_model():
     with ScriptedTranscriber() as srv, pytest.raises(MlbenchError, match="refused the request: HTTP 400") as e:
         OpenAIEngine(srv.url, "no-such-model", api="transcriptions").start()

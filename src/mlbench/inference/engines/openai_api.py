@@ -135,7 +135,8 @@ class _Request:
     on_done: Callable | None
     on_error: Callable | None
     submitted: float
-    head: bytes = b""  # the request line and headers (the engine's for /v1/completions when empty)
+    # the request line and headers (the engine's for /v1/completions when empty); they hold the API key: no repr
+    head: bytes = field(default=b"", repr=False)
     json_answer: bool = False  # a transcription: the answer is one JSON object, not a stream
     started: float = 0.0  # when the event loop took it up
     acquired: float = 0.0  # when it got a slot
