@@ -40,11 +40,12 @@ def _client(model_dir: str | Path | None, settings: EngineSettings, api: str) ->
 
 class OpenAIServerEngine:
     name = "openai"
+    api = "completions"
     streams = True  # first tokens are reported as they arrive
     counts_tokens = True
 
     def __init__(self, model_dir: str | Path | None, settings: EngineSettings):
-        self.client = _client(model_dir, settings, "completions")
+        self.client = _client(model_dir, settings, self.api)
         self.callbacks: GenerationCallbacks | None = None
 
     def start(self, callbacks: GenerationCallbacks) -> None:
@@ -75,23 +76,18 @@ class OpenAIServerEngine:
                 **self.client.describe()}
 
 
-class OpenAITranscriptionEngine:
+class OpenAITranscriptionEngine(OpenAIServerEngine):
     """Speech: each request's prompt is a WAV file (bytes), posted to ``/v1/audio/transcriptions``; the answer's text
     is what the task scores. Not streamed, so no first token is reported (``streams`` False: the harness then runs
     without token latencies). Token counts: the text tokenised with the tokenizer of the model directory when one
-    is given (``counts_tokens``), else none."""
+    is given (``counts_tokens``), else none (the counts are 0)."""
 
-    name = "openai"
+    api = "transcriptions"
     streams = False
 
     def __init__(self, model_dir: str | Path | None, settings: EngineSettings):
-        self.client = _client(model_dir, settings, "transcriptions")
+        super().__init__(model_dir, settings)
         self.counts_tokens = self.client.counts_tokens
-        self.callbacks: GenerationCallbacks | None = None
-
-    def start(self, callbacks: GenerationCallbacks) -> None:
-        self.callbacks = callbacks
-        self.probe = self.client.start()
 
     def submit(self, requests: list[GenerationRequest]) -> None:
         submit = self.client.submit_audio
@@ -99,20 +95,8 @@ class OpenAITranscriptionEngine:
             submit(r.id, r.prompt, on_done=self._done, on_error=self._error)
 
     def _done(self, rid: int, completion) -> None:
-        self.callbacks.on_done(rid, completion.token_ids, completion.token_count if self.counts_tokens else 0,
-                               text=completion.text)
-
-    def _error(self, rid: int, kind: str, message: str) -> None:
-        self.callbacks.on_error(rid, f"{kind}: {message}")
-
-    def flush(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        self.client.stop()
+        self.callbacks.on_done(rid, completion.token_ids, completion.token_count, text=completion.text)
 
     def info(self) -> dict[str, Any]:
-        return {"backend": "openai", "engine": "openai",
-                "batching": f"the server's own; mlbench keeps up to {self.client.concurrency} requests in flight",
-                "max_new_tokens": "the server's own limit (the transcription API has no max-tokens field)",
-                **self.client.describe()}
+        return {**super().info(),
+                "max_new_tokens": "the server's own limit (the transcription API has no max-tokens field)"}
