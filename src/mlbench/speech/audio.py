@@ -7,6 +7,7 @@ reference's conversion and mlbench's synthesis write) is read with the standard 
 
 from __future__ import annotations
 
+import io
 import wave
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -71,6 +72,13 @@ def write_wav(path: str | Path | BinaryIO, samples: np.ndarray, rate: int = SAMP
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes((pcm * 32768).astype("<i2").tobytes())
+
+
+def wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
+    """The WAV file ``write_wav`` writes, as bytes (what a transcription server is sent)."""
+    buf = io.BytesIO()
+    write_wav(buf, samples, rate)
+    return buf.getvalue()
 
 
 def resample(x: np.ndarray, src: int, dst: int = SAMPLE_RATE) -> np.ndarray:

@@ -22,7 +22,6 @@ in the reference's layout (:mod:`.data`); tiny, generated tone clips (``--data-d
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from mlbench.definition import Benchmark
 from mlbench.errors import ConfigError, DataError
 from mlbench.inference import inputs
 from mlbench.inference.task import TaskOptions
-from mlbench.speech.audio import WaveStore, write_wav
+from mlbench.speech.audio import WaveStore, wav_bytes
 
 SEED = 0  # random weights: the same model every run
 #: backends that send each sample to a server instead of running the model here (generate_run runs them)
@@ -47,29 +46,18 @@ class ClipStore(WaveStore):
     ``wav_files``: each loaded clip is kept as a WAV file instead (``prompt(i)``: what a server is sent)."""
 
     def __init__(self, clips: list[wdata.Clip], performance_count: int, window: int, wav_files: bool = False):
-        super().__init__(self._read_clip, len(clips), performance_count)
+        super().__init__(self._read_wav if wav_files else self._read_clip, len(clips), performance_count)
         self.clips = clips
         self.window = window
-        self._wav: dict[int, bytes] | None = {} if wav_files else None
 
     def _read_clip(self, index: int) -> np.ndarray:
         return wdata.read_clip(self.clips[index], self.window)
 
-    def load(self, indices: Sequence[int]) -> None:
-        if self._wav is None:
-            return super().load(indices)
-        for i in map(int, indices):
-            if i not in self._wav:
-                self._wav[i] = wav_bytes(self._read(i))
-
-    def unload(self, indices: Sequence[int]) -> None:
-        if self._wav is None:
-            return super().unload(indices)
-        for i in indices:
-            self._wav.pop(int(i), None)
+    def _read_wav(self, index: int) -> bytes:
+        return wav_bytes(self._read_clip(index))
 
     def prompt(self, index: int) -> bytes:
-        return self._wav[index]
+        return self._audio[index]
 
     def batch(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
         return {"audio": self.pad(self.waves(indices), self.window)}
@@ -231,10 +219,3 @@ class WhisperTask:
 
 def build_task(bench: Benchmark, opts: TaskOptions) -> WhisperTask:
     return WhisperTask(bench, opts)
-
-
-def wav_bytes(x: np.ndarray) -> bytes:
-    """A WAV file (16 kHz mono 16-bit PCM, as the reference's files) of the waveform ``x``."""
-    buf = io.BytesIO()
-    write_wav(buf, x)
-    return buf.getvalue()

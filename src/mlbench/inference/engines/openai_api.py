@@ -708,16 +708,11 @@ def _transcription(content_type: bytes, body: bytes) -> str:
 
 def silent_wav(seconds: float, rate: int = 16_000) -> bytes:
     """A WAV file (16-bit PCM mono) of ``seconds`` of silence."""
-    import io
-    import wave
+    import numpy as np
 
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"\0\0" * int(seconds * rate))
-    return buf.getvalue()
+    from mlbench.speech.audio import wav_bytes
+
+    return wav_bytes(np.zeros(int(seconds * rate), np.float32), rate)
 
 
 def _detail(body: bytes) -> str:
