@@ -224,12 +224,8 @@ class TransformersEngine(QueuedEngine):
         from transformers import DynamicCache
 
         dev = self.device
-        longest = max(len(r.prompt) for r in new)
-        ids = torch.full((len(new), longest), self.pad, dtype=torch.long)
-        mask = torch.zeros((len(new), longest), dtype=torch.long)
-        for row, r in enumerate(new):
-            ids[row, longest - len(r.prompt):] = torch.tensor(r.prompt, dtype=torch.long)
-            mask[row, longest - len(r.prompt):] = 1
+        ids, mask = left_padded([r.prompt for r in new], self.pad)
+        longest = ids.shape[1]
         ids, mask = ids.to(dev), mask.to(dev)
         cache = DynamicCache(config=self.model.config)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
@@ -249,7 +245,7 @@ class TransformersEngine(QueuedEngine):
             return
         if len(keep) < len(new):
             idx = torch.tensor(keep, device=dev)
-            _select(cache, idx)
+            cache.batch_select_indices(idx)
             mask, first = mask.index_select(0, idx), first.index_select(0, idx)
         if self._cache is None:
             self._cache, self._mask, self._next = cache, mask, first
@@ -288,7 +284,7 @@ class TransformersEngine(QueuedEngine):
             self._reset()
             return
         idx = torch.tensor(stay, device=self.device)
-        _select(self._cache, idx)
+        self._cache.batch_select_indices(idx)
         self._mask, self._next = self._mask.index_select(0, idx), self._next.index_select(0, idx)
         self._rows = [self._rows[i] for i in stay]
         self._trim()
@@ -308,13 +304,9 @@ class TransformersEngine(QueuedEngine):
         """Generate ``batch`` together (left-padded), reporting first tokens and completions as they happen."""
         import torch
 
-        longest = max(len(r.prompt) for r in batch)
+        ids, mask = left_padded([r.prompt for r in batch], self.pad)
+        longest = ids.shape[1]
         n_new = max(r.max_new_tokens for r in batch)
-        ids = torch.full((len(batch), longest), self.pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), longest), dtype=torch.long)
-        for row, r in enumerate(batch):
-            ids[row, longest - len(r.prompt):] = torch.tensor(r.prompt, dtype=torch.long)
-            mask[row, longest - len(r.prompt):] = 1
         streamer = _Streamer(self, batch)
         gen = copy.copy(self.gen_config)
         gen.max_new_tokens = n_new
@@ -368,10 +360,18 @@ class _Streamer:
                     self.engine._done(r.id, self.out[row])
 
 
-def _select(cache: Any, idx: Any) -> None:
-    """Keep the rows ``idx`` of a DynamicCache (in that order)."""
-    for layer in cache.layers:
-        layer.keys, layer.values = layer.keys.index_select(0, idx), layer.values.index_select(0, idx)
+def left_padded(prompts: list[list[int]], pad: int) -> tuple[Any, Any]:
+    """(token ids, attention mask) of ``prompts`` as rows padded on the left with ``pad`` to the longest (CPU
+    int64 tensors; the mask is 1 where a row holds a prompt token)."""
+    import torch
+
+    longest = max(map(len, prompts))
+    ids = torch.full((len(prompts), longest), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), longest), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        ids[row, longest - len(p):] = torch.tensor(p, dtype=torch.long)
+        mask[row, longest - len(p):] = 1
+    return ids, mask
 
 
 def _left_pad(x: Any, width: int) -> Any:
