@@ -29,7 +29,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from llm_offline_overhead import SPEC, build
+from llm_offline_overhead import SPEC, build, generate_batches
 
 MODES = ("continuous", "static")
 
@@ -83,20 +83,7 @@ def hf_generate_batch(model_dir: Path, prompts: list[list[int]], a: argparse.Nam
                            max_new_tokens=a.max_new_tokens)
 
     def static() -> list[list[int]]:
-        outs = []
-        for i in range(0, len(prompts), a.batch_size):
-            batch = prompts[i:i + a.batch_size]
-            longest = max(map(len, batch))
-            ids = torch.full((len(batch), longest), eos, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for r, p in enumerate(batch):
-                ids[r, longest - len(p):] = torch.tensor(p)
-                mask[r, longest - len(p):] = 1
-            with torch.inference_mode():
-                out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen)
-            for row in out[:, longest:].tolist():
-                outs.append(row[:next((k + 1 for k, t in enumerate(row) if t == eos), len(row))])
-        return outs
+        return generate_batches(model, prompts, a.batch_size, gen, eos)
 
     def paged(config: ContinuousBatchingConfig | None) -> list[list[int]]:
         res = model.generate_batch(prompts, generation_config=gen, continuous_batching_config=config,

@@ -60,26 +60,30 @@ def plain(model_dir: Path, prompts: list[list[int]], bs: int, new: int, threads:
                            bos_token_id=0, max_new_tokens=new)
 
     def run() -> int:
-        tokens = 0
-        for i in range(0, len(prompts), bs):
-            batch = prompts[i:i + bs]
-            longest = max(map(len, batch))
-            ids = torch.full((len(batch), longest), 1, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for r, p in enumerate(batch):
-                ids[r, longest - len(p):] = torch.tensor(p)
-                mask[r, longest - len(p):] = 1
-            with torch.inference_mode():
-                out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen)
-            for row in out[:, longest:].tolist():
-                tokens += next((k + 1 for k, t in enumerate(row) if t == 1), len(row))
-        return tokens
+        return sum(map(len, generate_batches(model, prompts, bs, gen, eos=1)))
 
     run()  # untimed warm-up over the same batches (CPU kernels are slow on the first call of a shape), as the
     # harness warms up on its first batch
     t0, c0 = time.perf_counter(), time.thread_time()
     tokens = run()
     return tokens / (time.perf_counter() - t0), tokens / (time.thread_time() - c0)
+
+
+def generate_batches(model, prompts: list[list[int]], bs: int, gen, eos: int) -> list[list[int]]:
+    """``model.generate`` over ``prompts`` in left-padded batches of ``bs`` (padded with ``eos``), each output cut
+    after its first ``eos``."""
+    import torch
+
+    from mlbench.inference.engines.hf import left_padded
+
+    outs = []
+    for i in range(0, len(prompts), bs):
+        ids, mask = left_padded(prompts[i:i + bs], eos)
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen)
+        for row in out[:, ids.shape[1]:].tolist():
+            outs.append(row[:next((k + 1 for k, t in enumerate(row) if t == eos), len(row))])
+    return outs
 
 
 def harness(model_dir: Path, data: Path, samples: int, bs: int, new: int, threads: int, out: Path) -> float:
