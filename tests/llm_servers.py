@@ -115,25 +115,68 @@ class TransformersServer:
         self._out.close()
 
 
-class ScriptedServer:
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 (keep-alive), no access log; ``_send`` one whole answer, ``_json`` one as JSON."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, code, content_type, raw):
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _json(self, code, obj):
+        return self._send(code, "application/json", json.dumps(obj).encode())
+
+
+class _LocalServer:
+    """What the scripted servers share: a threaded standard-library HTTP server on 127.0.0.1 (``url``), closed by
+    ``close`` or the ``with`` block's end, which also sets ``stop`` (a handler stalling on purpose then ends)."""
+
+    def __init__(self):
+        self.seen: list[dict] = []  # each request's headers
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def _serve(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 128  # many connections at once (the default 5 drops some: a 1 s retry)
+
+        self.httpd = Server(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ScriptedServer(_LocalServer):
     """A streaming /v1/completions on 127.0.0.1 that answers by ``mode`` (see the module's text). ``seen``: the
     headers of each request; ``max_in_flight``: the most requests it served at once."""
 
     def __init__(self, mode: str = "ok", *, tokens: int = 4, delay: float = 0.0):
         assert mode in MODES
+        super().__init__()
         self.mode, self.tokens, self.delay = mode, tokens, delay
-        self.seen: list[dict] = []
         self.in_flight = self.max_in_flight = 0
-        self.stop = threading.Event()
-        self._lock = threading.Lock()
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(_Handler):
             def do_GET(self):  # noqa: N802
                 self._json(200, {"object": "list", "data": [{"id": "tiny", "object": "model"}]})
 
@@ -149,14 +192,6 @@ class ScriptedServer:
                 finally:
                     with outer._lock:
                         outer.in_flight -= 1
-
-            def _json(self, code, obj):
-                raw = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
 
             def _chunk(self, data: bytes):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
@@ -198,31 +233,13 @@ class ScriptedServer:
                 self._chunk(b"data: [DONE]\n\n")
                 self._chunk(b"")
 
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 128  # many connections at once (the default 5 drops some: a 1 s retry)
-
-        self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def __enter__(self) -> ScriptedServer:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        self._serve(Handler)
 
 
 TRANSCRIBER_MODES = ("ok", "500", "html", "notext", "stall", "cut", "flaky")
 
 
-class ScriptedTranscriber:
+class ScriptedTranscriber(_LocalServer):
     """``POST /v1/audio/transcriptions`` on 127.0.0.1. ``answers``: WAV file bytes -> the text to answer (others get
     ``"?"``); ``model``: the one model it serves (another name: HTTP 400, as transformers serve answers). ``mode``
     applies from request number ``fail_from`` on (the earlier ones, e.g. the client's probe, are answered): ok, 500,
@@ -233,20 +250,13 @@ class ScriptedTranscriber:
     def __init__(self, mode: str = "ok", *, answers: dict[bytes, str] | None = None, model: str = "whisper-tiny",
                  fail_from: int = 0):
         assert mode in TRANSCRIBER_MODES
+        super().__init__()
         self.mode, self.answers, self.model, self.fail_from = mode, answers or {}, model, fail_from
         self.files: list[bytes] = []
         self.fields: list[dict[str, str]] = []
-        self.seen: list[dict] = []
-        self.stop = threading.Event()
-        self._lock = threading.Lock()
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(_Handler):
             def do_POST(self):  # noqa: N802
                 raw = self.rfile.read(int(self.headers["Content-Length"]))
                 boundary = re.search(r"boundary=(\S+)", self.headers.get("Content-Type", ""))
@@ -290,32 +300,4 @@ class ScriptedTranscriber:
                     return None
                 return self._json(200, {"text": outer.answers.get(wav, "?")})
 
-            def _json(self, code, obj):
-                return self._send(code, "application/json", json.dumps(obj).encode())
-
-            def _send(self, code, content_type, raw):
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 128
-
-        self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def __enter__(self) -> ScriptedTranscriber:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        self._serve(Handler)
