@@ -258,7 +258,7 @@ def run_test(s: Session, plan: settings.Plan, outdir: Path, audit_config: Path |
     if not counted:
         m.pop("throughput/tokens_per_s", None)
         m.pop("sut/tokens_per_sample", None)
-        test["tokens_per_s_unavailable"] = s.backend.info().get("token_count_source")
+        test["tokens_per_s_unavailable"] = info.get("token_count_source")
     if s.sut.failed:
         test["loadgen_valid"] = False
         test["loadgen_reasons"].append(
