@@ -90,10 +90,9 @@ class TokenSUT:
             except BaseException as exc:  # noqa: BLE001 - reported by the runner after LoadGen returns
                 self.error = self.error or exc
                 return self.on_error(id, f"{type(exc).__name__}: {exc}")
-            n = len(token_ids) if token_count is None else int(token_count)
         else:
             arr = np.asarray(token_ids, dtype=np.int32)
-            n = len(arr) if token_count is None else int(token_count)
+        n = len(token_ids) if token_count is None else int(token_count)
         with self._lock:
             first = id not in self._first_sent  # an engine that reported no first token: it comes with the output
             self._first_sent.discard(id)
