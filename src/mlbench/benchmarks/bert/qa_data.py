@@ -20,9 +20,10 @@ entries), answered by the span D. Dev keeps the first 2,000 questions, train the
 with D = ``a <adjective> <noun> that <verb>s <noun>``, over a 24-word headword list and small word lists, definitions drawn afresh for every
 context so that only reading the context answers the question; 1,024 train and 64 dev questions.
 
-Both are deterministic (fixed seeds), cached under ``cache_dir("data", "bert-qa", "<size>-v1")`` with a
+Both are deterministic (fixed seeds), cached under ``cache_dir("data", "bert-qa", "<size>-v2")`` with a
 WordPiece ``vocab.txt`` trained on the train split (``tokenizers``), and come with the F1 of a lexical
-baseline on the dev split (:func:`lexical_baseline`), so that a model's F1 can be read against it.
+baseline on the dev split (:func:`lexical_baseline`) and of question-blind answers (:func:`trivial_answers`: the
+whole context, its first sentence, ...), so that a model's F1 can be read against both.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from mlbench.benchmarks.bert import squad
 from mlbench.data import download, folders
 from mlbench.errors import DataError
 
-VERSION = "v1"
+VERSION = "v2"  # v2: baseline.json carries the trivial answers' scores too
 WORDNET_DIRS = ("/usr/share/wordnet",)
 WORDNET_HINT = ("install Debian's wordnet-base (apt-get install wordnet-base), which puts data.noun under "
                 "/usr/share/wordnet, or pass --data-dir DIR holding data.noun")
@@ -70,16 +71,23 @@ def dataset_dir(size: str, data_dir: str | None = None) -> Path:
     write_squad(dev, tmp / "dev-v1.1.json")
     build_vocab(squad_texts(train), tmp / "vocab.txt", vocab_size=vocab_size)
     examples = squad.parse_squad(dev, source=str(dest / "dev-v1.1.json"))
-    base = squad.evaluate(examples, lexical_baseline(dev))
-    (tmp / "baseline.json").write_text(json.dumps({"method": "lexical (see qa_data.lexical_baseline)", **base},
-                                                  indent=1))
+    (tmp / "baseline.json").write_text(json.dumps(baseline_scores(dev, examples), indent=1))
     folders.replace_dir(tmp, dest)  # an older set of mlbench's; never a folder it did not make
     return dest
 
 
 def baseline(size: str, data_dir: str | None = None) -> dict:
-    """The lexical baseline's exact match and F1 (percent) on the dev split of ``size``."""
+    """The lexical baseline's exact match and F1 (percent) on the dev split of ``size``, with ``trivial``: the
+    scores of every question-blind answer of :func:`trivial_answers` (name -> exact_match, f1)."""
     return json.loads((dataset_dir(size, data_dir) / "baseline.json").read_text())
+
+
+def baseline_scores(dev: dict, examples: list[squad.Example] | None = None) -> dict:
+    """What ``baseline.json`` holds: the lexical baseline's scores on ``dev`` and every trivial answer's."""
+    examples = examples if examples is not None else squad.parse_squad(dev, source="dev")
+    trivial = {name: squad.evaluate(examples, preds) for name, preds in trivial_answers(dev).items()}
+    return {"method": "lexical (see qa_data.lexical_baseline)", **squad.evaluate(examples, lexical_baseline(dev)),
+            "trivial": trivial, "best_trivial_f1": max(t["f1"] for t in trivial.values())}
 
 
 def write_squad(obj: dict, path: Path) -> None:
@@ -271,7 +279,42 @@ def tiny_squad(*, seed: int = 0) -> tuple[dict, dict]:
     return out["train"], out["dev"]
 
 
-# ---------------------------------------------------------------------------------------------- baseline
+# ---------------------------------------------------------------------------------------------- baselines
+def _first_sentence(words: list[str]) -> list[str]:
+    out = []
+    for w in words:
+        out.append(w)
+        if w.endswith((".", '."', "?", "!")):
+            break
+    return out
+
+
+def trivial_answers(doc: dict) -> dict[str, dict[str, str]]:
+    """Question-blind answers (name -> predictions): what a model must beat to show that it reads the question.
+
+    Every question of a context gets the same answer: the whole context; its first sentence; that sentence less
+    its first two words (``X is`` of ``X is D.``); that sentence from the word after its first link word (is,
+    means, called, ...) on; the context's first 8 words.
+    """
+    out: dict[str, dict[str, str]] = {name: {} for name in TRIVIAL}
+    for article in doc["data"]:
+        for para in article["paragraphs"]:
+            words = para["context"].split()
+            first = _first_sentence(words)
+            link = next((i for i, w in enumerate(first) if w in _LINK or _norm_word(w) in _LINK), None)
+            after_link = first[link + 1:] if link is not None and link + 1 < len(first) else first
+            answers = {"whole context": words, "first sentence": first, "first sentence less 2 words": first[2:],
+                       "first sentence after its first link word": after_link, "first 8 words": words[:8]}
+            for qa in para["qas"]:
+                for name in TRIVIAL:
+                    out[name][qa["id"]] = " ".join(answers[name])
+    return out
+
+
+TRIVIAL = ("whole context", "first sentence", "first sentence less 2 words", "first sentence after its first link word",
+           "first 8 words")
+
+
 _STOP = frozenset("what is does mean meant by the meaning of a an to it".split())
 _LINK = frozenset("is means mean called : , -".split())
 
@@ -300,10 +343,5 @@ def lexical_baseline(doc: dict) -> dict[str, str]:
                 j = best_at + width
                 while j < len(words) and (words[j] in _LINK or _norm_word(words[j]) in _LINK):
                     j += 1
-                answer = []
-                for w in words[j:]:
-                    answer.append(w)
-                    if w.endswith((".", '."', "?", "!")):
-                        break
-                predictions[qa["id"]] = " ".join(answer)
+                predictions[qa["id"]] = " ".join(_first_sentence(words[j:]))
     return predictions
