@@ -82,6 +82,20 @@ def test_no_model_and_no_training(tmp_path):
         task.model()
 
 
+def test_cached_qa_model_reused_only_for_its_recipe():
+    dest = inference.download.cache_dir("models", "bert-tiny-qa.pt")
+    vocab = qa_data.dataset_dir("tiny") / "vocab.txt"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(b"weights")
+    meta = {"vocab_sha256": inference.download.sha256_file(vocab), "start_from": "random initialisation",
+            "settings": inference.finetune_settings(TINY)}
+    dest.with_suffix(".result.json").write_text(json.dumps(meta))
+    assert inference.qa_checkpoint(TINY, _quiet(train_if_missing=False)) == dest
+    dest.with_suffix(".result.json").write_text(json.dumps({**meta, "settings": {**meta["settings"], "steps": 1}}))
+    with pytest.raises(MlbenchError, match="no fine-tuned BERT tiny QA model"):  # another recipe: not reused
+        inference.qa_checkpoint(TINY, _quiet(train_if_missing=False))
+
+
 def test_reference_mode_with_user_weights(tmp_path):
     root = write_squad_dir(tmp_path / "squad")
     n_vocab = len((root / "vocab.txt").read_text().splitlines())

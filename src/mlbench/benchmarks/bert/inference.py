@@ -28,7 +28,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -325,9 +325,10 @@ def qa_checkpoint(bench: Benchmark, opts: TaskOptions) -> Path:
     meta = dest.with_suffix(".result.json")
     if dest.is_file() and meta.is_file():
         done = json.loads(meta.read_text())
-        # reuse unless the vocabulary changed or a pre-trained encoder has appeared since it was fine-tuned
-        if done.get("vocab_sha256") == vocab_sha and (done.get("start_from") != "random initialisation"
-                                                       or pretrained_vocab(bench) is None):
+        # reuse unless the vocabulary or the recipe changed or a pre-trained encoder has appeared since it was
+        # fine-tuned
+        if (done.get("vocab_sha256") == vocab_sha and done.get("settings") == finetune_settings(bench)
+                and (done.get("start_from") != "random initialisation" or pretrained_vocab(bench) is None)):
             return dest
     if not opts.train_if_missing:
         raise MlbenchError(f"no fine-tuned BERT {bench.size} QA model in {dest}",
@@ -339,11 +340,22 @@ def qa_checkpoint(bench: Benchmark, opts: TaskOptions) -> Path:
     return dest
 
 
+def finetune_settings(bench: Benchmark) -> dict:
+    """The fine-tuning recipe of ``bench`` (:data:`FINETUNE`, overridden by a ``squad_finetune`` hparams dict); a
+    cached QA model made with other settings is fine-tuned again."""
+    return {**FINETUNE.get(bench.size, FINETUNE["mini"]), **bench.hparams.get("squad_finetune", {})}
+
+
 def finetune(bench: Benchmark, train_file: Path, vocab: Path, dest: Path, *, say=print,
-             settings: dict | None = None) -> dict:
+             settings: dict | None = None, pretrained: bool = True,
+             on_step: Callable[[int, QAModel], None] | None = None) -> dict:
     """Fine-tune the QA model on a SQuAD v1.1 train file (AdamW, linear warm-up then linear decay, cross
-    entropy on start and end positions) and save its state dict to ``dest``; returns what was done."""
-    s = {**FINETUNE.get(bench.size, FINETUNE["mini"]), **bench.hparams.get("squad_finetune", {}), **(settings or {})}
+    entropy on start and end positions) and save its state dict to ``dest``; returns what was done.
+
+    ``pretrained=False`` starts from random initialisation even where a masked-LM encoder is cached;
+    ``on_step(step, model)`` (experiments: ``benchmarks/bert_qa_sweep.py``) is called before the first step
+    (0) and after every step (1, 2, ...)."""
+    s = {**finetune_settings(bench), **(settings or {})}
     hp = bench.hparams
     tokenizer = squad.load_tokenizer(vocab)
     examples = squad.read_squad(train_file)
@@ -353,7 +365,7 @@ def finetune(bench: Benchmark, train_file: Path, vocab: Path, dest: Path, *, say
     with torch.random.fork_rng():
         torch.manual_seed(s["seed"])
         model = QAModel(hp["model"])
-    encoder = pretrained_encoder(bench)
+    encoder = pretrained_encoder(bench) if pretrained else None
     start_from = "random initialisation"
     if encoder is not None:
         try:
@@ -379,6 +391,8 @@ def finetune(bench: Benchmark, train_file: Path, vocab: Path, dest: Path, *, say
     t0 = time.perf_counter()
     order = torch.randperm(len(feats), generator=g)
     pos, loss_avg = 0, None
+    if on_step is not None:
+        on_step(0, model)
     for step in range(steps):
         if pos + bs > len(order):
             order, pos = torch.randperm(len(feats), generator=g), 0
@@ -397,6 +411,8 @@ def finetune(bench: Benchmark, train_file: Path, vocab: Path, dest: Path, *, say
         loss_avg = value if loss_avg is None else 0.9 * loss_avg + 0.1 * value
         if (step + 1) % max(1, steps // 5) == 0 or step + 1 == steps:
             say(f"  step {step + 1}/{steps}  loss {loss_avg:.3f}  ({time.perf_counter() - t0:.0f} s)")
+        if on_step is not None:
+            on_step(step + 1, model)
     seconds = time.perf_counter() - t0
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
