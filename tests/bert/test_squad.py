@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 from bert_support import small_squad, write_squad_dir
 
 from mlbench.benchmarks.bert import qa_data, squad
+from mlbench.benchmarks.bert.definition import MINI, MINI_QA_BEST_TRIVIAL_F1, MINI_QA_LEXICAL_F1
 from mlbench.errors import DataError
 
 
@@ -222,3 +224,31 @@ def test_mini_construction_from_wordnet_format(tmp_path):
     assert not asked(dev_ex) & asked(train_ex)  # split by headword
     base = squad.evaluate(dev_ex, qa_data.lexical_baseline(dev))
     assert 20 < base["f1"] < 100
+
+
+def test_trivial_answers_are_question_blind():
+    context = "Cat is a small animal. Dog: a loyal animal. For example, \"the dog barks\"."
+    doc = qa_data._document([(context, [("What is cat?", "a small animal", 7),
+                                        ("What is dog?", "a loyal animal", 28)])], "t", "q-")
+    got = qa_data.trivial_answers(doc)
+    assert set(got) == set(qa_data.TRIVIAL)
+    assert all(len(set(preds.values())) == 1 for preds in got.values())  # one answer for every question
+    assert got["whole context"]["q-000000"] == context
+    assert got["first sentence"]["q-000001"] == "Cat is a small animal."
+    assert got["first sentence less 2 words"]["q-000000"] == "a small animal."
+    assert got["first sentence after its first link word"]["q-000000"] == "a small animal."
+    scores = qa_data.baseline_scores(doc)
+    assert scores["f1"] == 100.0  # the lexical reader finds both
+    assert scores["best_trivial_f1"] == max(t["f1"] for t in scores["trivial"].values()) < 100.0
+
+
+@pytest.mark.skipif(not Path(qa_data.WORDNET_DIRS[0], "data.noun").is_file(), reason="needs Debian's wordnet-base")
+def test_mini_targets_beyond_every_trivial_answer():
+    _, dev = qa_data.mini_squad(qa_data.wordnet_file())
+    scores = qa_data.baseline_scores(dev)
+    assert scores["questions"] == qa_data.MINI_DEV_QUESTIONS
+    # the figures the definition quotes are the data's
+    assert scores["f1"] == pytest.approx(MINI_QA_LEXICAL_F1, abs=0.01)
+    assert scores["best_trivial_f1"] == pytest.approx(MINI_QA_BEST_TRIVIAL_F1, abs=0.01)
+    for target in (MINI.inference_target, *MINI.inference_targets.values()):
+        assert all(target > t["f1"] + 10 for t in scores["trivial"].values())

@@ -77,6 +77,11 @@ SMALL = {
     "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
 }
 
+# F1 on the mini QA dev questions of the lexical reader and of the best question-blind answer (the whole context),
+# from qa_data.baseline("mini") (baseline.json; tests/bert check these against the data built from WordNet)
+MINI_QA_LEXICAL_F1 = 78.89
+MINI_QA_BEST_TRIVIAL_F1 = 28.51
+
 MINI = REFERENCE.derive(
     model_files=(),
     size="mini",
@@ -97,16 +102,21 @@ MINI = REFERENCE.derive(
     hparams={"model": SMALL, "seq_len": 128, "max_predictions": 20, "eval_samples": 2_000,
              "dupe_factor": 5, "train_shards": 4,  # 74,415 training examples from python3.11-doc (12 s to build)
              "lr": 0.01, "warmup_steps": 100, "training_steps": 200_000 // 64,
-             "squad_seq_len": 128, "squad_query_len": 32, "squad_stride": 64},
+             "squad_seq_len": 128, "squad_query_len": 32, "squad_stride": 64,
+             "squad_max_answer_len": 64},  # definitions run to 48 tokens with the mini vocabulary (30 cut them)
     input_shape=(128,),
-    # The mini QA model (fine-tuned 160 steps from the seed-0 masked-LM checkpoint) scored F1 22.14 (EM 3.4) on the
-    # 2,000 dev questions; 1,500 steps gave 24.3-24.9, so the small encoder, not the fine-tuning, limits it. The
-    # lexical baseline scores F1 78.9 on the same questions (qa_data.lexical_baseline): mini measures the serving
-    # stack against its own fp32 model, as MLPerf's 99% targets do, not question answering skill.
-    inference_target=0.99 * 22.14,
-    inference_targets={"99": 0.99 * 22.14, "99.9": 0.999 * 22.14},
-    inference_target_source="mlbench mini: 99% (or 99.9%) of the fp32 mini QA model's measured F1 22.14 "
-                            "(a lexical baseline scores 78.9 on the same questions)",
+    # The mini QA model (fine-tuned 160 steps from the seed-0 masked-LM checkpoint) scores F1 ~25 on the 2,000 dev
+    # questions; question-blind answers score up to MINI_QA_BEST_TRIVIAL_F1 (the whole context) and the lexical
+    # reader MINI_QA_LEXICAL_F1 (qa_data.baseline("mini"); tests check both figures against the data). Longer
+    # fine-tuning (600-1,200 steps, lr 3e-4/1e-3, with or without the pre-trained encoder) stayed at F1 26-28:
+    # the model learns where definitions start, not which one the question asks for. The target is the lexical
+    # reader's, as MLPerf's are 99% of a reference: no trivial answer reaches it, and today's model does not.
+    inference_target=0.99 * MINI_QA_LEXICAL_F1,
+    inference_targets={"99": 0.99 * MINI_QA_LEXICAL_F1, "99.9": 0.999 * MINI_QA_LEXICAL_F1},
+    inference_target_source=f"mlbench mini: 99% (or 99.9%) of the F1 of a lexical reader on the same 2,000 questions "
+                            f"({MINI_QA_LEXICAL_F1}, qa_data.lexical_baseline); question-blind answers score at most "
+                            f"{MINI_QA_BEST_TRIVIAL_F1} and the fine-tuned mini model about 25, so it does not reach "
+                            "it (README: BERT)",
     inference_metric="f1",
     performance_sample_count=1024,
     notes="open division: a small BERT on offline prose, not comparable with MLPerf results",

@@ -207,7 +207,9 @@ class BertTask:
         return list(self.interface().outputs) or None
 
     def info(self) -> dict:
-        return {"model_file": {**self.interface().info(), "file": self.opts.weights}}
+        pre = (f"SQuAD v1.1 features as the reference's create_squad_data.py (WordPiece, seq {self.seq_len}, query "
+               f"{self.query_len}, stride {self.stride})")
+        return {"model_file": {**self.interface().info(), "pre_processing": pre, "file": self.opts.weights}}
 
     # ------------------------------------------------------------------ data
     def files(self) -> tuple[Path, Path]:
