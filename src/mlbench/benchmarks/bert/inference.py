@@ -378,43 +378,47 @@ def finetune(bench: Benchmark, train_file: Path, vocab: Path, dest: Path, *, say
                             f"delete {download.cache_dir('models', f'{bench.name}-{bench.size}.pt')} and run "
                             f"`mlbench train bert --size {bench.size}` again") from exc
         start_from = f"the masked-LM encoder ({len(missing.missing_keys)} QA weights new)"
-    model.train()
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": s["weight_decay"]},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=s["lr"])
-    steps, bs, warm = s["steps"], s["batch_size"], s["warmup"]
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: min((i + 1) / max(1, warm), max(0.0, (steps - i) / max(1, steps - warm))))
-    ids, mask, types = (torch.from_numpy(getattr(feats, n)) for n in INPUT_NAMES)
-    sp, ep = torch.from_numpy(feats.start_positions), torch.from_numpy(feats.end_positions)
-    say(f"fine-tuning BERT {bench.size} QA from {start_from}: {len(examples)} questions, {len(feats)} features, "
-        f"{steps} steps of {bs}")
-    t0 = time.perf_counter()
-    order = torch.randperm(len(feats), generator=g)
-    pos, loss_avg = 0, None
-    if on_step is not None:
-        on_step(0, model)
-    for step in range(steps):
-        if pos + bs > len(order):
-            order, pos = torch.randperm(len(feats), generator=g), 0
-        b = order[pos:pos + bs]
-        pos += bs
-        width = int(mask[b].sum(1).max())  # trim padding: training cost follows the real lengths
-        start, end = model(ids[b, :width], mask[b, :width], types[b, :width])
-        loss = (nn.functional.cross_entropy(start, sp[b].clamp(max=width - 1))
-                + nn.functional.cross_entropy(end, ep[b].clamp(max=width - 1))) / 2
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        value = float(loss.detach())
-        loss_avg = value if loss_avg is None else 0.9 * loss_avg + 0.1 * value
-        if (step + 1) % max(1, steps // 5) == 0 or step + 1 == steps:
-            say(f"  step {step + 1}/{steps}  loss {loss_avg:.3f}  ({time.perf_counter() - t0:.0f} s)")
+    # dropout draws from torch's global generator: seeded here, so that a seed gives one model, and the caller's
+    # generator is left as it was
+    with torch.random.fork_rng():
+        torch.manual_seed(s["seed"] + 1)
+        model.train()
+        decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+        no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": s["weight_decay"]},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=s["lr"])
+        steps, bs, warm = s["steps"], s["batch_size"], s["warmup"]
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda i: min((i + 1) / max(1, warm), max(0.0, (steps - i) / max(1, steps - warm))))
+        ids, mask, types = (torch.from_numpy(getattr(feats, n)) for n in INPUT_NAMES)
+        sp, ep = torch.from_numpy(feats.start_positions), torch.from_numpy(feats.end_positions)
+        say(f"fine-tuning BERT {bench.size} QA from {start_from}: {len(examples)} questions, {len(feats)} features, "
+            f"{steps} steps of {bs}")
+        t0 = time.perf_counter()
+        order = torch.randperm(len(feats), generator=g)
+        pos, loss_avg = 0, None
         if on_step is not None:
-            on_step(step + 1, model)
+            on_step(0, model)
+        for step in range(steps):
+            if pos + bs > len(order):
+                order, pos = torch.randperm(len(feats), generator=g), 0
+            b = order[pos:pos + bs]
+            pos += bs
+            width = int(mask[b].sum(1).max())  # trim padding: training cost follows the real lengths
+            start, end = model(ids[b, :width], mask[b, :width], types[b, :width])
+            loss = (nn.functional.cross_entropy(start, sp[b].clamp(max=width - 1))
+                    + nn.functional.cross_entropy(end, ep[b].clamp(max=width - 1))) / 2
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            value = float(loss.detach())
+            loss_avg = value if loss_avg is None else 0.9 * loss_avg + 0.1 * value
+            if (step + 1) % max(1, steps // 5) == 0 or step + 1 == steps:
+                say(f"  step {step + 1}/{steps}  loss {loss_avg:.3f}  ({time.perf_counter() - t0:.0f} s)")
+            if on_step is not None:
+                on_step(step + 1, model)
     seconds = time.perf_counter() - t0
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
