@@ -33,5 +33,8 @@ def prepare(cfg: PrepareConfig, say) -> list[Path]:
     if not bench.is_reference:
         qa = qa_data.dataset_dir(cfg.size)
         say(f"BERT {cfg.size} question answering set (SQuAD v1.1 format) in {qa}")
+        base = qa_data.baseline(cfg.size)
+        say(f"  dev F1 to read a model's against: lexical reader {base['f1']:.1f}, best question-blind answer "
+            f"{base['best_trivial_f1']:.1f} (baseline.json)")
         written.append(qa)
     return written
