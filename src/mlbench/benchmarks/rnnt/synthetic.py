@@ -117,19 +117,26 @@ _SPLIT_VOICES = {
 }
 
 
-def _speech_job(i: int, split: str, seed: int, tmp: Path) -> tuple[np.ndarray, str]:
+def speech_draw(i: int, split: str, seed: int) -> tuple[np.random.Generator, str, tuple]:
+    """Utterance ``i`` of ``split``: its generator (left where the audio's finishing draws start), its text and
+    its voice: ``("espeak-ng", accent, variant, speed, pitch)`` or ``("flite", voice, stretch, f0)``."""
     rng = np.random.default_rng([seed, i, 0 if split == "train" else 1])
     words = [VOCABULARY[k] for k in rng.integers(0, len(VOCABULARY), rng.integers(1, 4))]
-    text = " ".join(words)
-    out = tmp / f"{split}-{i}.wav"
     v = _SPLIT_VOICES["train" if split == "train" else "dev"]
-    if rng.random() < 0.75:  # espeak-ng
-        x = _espeak(text, str(rng.choice(v.espeak)), str(rng.choice(v.variants)), int(rng.integers(*v.speed)),
-                    int(rng.integers(*v.pitch)), out)
+    if rng.random() < 0.75:
+        voice: tuple = ("espeak-ng", str(rng.choice(v.espeak)), str(rng.choice(v.variants)),
+                        int(rng.integers(*v.speed)), int(rng.integers(*v.pitch)))
     else:
-        x = _flite(text, str(rng.choice(v.flite)), float(rng.uniform(*v.stretch)), int(rng.integers(*v.f0)), out)
+        voice = ("flite", str(rng.choice(v.flite)), float(rng.uniform(*v.stretch)), int(rng.integers(*v.f0)))
+    return rng, " ".join(words), voice
+
+
+def _speech_job(i: int, split: str, seed: int, tmp: Path) -> tuple[np.ndarray, str]:
+    rng, text, voice = speech_draw(i, split, seed)
+    out = tmp / f"{split}-{i}.wav"
+    x = _espeak(text, *voice[1:], out) if voice[0] == "espeak-ng" else _flite(text, *voice[1:], out)
     out.unlink(missing_ok=True)
-    return _finish(x, rng, v.snr_db), text
+    return _finish(x, rng, _SPLIT_VOICES["train" if split == "train" else "dev"].snr_db), text
 
 
 def _tone_job(i: int, split: str, seed: int) -> tuple[np.ndarray, str]:
