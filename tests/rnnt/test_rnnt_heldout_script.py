@@ -48,3 +48,21 @@ def test_voice_names_keep_the_held_out_split():
 
 def test_word_classes():
     assert [rnnt_heldout.word_class(w) for w in ("seven", "q", "stop")] == ["digit", "letter", "command"]
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    (("--low", "1.5", "--high", "1.2"), "need 0.5 <= --low <= --high <= 2.0"),
+    (("--high", "nan"), "need 0.5 <= --low <= --high <= 2.0"),
+    (("--source", "SOURCE"), "holds no generated mini data"),
+    (("--out-exists",), "exists: name a new folder"),
+])
+def test_shift_flite_refuses_bad_options(tmp_path, args, error):
+    out = tmp_path / "out"
+    if args == ("--out-exists",):
+        out.mkdir()
+        args = ()
+    args = tuple(str(tmp_path / "empty") if a == "SOURCE" else a for a in args)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rnnt_shift_flite.py"), str(out), *args],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2 and error in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "out" / "train-wav").exists()
