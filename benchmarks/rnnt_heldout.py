@@ -7,7 +7,8 @@ on 300 training utterances (voices the model trains on: the gap between the two 
 costs), and at the end the held-out WER per voice (espeak-ng accent and variant, flite voice, recomputed from
 the generator's draws) and the share of each word class (digits, letters, commands) that the hypotheses miss.
 ``--hp KEY=VALUE`` (repeatable; the value as JSON) changes one of mini's hyper-parameters, e.g. ``--hp
-speed=true`` (the reference's speed perturbation), ``--hp freq_warp=0.15``, ``--hp enc_n_hid=256``.
+speed=false`` (no speed perturbation: mini's recipe before issue 26), ``--hp freq_warp=0.15``, ``--hp
+enc_n_hid=256``.
 
     OMP_NUM_THREADS=1 python benchmarks/rnnt_heldout.py --seed 1 --epochs 12 --train-eval-every 3
 """

@@ -66,3 +66,13 @@ def test_shift_flite_refuses_bad_options(tmp_path, args, error):
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 2 and error in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "out" / "train-wav").exists()
+
+
+def test_mini_recipe_perturbs_speed_and_tiny_does_not():
+    """Issue 26: mini trains with the reference's speed perturbation (its target set from runs with it); tiny,
+    derived from mini, keeps cached features for fast tests."""
+    from mlbench.benchmarks.rnnt.definition import MINI, TINY
+
+    assert MINI.hparams["speed"] and (MINI.hparams["speed_min"], MINI.hparams["speed_max"]) == (0.85, 1.15)
+    assert not TINY.hparams["speed"]
+    assert MINI.target == 0.45 and MINI.inference_target == pytest.approx(1 - 0.99 * (1 - MINI.target))

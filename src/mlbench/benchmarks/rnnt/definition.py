@@ -74,7 +74,7 @@ MINI = REFERENCE.derive(
     size="mini",
     division="open",
     description="a small RNN-T (plus mlbench's auxiliary CTC loss) on speech synthesised with espeak-ng and flite "
-                "(closed vocabulary)",
+                "(closed vocabulary), speed-perturbed in training",
     dataset="generated (synthetic.py, data v2): 1-3 words of digits, letters and commands; 6,000 training utterances "
             "from espeak-ng (6 accents x 63 voice variants, pitch 0-99, 100-230 words/min) and flite (awb, rms, "
             "kal16, kal) with noise at 8-35 dB SNR; 300 evaluation utterances from held-out voices only "
@@ -84,20 +84,23 @@ MINI = REFERENCE.derive(
     # ctc_weight: mlbench's addition for mini (tiny inherits it, to test it), not the reference's (which has none): a linear CTC head on the encoder,
     # its loss (x 0.3) added to the RNN-T loss, so that the encoder learns from the audio from the first epochs
     # instead of after the transcript prior; decoding is still the RNN-T's greedy search (the head is unused there).
-    target=0.62,
-    target_source="mlbench mini: WER <= 0.62 on held-out voices: espeak-ng's en-us-nyc and en-gb-x-gbcwmd accents "
-                  "with variants m2/m4/f2/f4 and flite's slt, none of which trains. Measured with the auxiliary CTC "
-                  "loss (data v2, OMP_NUM_THREADS=1, 2 seeds side by side, busy shared machine; "
-                  "benchmarks/seed_sweep.py): 5 of 5 seeds reached it at epoch 5 of 12 (random seeds 143949021, "
-                  "973535398, 184225538, 1871540429: WER 0.557, 0.571, 0.615, 0.584; seed 1: 0.541, then 0.454 at "
-                  "epoch 6). Without it: seeds 1/2/3 "
-                  "WER 0.537/0.579/0.588 at epoch 10 (reach 0.62 at epochs 7/9/10; a random seed of make run missed "
-                  "it at 0.677); training voices (seed 1): 0.32. Before (data v1: 2,000 utterances of ~20 voices, "
-                  "30 epochs): 0.505-0.586 held out, ~0.03 on training voices. Feature time stretch and mel warp of "
-                  "+-10% (seed 1) slowed learning: 0.659 at epoch 10, so they stay off",
+    # speed perturbation (the reference's, 0.85-1.15 of the waveform's rate, features recomputed every epoch): the
+    # held-out voice that fails most (flite's slt, female, where every flite training voice is male) is a vocal
+    # tract the training voices lack; resampling moves the formants (issue 26, benchmarks/rnnt_heldout.py)
+    target=0.45,
+    target_source="mlbench mini: WER <= 0.45 on held-out voices: espeak-ng's en-us-nyc and en-gb-x-gbcwmd accents "
+                  "with variants m2/m4/f2/f4 and flite's slt, none of which trains. Measured with speed "
+                  "perturbation (issue 26; benchmarks/rnnt_heldout.py, data v2, OMP_NUM_THREADS=1, loaded shared "
+                  "machine): seeds 1 and 2 reach it at epoch 7 of 12 (0.432, 0.439), then 0.394 at epoch 8 and "
+                  "0.341 / 0.346 at epoch 12 (2 seeds; the 10-seed sweep pending). Without it (the previous recipe, "
+                  "target 0.62): 0.62 at epoch 5 for 5 of 5 seeds, and trained on, 0.387 at epoch 12 for seeds 1 "
+                  "and 2 (flite slt 0.78, the espeak-ng held-out accents 0.18-0.30; training voices 0.10-0.12). "
+                  "Without the CTC loss: 0.62 only at epochs 7-10, and a random seed of make run missed it at "
+                  "0.677. Before (data v1: 2,000 utterances of ~20 voices, 30 epochs): 0.505-0.586 held out. "
+                  "Feature time stretch and mel warp stay off (slower learning, no better by epoch 4)",
     runs_required=1,
-    # With the CTC loss the measured seeds reach the target at epoch 5 (without it: epochs 7-10); the 12-epoch
-    # budget is kept, so a slower seed has 7 more epochs (at the decaying LR, which does not depend on the budget).
+    # The measured seeds reach the target at epoch 7 and are at 0.34-0.35 by epoch 12: a slower seed has 5 more
+    # epochs (at the decaying LR, which does not depend on the budget).
     max_epochs=12,
     batch_size=32,
     hparams={
@@ -107,11 +110,11 @@ MINI = REFERENCE.derive(
         "pred_n_hid": 96, "pred_rnn_layers": 1, "pred_dropout": 0.1, "joint_n_hid": 160, "joint_dropout": 0.1,
         "weights_init_scale": 1.0, "lr": 0.01, "warmup_epochs": 0.3, "hold_epochs": 4.5, "lr_exp_gamma": 0.6,
         "ema": 0.0, "ctc_weight": 0.3,
-        "speed": False, "time_masks": 2, "max_freq": 10, "cache_features": True, "num_buckets": 4,
+        "speed": True, "time_masks": 2, "max_freq": 10, "cache_features": True, "num_buckets": 4,
     },
-    inference_target=1 - 0.99 * (1 - 0.62),  # 99% of the mini target's accuracy (1 - WER), as MLPerf forms it
-    inference_targets={"99": 1 - 0.99 * (1 - 0.62)},
-    inference_target_source="mlbench mini: 99% of the training target's accuracy (1 - WER), WER <= 0.6238",
+    inference_target=1 - 0.99 * (1 - 0.45),  # 99% of the mini target's accuracy (1 - WER), as MLPerf forms it
+    inference_targets={"99": 1 - 0.99 * (1 - 0.45)},
+    inference_target_source="mlbench mini: 99% of the training target's accuracy (1 - WER), WER <= 0.4555",
     performance_sample_count=300,
     notes="open division: smaller model and synthetic data",
 )
@@ -127,7 +130,7 @@ TINY = MINI.derive(
     batch_size=16,
     hparams={"train_samples": 320, "eval_samples": 48, "synth": "tones", "enc_n_hid": 64, "pred_n_hid": 32,
              "joint_n_hid": 64, "weights_init_scale": 0.5, "lr": 0.02, "warmup_epochs": 1, "hold_epochs": 4,
-             "lr_exp_gamma": 0.8, "time_masks": 0,
+             "lr_exp_gamma": 0.8, "time_masks": 0, "speed": False,
              "num_buckets": 2},
     inference_target=0.9,
     inference_targets={"99": 0.9},
