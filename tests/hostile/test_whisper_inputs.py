@@ -88,6 +88,8 @@ CASES = [  # through the CLI: exit code, one line, no traceback, nothing valid
     Case("wav-not-audio", TINY, 1, "cannot read audio file", setup=_clips(_not_audio)),
     Case("model-dir-without-processor", REF, 1, "has no preprocessor_config.json",
          setup=_model_dir(_no_processor)),
+    Case("size-mini-not-trained", ("infer", "whisper", "--size", "mini", "--quick", "--output-dir", "{tmp}/runs"), 1,
+         "whisper --size mini is not available yet"),
     Case("backend-onnxruntime", TINY + ("--backend", "onnxruntime"), 2, "whisper has no ONNX Runtime backend",
          setup=_clips()),
 ]
