@@ -193,3 +193,13 @@ def test_train_says_inference_only_before_making_anything(tmp_path, capsys):
     code = main(["train", "whisper", "--size", "tiny", "--output-dir", str(tmp_path / "runs")])
     assert code == 1 and "inference only" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_mini_lists_no_target_and_no_model_dir_it_would_refuse():
+    """whisper --size mini refuses to run (no mini model is trained here): `mlbench list` gives it no accuracy
+    target (none is measured; it was RNN-T mini's old 0.62) and does not tell the user to pass --model-dir."""
+    from mlbench.cli.list import rows
+
+    mini = next(r for r in rows() if (r["benchmark"], r["size"]) == ("whisper", "mini"))
+    assert mini["inference_target"] is None and mini["inference_targets"] == {}
+    assert "--model-dir" not in mini["dataset"]

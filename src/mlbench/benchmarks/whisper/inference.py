@@ -15,8 +15,8 @@ tokens (without it no tokens/s is reported) and the window the clips are checked
 
 Models: reference, ``--model-dir``: the user's Hugging Face Whisper directory (large-v3), or ``--weights random``
 (large-v3's shape, random weights, tokenizer made here: throughput only); tiny, random weights of a very small
-Whisper; mini, ``--model-dir`` (mlbench has no trained mini model yet). Data: reference and mini, ``--data-dir``
-in the reference's layout (:mod:`.data`); tiny, generated tone clips (``--data-dir`` to use another set).
+Whisper; mini refuses to run (mlbench has no trained mini model yet). Data: reference, ``--data-dir`` in the
+reference's layout (:mod:`.data`); tiny, generated tone clips (``--data-dir`` to use another set).
 """
 
 from __future__ import annotations
