@@ -101,11 +101,16 @@ def main() -> None:
                    help="evaluate on 300 training utterances every N epochs too (0: at the end only)")
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="change a mini hyper-parameter")
     p.add_argument("--data-dir", default=None, help="mini's data (default: generated in mlbench's cache)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader worker processes that read, speed-perturb and featurise the batches (default: "
+                        "mlbench's automatic count, as `mlbench train`; the batches do not depend on it)")
     a = p.parse_args()
     if not 1 <= a.epochs <= 1000:
         p.error("--epochs must be between 1 and 1000")
     if a.train_eval_every < 0:
         p.error("--train-eval-every must be 0 or more")
+    if a.workers is not None and not 0 <= a.workers <= 64:
+        p.error("--workers must be between 0 and 64")
     mini = registry.sizes("rnnt")["mini"]
     hp = parse_hparams(p, a.hp, mini.hparams)
     bench = mini.derive(hparams=hp) if hp else mini
@@ -114,13 +119,13 @@ def main() -> None:
     wl = RNNTWorkload(bench)
     model = wl.build_model()
     data = wl.build_data(DataSpec(batch_size=bench.batch_size, eval_batch_size=64, seed=a.seed, data_dir=a.data_dir,
-                                  workers=0))
+                                  workers=a.workers))
     steps = len(data.train)
     opt, sched = wl.build_optimizer(model, OptimArgs(global_batch_size=bench.batch_size, steps_per_epoch=steps,
                                                      epochs=a.epochs))
     ctx = StepContext(device=torch.device("cpu"))
     seen = sdata.SpeechBatches(data.train.utts[:TRAIN_VOICE_UTTERANCES], 64, train=False, rank=0, world=1, seed=0,
-                               hp=bench.hparams, cache=True)
+                               hp=bench.hparams, cache=True, workers=data.train.workers)
     print(f"seed {a.seed}, {sum(x.numel() for x in model.parameters()):,} parameters, {steps} steps per epoch, "
           f"changes {hp or 'none'}; load average {os.getloadavg()[0]:.1f}", flush=True)
     start, held = time.time(), []

@@ -23,6 +23,7 @@ import rnnt_heldout  # noqa: E402
     (("--hp", "enc_n_hid=true"), "enc_n_hid is int (192), not bool"),
     (("--epochs", "0"), "--epochs must be between 1 and 1000"),
     (("--train-eval-every", "-1"), "--train-eval-every must be 0 or more"),
+    (("--workers", "-1"), "--workers must be between 0 and 64"),
 ])
 def test_bad_options_get_one_line(args, error):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rnnt_heldout.py"), *args],
