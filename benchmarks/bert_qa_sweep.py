@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import tempfile
 import time
@@ -64,7 +65,7 @@ def main() -> int:
     ap.add_argument("--heads", type=int, default=None)
     ap.add_argument("--tie-qk", action="store_true")
     args = ap.parse_args()
-    torch.set_num_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "1")))
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
     hp = dict(MINI.hparams)
     model_cfg = dict(hp["model"])
