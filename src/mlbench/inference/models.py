@@ -7,6 +7,7 @@ Any benchmark's ``inference`` module uses it."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -26,18 +27,21 @@ WEIGHTS_HINT = "pass a state dict of the same model and size (as mlbench train s
 
 
 def trained_checkpoint(bench: Benchmark, opts: TaskOptions) -> Path:
-    """The cached model of ``mlbench train <bench.name> --size <bench.size>``; trained first when missing."""
+    """The cached model of ``mlbench train <bench.name> --size <bench.size>``; trained first when missing, or
+    again when it was trained toward another target than the size's current one."""
     dest = download.cache_dir("models", f"{bench.name}-{bench.size}.pt")
-    if dest.is_file():
+    stale = _other_target(bench, dest) if dest.is_file() else None
+    if dest.is_file() and stale is None:
         return dest
     if not opts.train_if_missing:
-        raise MlbenchError(f"no trained {bench.name} {bench.size} model in {dest}",
+        raise MlbenchError(f"no trained {bench.name} {bench.size} model in {dest}" + (f" ({stale})" if stale else ""),
                            f"run `mlbench train {bench.name} --size {bench.size}` first, or drop "
                            "--no-train-if-missing, or pass --weights")
     from mlbench.config import TrainConfig
     from mlbench.training import runner
 
-    opts.say(f"no cached {bench.size} model: training one first (mlbench train {bench.name} --size {bench.size})")
+    opts.say(f"{f'the cached {bench.size} model is stale ({stale})' if stale else f'no cached {bench.size} model'}: "
+             f"training one first (mlbench train {bench.name} --size {bench.size})")
     cfg = TrainConfig(benchmark=bench.name, size=bench.size, device="cpu", seed=0, data_dir=opts.data_dir,
                       output_dir=str(download.cache_dir("models", "training-runs")))
     result = runner.execute(cfg, say_prefix="  [train] ")
@@ -57,6 +61,20 @@ def trained_checkpoint(bench: Benchmark, opts: TaskOptions) -> Path:
     shutil.copyfile(run_dir / "result.json", dest.with_suffix(".result.json"))
     opts.say(f"model cached at {dest} (sha256 {hashlib.sha256(dest.read_bytes()).hexdigest()[:12]})")
     return dest
+
+
+def _other_target(bench: Benchmark, dest: Path) -> str | None:
+    """Why the cached model ``dest`` no longer serves ``bench``: the result.json kept beside it names another
+    training target (the size's target moved since, as RNN-T mini's did from WER 0.62 to 0.45); None when it
+    names this one or none."""
+    try:
+        quality = json.loads(dest.with_suffix(".result.json").read_text()).get("quality") or {}
+        was = quality.get("target")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(was, (int, float)) or was == bench.target:
+        return None
+    return f"trained toward {quality.get('metric', bench.metric)} {was:g}, the target is now {bench.metric} {bench.target:g}"
 
 
 def find_weights(bench: Benchmark, opts: TaskOptions, *, files: str, reference: Callable[[], Path],
