@@ -16,6 +16,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import rnnt_heldout  # noqa: E402
 
 
+def _script(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), *args], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
 @pytest.mark.parametrize(("args", "error"), [
     (("--hp", "bogus=1"), "--hp 'bogus=1': expected KEY=VALUE"),
     (("--hp", "speed"), "--hp 'speed': expected KEY=VALUE"),
@@ -26,8 +31,7 @@ import rnnt_heldout  # noqa: E402
     (("--workers", "-1"), "--workers must be between 0 and 64"),
 ])
 def test_bad_options_get_one_line(args, error):
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rnnt_heldout.py"), *args],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = _script("rnnt_heldout.py", *args)
     assert proc.returncode == 2 and error in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
@@ -63,8 +67,7 @@ def test_shift_flite_refuses_bad_options(tmp_path, args, error):
         out.mkdir()
         args = ()
     args = tuple(str(tmp_path / "empty") if a == "SOURCE" else a for a in args)
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rnnt_shift_flite.py"), str(out), *args],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = _script("rnnt_shift_flite.py", str(out), *args)
     assert proc.returncode == 2 and error in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "out" / "train-wav").exists()
 
