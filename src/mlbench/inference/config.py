@@ -34,8 +34,8 @@ class CommonInferConfig:
                              "<name>-99 and <name>-99.9); default: the first (see `mlbench list`)")
     backend: str = opt("pytorch", "inference backend; language models: a generation engine (transformers: in-process, "
                        "the default, which pytorch also means for them; vllm: when vLLM is installed; openai: an "
-                       "OpenAI-compatible server already running, see --endpoint; whisper: pytorch, null or openai, "
-                       "the server's /v1/audio/transcriptions)", choices=BACKENDS)
+                       "OpenAI-compatible server already running, see --endpoint; speech-to-text: pytorch, null or "
+                       "openai, the server's /v1/audio/transcriptions)", choices=BACKENDS)
     device: str = opt("cpu", "cpu, cuda or cuda:N (auto: cuda when available)")
     precision: str = opt("fp32", "numeric precision: bf16/fp16 autocast (pytorch), int8 static "
                          "quantization (onnxruntime)", choices=PRECISIONS)
@@ -86,8 +86,8 @@ class CommonInferConfig:
     train_if_missing: bool = opt(True, "mini/tiny: train the model first when no checkpoint is cached")
     # --backend openai: a server already running generates; mlbench measures (inference/engines/openai_engine.py)
     endpoint: str | None = opt(None, "--backend openai: the OpenAI-compatible server's base URL, e.g. "
-                               "http://127.0.0.1:8000 (its /v1/completions is streamed; whisper: each sample is "
-                               "posted as a WAV file to its /v1/audio/transcriptions)")
+                               "http://127.0.0.1:8000 (its /v1/completions is streamed; speech-to-text: each sample "
+                               "is posted as a WAV file to its /v1/audio/transcriptions)")
     api_model: str | None = opt(None, "--backend openai: the model name the server serves (GET /v1/models)")
     concurrency: int | None = opt(None, "--backend openai: most requests in flight at once; default: the "
                                   "scenario's batch size (--batch-size)", min=1, max=100_000)

@@ -123,7 +123,7 @@ def harness(cfg: InferConfig):
     if cfg.backend in ENGINES:
         from mlbench.errors import ConfigError
 
-        raise ConfigError(f"--backend {cfg.backend} runs language models (and whisper); {cfg.benchmark} is not "
+        raise ConfigError(f"--backend {cfg.backend} runs language models (and speech-to-text); {cfg.benchmark} is not "
                           "one", "use --backend pytorch, onnxruntime or null")
     if cfg.batching:
         from mlbench.errors import ConfigError

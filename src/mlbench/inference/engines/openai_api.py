@@ -707,12 +707,18 @@ def _transcription(content_type: bytes, body: bytes) -> str:
 
 
 def silent_wav(seconds: float, rate: int = 16_000) -> bytes:
-    """A WAV file (16-bit PCM mono) of ``seconds`` of silence."""
-    import numpy as np
+    """A WAV file (16-bit PCM mono) of ``seconds`` of silence: the probe's clip. Written here with the standard
+    library's ``wave`` (mlbench.speech, where clips are written from samples, is a layer above inference)."""
+    import io
+    import wave
 
-    from mlbench.speech.audio import wav_bytes
-
-    return wav_bytes(np.zeros(int(seconds * rate), np.float32), rate)
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(bytes(2 * int(seconds * rate)))
+    return buf.getvalue()
 
 
 def _detail(body: bytes) -> str:
