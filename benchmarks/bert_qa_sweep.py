@@ -65,7 +65,19 @@ def main() -> int:
     ap.add_argument("--heads", type=int, default=None)
     ap.add_argument("--tie-qk", action="store_true")
     args = ap.parse_args()
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    try:
+        seeds = [int(x) for x in args.seeds.split(",")]
+    except ValueError:
+        ap.error(f"--seeds {args.seeds!r}: give comma-separated integers, e.g. 0,1,2")
+    for name in ("steps", "batch_size", "every", "dev_questions", "layers", "heads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.lr is not None and not 0 < args.lr < 1:
+        ap.error("--lr must be between 0 and 1")
+    threads = os.environ.get("OMP_NUM_THREADS", "1")
+    if not threads.isdigit() or int(threads) < 1:
+        ap.error(f"OMP_NUM_THREADS={threads!r}: set a positive whole number of threads")
+    torch.set_num_threads(int(threads))
 
     hp = dict(MINI.hparams)
     model_cfg = dict(hp["model"])
@@ -92,7 +104,7 @@ def main() -> int:
     settings = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("batch_size", args.batch_size),
                                   ("warmup", args.warmup)) if v is not None}
     finals = []
-    for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in seeds:
         curve: list[tuple[int, float]] = []
         cpu0 = time.process_time()
 

@@ -73,3 +73,15 @@ def test_device_smoke_fails_a_command_that_cannot_run(tmp_path):
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("FAIL mlbench train dlrm") and "no result.json" in lines[0] and "cuda" in lines[0]
     assert "skipped: the 0 s budget was spent" in lines[-2] and "0 of 4 commands passed" in lines[-1]
+
+
+@pytest.mark.parametrize(("args", "env", "error"), [
+    (("--seeds", "0,x"), {}, "give comma-separated integers"),
+    (("--steps", "0"), {}, "--steps must be at least 1"),
+    (("--lr", "nan"), {}, "--lr must be between 0 and 1"),
+    ((), {"OMP_NUM_THREADS": "two"}, "set a positive whole number of threads"),
+], ids=["bad-seeds", "zero-steps", "nan-lr", "bad-threads"])
+def test_bert_qa_sweep_refuses_bad_options(args, env, error):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bert_qa_sweep.py"), *args],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, **env})
+    assert proc.returncode == 2 and error in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
