@@ -96,6 +96,26 @@ def test_cached_qa_model_reused_only_for_its_recipe():
         inference.qa_checkpoint(TINY, _quiet(train_if_missing=False))
 
 
+def test_cached_qa_model_not_reused_after_its_encoder_changed(monkeypatch):
+    dest = inference.download.cache_dir("models", "bert-tiny-qa.pt")
+    encoder = inference.download.cache_dir("models", "bert-tiny.pt")
+    vocab = qa_data.dataset_dir("tiny") / "vocab.txt"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(b"weights")
+    encoder.write_bytes(b"encoder one")
+    monkeypatch.setattr(inference, "pretrained_vocab", lambda bench: vocab)
+    meta = {"vocab_sha256": inference.download.sha256_file(vocab), "settings": inference.finetune_settings(TINY),
+            "encoder_sha256": inference.download.sha256_file(encoder)}
+    dest.with_suffix(".result.json").write_text(json.dumps(meta))
+    try:
+        assert inference.qa_checkpoint(TINY, _quiet(train_if_missing=False)) == dest
+        encoder.write_bytes(b"encoder two")  # `mlbench train bert --size tiny` made another one
+        with pytest.raises(MlbenchError, match="no fine-tuned BERT tiny QA model"):
+            inference.qa_checkpoint(TINY, _quiet(train_if_missing=False))
+    finally:
+        encoder.unlink()
+
+
 def test_reference_mode_with_user_weights(tmp_path):
     root = write_squad_dir(tmp_path / "squad")
     n_vocab = len((root / "vocab.txt").read_text().splitlines())

@@ -324,20 +324,22 @@ def qa_checkpoint(bench: Benchmark, opts: TaskOptions) -> Path:
     data = qa_data.dataset_dir(bench.size, opts.data_dir)
     vocab = pretrained_vocab(bench) or data / "vocab.txt"
     vocab_sha = download.sha256_file(vocab)
+    encoder = download.cache_dir("models", f"{bench.name}-{bench.size}.pt")
+    encoder_sha = download.sha256_file(encoder) if pretrained_vocab(bench) is not None else None
     meta = dest.with_suffix(".result.json")
     if dest.is_file() and meta.is_file():
         done = json.loads(meta.read_text())
-        # reuse unless the vocabulary or the recipe changed or a pre-trained encoder has appeared since it was
-        # fine-tuned
+        # reuse unless the vocabulary, the recipe or the masked-LM encoder it started from (appeared, replaced or
+        # gone) changed since it was fine-tuned
         if (done.get("vocab_sha256") == vocab_sha and done.get("settings") == finetune_settings(bench)
-                and (done.get("start_from") != "random initialisation" or pretrained_vocab(bench) is None)):
+                and done.get("encoder_sha256") == encoder_sha):
             return dest
     if not opts.train_if_missing:
         raise MlbenchError(f"no fine-tuned BERT {bench.size} QA model in {dest}",
                            "drop --no-train-if-missing so that it is fine-tuned first, or pass --weights")
     opts.say(f"no cached BERT {bench.size} QA model: fine-tuning one on the {bench.size} QA train split")
     result = finetune(bench, data / "train-v1.1.json", vocab, dest, say=opts.say)
-    result["vocab_sha256"] = vocab_sha
+    result["vocab_sha256"], result["encoder_sha256"] = vocab_sha, encoder_sha
     meta.write_text(json.dumps(result, indent=1))
     return dest
 
