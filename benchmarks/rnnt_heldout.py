@@ -50,28 +50,21 @@ def word_class(word: str) -> str:
 
 
 @torch.no_grad()
-def breakdown(workload, net, batches) -> dict[str, dict[str, float]]:
+def breakdown(workload, net, batches, ctx) -> dict[str, dict[str, float]]:
     """Held-out WER per voice and per speaker group (accent or flite voice), and per word class the share of
     reference words absent from the hypothesis."""
     net.eval()
-    tok = workload.tokenizer
     counts: dict[str, dict[str, list[int]]] = {k: defaultdict(lambda: [0, 0]) for k in ("voice", "group", "missed")}
-    i = 0
-    for b in batches:
-        labels, n = net.greedy(b["feats"], b["feat_lens"], max_symbols=workload.bench.hparams["max_symbols"])
-        for j in range(len(n)):
-            hyp = tok.decode(labels[j, : int(n[j])].tolist())
-            ref = tok.decode(b["tokens"][j, : int(b["token_lens"][j])].tolist())
-            e, w = word_errors(hyp, ref)
-            voice = voice_name(i)
-            for key, name in (("voice", voice), ("group", voice.split("+")[0])):
-                counts[key][name][0] += e
-                counts[key][name][1] += w
-            for word in ref.split():
-                c = counts["missed"][word_class(word)]
-                c[0] += word not in hyp.split()
-                c[1] += 1
-            i += 1
+    for i, (hyp, ref) in enumerate(workload.transcripts(net, batches, ctx, workload.tokenizer)):
+        e, w = word_errors(hyp, ref)
+        voice = voice_name(i)
+        for key, name in (("voice", voice), ("group", voice.split("+")[0])):
+            counts[key][name][0] += e
+            counts[key][name][1] += w
+        for word in ref.split():
+            c = counts["missed"][word_class(word)]
+            c[0] += word not in hyp.split()
+            c[1] += 1
     return {k: {name: e / w for name, (e, w) in sorted(v.items()) if w} for k, v in counts.items()}
 
 
@@ -145,7 +138,7 @@ def main() -> None:
             line += f", training voices {wl.evaluate(model, seen, ctx)[0]['wer']:.4f}"
         print(f"{line} ({(time.time() - t) / 60:.2f} min; load average {os.getloadavg()[0]:.1f})", flush=True)
     trained = wl.evaluate(model, seen, ctx)[0]["wer"]
-    parts = breakdown(wl, model, data.eval)
+    parts = breakdown(wl, model, data.eval, ctx)
     for key, title in (("group", "held-out WER by accent / voice"), ("voice", "held-out WER by voice"),
                        ("missed", "share of words missed by class")):
         print(f"{title}: " + ", ".join(f"{k} {v:.2f}" for k, v in parts[key].items()))

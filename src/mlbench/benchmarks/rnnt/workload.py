@@ -193,6 +193,17 @@ class RNNTWorkload(Workload):
         return loss, {}
 
     @torch.no_grad()
+    def transcripts(self, net, batches, ctx: StepContext, tok):
+        """(hypothesis, reference) text of each utterance of ``batches``, in order: ``net``'s greedy decoding."""
+        for batch in batches:
+            batch = self.to_device(batch, ctx)
+            with ctx.amp():
+                labels, counts = net.greedy(batch["feats"], batch["feat_lens"],
+                                            max_symbols=self.bench.hparams["max_symbols"])
+            for j in range(len(counts)):
+                yield (tok.decode(labels[j, : int(counts[j])].tolist()),
+                       tok.decode(batch["tokens"][j, : int(batch["token_lens"][j])].tolist()))
+
     def evaluate(self, model, batches, ctx: StepContext) -> tuple[dict[str, float], int]:
         net = checkpoint.unwrap(model)  # the shadow's keys are the plain model's (no DDP or compile prefix)
         net.eval()
@@ -209,16 +220,9 @@ class RNNTWorkload(Workload):
                 raise NonFinite(f"the weights being evaluated hold NaN or infinity ({', '.join(bad[:3])}"
                                 f"{', ...' if len(bad) > 3 else ''}): the predictions are not scored, and the run has "
                                 "no result", HINT)
-            for batch in batches:
-                batch = self.to_device(batch, ctx)
-                with ctx.amp():
-                    labels, counts = net.greedy(batch["feats"], batch["feat_lens"],
-                                                max_symbols=self.bench.hparams["max_symbols"])
-                for j in range(len(counts)):
-                    hyp = tok.decode(labels[j, : int(counts[j])].tolist())
-                    ref = tok.decode(batch["tokens"][j, : int(batch["token_lens"][j])].tolist())
-                    e, n = word_errors(hyp, ref)
-                    errors, words, count = errors + e, words + n, count + 1
+            for hyp, ref in self.transcripts(net, batches, ctx, tok):
+                e, n = word_errors(hyp, ref)
+                errors, words, count = errors + e, words + n, count + 1
         finally:
             if saved is not None:
                 net.load_state_dict(saved)
